@@ -1,0 +1,109 @@
+// Package policy is oomguard's pure decision core: it turns a Snapshot of
+// the machine into decisions (which trigger fired, which victim to kill) and
+// does no I/O of any kind.
+package policy
+
+import "time"
+
+// Snapshot is everything the policy knows about the machine at one instant.
+// Event sources and readers build it; the policy only reads it.
+type Snapshot struct {
+	// Time is when the snapshot was taken. Policies use it, never a clock.
+	Time time.Time
+	// Memory is the system-wide /proc/meminfo state.
+	Memory Memory
+	// Pressure holds system-wide PSI (/proc/pressure/*).
+	Pressure Pressures
+	// RefaultFile is the cumulative workingset_refault_file counter of
+	// /proc/vmstat (or of the scope's memory.stat when scoped); -1 if unknown.
+	RefaultFile int64
+	// Scopes holds the memory state of each scoped cgroup, in --scope order.
+	// It is empty when oomguard runs unscoped.
+	Scopes []ScopeMemory
+	// Processes are the processes that may be considered, already restricted
+	// to the scopes. It is only filled when a decision needs a victim.
+	Processes []Process
+	// SelfPID is oomguard's own PID, never a victim.
+	SelfPID int
+}
+
+// Memory is system-wide memory in bytes, from /proc/meminfo.
+type Memory struct {
+	Total     uint64
+	Available uint64
+	SwapTotal uint64
+	SwapFree  uint64
+}
+
+// Pressure is one PSI line ("some" or "full") of a pressure file.
+type Pressure struct {
+	Avg10, Avg60, Avg300 float64 // percent of wall time stalled
+	Total                uint64  // cumulative stall, microseconds
+}
+
+// PressureFile is one pressure file: its "some" and "full" lines. Full is
+// absent (Valid false) in /proc/pressure/cpu on older kernels.
+type PressureFile struct {
+	Some, Full Pressure
+	Valid      bool
+}
+
+// Pressures is the memory, io and cpu pressure of the system or a cgroup.
+type Pressures struct {
+	Memory, IO, CPU PressureFile
+}
+
+// ScopeMemory is the memory state of one scoped cgroup.
+type ScopeMemory struct {
+	// Path is the cgroup directory.
+	Path string
+	// Usage is memory.usage_in_bytes (v1) or memory.current (v2).
+	Usage uint64
+	// Limit is memory.limit_in_bytes (v1) or memory.max (v2); 0 if none.
+	Limit uint64
+	// High is v2 memory.high; 0 if none or v1.
+	High uint64
+	// ReclaimableFile is the inactive file cache that reclaim can drop
+	// (v1 total_inactive_file, v2 inactive_file).
+	ReclaimableFile uint64
+	// RefaultFile is the cumulative workingset_refault_file of the cgroup;
+	// -1 if unknown.
+	RefaultFile int64
+	// OOMKills is the kernel's oom_kill counter for the cgroup; -1 if unknown.
+	OOMKills int64
+	// Pressure is the cgroup's own PSI, where the kernel has it.
+	Pressure Pressures
+}
+
+// Process is one process (thread group) as the policy sees it.
+type Process struct {
+	PID  int
+	PPID int
+	// StartTime is field 22 of /proc/PID/stat (clock ticks since boot). With
+	// PID it identifies the process across PID reuse.
+	StartTime uint64
+	UID       int
+	Comm      string
+	// Cmdline is /proc/PID/cmdline with NULs turned into spaces.
+	Cmdline string
+	// State is the state letter of /proc/PID/stat (R, S, D, Z, T, X, …).
+	State byte
+	// RSS is VmRSS in bytes; Swap is VmSwap; PageTables is VmPTE.
+	RSS, Swap, PageTables uint64
+	// OOMScoreAdj is /proc/PID/oom_score_adj, -1000…1000.
+	OOMScoreAdj int
+	// Cgroup is the process's cgroup path as written in /proc/PID/cgroup for
+	// the hierarchy of its scope (v2, or the v1 memory controller).
+	Cgroup string
+	// KernelThread is true for kernel threads (no mm, PF_KTHREAD).
+	KernelThread bool
+	// Exiting is true when the process is already dying (PF_EXITING, or
+	// state Z or X).
+	Exiting bool
+	// MMGroup identifies the address space: processes with the same non-zero
+	// MMGroup share one mm (checked with kcmp KCMP_VM). Zero means no mm.
+	MMGroup int
+	// VforkChild is true for a process that shares its parent's mm because
+	// it was vforked and has not exec'd yet.
+	VforkChild bool
+}

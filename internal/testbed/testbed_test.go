@@ -1,0 +1,89 @@
+package testbed
+
+import (
+	"errors"
+	"os"
+	"os/exec"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestReaperWaitsForOrphans(t *testing.T) {
+	g := New(t, Options{MemoryLimit: 64 << 20, PidsMax: 50, V2: true})
+	// The shell exits at once; its orphan lives on for a second and must be
+	// reaped by the subreaper, which returns only then.
+	begin := time.Now()
+	out, err := g.Command("sh", "-c", "sleep 1 & echo started; exit 3").Output()
+	if code := exitCode(err); code != 3 || string(out) != "started\n" {
+		t.Fatalf("reaper: output %q, exit code %d; want \"started\\n\", 3", out, code)
+	}
+	if d := time.Since(begin); d < time.Second {
+		t.Fatalf("reaper returned after %v, before its orphan exited", d)
+	}
+	if n := len(g.Procs()); n != 0 {
+		t.Fatalf("%d processes left in the group", n)
+	}
+}
+
+func exitCode(err error) int {
+	var ee *exec.ExitError
+	if errors.As(err, &ee) {
+		return ee.ExitCode()
+	}
+	if err != nil {
+		return -1
+	}
+	return 0
+}
+
+func TestWorkloadJoinsEveryCgroup(t *testing.T) {
+	g := New(t, Options{PidsMax: 20, V2: true})
+	cmd := g.Start("sleep", "60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+		t.Fatalf("workload did not appear in %s: %v", g.Freezer.Path, pids)
+	}
+	if pids[0] == cmd.Process.Pid {
+		t.Fatalf("the reaper %d itself joined the cgroup", cmd.Process.Pid)
+	}
+	b, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/cgroup")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []string{"memory:", "pids:", "freezer:", "0::"} {
+		if !strings.Contains(string(b), c) || !strings.Contains(lineOf(string(b), c), g.Name) {
+			t.Errorf("workload not in its %s cgroup:\n%s", c, b)
+		}
+	}
+	if err := g.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Wait(); exitCode(err) != 137 {
+		t.Fatalf("reaper exit: %v, want status 137 (SIGKILL)", err)
+	}
+}
+
+func TestKillAllStopsAForkBomb(t *testing.T) {
+	g := New(t, Options{PidsMax: 300})
+	g.Start("timeout", "30", "bash", "-c", "b(){ b|b & }; b; wait")
+	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) > 100 }) {
+		t.Fatalf("the bomb never grew: %v", g.Procs())
+	}
+	if err := g.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	if n := len(g.Procs()); n != 0 {
+		t.Fatalf("%d bomb processes survived KillAll", n)
+	}
+}
+
+func lineOf(s, prefix string) string {
+	for _, l := range strings.Split(s, "\n") {
+		if strings.Contains(l, prefix) {
+			return l
+		}
+	}
+	return ""
+}
