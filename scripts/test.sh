@@ -1,0 +1,14 @@
+#!/usr/bin/env bash
+# The test command: sets up a fresh machine, then vets and runs every test.
+# Real-kernel tests confine their workloads in cgroups they create and remove.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export PATH="$PATH:/usr/local/go/bin"
+bash scripts/setup.sh
+unformatted=$(gofmt -l $(git ls-files '*.go' 2>/dev/null || find . -name '*.go'))
+if [ -n "$unformatted" ]; then
+	echo "test: not gofmt'd: $unformatted" >&2
+	exit 1
+fi
+go vet ./...
+go test -count=1 -timeout 30m "$@" ./...
