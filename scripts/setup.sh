@@ -19,6 +19,11 @@ if [ ${#need[@]} -gt 0 ]; then
 	apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
 fi
 
+# Optional parts bring their own installers (the VM test bed, packaging).
+for part in vm/setup.sh packaging/setup.sh; do
+	if [ -f "$part" ]; then bash "$part"; fi
+done
+
 if ! command -v go >/dev/null 2>&1; then
 	export PATH="$PATH:/usr/local/go/bin"
 fi
