@@ -1,0 +1,382 @@
+package cgroupfs
+
+import (
+	"bytes"
+	"errors"
+	"fmt"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+)
+
+// Value is one number read from a control file. OK is false when the file
+// or the field is absent on this kernel: absent is not zero.
+type Value struct {
+	N  uint64
+	OK bool
+}
+
+// Some returns a present Value holding n.
+func Some(n uint64) Value { return Value{N: n, OK: true} }
+
+// Ptr returns a pointer to the number, or nil when absent (JSON null).
+func (v Value) Ptr() *uint64 {
+	if !v.OK {
+		return nil
+	}
+	n := v.N
+	return &n
+}
+
+// KmemCounters are the four counters of one v1 kmem page counter
+// (memory.kmem.* or memory.kmem.tcp.*).
+type KmemCounters struct {
+	// Usage is *usage_in_bytes.
+	Usage Value
+	// MaxUsage is *max_usage_in_bytes, the high-water mark since the
+	// cgroup was created or the file was reset.
+	MaxUsage Value
+	// Failcnt is *failcnt: how often the kernel's counter hit its limit.
+	Failcnt Value
+	// Limit is *limit_in_bytes. Since Linux 5.16 the kernel accepts writes
+	// to memory.kmem.limit_in_bytes and ignores them; it limits nothing.
+	Limit Value
+}
+
+// KmemStat holds the kernel-memory fields of a v2 memory.stat, in bytes.
+// Fields the running kernel does not print are absent (OK false).
+type KmemStat struct {
+	Kernel            Value // all kernel memory charged (Linux 5.18+)
+	Slab              Value
+	SlabReclaimable   Value
+	SlabUnreclaimable Value
+	KernelStack       Value
+	PageTables        Value
+	SecPageTables     Value // secondary (KVM, IOMMU) page tables, Linux 6.1+
+	Percpu            Value
+	Sock              Value // socket buffers; not part of "kernel"
+	Vmalloc           Value
+}
+
+// Kmem is the kernel memory of one cgroup as the kernel reports it.
+type Kmem struct {
+	// Version is the hierarchy the figures come from.
+	Version Version
+	// Usage is the kernel memory charged to the cgroup and its descendants:
+	// v1 memory.kmem.usage_in_bytes, v2 memory.stat "kernel".
+	Usage Value
+	// UsageDerived is true when v2 memory.stat has no "kernel" field (before
+	// Linux 5.18) and Usage is the sum of slab, kernel_stack, pagetables,
+	// sec_pagetables, percpu and vmalloc: a lower bound.
+	UsageDerived bool
+	// V1 are the v1 memory.kmem.* counters (zero on v2).
+	V1 KmemCounters
+	// TCP are the v1 memory.kmem.tcp.* counters (zero on v2, where socket
+	// memory is memory.stat "sock").
+	TCP KmemCounters
+	// Stat are the v2 memory.stat kernel fields (zero on v1, whose
+	// memory.stat has none).
+	Stat KmemStat
+}
+
+// KmemReader reads the kernel memory of one cgroup. After the first read it
+// does not allocate: paths are prepared once and the read buffer is reused.
+// The zero value is not usable; use Cgroup.KmemReader. A KmemReader is not
+// safe for concurrent use.
+type KmemReader struct {
+	cg    Cgroup
+	paths [kmemFileCount]cpath
+	buf   []byte
+}
+
+// cpath is a control file path kept NUL-terminated for openat(2), so opening
+// it does not allocate.
+type cpath struct {
+	name string // the file's name, for errors
+	z    []byte // absolute path followed by NUL
+}
+
+const (
+	fileUsage = iota
+	fileMaxUsage
+	fileFailcnt
+	fileLimit
+	fileTCPUsage
+	fileTCPMaxUsage
+	fileTCPFailcnt
+	fileTCPLimit
+	fileStat
+	kmemFileCount
+)
+
+var kmemFileNames = [kmemFileCount]string{
+	fileUsage:       "memory.kmem.usage_in_bytes",
+	fileMaxUsage:    "memory.kmem.max_usage_in_bytes",
+	fileFailcnt:     "memory.kmem.failcnt",
+	fileLimit:       "memory.kmem.limit_in_bytes",
+	fileTCPUsage:    "memory.kmem.tcp.usage_in_bytes",
+	fileTCPMaxUsage: "memory.kmem.tcp.max_usage_in_bytes",
+	fileTCPFailcnt:  "memory.kmem.tcp.failcnt",
+	fileTCPLimit:    "memory.kmem.tcp.limit_in_bytes",
+	fileStat:        "memory.stat",
+}
+
+// KmemReader returns a reader of c's kernel-memory files.
+func (c Cgroup) KmemReader() *KmemReader {
+	r := &KmemReader{cg: c, buf: make([]byte, 0, 8192)}
+	for i, n := range kmemFileNames {
+		p := c.File(n)
+		r.paths[i] = cpath{name: p, z: append([]byte(p), 0)}
+	}
+	return r
+}
+
+// Cgroup returns the cgroup r reads.
+func (r *KmemReader) Cgroup() Cgroup { return r.cg }
+
+// ErrNoKmem says a cgroup has no kernel-memory accounting files: a v1
+// cgroup outside the memory hierarchy, or a v2 cgroup without the memory
+// controller enabled.
+var ErrNoKmem = errors.New("no kernel-memory accounting files")
+
+// Usage reads only the kernel memory in use, the figure the daemon polls:
+// v1 memory.kmem.usage_in_bytes, or v2 memory.stat "kernel" (derived, as in
+// Kmem.UsageDerived, on kernels without it). It does not allocate.
+func (r *KmemReader) Usage() (usage uint64, derived bool, err error) {
+	if r.cg.Version == V1 {
+		v, err := r.readUint(fileUsage)
+		if err != nil {
+			return 0, false, err
+		}
+		return v.N, false, nil
+	}
+	var s KmemStat
+	if err := r.readStat(&s); err != nil {
+		return 0, false, err
+	}
+	u, derived := s.Total()
+	return u.N, derived, nil
+}
+
+// Read reads every kernel-memory figure of the cgroup into k. On v1 a
+// missing memory.kmem.usage_in_bytes is ErrNoKmem, other missing files are
+// left absent; on v2 a missing memory.stat is ErrNoKmem. It does not
+// allocate once the buffer has grown to the largest file.
+func (r *KmemReader) Read(k *Kmem) error {
+	*k = Kmem{Version: r.cg.Version}
+	if r.cg.Version == V2 {
+		if err := r.readStat(&k.Stat); err != nil {
+			return err
+		}
+		k.Usage, k.UsageDerived = k.Stat.Total()
+		return nil
+	}
+	var err error
+	if k.V1.Usage, err = r.readUint(fileUsage); err != nil {
+		return err
+	}
+	k.Usage = k.V1.Usage
+	dst := [...]*Value{
+		fileMaxUsage:    &k.V1.MaxUsage,
+		fileFailcnt:     &k.V1.Failcnt,
+		fileLimit:       &k.V1.Limit,
+		fileTCPUsage:    &k.TCP.Usage,
+		fileTCPMaxUsage: &k.TCP.MaxUsage,
+		fileTCPFailcnt:  &k.TCP.Failcnt,
+		fileTCPLimit:    &k.TCP.Limit,
+	}
+	for i := fileMaxUsage; i <= fileTCPLimit; i++ {
+		v, err := r.readUint(i)
+		if errors.Is(err, ErrNoKmem) {
+			continue
+		}
+		if err != nil {
+			return err
+		}
+		*dst[i] = v
+	}
+	return nil
+}
+
+// ReadKmem reads c's kernel memory once. Callers that poll use a KmemReader.
+func (c Cgroup) ReadKmem() (Kmem, error) {
+	var k Kmem
+	err := c.KmemReader().Read(&k)
+	return k, err
+}
+
+func (r *KmemReader) readUint(i int) (Value, error) {
+	if err := r.load(i); err != nil {
+		return Value{}, err
+	}
+	n, err := parseUintFile(r.buf)
+	if err != nil {
+		return Value{}, fmt.Errorf("parse %s: %w", r.paths[i].name, err)
+	}
+	return Some(n), nil
+}
+
+func (r *KmemReader) readStat(s *KmemStat) error {
+	if err := r.load(fileStat); err != nil {
+		return err
+	}
+	if err := ParseKmemStat(r.buf, s); err != nil {
+		return fmt.Errorf("parse %s: %w", r.paths[fileStat].name, err)
+	}
+	return nil
+}
+
+// load reads file i to end of file into r.buf with openat/read/close on the
+// prepared NUL-terminated path: no allocation unless the buffer must grow.
+func (r *KmemReader) load(i int) error {
+	p := &r.paths[i]
+	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&p.z[0])),
+		uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
+	if e != 0 {
+		if e == unix.ENOENT {
+			return fmt.Errorf("read %s: %w", p.name, ErrNoKmem)
+		}
+		return fmt.Errorf("read %s: %w", p.name, e)
+	}
+	defer unix.Close(int(fd))
+	r.buf = r.buf[:0]
+	for {
+		if len(r.buf) == cap(r.buf) {
+			r.buf = append(r.buf, 0)[:len(r.buf)]
+		}
+		n, err := unix.Read(int(fd), r.buf[len(r.buf):cap(r.buf)])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return fmt.Errorf("read %s: %w", p.name, err)
+		}
+		if n == 0 {
+			return nil
+		}
+		r.buf = r.buf[:len(r.buf)+n]
+	}
+}
+
+// atFDCWD is AT_FDCWD as a variable, so it converts to uintptr.
+var atFDCWD = unix.AT_FDCWD
+
+// Total returns the kernel memory in s: the "kernel" field where present,
+// otherwise the sum of slab (or its two halves), kernel_stack, pagetables,
+// sec_pagetables, percpu and vmalloc, with derived true. Socket memory is
+// not included, as in the kernel's own "kernel" figure. Total is absent only
+// when none of the parts is present.
+func (s KmemStat) Total() (total Value, derived bool) {
+	if s.Kernel.OK {
+		return s.Kernel, false
+	}
+	var sum Value
+	add := func(v Value) {
+		if v.OK {
+			sum.N += v.N
+			sum.OK = true
+		}
+	}
+	if s.Slab.OK {
+		add(s.Slab)
+	} else {
+		add(s.SlabReclaimable)
+		add(s.SlabUnreclaimable)
+	}
+	add(s.KernelStack)
+	add(s.PageTables)
+	add(s.SecPageTables)
+	add(s.Percpu)
+	add(s.Vmalloc)
+	return sum, sum.OK
+}
+
+// ParseKmemStat parses the kernel fields of a v2 memory.stat into s, which
+// it resets first. Other fields are checked for form but not stored. A line
+// that is not "name number" is an error. It does not allocate.
+func ParseKmemStat(b []byte, s *KmemStat) error {
+	*s = KmemStat{}
+	line := 0
+	for len(b) > 0 {
+		line++
+		var l []byte
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			l, b = b[:i], b[i+1:]
+		} else {
+			l, b = b, nil
+		}
+		if len(l) == 0 {
+			continue
+		}
+		sp := bytes.IndexByte(l, ' ')
+		if sp <= 0 || sp == len(l)-1 {
+			return fmt.Errorf("line %d: want \"name value\", got %q", line, l)
+		}
+		name, num := l[:sp], l[sp+1:]
+		n, ok := parseDigits(num)
+		if !ok {
+			return fmt.Errorf("line %d: bad number %q for %q", line, num, name)
+		}
+		if dst := s.field(name); dst != nil {
+			*dst = Some(n)
+		}
+	}
+	return nil
+}
+
+func (s *KmemStat) field(name []byte) *Value {
+	// string(name) in a switch does not allocate.
+	switch string(name) {
+	case "kernel":
+		return &s.Kernel
+	case "slab":
+		return &s.Slab
+	case "slab_reclaimable":
+		return &s.SlabReclaimable
+	case "slab_unreclaimable":
+		return &s.SlabUnreclaimable
+	case "kernel_stack":
+		return &s.KernelStack
+	case "pagetables":
+		return &s.PageTables
+	case "sec_pagetables":
+		return &s.SecPageTables
+	case "percpu":
+		return &s.Percpu
+	case "sock":
+		return &s.Sock
+	case "vmalloc":
+		return &s.Vmalloc
+	}
+	return nil
+}
+
+// parseUintFile parses a control file holding one unsigned number and a
+// newline.
+func parseUintFile(b []byte) (uint64, error) {
+	t := bytes.TrimSpace(b)
+	n, ok := parseDigits(t)
+	if !ok {
+		return 0, fmt.Errorf("want one unsigned number, got %q", b)
+	}
+	return n, nil
+}
+
+// parseDigits parses a non-empty run of decimal digits that fits uint64.
+func parseDigits(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
