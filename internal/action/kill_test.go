@@ -1,0 +1,386 @@
+package action
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"os"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/sys"
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// hogSource: "hog MIB SHARERS" maps MIB MiB of anonymous memory, then clones
+// SHARERS processes with CLONE_VM but without CLONE_THREAD; the parent and
+// every sharer touch their own slice of the mapping and then sleep.
+const hogSource = `
+#define _GNU_SOURCE
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <sys/mman.h>
+#include <unistd.h>
+
+static char *mem;
+static size_t slice;
+
+static void touch(int i) {
+	for (size_t off = 0; off < slice; off += 4096) mem[i * slice + off] = (char)(off >> 12) | 1;
+}
+
+static int sharer(void *arg) {
+	touch((int)(long)arg);
+	for (;;) pause();
+	return 0;
+}
+
+int main(int argc, char **argv) {
+	if (argc != 3) { fprintf(stderr, "usage: hog MIB SHARERS\n"); return 2; }
+	size_t mib = strtoul(argv[1], 0, 10);
+	int n = atoi(argv[2]);
+	mem = mmap(0, mib << 20, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS, -1, 0);
+	if (mem == MAP_FAILED) { perror("mmap"); return 1; }
+	slice = (mib << 20) / (n + 1);
+	for (int i = 1; i <= n; i++) {
+		size_t ss = 1 << 16;
+		char *stack = malloc(ss);
+		if (clone(sharer, stack + ss, CLONE_VM | SIGCHLD, (void *)(long)i) < 0) { perror("clone"); return 1; }
+	}
+	touch(0);
+	for (;;) pause();
+}
+`
+
+func testLogger(t *testing.T) *slog.Logger {
+	return slog.New(slog.NewTextHandler(testWriter{t}, &slog.HandlerOptions{Level: slog.LevelDebug}))
+}
+
+type testWriter struct{ t *testing.T }
+
+func (w testWriter) Write(p []byte) (int, error) {
+	w.t.Helper()
+	w.t.Log(strings.TrimRight(string(p), "\n"))
+	return len(p), nil
+}
+
+func members(t *testing.T, pids []int) Victim {
+	t.Helper()
+	var v Victim
+	for _, pid := range pids {
+		m, err := MemberOf("", pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		v.Members = append(v.Members, m)
+	}
+	return v
+}
+
+func waitUsage(t *testing.T, g *testbed.Group, cond func(uint64) bool, timeout time.Duration) uint64 {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for {
+		u, err := g.Memory.ReadUint("memory.usage_in_bytes")
+		if err != nil {
+			t.Fatal(err)
+		}
+		if cond(u) {
+			return u
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("memory.usage_in_bytes of %s stayed at %d for %v", g.Memory.Path, u, timeout)
+		}
+		time.Sleep(time.Millisecond)
+	}
+}
+
+func TestKillCloneVMSharers(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+	hog := testbed.CompileC(t, hogSource)
+	g.Start(hog, "96", "1")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 2 }) {
+		t.Fatalf("want the hog and its CLONE_VM sharer, have %v", pids)
+	}
+	waitUsage(t, g, func(u uint64) bool { return u >= 90<<20 }, 5*time.Second)
+	if same, err := sys.SameMM(pids[0], pids[1]); err != nil || !same {
+		t.Fatalf("SameMM(%d, %d) = %v, %v; the sharers do not share an mm", pids[0], pids[1], same, err)
+	}
+	k := &Killer{Log: testLogger(t), Mrelease: true, Deadline: 5 * time.Second}
+	v := members(t, pids)
+	v.Reason = "test: clone(CLONE_VM) sharers"
+	res := k.Kill(context.Background(), v)
+	if res.Err != nil {
+		t.Fatalf("Kill: %v", res.Err)
+	}
+	slices.Sort(res.Killed)
+	if !slices.Equal(res.Killed, pids) || len(res.StillAlive) != 0 {
+		t.Fatalf("Killed %v, StillAlive %v; want both of %v killed", res.Killed, res.StillAlive, pids)
+	}
+	if len(res.Released) == 0 {
+		t.Fatalf("process_mrelease released nothing: %+v", res.Steps)
+	}
+	// Seed 004: every process_mrelease comes after every SIGKILL.
+	lastKill, firstRelease := -1, -1
+	kills := 0
+	for i, s := range res.Steps {
+		switch {
+		case s.Op == OpSignal && s.Signal == unix.SIGKILL && s.Err == nil:
+			lastKill = i
+			kills++
+		case s.Op == OpMrelease && firstRelease < 0:
+			firstRelease = i
+		}
+	}
+	if kills != 2 || firstRelease < 0 || firstRelease < lastKill {
+		t.Fatalf("steps out of order (%d SIGKILLs, last at %d; first mrelease at %d): %+v", kills, lastKill, firstRelease, res.Steps)
+	}
+	if !res.Steps[firstRelease].Time.After(res.Steps[lastKill].Time) && res.Steps[firstRelease].Time != res.Steps[lastKill].Time {
+		t.Fatalf("mrelease timestamp %v before last SIGKILL %v", res.Steps[firstRelease].Time, res.Steps[lastKill].Time)
+	}
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+		t.Fatalf("processes left after Kill: %v", g.Procs())
+	}
+}
+
+func TestKillFrozenVictimStaysAliveUntilThaw(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	g.Start("sleep", "60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+		t.Fatalf("sleep did not start: %v", pids)
+	}
+	v := members(t, pids)
+	if err := g.Freezer.Freeze(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	k := &Killer{Log: testLogger(t), Mrelease: true, Deadline: 300 * time.Millisecond}
+	begin := time.Now()
+	res := k.Kill(context.Background(), v)
+	took := time.Since(begin)
+	if !slices.Equal(res.StillAlive, pids) || len(res.Killed) != 0 || !slices.Equal(res.Signalled, pids) {
+		t.Fatalf("frozen victim: Killed %v, StillAlive %v, Signalled %v; want StillAlive %v", res.Killed, res.StillAlive, res.Signalled, pids)
+	}
+	if took < 300*time.Millisecond || took > 3*time.Second {
+		t.Fatalf("Kill returned after %v with a 300ms deadline", took)
+	}
+	if last := res.Steps[len(res.Steps)-1]; last.Op != OpTimeout || last.PID != pids[0] {
+		t.Fatalf("last step %+v, want a timeout for %d", last, pids[0])
+	}
+	if err := g.Freezer.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+		t.Fatalf("victim %v did not die after thaw: %v", pids, g.Procs())
+	}
+}
+
+func TestKillNeverHitsAReusedPID(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	g.Start("sleep", "60")
+	g.Start("sleep", "60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 2 }) {
+		t.Fatalf("sleeps did not start: %v", pids)
+	}
+	v := members(t, pids)
+	wrong := v.Members[0]
+	v.Members[0].StartTime++ // as if pids[0] were a new process reusing the PID
+	res := (&Killer{Log: testLogger(t), Mrelease: true}).Kill(context.Background(), v)
+	if !slices.Equal(res.Mismatched, pids[:1]) || !slices.Equal(res.Killed, pids[1:]) || res.Err != nil {
+		t.Fatalf("Mismatched %v, Killed %v, Err %v; want %v mismatched and %v killed", res.Mismatched, res.Killed, res.Err, pids[:1], pids[1:])
+	}
+	for _, s := range res.Steps {
+		if s.PID == wrong.PID && s.Op == OpSignal {
+			t.Fatalf("signalled the mismatched pid: %+v", s)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if st, err := ReadStartTime("/proc", wrong.PID); err != nil || st != wrong.StartTime {
+		t.Fatalf("the process behind the mismatched pid is gone: %d, %v", st, err)
+	}
+	if got := g.Procs(); !slices.Equal(got, pids[:1]) {
+		t.Fatalf("procs after Kill: %v, want only %v", got, pids[:1])
+	}
+}
+
+func TestKillGoneMember(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	g.Start("sleep", "60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+		t.Fatalf("sleep did not start: %v", pids)
+	}
+	v := members(t, pids)
+	if err := g.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	res := (&Killer{Log: testLogger(t)}).Kill(context.Background(), v)
+	if !slices.Equal(res.Gone, pids) || len(res.Killed)+len(res.StillAlive)+len(res.Signalled) != 0 {
+		t.Fatalf("dead member: Gone %v Killed %v StillAlive %v Signalled %v", res.Gone, res.Killed, res.StillAlive, res.Signalled)
+	}
+}
+
+func TestKillTermGrace(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	g.Start("sleep", "60")
+	// Ignored signals stay ignored across exec: this sleep ignores SIGTERM.
+	g.Start("sh", "-c", "trap '' TERM; exec sleep 60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool {
+		pids = p
+		if len(p) != 2 {
+			return false
+		}
+		for _, pid := range p {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			if string(b) != "sleep\n" {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("sleeps did not start: %v", pids)
+	}
+	k := &Killer{Log: testLogger(t), TermGrace: 300 * time.Millisecond}
+	res := k.Kill(context.Background(), members(t, pids))
+	slices.Sort(res.Killed)
+	if !slices.Equal(res.Killed, pids) {
+		t.Fatalf("Killed %v, want %v", res.Killed, pids)
+	}
+	// Exactly one of them (the one ignoring SIGTERM) needed SIGKILL.
+	if len(res.Signalled) != 1 {
+		t.Fatalf("SIGKILL went to %v; want only the SIGTERM-ignoring sleep", res.Signalled)
+	}
+	terms := 0
+	for _, s := range res.Steps {
+		if s.Op == OpSignal && s.Signal == unix.SIGTERM && s.Err == nil {
+			terms++
+		}
+	}
+	if terms != 2 {
+		t.Fatalf("%d SIGTERMs, want 2: %+v", terms, res.Steps)
+	}
+}
+
+func TestMreleaseReleasesMemory(t *testing.T) {
+	hog := testbed.CompileC(t, hogSource)
+	for _, mrelease := range []bool{true, false} {
+		t.Run("mrelease="+strconv.FormatBool(mrelease), func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+			g.Start(hog, "200", "0")
+			var pids []int
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+				t.Fatalf("hog did not start: %v", pids)
+			}
+			waitUsage(t, g, func(u uint64) bool { return u >= 195<<20 }, 10*time.Second)
+			k := &Killer{Log: testLogger(t), Mrelease: mrelease}
+			v := members(t, pids)
+			begin := time.Now()
+			res := k.Kill(context.Background(), v)
+			u := waitUsage(t, g, func(u uint64) bool { return u < 16<<20 }, 5*time.Second)
+			t.Logf("mrelease=%v: kill to usage %d bytes took %v", mrelease, u, time.Since(begin))
+			if !slices.Equal(res.Killed, pids) {
+				t.Fatalf("Killed %v, want %v", res.Killed, pids)
+			}
+			if mrelease != (len(res.Released) == 1) {
+				t.Fatalf("Mrelease %v but Released %v", mrelease, res.Released)
+			}
+		})
+	}
+}
+
+func TestApplyOOMScoreAdj(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	hog := testbed.CompileC(t, hogSource)
+	g.Start(hog, "4", "1")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 2 }) {
+		t.Fatalf("hog and sharer did not start: %v", pids)
+	}
+	k := &Killer{Log: testLogger(t)}
+	read := func(pid int) string {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/oom_score_adj")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return strings.TrimSpace(string(b))
+	}
+	if err := k.ApplyOOMScoreAdj(pids, 300); err != nil {
+		t.Fatal(err)
+	}
+	for _, pid := range pids {
+		if got := read(pid); got != "300" {
+			t.Fatalf("oom_score_adj of %d = %s, want 300", pid, got)
+		}
+	}
+	if err := k.ApplyOOMScoreAdj(pids, 1001); err == nil {
+		t.Fatal("adj 1001 accepted")
+	}
+	err := k.ApplyOOMScoreAdj(pids, -100)
+	hasCap := unix.Prctl(unix.PR_CAPBSET_READ, unix.CAP_SYS_RESOURCE, 0, 0, 0) == nil && capEffective(t, unix.CAP_SYS_RESOURCE)
+	if hasCap {
+		if err != nil {
+			t.Fatalf("with CAP_SYS_RESOURCE: %v", err)
+		}
+		return
+	}
+	if !errors.Is(err, ErrNeedCapSysResource) || !errors.Is(err, unix.EACCES) || !strings.Contains(err.Error(), "CAP_SYS_RESOURCE") {
+		t.Fatalf("negative adj without CAP_SYS_RESOURCE: %v; want EACCES wrapping ErrNeedCapSysResource", err)
+	}
+	for _, pid := range pids {
+		if got := read(pid); got != "300" {
+			t.Fatalf("after the refused write oom_score_adj of %d = %s, want 300 kept", pid, got)
+		}
+	}
+}
+
+func capEffective(t *testing.T, c int) bool {
+	b, err := os.ReadFile("/proc/self/status")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		if v, ok := strings.CutPrefix(line, "CapEff:"); ok {
+			mask, err := strconv.ParseUint(strings.TrimSpace(v), 16, 64)
+			if err != nil {
+				t.Fatal(err)
+			}
+			return mask&(1<<c) != 0
+		}
+	}
+	return false
+}
+
+func TestParseStartTime(t *testing.T) {
+	line := "1234 (a) b) c) S 1 1234 1234 0 -1 4194560 100 0 0 0 1 2 0 0 20 0 1 0 987654 1000 200\n"
+	got, err := parseStartTime([]byte(line))
+	if err != nil || got != 987654 {
+		t.Fatalf("parseStartTime = %d, %v; want 987654", got, err)
+	}
+	for _, bad := range []string{"", "1 (x", "1 (x) S 1 2 3", "1 (x) S 1 1 1 0 -1 1 1 1 1 1 1 1 1 1 1 1 1 1 zz 5"} {
+		if _, err := parseStartTime([]byte(bad)); err == nil {
+			t.Errorf("parseStartTime(%q) accepted", bad)
+		}
+	}
+	self, err := ReadStartTime("/proc", os.Getpid())
+	if err != nil || self == 0 {
+		t.Fatalf("ReadStartTime(self) = %d, %v", self, err)
+	}
+}
+
+func FuzzParseStartTime(f *testing.F) {
+	f.Add([]byte("1 (x) S 1 1 1 0 -1 1 1 1 1 1 1 1 1 1 1 1 1 1 42 5\n"))
+	f.Add([]byte("1 ((()) S"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseStartTime(b)
+	})
+}
