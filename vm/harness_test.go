@@ -1,0 +1,87 @@
+package vm
+
+import (
+	"context"
+	"errors"
+	"strings"
+	"testing"
+	"time"
+)
+
+// require skips only where qemu is missing; a missing kernel is a failure of
+// vm/setup.sh.
+func require(t *testing.T) {
+	t.Helper()
+	if err := Available(""); err != nil {
+		if errors.Is(err, ErrNoQemu) {
+			t.Skipf("vm: %v", err)
+		}
+		t.Fatalf("vm: %v", err)
+	}
+}
+
+func TestBootReportsVerdictAndOutput(t *testing.T) {
+	require(t)
+	res, err := Run(context.Background(), Config{
+		Script: `
+echo "hello from $(uname -r)"
+cat /sys/fs/cgroup/cgroup.subtree_control
+echo "swap=$(grep -c zram /proc/swaps)"
+exit 7
+`,
+		ZramMiB: 64,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot took %v\n%s", res.Elapsed, res.Output)
+	if res.ExitCode != 7 {
+		t.Errorf("exit code = %d, want 7\n%s", res.ExitCode, res.Console)
+	}
+	out := string(res.Output)
+	for _, want := range []string{"hello from ", "memory", "pids", "cpu", "swap=1"} {
+		if !strings.Contains(out, want) {
+			t.Errorf("output lacks %q:\n%s\nconsole:\n%s", want, out, res.Console)
+		}
+	}
+}
+
+func TestHungGuestIsKilledAtDeadline(t *testing.T) {
+	require(t)
+	start := time.Now()
+	_, err := Run(context.Background(), Config{Script: "sleep 1000", Timeout: 15 * time.Second})
+	if !errors.Is(err, ErrNoVerdict) {
+		t.Fatalf("err = %v, want ErrNoVerdict", err)
+	}
+	if d := time.Since(start); d > 30*time.Second {
+		t.Errorf("killing the guest took %v", d)
+	}
+	if !strings.Contains(err.Error(), "deadline") || !strings.Contains(err.Error(), "guest console") {
+		t.Errorf("error does not name the deadline and carry the console: %v", err)
+	}
+}
+
+func TestDiskRoot(t *testing.T) {
+	require(t)
+	res, err := Run(context.Background(), Config{
+		Root:    RootDisk,
+		DiskBPS: 32 << 20,
+		Files:   []File{{Path: "/test/data", Data: []byte("on disk\n"), Mode: 0o644}},
+		Script: `
+set -e
+grep -E ' / ext4 ' /proc/mounts
+cat /test/data
+cat /sys/fs/cgroup/cgroup.subtree_control
+`,
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot took %v\n%s", res.Elapsed, res.Output)
+	if res.ExitCode != 0 {
+		t.Fatalf("exit code %d\n%s\nconsole:\n%s", res.ExitCode, res.Output, res.Console)
+	}
+	if !strings.Contains(string(res.Output), "on disk") {
+		t.Errorf("disk file not read:\n%s", res.Output)
+	}
+}
