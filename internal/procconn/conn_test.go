@@ -1,0 +1,140 @@
+package procconn
+
+import (
+	"encoding/binary"
+	"errors"
+	"os"
+	"os/exec"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+func requireRoot(t *testing.T) {
+	t.Helper()
+	if os.Geteuid() != 0 {
+		t.Skip("proc connector needs CAP_NET_ADMIN")
+	}
+}
+
+func TestForkExecExitOfChild(t *testing.T) {
+	requireRoot(t)
+	c, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	cmd := exec.Command("/bin/sh", "-c", "/bin/true & wait")
+	if err := cmd.Run(); err != nil {
+		t.Fatal(err)
+	}
+	sh := int32(cmd.Process.Pid)
+	var grandchild int32
+	var sawFork, sawExec, sawExit, sawGrandchild bool
+	evs := make([]Event, 64)
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) && !(sawFork && sawExec && sawExit && sawGrandchild) {
+		n, err := c.Read(evs, 100*time.Millisecond)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, e := range evs[:n] {
+			switch {
+			case e.What == WhatFork && e.TGID == sh && !e.IsThread():
+				sawFork = true
+			case e.What == WhatExec && e.TGID == sh:
+				sawExec = true
+			case e.What == WhatFork && e.ParentTGID == sh && !e.IsThread():
+				grandchild = e.TGID
+				sawGrandchild = true
+			case e.What == WhatExit && e.TGID == sh && e.PID == sh:
+				sawExit = true
+			}
+			if e.Time <= 0 {
+				t.Errorf("event %+v has no timestamp", e)
+			}
+		}
+	}
+	if !sawFork || !sawExec || !sawExit || !sawGrandchild {
+		t.Fatalf("fork=%v exec=%v exit=%v grandchild=%v (%d) for sh %d; stats %+v",
+			sawFork, sawExec, sawExit, sawGrandchild, grandchild, sh, c.Stats())
+	}
+}
+
+func TestTinyBufferReportsLoss(t *testing.T) {
+	requireRoot(t)
+	c, err := Open(Options{RcvBuf: 1})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// 300 processes while nobody reads: far more than ~2 KiB holds.
+	if err := exec.Command("/bin/sh", "-c", "i=0; while [ $i -lt 300 ]; do /bin/true; i=$((i+1)); done").Run(); err != nil {
+		t.Fatal(err)
+	}
+	evs := make([]Event, 64)
+	var lost bool
+	for i := 0; i < 1000; i++ {
+		n, err := c.Read(evs, 50*time.Millisecond)
+		if errors.Is(err, ErrLost) {
+			lost = true
+			continue
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if n == 0 {
+			break
+		}
+	}
+	if !lost || c.Stats().Overruns == 0 {
+		t.Fatalf("no loss reported with a tiny buffer: %+v", c.Stats())
+	}
+}
+
+func fakeEvent(b []byte, what What, cpu, seq uint32, pid int32) []byte {
+	ne := binary.NativeEndian
+	msg := make([]byte, unix.SizeofNlMsghdr+sizeofCnMsg+16+24)
+	ne.PutUint32(msg[0:], uint32(len(msg)))
+	ne.PutUint16(msg[4:], unix.NLMSG_DONE)
+	cn := msg[unix.SizeofNlMsghdr:]
+	ne.PutUint32(cn[0:], cnIdxProc)
+	ne.PutUint32(cn[4:], cnValProc)
+	ne.PutUint32(cn[8:], seq)
+	ne.PutUint16(cn[16:], 16+24)
+	d := cn[sizeofCnMsg:]
+	ne.PutUint32(d[0:], uint32(what))
+	ne.PutUint32(d[4:], cpu)
+	ne.PutUint64(d[8:], 12345)
+	ne.PutUint32(d[16:], 1)
+	ne.PutUint32(d[20:], 1)
+	ne.PutUint32(d[24:], uint32(pid))
+	ne.PutUint32(d[28:], uint32(pid))
+	return append(b, msg...)
+}
+
+func TestDecodeAndSequenceGaps(t *testing.T) {
+	c := &Conn{next: make([]uint32, 4)}
+	var b []byte
+	b = fakeEvent(b, WhatFork, 0, 10, 100)
+	b = fakeEvent(b, WhatFork, 1, 5, 101)
+	b = fakeEvent(b, WhatFork, 0, 11, 102)
+	b = fakeEvent(b, WhatFork, 0, 14, 103) // 12, 13 missing on CPU 0
+	b = fakeEvent(b, WhatFork, 7, 0, 104)  // a CPU beyond the initial table
+	evs := make([]Event, 8)
+	n := c.decode(b, evs)
+	if n != 5 {
+		t.Fatalf("decoded %d events, want 5", n)
+	}
+	if evs[3].PID != 103 || evs[3].ParentTGID != 1 || evs[3].What != WhatFork || evs[3].Time != 12345 {
+		t.Fatalf("bad decode: %+v", evs[3])
+	}
+	if g := c.Stats().Gaps; g != 2 {
+		t.Fatalf("gaps = %d, want 2", g)
+	}
+	allocs := testing.AllocsPerRun(100, func() { c.decode(b, evs) })
+	if allocs != 0 {
+		t.Fatalf("decode allocates %v times per datagram", allocs)
+	}
+}
