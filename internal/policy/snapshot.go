@@ -25,6 +25,8 @@ type Snapshot struct {
 	Processes []Process
 	// SelfPID is oomguard's own PID, never a victim.
 	SelfPID int
+	// PageSize is the size of a memory page in bytes; 0 means 4096.
+	PageSize uint64
 }
 
 // Memory is system-wide memory in bytes, from /proc/meminfo.
@@ -41,11 +43,13 @@ type Pressure struct {
 	Total                uint64  // cumulative stall, microseconds
 }
 
-// PressureFile is one pressure file: its "some" and "full" lines. Full is
-// absent (Valid false) in /proc/pressure/cpu on older kernels.
+// PressureFile is one pressure file: its "some" and "full" lines. Valid is
+// true when the file was read (false: no PSI here, e.g. a v1 cgroup). Full is
+// absent (HasFull false) in /proc/pressure/cpu on older kernels.
 type PressureFile struct {
 	Some, Full Pressure
 	Valid      bool
+	HasFull    bool
 }
 
 // Pressures is the memory, io and cpu pressure of the system or a cgroup.
@@ -106,4 +110,8 @@ type Process struct {
 	// VforkChild is true for a process that shares its parent's mm because
 	// it was vforked and has not exec'd yet.
 	VforkChild bool
+	// Scope is the index in Snapshot.Scopes of the scope the process was
+	// found under. It is ignored when Snapshot.Scopes is empty, so the zero
+	// value is right for unscoped and single-scope snapshots.
+	Scope int
 }

@@ -1,0 +1,503 @@
+package policy
+
+import (
+	"slices"
+	"strconv"
+	"strings"
+)
+
+// Candidate is one address-space group as the killer ranks it: every process
+// sharing one mm (a thread group, clone(CLONE_VM) siblings, vfork children).
+// Killing a candidate means SIGKILL to every PID in PIDs.
+type Candidate struct {
+	// PIDs are all members, in kill order: members that may be chosen first
+	// (lowest PID first), then exiting members, then vfork children, which die
+	// with the others as sharers.
+	PIDs []int `json:"pids"`
+	// Victim is the member reported as the victim: never a vfork child. It
+	// is 0 when the group holds only vfork children.
+	Victim int `json:"victim"`
+	// Comm and StartTime are those of Victim (of the first member if 0).
+	Comm      string `json:"comm"`
+	StartTime uint64 `json:"start_time"`
+	// Cgroup is Victim's cgroup path (of the first member if 0).
+	Cgroup string `json:"cgroup"`
+	// Scope is the index in Snapshot.Scopes of Victim's scope.
+	Scope int `json:"scope"`
+	// MMGroup is the shared Process.MMGroup; 0 for a process with no mm.
+	MMGroup int `json:"mm_group"`
+	// Badness is the kernel-like score in pages: RSS + swap + page tables of
+	// the shared mm, counted once, plus oom_score_adj × totalpages / 1000
+	// (the highest over the members that may be chosen).
+	Badness int64 `json:"badness"`
+	// RSS, Swap and PageTables are the group's memory in bytes, counted once
+	// (the largest value any member reports: they all see the same mm).
+	RSS        uint64 `json:"rss"`
+	Swap       uint64 `json:"swap"`
+	PageTables uint64 `json:"page_tables"`
+	// OOMScoreAdj is the oom_score_adj that gave Badness.
+	OOMScoreAdj int `json:"oom_score_adj"`
+	// TotalPages is the kernel's totalpages the adjustment is scaled by: the
+	// scope's limit, or MemTotal + SwapTotal, in pages.
+	TotalPages uint64 `json:"total_pages"`
+	// Protected is true when a member is protected; such a group is shown
+	// but never chosen.
+	Protected bool `json:"protected"`
+	// Skipped is true when the group is not chosen for another reason:
+	// ignored, only vfork children left, all members exiting, or marked
+	// unkillable by the Killer.
+	Skipped bool `json:"skipped"`
+	// Ignored is true when a member matches Rules.Ignore.
+	Ignored bool `json:"ignored,omitempty"`
+	// Exiting is true when every member is already exiting.
+	Exiting bool `json:"exiting,omitempty"`
+	// VforkOnly is true when the only members that are not exiting are vfork
+	// children (the parent is out of view or exiting).
+	VforkOnly bool `json:"vfork_only,omitempty"`
+	// Unkillable is true when the Killer marked a member skipped after it
+	// survived SIGKILL past the deadline twice.
+	Unkillable bool `json:"unkillable,omitempty"`
+	// Preferred and Avoided tell that Rules.Prefer or Rules.Avoid matched.
+	Preferred bool `json:"preferred,omitempty"`
+	Avoided   bool `json:"avoided,omitempty"`
+	// Reason says why the candidate ranks where it does, or why it is
+	// protected or skipped, with the numbers.
+	Reason string `json:"reason"`
+	// Members are the processes of the group, in PIDs order.
+	Members []Member `json:"members"`
+}
+
+// Eligible reports whether the candidate may be chosen as a victim.
+func (c *Candidate) Eligible() bool { return !c.Protected && !c.Skipped }
+
+// Member is one process of a Candidate.
+type Member struct {
+	PID          int    `json:"pid"`
+	PPID         int    `json:"ppid"`
+	StartTime    uint64 `json:"start_time"`
+	Comm         string `json:"comm"`
+	Cmdline      string `json:"cmdline,omitempty"`
+	State        string `json:"state"`
+	Cgroup       string `json:"cgroup,omitempty"`
+	Scope        int    `json:"scope"`
+	RSS          uint64 `json:"rss"`
+	Swap         uint64 `json:"swap"`
+	PageTables   uint64 `json:"page_tables"`
+	OOMScoreAdj  int    `json:"oom_score_adj"`
+	VforkChild   bool   `json:"vfork_child,omitempty"`
+	Exiting      bool   `json:"exiting,omitempty"`
+	KernelThread bool   `json:"kernel_thread,omitempty"`
+	// Protected says why this member is protected; empty if it is not.
+	Protected string `json:"protected,omitempty"`
+}
+
+// procKey identifies a process across PID reuse.
+type procKey struct {
+	pid   int
+	start uint64
+}
+
+// Rank groups snap.Processes by address space and returns the groups in kill
+// order, best victim first: eligible groups, then skipped ones, then
+// protected ones. Within each class the order is: preferred first, avoided
+// last, higher badness, then ties broken by larger RSS, then the younger
+// victim (larger StartTime), then the lower victim PID. It does not modify
+// snap.
+func Rank(snap *Snapshot, r Rules) []Candidate {
+	return rank(snap, r, nil)
+}
+
+// rank is Rank with the Killer's skip marks (reason by process).
+func rank(snap *Snapshot, r Rules, marks map[procKey]string) []Candidate {
+	page := snap.PageSize
+	if page == 0 {
+		page = 4096
+	}
+	index := make(map[int]int, len(snap.Processes))
+	var cands []Candidate
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		key := p.MMGroup
+		if key == 0 {
+			key = -p.PID // no mm: a group of its own
+		}
+		j, ok := index[key]
+		if !ok {
+			j = len(cands)
+			index[key] = j
+			cands = append(cands, Candidate{MMGroup: p.MMGroup})
+		}
+		cands[j].Members = append(cands[j].Members, memberOf(snap, p, r))
+	}
+	for i := range cands {
+		evaluate(&cands[i], snap, r, marks, page)
+	}
+	if r.KillCgroup {
+		protectCgroups(cands)
+	}
+	slices.SortStableFunc(cands, killOrder)
+	explainTies(cands)
+	return cands
+}
+
+// memberOf makes the Member of p, with its protection reason.
+func memberOf(snap *Snapshot, p *Process, r Rules) Member {
+	m := Member{
+		PID: p.PID, PPID: p.PPID, StartTime: p.StartTime, Comm: p.Comm,
+		Cmdline: p.Cmdline, Cgroup: p.Cgroup, Scope: p.Scope,
+		RSS: p.RSS, Swap: p.Swap, PageTables: p.PageTables,
+		OOMScoreAdj: p.OOMScoreAdj, VforkChild: p.VforkChild,
+		Exiting:      p.Exiting || p.State == 'Z' || p.State == 'X',
+		KernelThread: p.KernelThread,
+	}
+	if p.State != 0 {
+		m.State = string(rune(p.State))
+	}
+	switch {
+	case p.PID == 1:
+		m.Protected = "is PID 1 (init)"
+	case p.KernelThread:
+		m.Protected = "is a kernel thread"
+	case snap.SelfPID != 0 && p.PID == snap.SelfPID:
+		m.Protected = "is oomguard itself"
+	case p.OOMScoreAdj <= -1000:
+		m.Protected = "has oom_score_adj -1000"
+	default:
+		if n, ok := protectedName(r.Protected, p); ok {
+			m.Protected = "is named " + strconv.Quote(n) + " in the protected list"
+		}
+	}
+	return m
+}
+
+// totalPages is the kernel's totalpages for a process in scope: the scope's
+// limit when it has one (capped at the machine's), else MemTotal + SwapTotal.
+func totalPages(snap *Snapshot, scope int, page uint64) uint64 {
+	total := snap.Memory.Total + snap.Memory.SwapTotal
+	if scope >= 0 && scope < len(snap.Scopes) {
+		if l := snap.Scopes[scope].Limit; l > 0 && (total == 0 || l < total) {
+			total = l
+		}
+	}
+	return total / page
+}
+
+// memberOrder puts members that may be chosen first, then exiting members,
+// then vfork children; lowest PID first within each.
+func memberOrder(a, b Member) int {
+	if a.VforkChild != b.VforkChild {
+		return boolCmp(a.VforkChild, b.VforkChild)
+	}
+	if a.Exiting != b.Exiting {
+		return boolCmp(a.Exiting, b.Exiting)
+	}
+	return a.PID - b.PID
+}
+
+// boolCmp orders false before true.
+func boolCmp(a, b bool) int {
+	switch {
+	case a == b:
+		return 0
+	case a:
+		return 1
+	default:
+		return -1
+	}
+}
+
+// evaluate fills in everything about c but its rank.
+func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, page uint64) {
+	slices.SortFunc(c.Members, memberOrder)
+	c.PIDs = make([]int, len(c.Members))
+	rep := &c.Members[0]
+	allExiting, live, liveVfork := true, 0, 0
+	for i := range c.Members {
+		m := &c.Members[i]
+		c.PIDs[i] = m.PID
+		c.RSS = max(c.RSS, m.RSS)
+		c.Swap = max(c.Swap, m.Swap)
+		c.PageTables = max(c.PageTables, m.PageTables)
+		if !m.Exiting {
+			allExiting = false
+			live++
+			if m.VforkChild {
+				liveVfork++
+			}
+		}
+	}
+	if !rep.VforkChild {
+		c.Victim = rep.PID
+	}
+	c.Comm, c.StartTime, c.Cgroup, c.Scope = rep.Comm, rep.StartTime, rep.Cgroup, rep.Scope
+	c.TotalPages = totalPages(snap, rep.Scope, page)
+	memPages := int64((c.RSS + c.Swap + c.PageTables) / page)
+
+	// Badness: the highest adjustment over the members that may be chosen
+	// (all members when only vfork children are left).
+	best := false
+	for i := range c.Members {
+		m := &c.Members[i]
+		if m.VforkChild && c.Victim != 0 {
+			continue
+		}
+		b := memPages + int64(m.OOMScoreAdj)*int64(c.TotalPages/1000)
+		if !best || b > c.Badness {
+			c.Badness, c.OOMScoreAdj, best = b, m.OOMScoreAdj, true
+		}
+	}
+
+	var why strings.Builder
+	// Protection: any protected member protects the whole group.
+	for i := range c.Members {
+		m := &c.Members[i]
+		if m.Protected == "" {
+			continue
+		}
+		if !c.Protected {
+			why.WriteString("protected: ")
+		} else {
+			why.WriteString("; ")
+		}
+		c.Protected = true
+		writeMember(&why, m)
+		why.WriteString(" " + m.Protected)
+	}
+	if c.Protected && len(c.Members) > 1 {
+		why.WriteString(" (the whole mm group of " + strconv.Itoa(len(c.Members)) + " is protected)")
+	}
+
+	// Skips.
+	skip := func(s string) {
+		if c.Protected {
+			return
+		}
+		if !c.Skipped {
+			why.WriteString("skipped: ")
+		} else {
+			why.WriteString("; ")
+		}
+		c.Skipped = true
+		why.WriteString(s)
+	}
+	for i := range c.Members {
+		m := &c.Members[i]
+		if re := matchAny(r.Ignore, m.Comm, m.Cmdline); re != nil {
+			c.Ignored = true
+			var s strings.Builder
+			s.WriteString("ignored: ")
+			writeMember(&s, m)
+			s.WriteString(" matches --ignore " + strconv.Quote(re.String()))
+			skip(s.String())
+			break
+		}
+	}
+	for i := range c.Members {
+		m := &c.Members[i]
+		if reason, ok := marks[procKey{m.PID, m.StartTime}]; ok {
+			c.Unkillable = true
+			var s strings.Builder
+			writeMember(&s, m)
+			s.WriteString(" " + reason)
+			skip(s.String())
+			break
+		}
+	}
+	switch {
+	case allExiting:
+		c.Exiting = true
+		skip("all " + strconv.Itoa(len(c.Members)) + " members are already exiting; their memory is being freed")
+	case live == liveVfork:
+		c.VforkOnly = true
+		skip("only vfork children are left (" + joinPIDs(c.PIDs) + "); a vfork child is never chosen by itself")
+	}
+
+	// Preference.
+	for i := range c.Members {
+		m := &c.Members[i]
+		if m.VforkChild {
+			continue
+		}
+		if re := matchAny(r.Prefer, m.Comm, m.Cmdline); re != nil {
+			c.Preferred = true
+			if c.Eligible() {
+				why.WriteString("preferred: ")
+				writeMember(&why, m)
+				why.WriteString(" matches --prefer " + strconv.Quote(re.String()) + "; ")
+			}
+			break
+		}
+	}
+	for i := range c.Members {
+		m := &c.Members[i]
+		if re := matchAny(r.Avoid, m.Comm, m.Cmdline); re != nil {
+			c.Avoided = true
+			if c.Eligible() {
+				why.WriteString("avoided: ")
+				writeMember(&why, m)
+				why.WriteString(" matches --avoid " + strconv.Quote(re.String()) + "; ")
+			}
+			break
+		}
+	}
+	if c.Eligible() {
+		writeBadness(&why, c, memPages)
+	}
+	c.Reason = why.String()
+}
+
+// writeBadness explains c.Badness.
+func writeBadness(b *strings.Builder, c *Candidate, memPages int64) {
+	b.WriteString("badness " + strconv.FormatInt(c.Badness, 10) + " = " +
+		strconv.FormatInt(memPages, 10) + " pages (rss " + kib(c.RSS) +
+		" + swap " + kib(c.Swap) + " + page tables " + kib(c.PageTables))
+	if len(c.Members) > 1 {
+		b.WriteString(", one mm counted once for " + strconv.Itoa(len(c.Members)) + " sharers")
+	}
+	b.WriteString(")")
+	if c.OOMScoreAdj != 0 {
+		b.WriteString(" + oom_score_adj " + strconv.Itoa(c.OOMScoreAdj) + " × " +
+			strconv.FormatUint(c.TotalPages/1000, 10) + " (totalpages " +
+			strconv.FormatUint(c.TotalPages, 10) + "/1000)")
+	}
+}
+
+// kib formats a byte count in KiB.
+func kib(n uint64) string { return strconv.FormatUint(n/1024, 10) + " KiB" }
+
+// writeMember writes "PID 12 (comm)".
+func writeMember(b *strings.Builder, m *Member) {
+	b.WriteString("PID " + strconv.Itoa(m.PID) + " (" + m.Comm + ")")
+}
+
+// joinPIDs formats pids as "1, 2, 3".
+func joinPIDs(pids []int) string {
+	var b []byte
+	for i, p := range pids {
+		if i > 0 {
+			b = append(b, ", "...)
+		}
+		b = strconv.AppendInt(b, int64(p), 10)
+	}
+	return string(b)
+}
+
+// protectCgroups protects, for Rules.KillCgroup, every group whose cgroup
+// holds a protected process of another group.
+func protectCgroups(cands []Candidate) {
+	holder := map[string]*Member{}
+	for i := range cands {
+		for j := range cands[i].Members {
+			m := &cands[i].Members[j]
+			if m.Protected != "" && holder[m.Cgroup] == nil {
+				holder[m.Cgroup] = m
+			}
+		}
+	}
+	for i := range cands {
+		c := &cands[i]
+		if c.Protected {
+			continue
+		}
+		m := holder[c.Cgroup]
+		if m == nil {
+			continue
+		}
+		var b strings.Builder
+		b.WriteString("protected: kill-cgroup mode and cgroup " + c.Cgroup + " also holds ")
+		writeMember(&b, m)
+		b.WriteString(" which " + m.Protected)
+		c.Protected, c.Skipped = true, false
+		c.Reason = b.String()
+	}
+}
+
+// class orders eligible before skipped before protected.
+func class(c *Candidate) int {
+	switch {
+	case c.Protected:
+		return 2
+	case c.Skipped:
+		return 1
+	}
+	return 0
+}
+
+// lessFunc compares two candidates; negative puts a first.
+type lessFunc func(a, b *Candidate) int
+
+// The comparators killOrder is composed of, in order of precedence.
+var (
+	byClass   lessFunc = func(a, b *Candidate) int { return class(a) - class(b) }
+	byPrefer  lessFunc = func(a, b *Candidate) int { return boolCmp(b.Preferred, a.Preferred) }
+	byAvoid   lessFunc = func(a, b *Candidate) int { return boolCmp(a.Avoided, b.Avoided) }
+	byBadness lessFunc = func(a, b *Candidate) int { return cmp3(b.Badness, a.Badness) }
+	byRSS     lessFunc = func(a, b *Candidate) int { return cmp3(b.RSS, a.RSS) }
+	byYouth   lessFunc = func(a, b *Candidate) int { return cmp3(b.StartTime, a.StartTime) }
+	byPID     lessFunc = func(a, b *Candidate) int { return cmp3(pidKey(a), pidKey(b)) }
+)
+
+// tieBreakers are the comparators after badness, with what they mean.
+var tieBreakers = [...]struct {
+	f    lessFunc
+	what string
+}{
+	{byRSS, "larger RSS"},
+	{byYouth, "younger (larger start time)"},
+	{byPID, "lower PID"},
+}
+
+// pidKey is the victim PID, or the first member's when there is none.
+func pidKey(c *Candidate) int {
+	if c.Victim != 0 {
+		return c.Victim
+	}
+	return c.PIDs[0]
+}
+
+// cmp3 is cmp.Compare for the integer types used here.
+func cmp3[T int | int64 | uint64](a, b T) int {
+	switch {
+	case a < b:
+		return -1
+	case a > b:
+		return 1
+	}
+	return 0
+}
+
+// orderedBy composes comparators: the first that tells a and b apart wins.
+func orderedBy(fs ...lessFunc) func(a, b Candidate) int {
+	return func(a, b Candidate) int {
+		for _, f := range fs {
+			if d := f(&a, &b); d != 0 {
+				return d
+			}
+		}
+		return 0
+	}
+}
+
+// killOrder is the ranking documented on Rank.
+var killOrder = orderedBy(byClass, byPrefer, byAvoid, byBadness,
+	tieBreakers[0].f, tieBreakers[1].f, tieBreakers[2].f)
+
+// explainTies notes in the reason of each eligible candidate that ties its
+// predecessor's badness which tie-breaker put it after.
+func explainTies(cands []Candidate) {
+	for i := 1; i < len(cands); i++ {
+		a, b := &cands[i-1], &cands[i]
+		if !b.Eligible() || byClass(a, b) != 0 || byPrefer(a, b) != 0 ||
+			byAvoid(a, b) != 0 || byBadness(a, b) != 0 {
+			continue
+		}
+		what := "nothing (identical)"
+		for _, t := range tieBreakers {
+			if t.f(a, b) != 0 {
+				what = t.what
+				break
+			}
+		}
+		b.Reason += "; ties with PID " + strconv.Itoa(pidKey(a)) + ", which ranks first by " + what
+	}
+}

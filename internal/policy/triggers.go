@@ -1,0 +1,537 @@
+package policy
+
+import (
+	"errors"
+	"math"
+	"strconv"
+	"time"
+)
+
+// Level is how hard a verdict says to act.
+type Level int
+
+// Levels, in increasing severity.
+const (
+	// LevelNone: nothing to do.
+	LevelNone Level = iota
+	// LevelTerm: ask the victim to exit (SIGTERM when a term grace is
+	// configured, else SIGKILL).
+	LevelTerm
+	// LevelKill: SIGKILL now.
+	LevelKill
+)
+
+// String returns "none", "term" or "kill".
+func (l Level) String() string {
+	switch l {
+	case LevelNone:
+		return "none"
+	case LevelTerm:
+		return "term"
+	case LevelKill:
+		return "kill"
+	}
+	return "level(" + strconv.Itoa(int(l)) + ")"
+}
+
+// MarshalText encodes the level as its String.
+func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
+
+// Trigger names as they appear in Verdict.Trigger.
+const (
+	TriggerMemAvail = "memavail"
+	TriggerPSI      = "psi"
+	TriggerScope    = "scope"
+	TriggerThrash   = "thrash"
+)
+
+// Verdict is the outcome of EvaluateTriggers: the most severe trigger that
+// fired (the first in the order memavail, scope, psi, thrash on equal
+// levels), or Level None.
+type Verdict struct {
+	Level Level `json:"level"`
+	// Trigger is one of the Trigger* names; empty for LevelNone.
+	Trigger string `json:"trigger,omitempty"`
+	// Scope is the index in Snapshot.Scopes of the scope that fired, or -1
+	// for a system-wide trigger (and for LevelNone).
+	Scope int `json:"scope"`
+	// Reason says what crossed which level, with the numbers.
+	Reason string `json:"reason,omitempty"`
+	// Numbers are the measured values and the levels they were compared to,
+	// for logs and metrics.
+	Numbers map[string]float64 `json:"numbers,omitempty"`
+}
+
+// Triggers configures every trigger. Each is independent; the zero value
+// disables all of them, DefaultTriggers gives the documented defaults.
+//
+// When the snapshot has scopes (--scope), only what is measured inside them
+// is evaluated: the memavail trigger, system-wide PSI and system-wide
+// thrashing are skipped, and the scope, per-scope PSI and per-scope thrash
+// triggers run for each scope separately.
+type Triggers struct {
+	MemAvail MemAvailTrigger
+	Scope    ScopeTrigger
+	PSI      []PSITrigger
+	Thrash   ThrashTrigger
+}
+
+// MemAvailTrigger watches system-wide MemAvailable% and SwapFree%, with
+// earlyoom's semantics: a level is reached only when memory AND swap are at
+// or below their percentages; a machine without swap counts as swap 0 %.
+type MemAvailTrigger struct {
+	Enabled bool
+	// MemTermPercent and MemKillPercent are MemAvailable as a percentage of
+	// MemTotal at or below which the term and kill levels are reached.
+	MemTermPercent, MemKillPercent float64
+	// SwapTermPercent and SwapKillPercent are SwapFree as a percentage of
+	// SwapTotal, same meaning.
+	SwapTermPercent, SwapKillPercent float64
+	// MemoryOnly ignores swap: memory alone decides.
+	MemoryOnly bool
+}
+
+// ScopeTrigger watches each scope cgroup: available = limit − usage +
+// reclaimable file cache, as a percentage of the limit. A scope without a
+// limit is not evaluated.
+type ScopeTrigger struct {
+	Enabled bool
+	// TermPercent and KillPercent are the available percentages at or below
+	// which the levels are reached.
+	TermPercent, KillPercent float64
+	// UseHigh measures against v2 memory.high instead of the limit when it
+	// is set and lower (so a scope with only memory.high is evaluated too).
+	UseHigh bool
+}
+
+// PSIResource names a pressure file.
+type PSIResource int
+
+// PSI resources.
+const (
+	PSIMemory PSIResource = iota
+	PSIIO
+	PSICPU
+)
+
+// String returns "memory", "io" or "cpu".
+func (r PSIResource) String() string {
+	switch r {
+	case PSIMemory:
+		return "memory"
+	case PSIIO:
+		return "io"
+	case PSICPU:
+		return "cpu"
+	}
+	return "psi(" + strconv.Itoa(int(r)) + ")"
+}
+
+// PSITrigger fires on one PSI line, system-wide and/or in each scope. A
+// pressure file the kernel does not provide (PressureFile.Valid false) is not
+// evaluated.
+type PSITrigger struct {
+	Resource PSIResource
+	// Full selects the "full" line; otherwise "some".
+	Full bool
+	// System evaluates /proc/pressure (unscoped only); Scopes evaluates each
+	// scope's own pressure file.
+	System, Scopes bool
+	// TermPercent and KillPercent are stall percentages at or above which
+	// the levels are reached; 0 disables a level.
+	TermPercent, KillPercent float64
+	// Window 0 measures avg10. A positive Window measures the stall share of
+	// wall time from the Total counter over tumbling windows of at least
+	// Window between snapshots (faster and exact, like a kernel PSI trigger
+	// with that window); until the first window completes, avg10 is used.
+	Window time.Duration
+}
+
+// ThrashTrigger fires on thrashing that never reaches OOM: the file refault
+// rate and io or memory pressure stay high for Sustain while available
+// memory is under a soft level. System-wide it uses Snapshot.RefaultFile,
+// Pressure and MemAvailable; per scope, the scope's RefaultFile, its
+// available percentage (see ScopeTrigger) and its pressure, or the system's
+// pressure when the scope has none (cgroup v1).
+type ThrashTrigger struct {
+	Enabled bool
+	// RefaultsPerSec is the workingset_refault_file rate at or above which
+	// refaults count as high.
+	RefaultsPerSec float64
+	// PressurePercent is the "some" avg10 of io or of memory (either one) at
+	// or above which pressure counts as high.
+	PressurePercent float64
+	// AvailPercent is the soft level: available memory must be below it.
+	AvailPercent float64
+	// Sustain is how long all three must hold, across snapshots.
+	Sustain time.Duration
+	// Level is the level the trigger fires at.
+	Level Level
+}
+
+// DefaultTriggers returns the defaults: memavail at earlyoom's 10 %/10 %
+// (term) and 5 %/5 % (kill); scope at 10 % and 5 % available; PSI memory
+// "full" avg10 at 50 % (term) and 80 % (kill), system-wide and per scope;
+// thrash at 2,000 refaults/s with io or memory "some" avg10 at 30 % for 3 s
+// under 20 % available, at the term level.
+func DefaultTriggers() Triggers {
+	return Triggers{
+		MemAvail: MemAvailTrigger{Enabled: true, MemTermPercent: 10, MemKillPercent: 5,
+			SwapTermPercent: 10, SwapKillPercent: 5},
+		Scope: ScopeTrigger{Enabled: true, TermPercent: 10, KillPercent: 5, UseHigh: true},
+		PSI: []PSITrigger{{Resource: PSIMemory, Full: true, System: true, Scopes: true,
+			TermPercent: 50, KillPercent: 80}},
+		Thrash: ThrashTrigger{Enabled: true, RefaultsPerSec: 2000, PressurePercent: 30,
+			AvailPercent: 20, Sustain: 3 * time.Second, Level: LevelTerm},
+	}
+}
+
+// Validate reports the first inconsistency in t, naming the field.
+func (t *Triggers) Validate() error {
+	pct := func(name string, v float64) error {
+		if v < 0 || v > 100 || v != v {
+			return errors.New("triggers: " + name + " is " + ftoa(v) + ", want 0..100")
+		}
+		return nil
+	}
+	order := func(term, kill string, tv, kv float64) error {
+		if kv > tv && tv != 0 {
+			return errors.New("triggers: " + kill + " (" + ftoa(kv) + ") is above " + term + " (" + ftoa(tv) + ")")
+		}
+		return nil
+	}
+	m, s, th := &t.MemAvail, &t.Scope, &t.Thrash
+	for _, err := range []error{
+		pct("memavail mem term", m.MemTermPercent), pct("memavail mem kill", m.MemKillPercent),
+		pct("memavail swap term", m.SwapTermPercent), pct("memavail swap kill", m.SwapKillPercent),
+		order("memavail mem term", "memavail mem kill", m.MemTermPercent, m.MemKillPercent),
+		order("memavail swap term", "memavail swap kill", m.SwapTermPercent, m.SwapKillPercent),
+		pct("scope term", s.TermPercent), pct("scope kill", s.KillPercent),
+		order("scope term", "scope kill", s.TermPercent, s.KillPercent),
+		pct("thrash pressure", th.PressurePercent), pct("thrash available", th.AvailPercent),
+	} {
+		if err != nil {
+			return err
+		}
+	}
+	if th.Enabled && (th.RefaultsPerSec <= 0 || th.Sustain < 0 || th.Level <= LevelNone || th.Level > LevelKill) {
+		return errors.New("triggers: thrash needs a positive refault rate, a sustain >= 0 and level term or kill")
+	}
+	for i := range t.PSI {
+		p := &t.PSI[i]
+		name := "psi[" + strconv.Itoa(i) + "]"
+		if p.Resource < PSIMemory || p.Resource > PSICPU {
+			return errors.New("triggers: " + name + " has an unknown resource")
+		}
+		if err := pct(name+" term", p.TermPercent); err != nil {
+			return err
+		}
+		if err := pct(name+" kill", p.KillPercent); err != nil {
+			return err
+		}
+		if p.KillPercent != 0 && p.TermPercent != 0 && p.KillPercent < p.TermPercent {
+			return errors.New("triggers: " + name + " kill (" + ftoa(p.KillPercent) + ") is below term (" + ftoa(p.TermPercent) + ")")
+		}
+		if p.Window < 0 {
+			return errors.New("triggers: " + name + " window is negative")
+		}
+	}
+	return nil
+}
+
+// TriggerState is the history EvaluateTriggers needs between snapshots:
+// previous refault counters and times, when a thrashing condition started,
+// and PSI windows. The zero value is ready to use. It is not safe for
+// concurrent use.
+type TriggerState struct {
+	sys    targetHist
+	scopes []targetHist
+	psi    []psiHist
+}
+
+// targetHist is the history of the system or of one scope.
+type targetHist struct {
+	path        string
+	have        bool
+	prevTime    time.Time
+	prevRefault int64
+	thrashSince time.Time // zero when not thrashing
+}
+
+// psiHist is one PSI trigger's tumbling window on one target.
+type psiHist struct {
+	path      string
+	have      bool
+	baseTime  time.Time
+	baseTotal uint64
+	rate      float64 // percent, valid when haveRate
+	haveRate  bool
+}
+
+// EvaluateTriggers evaluates every enabled trigger of cfg on snap, at
+// snap.Time, and updates state. It returns the most severe verdict.
+func EvaluateTriggers(state *TriggerState, snap *Snapshot, cfg Triggers) Verdict {
+	now := snap.Time
+	v := Verdict{Scope: -1}
+	scoped := len(snap.Scopes) > 0
+	if len(state.scopes) != len(snap.Scopes) {
+		state.scopes = make([]targetHist, len(snap.Scopes))
+	}
+	targets := 1 + len(snap.Scopes)
+	if n := len(cfg.PSI) * targets; len(state.psi) != n {
+		state.psi = make([]psiHist, n)
+	}
+
+	if !scoped && cfg.MemAvail.Enabled {
+		v = worse(v, memAvail(snap, &cfg.MemAvail))
+	}
+	if cfg.Scope.Enabled {
+		for i := range snap.Scopes {
+			v = worse(v, scopeLevel(&snap.Scopes[i], i, &cfg.Scope))
+		}
+	}
+	for ti := range cfg.PSI {
+		t := &cfg.PSI[ti]
+		if t.System && !scoped {
+			v = worse(v, psiLevel(&state.psi[ti*targets], "", &snap.Pressure, -1, t, now))
+		}
+		if t.Scopes {
+			for i := range snap.Scopes {
+				sc := &snap.Scopes[i]
+				v = worse(v, psiLevel(&state.psi[ti*targets+1+i], sc.Path, &sc.Pressure, i, t, now))
+			}
+		}
+	}
+	// Thrash histories are updated on every snapshot, enabled or not, so
+	// that rates are ready when it is turned on.
+	if !scoped {
+		avail, ok := memAvailPercent(&snap.Memory)
+		tv := thrash(&state.sys, "", now, snap.RefaultFile, avail, ok, &snap.Pressure, -1, &cfg.Thrash)
+		v = worse(v, tv)
+	}
+	for i := range snap.Scopes {
+		sc := &snap.Scopes[i]
+		avail, _, ok := scopeAvailPercent(sc, cfg.Scope.UseHigh)
+		pr := &sc.Pressure
+		if !pr.IO.Valid && !pr.Memory.Valid {
+			pr = &snap.Pressure
+		}
+		tv := thrash(&state.scopes[i], sc.Path, now, sc.RefaultFile, avail, ok, pr, i, &cfg.Thrash)
+		v = worse(v, tv)
+	}
+	return v
+}
+
+// worse returns b when it is strictly more severe than a.
+func worse(a, b Verdict) Verdict {
+	if b.Level > a.Level {
+		return b
+	}
+	return a
+}
+
+// memAvailPercent is MemAvailable as a percentage of MemTotal.
+func memAvailPercent(m *Memory) (float64, bool) {
+	if m.Total == 0 {
+		return 0, false
+	}
+	return 100 * float64(m.Available) / float64(m.Total), true
+}
+
+// memAvail evaluates the memavail trigger.
+func memAvail(snap *Snapshot, t *MemAvailTrigger) Verdict {
+	mem, ok := memAvailPercent(&snap.Memory)
+	if !ok {
+		return Verdict{Scope: -1}
+	}
+	swap := 0.0
+	if snap.Memory.SwapTotal > 0 {
+		swap = 100 * float64(snap.Memory.SwapFree) / float64(snap.Memory.SwapTotal)
+	}
+	level := LevelNone
+	switch {
+	case mem <= t.MemKillPercent && (t.MemoryOnly || swap <= t.SwapKillPercent):
+		level = LevelKill
+	case mem <= t.MemTermPercent && (t.MemoryOnly || swap <= t.SwapTermPercent):
+		level = LevelTerm
+	}
+	if level == LevelNone {
+		return Verdict{Scope: -1}
+	}
+	memLevel, swapLevel := t.MemTermPercent, t.SwapTermPercent
+	if level == LevelKill {
+		memLevel, swapLevel = t.MemKillPercent, t.SwapKillPercent
+	}
+	reason := "MemAvailable " + ftoa(mem) + "% <= " + ftoa(memLevel) + "%"
+	if !t.MemoryOnly {
+		if snap.Memory.SwapTotal == 0 {
+			reason += " and no swap (counts as SwapFree 0%)"
+		} else {
+			reason += " and SwapFree " + ftoa(swap) + "% <= " + ftoa(swapLevel) + "%"
+		}
+	}
+	return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
+		Numbers: map[string]float64{
+			"mem_avail_percent": mem, "swap_free_percent": swap,
+			"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
+			"mem_available_bytes": float64(snap.Memory.Available),
+			"swap_free_bytes":     float64(snap.Memory.SwapFree),
+		}}
+}
+
+// noLimit is the smallest value treated as "no limit" (v1 reports
+// PAGE_COUNTER_MAX pages, about 2^63 bytes).
+const noLimit = 1 << 62
+
+// scopeAvailPercent is the available percentage of a scope: limit − usage +
+// reclaimable file cache over the limit (memory.high when useHigh and lower).
+func scopeAvailPercent(sc *ScopeMemory, useHigh bool) (pct float64, limit uint64, ok bool) {
+	limit = sc.Limit
+	if limit >= noLimit {
+		limit = 0
+	}
+	if useHigh && sc.High > 0 && sc.High < noLimit && (limit == 0 || sc.High < limit) {
+		limit = sc.High
+	}
+	if limit == 0 {
+		return 0, 0, false
+	}
+	avail := float64(limit) - float64(sc.Usage) + float64(sc.ReclaimableFile)
+	avail = min(max(avail, 0), float64(limit))
+	return 100 * avail / float64(limit), limit, true
+}
+
+// scopeLevel evaluates the scope trigger on scope i.
+func scopeLevel(sc *ScopeMemory, i int, t *ScopeTrigger) Verdict {
+	pct, limit, ok := scopeAvailPercent(sc, t.UseHigh)
+	if !ok {
+		return Verdict{Scope: -1}
+	}
+	level, at := LevelNone, 0.0
+	switch {
+	case pct <= t.KillPercent:
+		level, at = LevelKill, t.KillPercent
+	case pct <= t.TermPercent:
+		level, at = LevelTerm, t.TermPercent
+	default:
+		return Verdict{Scope: -1}
+	}
+	what := "limit"
+	if limit != sc.Limit {
+		what = "memory.high"
+	}
+	return Verdict{Level: level, Trigger: TriggerScope, Scope: i,
+		Reason: "scope " + sc.Path + ": available " + ftoa(pct) + "% <= " + ftoa(at) +
+			"% (" + what + " " + utoa(limit) + " − usage " + utoa(sc.Usage) +
+			" + reclaimable file " + utoa(sc.ReclaimableFile) + " bytes)",
+		Numbers: map[string]float64{
+			"avail_percent": pct, "level_percent": at, "limit_bytes": float64(limit),
+			"usage_bytes": float64(sc.Usage), "reclaimable_file_bytes": float64(sc.ReclaimableFile),
+		}}
+}
+
+// psiLevel evaluates one PSI trigger on one pressure file.
+func psiLevel(h *psiHist, path string, pf *Pressures, scope int, t *PSITrigger, now time.Time) Verdict {
+	file := &pf.Memory
+	switch t.Resource {
+	case PSIIO:
+		file = &pf.IO
+	case PSICPU:
+		file = &pf.CPU
+	}
+	if !file.Valid {
+		*h = psiHist{}
+		return Verdict{Scope: -1}
+	}
+	line, lineName := &file.Some, "some"
+	if t.Full {
+		line, lineName = &file.Full, "full"
+	}
+	value, measure := line.Avg10, "avg10"
+	if t.Window > 0 {
+		if !h.have || h.path != path || line.Total < h.baseTotal || now.Before(h.baseTime) {
+			*h = psiHist{path: path, have: true, baseTime: now, baseTotal: line.Total}
+		} else if dt := now.Sub(h.baseTime); dt >= t.Window {
+			h.rate = 100 * float64(line.Total-h.baseTotal) / float64(dt.Microseconds())
+			h.haveRate = true
+			h.baseTime, h.baseTotal = now, line.Total
+		}
+		if h.haveRate {
+			value, measure = min(h.rate, 100), "stall over "+t.Window.String()
+		}
+	}
+	level, at := LevelNone, 0.0
+	switch {
+	case t.KillPercent > 0 && value >= t.KillPercent:
+		level, at = LevelKill, t.KillPercent
+	case t.TermPercent > 0 && value >= t.TermPercent:
+		level, at = LevelTerm, t.TermPercent
+	default:
+		return Verdict{Scope: -1}
+	}
+	where := "system"
+	if scope >= 0 {
+		where = "scope " + path
+	}
+	return Verdict{Level: level, Trigger: TriggerPSI, Scope: scope,
+		Reason: where + ": " + t.Resource.String() + " " + lineName + " " + measure + " " +
+			ftoa(value) + "% >= " + ftoa(at) + "%",
+		Numbers: map[string]float64{"pressure_percent": value, "level_percent": at}}
+}
+
+// thrash evaluates the thrash trigger on one target and updates its history.
+func thrash(h *targetHist, path string, now time.Time, refault int64, avail float64, availOK bool,
+	pr *Pressures, scope int, t *ThrashTrigger) Verdict {
+	if h.path != path || !h.have || refault < 0 || refault < h.prevRefault || !now.After(h.prevTime) {
+		// First sample, a new scope, a counter reset or an unknown counter:
+		// start over.
+		*h = targetHist{path: path, have: refault >= 0, prevTime: now, prevRefault: refault}
+		return Verdict{Scope: -1}
+	}
+	dt := now.Sub(h.prevTime).Seconds()
+	rate := float64(refault-h.prevRefault) / dt
+	h.prevTime, h.prevRefault = now, refault
+	if !t.Enabled {
+		h.thrashSince = time.Time{}
+		return Verdict{Scope: -1}
+	}
+	ioP, memP := 0.0, 0.0
+	if pr.IO.Valid {
+		ioP = pr.IO.Some.Avg10
+	}
+	if pr.Memory.Valid {
+		memP = pr.Memory.Some.Avg10
+	}
+	high := availOK && avail < t.AvailPercent && rate >= t.RefaultsPerSec &&
+		(ioP >= t.PressurePercent || memP >= t.PressurePercent)
+	if !high {
+		h.thrashSince = time.Time{}
+		return Verdict{Scope: -1}
+	}
+	if h.thrashSince.IsZero() {
+		h.thrashSince = now
+	}
+	held := now.Sub(h.thrashSince)
+	if held < t.Sustain {
+		return Verdict{Scope: -1}
+	}
+	where := "system"
+	if scope >= 0 {
+		where = "scope " + path
+	}
+	return Verdict{Level: t.Level, Trigger: TriggerThrash, Scope: scope,
+		Reason: where + ": thrashing for " + held.String() + ": file refaults " + ftoa(rate) +
+			"/s >= " + ftoa(t.RefaultsPerSec) + "/s, io some " + ftoa(ioP) + "% / memory some " +
+			ftoa(memP) + "% (level " + ftoa(t.PressurePercent) + "%), available " + ftoa(avail) +
+			"% < " + ftoa(t.AvailPercent) + "%",
+		Numbers: map[string]float64{
+			"refaults_per_sec": rate, "io_some_avg10": ioP, "memory_some_avg10": memP,
+			"avail_percent": avail, "sustained_seconds": held.Seconds(),
+		}}
+}
+
+// ftoa formats a percentage or rate with at most two decimals.
+func ftoa(f float64) string { return strconv.FormatFloat(math.Round(f*100)/100, 'f', -1, 64) }
+
+// utoa formats a byte count.
+func utoa(n uint64) string { return strconv.FormatUint(n, 10) }
