@@ -158,11 +158,24 @@ func (r *KmemReader) Usage() (usage uint64, derived bool, err error) {
 	return u.N, derived, nil
 }
 
-// Read reads every kernel-memory figure of the cgroup into k. On v1 a
-// missing memory.kmem.usage_in_bytes is ErrNoKmem, other missing files are
-// left absent; on v2 a missing memory.stat is ErrNoKmem. It does not
-// allocate once the buffer has grown to the largest file.
+// ReadSummary reads what a ranking pass over many cgroups needs into k:
+// v1 usage and max_usage (two small files), or the whole v2 memory.stat
+// (one file, every kernel field). The other v1 counters stay absent. A
+// missing v1 memory.kmem.usage_in_bytes or v2 memory.stat is ErrNoKmem. It
+// does not allocate once the buffer has grown to the largest file.
+func (r *KmemReader) ReadSummary(k *Kmem) error {
+	return r.read(k, fileMaxUsage)
+}
+
+// Read reads every kernel-memory figure of the cgroup into k: on v1 also
+// the kernel's kmem failcnt and limit and the memory.kmem.tcp.* counters.
+// Missing optional files are left absent. Errors are as for ReadSummary.
 func (r *KmemReader) Read(k *Kmem) error {
+	return r.read(k, fileTCPLimit)
+}
+
+// read reads the v1 files up to and including last.
+func (r *KmemReader) read(k *Kmem, last int) error {
 	*k = Kmem{Version: r.cg.Version}
 	if r.cg.Version == V2 {
 		if err := r.readStat(&k.Stat); err != nil {
@@ -185,7 +198,7 @@ func (r *KmemReader) Read(k *Kmem) error {
 		fileTCPFailcnt:  &k.TCP.Failcnt,
 		fileTCPLimit:    &k.TCP.Limit,
 	}
-	for i := fileMaxUsage; i <= fileTCPLimit; i++ {
+	for i := fileMaxUsage; i <= last; i++ {
 		v, err := r.readUint(i)
 		if errors.Is(err, ErrNoKmem) {
 			continue

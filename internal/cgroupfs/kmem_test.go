@@ -263,3 +263,18 @@ func formatUint(n uint64) string {
 	}
 	return string(b[i:])
 }
+
+func TestReadSummaryV1(t *testing.T) {
+	var full, sum Kmem
+	r := fixture(t, V1, "v1/kernel-6.18").KmemReader()
+	if err := r.Read(&full); err != nil {
+		t.Fatal(err)
+	}
+	if err := r.ReadSummary(&sum); err != nil {
+		t.Fatal(err)
+	}
+	want := Kmem{Version: V1, Usage: full.Usage, V1: KmemCounters{Usage: full.V1.Usage, MaxUsage: full.V1.MaxUsage}}
+	if d := cmp.Diff(want, sum); d != "" {
+		t.Errorf("ReadSummary (-want +got):\n%s", d)
+	}
+}
