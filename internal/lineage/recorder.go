@@ -1,0 +1,515 @@
+// Package lineage records the process lineage, dead ancestors included: one
+// record per process image, kept while it has live descendants, so the
+// family of a fork bomb whose parents exit at once stays visible.
+//
+// A Recorder is a pure data structure fed with events and timestamps; it does
+// no I/O and reads no clock. It is not safe for concurrent use.
+package lineage
+
+import (
+	"slices"
+	"time"
+)
+
+// ID names a record inside one Recorder. IDs of freed records are reused;
+// use Ref to hold on to a record across events.
+type ID int32
+
+// None is the absent ID.
+const None ID = -1
+
+// Root is the sentinel record every parentless record hangs from (PID 0).
+const Root ID = 0
+
+// Record is one process image: created by fork, or by exec replacing the
+// previous image of the same process. The Recorder maintains every field;
+// callers read them only.
+type Record struct {
+	// PID is the process ID (the thread-group ID).
+	PID int32
+	// PPID is the PID of the process that forked this one, as recorded at
+	// fork time, even when that process is long dead.
+	PPID int32
+	// Born is when the process was forked (CLOCK_MONOTONIC); an exec image
+	// keeps the Born of its process.
+	Born time.Duration
+	// Start is when this image began: Born, or the exec that created it.
+	Start time.Duration
+	// End is when this image ended (exit, or exec into a new image); zero
+	// while it is alive.
+	End time.Duration
+	// Comm is the command name, NUL-padded.
+	Comm [16]byte
+	// Alive is true while this image is the running image of a live
+	// process.
+	Alive bool
+	// Exec is true when exec created this image; Parent is then the
+	// previous image of the same process.
+	Exec bool
+	// Exited is true once the process (every image of it) has exited.
+	Exited bool
+	// Scanned is true when the record came from a /proc scan rather than a
+	// fork event, so what came before it (dead ancestors) is unknown.
+	Scanned bool
+	// Kthread marks kernel threads (known from a scan).
+	Kthread bool
+
+	// Parent, FirstChild and NextSibling link the tree; None when absent.
+	Parent, FirstChild, NextSibling ID
+	prevSibling                     ID
+	gen                             uint32
+	mark                            uint32
+	used                            bool
+}
+
+// CommString returns Comm as a string.
+func (r *Record) CommString() string {
+	n := 0
+	for n < len(r.Comm) && r.Comm[n] != 0 {
+		n++
+	}
+	return string(r.Comm[:n])
+}
+
+// Ref is a reference to a record that detects reuse of its ID.
+type Ref struct {
+	ID  ID
+	gen uint32
+}
+
+// Config bounds a Recorder.
+type Config struct {
+	// MaxRecords caps the number of records, live and dead. When full, the
+	// oldest dead records are forgotten; when there are none, new processes
+	// go unrecorded (counted in Stats.Dropped). 0 means 65536 (about 8 MiB).
+	MaxRecords int
+	// AgeInterval is SPEC.md's reset interval: once a whole interval passed
+	// with no growth in the live process count and no reclaim, dead records
+	// that ended more than an interval ago are forgotten. 0 means 30 s.
+	AgeInterval time.Duration
+}
+
+// Stats counts the Recorder's bookkeeping.
+type Stats struct {
+	// Records is the number of records held; Live the live processes.
+	Records, Live int
+	// Dropped counts processes not recorded because the cap was reached
+	// with no dead record left to forget.
+	Dropped uint64
+	// Evicted counts dead records forgotten to stay under the cap; Aged
+	// those forgotten by the quiescence rule.
+	Evicted, Aged uint64
+	// UnknownParent counts forks whose parent had no record.
+	UnknownParent uint64
+}
+
+// Recorder holds the lineage. The zero value is not usable; use New.
+type Recorder struct {
+	cfg   Config
+	recs  []Record
+	free  []ID
+	live  map[int32]ID
+	stats Stats
+	epoch uint32
+
+	ageStart   time.Duration
+	ageCount   int
+	ageGrew    bool
+	ageReclaim bool
+
+	scratch []ID
+	adds    []ID
+}
+
+// New returns an empty Recorder holding only the Root sentinel.
+func New(cfg Config) *Recorder {
+	if cfg.MaxRecords <= 0 {
+		cfg.MaxRecords = 65536
+	}
+	if cfg.AgeInterval <= 0 {
+		cfg.AgeInterval = 30 * time.Second
+	}
+	r := &Recorder{cfg: cfg, live: make(map[int32]ID, 1024), recs: make([]Record, 1, 1024)}
+	r.recs[0] = Record{Parent: None, FirstChild: None, NextSibling: None, prevSibling: None, used: true, Alive: true}
+	copy(r.recs[0].Comm[:], "(root)")
+	return r
+}
+
+// Config returns the effective configuration.
+func (r *Recorder) Config() Config { return r.cfg }
+
+// Stats returns the current counters.
+func (r *Recorder) Stats() Stats {
+	s := r.stats
+	s.Live = len(r.live)
+	s.Records = len(r.recs) - len(r.free) - 1
+	return s
+}
+
+// Len returns the size of the ID space: every valid ID is below it.
+func (r *Recorder) Len() int { return len(r.recs) }
+
+// Get returns the record with id, or nil when id is not in use.
+func (r *Recorder) Get(id ID) *Record {
+	if id < 0 || int(id) >= len(r.recs) || !r.recs[id].used {
+		return nil
+	}
+	return &r.recs[id]
+}
+
+// Lookup returns the live record of process pid.
+func (r *Recorder) Lookup(pid int32) (ID, bool) {
+	id, ok := r.live[pid]
+	return id, ok
+}
+
+// Ref returns a reference to id.
+func (r *Recorder) Ref(id ID) Ref {
+	if r.Get(id) == nil {
+		return Ref{ID: None}
+	}
+	return Ref{ID: id, gen: r.recs[id].gen}
+}
+
+// Resolve returns the record ref points at, or None when it was freed.
+func (r *Recorder) Resolve(ref Ref) ID {
+	if rec := r.Get(ref.ID); rec != nil && rec.gen == ref.gen {
+		return ref.ID
+	}
+	return None
+}
+
+// LiveCount returns the number of live processes recorded.
+func (r *Recorder) LiveCount() int { return len(r.live) }
+
+// alloc returns a fresh record ID, or None when the cap is reached.
+func (r *Recorder) alloc() ID {
+	if len(r.recs)-len(r.free)-1 >= r.cfg.MaxRecords {
+		r.evict()
+		if len(r.recs)-len(r.free)-1 >= r.cfg.MaxRecords {
+			r.stats.Dropped++
+			return None
+		}
+	}
+	var id ID
+	if n := len(r.free); n > 0 {
+		id = r.free[n-1]
+		r.free = r.free[:n-1]
+	} else {
+		r.recs = append(r.recs, Record{})
+		id = ID(len(r.recs) - 1)
+	}
+	gen := r.recs[id].gen + 1
+	r.recs[id] = Record{Parent: None, FirstChild: None, NextSibling: None, prevSibling: None, gen: gen, used: true}
+	return id
+}
+
+// link makes id the first child of parent.
+func (r *Recorder) link(id, parent ID) {
+	c := &r.recs[id]
+	p := &r.recs[parent]
+	c.Parent = parent
+	c.prevSibling = None
+	c.NextSibling = p.FirstChild
+	if p.FirstChild != None {
+		r.recs[p.FirstChild].prevSibling = id
+	}
+	p.FirstChild = id
+}
+
+func (r *Recorder) unlink(id ID) {
+	c := &r.recs[id]
+	if c.prevSibling != None {
+		r.recs[c.prevSibling].NextSibling = c.NextSibling
+	} else if c.Parent != None {
+		r.recs[c.Parent].FirstChild = c.NextSibling
+	}
+	if c.NextSibling != None {
+		r.recs[c.NextSibling].prevSibling = c.prevSibling
+	}
+	c.Parent, c.NextSibling, c.prevSibling = None, None, None
+}
+
+// release frees id and then each dead ancestor left without children: a
+// dead record lives exactly as long as it has live descendants.
+func (r *Recorder) release(id ID) {
+	for id > Root {
+		c := &r.recs[id]
+		if c.Alive || c.FirstChild != None {
+			return
+		}
+		p := c.Parent
+		r.unlink(id)
+		c.used = false
+		r.free = append(r.free, id)
+		id = p
+	}
+}
+
+// forget removes dead record id, moving its children up to its parent.
+func (r *Recorder) forget(id ID) {
+	c := &r.recs[id]
+	p := c.Parent
+	for ch := c.FirstChild; ch != None; {
+		next := r.recs[ch].NextSibling
+		r.unlink(ch)
+		r.link(ch, p)
+		ch = next
+	}
+	c.FirstChild = None
+	r.release(id)
+}
+
+// Fork records that process parent forked process pid at t. Callers pass
+// processes only: a thread creation (pid != tgid) is not a fork here.
+func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
+	if old, ok := r.live[pid]; ok {
+		if d := r.recs[old].Born - t; d < dupTolerance && d > -dupTolerance {
+			return // already learned from a scan that raced the event
+		}
+		r.exit(old, t) // its exit was lost
+	}
+	pid0, ok := r.live[parent]
+	if !ok {
+		pid0 = Root
+		r.stats.UnknownParent++
+	}
+	id := r.alloc()
+	if id == None {
+		return
+	}
+	c := &r.recs[id]
+	c.PID, c.PPID = pid, parent
+	c.Born, c.Start = t, t
+	c.Alive = true
+	c.Comm = r.recs[pid0].Comm
+	r.link(id, pid0)
+	r.live[pid] = id
+	r.noteGrowth()
+}
+
+// dupTolerance is how far apart a fork event's time and a scan's start time
+// of the same process may be: /proc start times are in 10 ms ticks.
+const dupTolerance = 30 * time.Millisecond
+
+// Exec records that process pid replaced its image at t; comm is the new
+// command name (nil keeps the old one). The new image's parent is the old.
+func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
+	old, ok := r.live[pid]
+	id := r.alloc()
+	if id == None {
+		return
+	}
+	c := &r.recs[id]
+	c.PID = pid
+	c.Start = t
+	c.Alive = true
+	if ok {
+		o := &r.recs[old]
+		c.PPID, c.Born, c.Comm = o.PPID, o.Born, o.Comm
+		c.Exec = true
+		o.Alive, o.End = false, t
+		r.link(id, old)
+	} else {
+		c.Born, c.Scanned = t, true
+		r.link(id, Root)
+	}
+	if comm != nil {
+		c.Comm = [16]byte{}
+		copy(c.Comm[:15], comm)
+	}
+	r.live[pid] = id
+}
+
+// Exit records that process pid exited at t.
+func (r *Recorder) Exit(pid int32, t time.Duration) {
+	if id, ok := r.live[pid]; ok {
+		r.exit(id, t)
+	}
+}
+
+func (r *Recorder) exit(id ID, t time.Duration) {
+	c := &r.recs[id]
+	delete(r.live, c.PID)
+	c.Alive, c.End = false, t
+	for i := id; i > Root; i = r.recs[i].Parent {
+		r.recs[i].Exited = true
+		if !r.recs[i].Exec {
+			break
+		}
+	}
+	r.release(id)
+}
+
+// Proc is one process as a /proc scan saw it.
+type Proc struct {
+	PID, PPID int32
+	// Born is the start time converted to CLOCK_MONOTONIC.
+	Born    time.Duration
+	Comm    [16]byte
+	Kthread bool
+}
+
+// Reconcile makes the live set equal to a /proc scan taken at now: live
+// records the scan did not see (or saw with another start time: a reused
+// PID) are marked exited, and scanned processes without a record are added
+// under their current parent, marked Scanned. It returns how many records
+// disagreed with the scan. Seeding an empty Recorder is a Reconcile.
+func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
+	slices.SortFunc(procs, func(a, b Proc) int {
+		if a.Born != b.Born {
+			if a.Born < b.Born {
+				return -1
+			}
+			return 1
+		}
+		return int(a.PID - b.PID)
+	})
+	r.epoch++
+	diff := 0
+	add := r.adds[:0]
+	for i := range procs {
+		p := &procs[i]
+		if id, ok := r.live[p.PID]; ok {
+			if d := r.recs[id].Born - p.Born; d < dupTolerance && d > -dupTolerance {
+				r.recs[id].mark = r.epoch
+				continue
+			}
+		}
+		add = append(add, ID(i))
+	}
+	var stale []ID
+	for _, id := range r.live {
+		if r.recs[id].mark != r.epoch {
+			stale = append(stale, id)
+		}
+	}
+	for _, id := range stale {
+		r.exit(id, now)
+		diff++
+	}
+	for _, i := range add {
+		p := &procs[i]
+		parent, ok := r.live[p.PPID]
+		if !ok {
+			parent = Root
+		}
+		id := r.alloc()
+		if id == None {
+			continue
+		}
+		c := &r.recs[id]
+		c.PID, c.PPID, c.Born, c.Start, c.Comm = p.PID, p.PPID, p.Born, p.Born, p.Comm
+		c.Alive, c.Scanned, c.Kthread, c.mark = true, true, p.Kthread, r.epoch
+		r.link(id, parent)
+		r.live[p.PID] = id
+		diff++
+	}
+	r.adds = add[:0]
+	r.noteGrowth()
+	return diff
+}
+
+func (r *Recorder) noteGrowth() {
+	if len(r.live) > r.ageCount {
+		r.ageGrew = true
+	}
+}
+
+// Tick runs the quiescence rule at now. reclaim tells whether the kernel
+// reclaimed memory since the previous Tick (for example a pgscan delta in
+// /proc/vmstat). Once a whole AgeInterval has passed without growth of the
+// live count and without reclaim, dead records that ended more than an
+// interval ago are forgotten; their children move up to the grandparent.
+// It returns how many records were forgotten.
+func (r *Recorder) Tick(now time.Duration, reclaim bool) int {
+	if reclaim {
+		r.ageReclaim = true
+	}
+	if r.ageStart == 0 {
+		r.ageStart, r.ageCount, r.ageGrew, r.ageReclaim = now, len(r.live), false, reclaim
+		return 0
+	}
+	if now-r.ageStart < r.cfg.AgeInterval {
+		return 0
+	}
+	n := 0
+	if !r.ageGrew && !r.ageReclaim {
+		cut := now - r.cfg.AgeInterval
+		n = r.forgetDead(func(c *Record) bool { return c.End < cut }, -1)
+		r.stats.Aged += uint64(n)
+	}
+	r.ageStart, r.ageCount, r.ageGrew, r.ageReclaim = now, len(r.live), false, false
+	return n
+}
+
+// forgetDead forgets up to max (all when negative) dead records matching
+// ok, oldest end first.
+func (r *Recorder) forgetDead(ok func(*Record) bool, max int) int {
+	dead := r.scratch[:0]
+	for i := 1; i < len(r.recs); i++ {
+		c := &r.recs[i]
+		if c.used && !c.Alive && ok(c) {
+			dead = append(dead, ID(i))
+		}
+	}
+	slices.SortFunc(dead, func(a, b ID) int {
+		ea, eb := r.recs[a].End, r.recs[b].End
+		switch {
+		case ea < eb:
+			return -1
+		case ea > eb:
+			return 1
+		}
+		return int(a - b)
+	})
+	if max >= 0 && len(dead) > max {
+		dead = dead[:max]
+	}
+	for _, id := range dead {
+		r.forget(id)
+	}
+	r.scratch = dead[:0]
+	return len(dead)
+}
+
+// evict forgets the oldest sixteenth of the cap's worth of dead records.
+func (r *Recorder) evict() {
+	n := r.forgetDead(func(*Record) bool { return true }, max(1, r.cfg.MaxRecords/16))
+	r.stats.Evicted += uint64(n)
+}
+
+// Walk visits id and its descendants in pre-order with their depth below
+// id (exec edges count as a level). fn returning false skips the subtree.
+func (r *Recorder) Walk(id ID, fn func(id ID, depth int) bool) {
+	if r.Get(id) == nil {
+		return
+	}
+	type item struct {
+		id    ID
+		depth int
+	}
+	stack := []item{{id, 0}}
+	for len(stack) > 0 {
+		it := stack[len(stack)-1]
+		stack = stack[:len(stack)-1]
+		if !fn(it.id, it.depth) {
+			continue
+		}
+		for ch := r.recs[it.id].FirstChild; ch != None; ch = r.recs[ch].NextSibling {
+			stack = append(stack, item{ch, it.depth + 1})
+		}
+	}
+}
+
+// ForkParent returns the record of the process that forked id's process:
+// it skips id's own earlier exec images.
+func (r *Recorder) ForkParent(id ID) ID {
+	for id > Root && r.recs[id].Exec {
+		id = r.recs[id].Parent
+	}
+	if id <= Root {
+		return None
+	}
+	return r.recs[id].Parent
+}

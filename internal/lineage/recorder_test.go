@@ -1,0 +1,329 @@
+package lineage
+
+import (
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+const ms = time.Millisecond
+
+// shape renders the tree under Root as "pid[flags](children...)" for
+// comparison: '+' alive, '-' dead, 'x' exec image.
+func shape(r *Recorder) string {
+	var walk func(id ID) string
+	walk = func(id ID) string {
+		c := r.Get(id)
+		s := ""
+		if id != Root {
+			s = itoa(int(c.PID))
+			if c.Exec {
+				s += "x"
+			}
+			if c.Alive {
+				s += "+"
+			} else {
+				s += "-"
+			}
+		}
+		var kids []string
+		for ch := c.FirstChild; ch != None; ch = r.Get(ch).NextSibling {
+			kids = append([]string{walk(ch)}, kids...) // oldest first
+		}
+		if len(kids) > 0 {
+			s += "("
+			for i, k := range kids {
+				if i > 0 {
+					s += " "
+				}
+				s += k
+			}
+			s += ")"
+		}
+		return s
+	}
+	return walk(Root)
+}
+
+func itoa(i int) string {
+	if i == 0 {
+		return "0"
+	}
+	var b []byte
+	for ; i > 0; i /= 10 {
+		b = append([]byte{byte('0' + i%10)}, b...)
+	}
+	return string(b)
+}
+
+type step struct {
+	op   byte // 'f' fork, 'e' exec, 'x' exit
+	a, b int32
+	t    time.Duration
+}
+
+func run(r *Recorder, steps []step) {
+	for _, s := range steps {
+		switch s.op {
+		case 'f':
+			r.Fork(s.a, s.b, s.t)
+		case 'e':
+			r.Exec(s.a, s.t, []byte("x"))
+		case 'x':
+			r.Exit(s.a, s.t)
+		}
+	}
+}
+
+func TestRecorderLifetimes(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		steps []step
+		want  string
+		live  int
+	}{
+		{
+			name: "dead parent kept while a child lives (bash bomb generation)",
+			steps: []step{
+				{'f', 1, 10, 1 * ms}, {'f', 10, 11, 2 * ms}, {'f', 10, 12, 3 * ms},
+				{'x', 10, 0, 4 * ms}, {'f', 11, 13, 5 * ms}, {'x', 11, 0, 6 * ms},
+			},
+			want: "(10-(11-(13+) 12+))",
+			live: 2,
+		},
+		{
+			name: "dead chain freed when the last descendant dies",
+			steps: []step{
+				{'f', 1, 10, 1 * ms}, {'f', 10, 11, 2 * ms}, {'x', 10, 0, 3 * ms},
+				{'f', 11, 12, 4 * ms}, {'x', 11, 0, 5 * ms}, {'x', 12, 0, 6 * ms},
+			},
+			want: "",
+		},
+		{
+			name: "exec links the new image to the old; exit frees both",
+			steps: []step{
+				{'f', 1, 10, 1 * ms}, {'e', 10, 0, 2 * ms}, {'f', 10, 11, 3 * ms}, {'e', 11, 0, 4 * ms},
+				{'e', 11, 0, 5 * ms},
+			},
+			want: "(10-(10x+(11-(11x-(11x+)))))",
+			live: 2,
+		},
+		{
+			name:  "thread-less short jobs leave nothing behind (shell loop)",
+			steps: []step{{'f', 1, 10, 1}, {'e', 10, 0, 2}, {'x', 10, 0, 3}, {'f', 1, 11, 4}, {'e', 11, 0, 5}, {'x', 11, 0, 6}},
+			want:  "",
+		},
+		{
+			name:  "unknown parent hangs from the root",
+			steps: []step{{'f', 99, 10, 1 * ms}},
+			want:  " 10+",
+			live:  1,
+		},
+		{
+			name:  "pid reuse after a lost exit replaces the stale record",
+			steps: []step{{'f', 1, 10, 1 * ms}, {'f', 1, 10, 500 * ms}},
+			want:  "(10+)",
+			live:  1,
+		},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			r := New(Config{})
+			// Process 1 comes from a seed scan.
+			r.Reconcile([]Proc{{PID: 1, Born: 0}}, 0)
+			run(r, tc.steps)
+			got := shape(r)
+			want := "(1+" + tc.want + ")"
+			if tc.want == "" {
+				want = "(1+)"
+			} else if tc.want[0] == ' ' {
+				want = "(1+" + tc.want + ")"
+			}
+			if got != want {
+				t.Errorf("tree = %s, want %s", got, want)
+			}
+			if n := r.LiveCount(); n != tc.live+1 {
+				t.Errorf("live = %d, want %d", n, tc.live+1)
+			}
+		})
+	}
+}
+
+func TestExitedMarksEveryImage(t *testing.T) {
+	r := New(Config{})
+	run(r, []step{{'f', 0, 10, 1}, {'f', 10, 11, 2}, {'e', 10, 0, 3}, {'x', 10, 0, 4}})
+	// 10's first image stays (child 11 lives) and must know its process
+	// exited, so 11 counts as an orphan.
+	id, _ := r.Lookup(11)
+	p := r.ForkParent(id)
+	if p == None || !r.Get(p).Exited || r.Get(p).PID != 10 {
+		t.Fatalf("fork parent of 11 = %+v, want exited pid 10", r.Get(p))
+	}
+	run(r, []step{{'f', 11, 12, 5}, {'e', 12, 0, 6}})
+	id, _ = r.Lookup(12)
+	if p := r.ForkParent(id); r.Get(p).PID != 11 || r.Get(p).Exited {
+		t.Fatalf("fork parent of exec image 12 = %+v, want live 11", r.Get(p))
+	}
+}
+
+func TestReconcile(t *testing.T) {
+	r := New(Config{})
+	seed := []Proc{{PID: 1, Born: 0}, {PID: 50, PPID: 1, Born: 100 * ms}, {PID: 60, PPID: 50, Born: 200 * ms}}
+	if d := r.Reconcile(seed, time.Second); d != 3 {
+		t.Fatalf("seed diff = %d, want 3", d)
+	}
+	if got := shape(r); got != "(1+(50+(60+)))" {
+		t.Fatalf("seeded tree %s", got)
+	}
+	// Events go on; then a resync after loss: 60 died unseen, 70 was
+	// forked unseen, 50's PID was reused by an unrelated process.
+	r.Fork(60, 61, 2*time.Second)
+	if d := r.Reconcile([]Proc{{PID: 1}, {PID: 50, PPID: 1, Born: 3 * time.Second}, {PID: 61, PPID: 1, Born: 2*time.Second + 5*ms}, {PID: 70, PPID: 61, Born: 2500 * ms}}, 4*time.Second); d != 4 {
+		t.Fatalf("resync diff = %d, want 4 (50 stale, 60 gone, 50 new, 70 new)", d)
+	}
+	if got := shape(r); got != "(1+(50-(60-(61+(70+))) 50+))" {
+		t.Fatalf("resynced tree %s", got)
+	}
+	if d := r.Reconcile([]Proc{{PID: 1}, {PID: 50, PPID: 1, Born: 3 * time.Second}, {PID: 61, PPID: 1, Born: 2 * time.Second}, {PID: 70, PPID: 61, Born: 2500 * ms}}, 5*time.Second); d != 0 {
+		t.Fatalf("consistent resync diff = %d, want 0", d)
+	}
+}
+
+func TestAgingQuiescence(t *testing.T) {
+	setup := func() *Recorder {
+		r := New(Config{AgeInterval: 30 * time.Second})
+		r.Reconcile([]Proc{{PID: 1}}, 0)
+		run(r, []step{{'f', 1, 10, 1 * ms}, {'f', 10, 11, 2 * ms}, {'x', 10, 0, 3 * ms}})
+		r.Tick(time.Second, false)
+		return r
+	}
+	t.Run("quiet interval forgets old dead records", func(t *testing.T) {
+		r := setup()
+		r.Tick(20*time.Second, false)
+		if n := r.Tick(32*time.Second, false); n != 1 {
+			t.Fatalf("aged %d, want 1", n)
+		}
+		if got := shape(r); got != "(1+(11+))" {
+			t.Fatalf("tree %s", got)
+		}
+		id, _ := r.Lookup(11)
+		if r.Get(id).PPID != 10 {
+			t.Fatalf("recorded ppid lost: %+v", r.Get(id))
+		}
+	})
+	t.Run("reclaim blocks aging", func(t *testing.T) {
+		r := setup()
+		r.Tick(20*time.Second, true)
+		if n := r.Tick(32*time.Second, false); n != 0 {
+			t.Fatalf("aged %d during reclaim", n)
+		}
+		if n := r.Tick(63*time.Second, false); n != 1 {
+			t.Fatalf("aged %d after a quiet interval, want 1", n)
+		}
+	})
+	t.Run("growth blocks aging", func(t *testing.T) {
+		r := setup()
+		r.Fork(1, 20, 10*time.Second)
+		if n := r.Tick(32*time.Second, false); n != 0 {
+			t.Fatalf("aged %d while the count grew", n)
+		}
+	})
+	t.Run("records younger than the interval stay", func(t *testing.T) {
+		r := New(Config{AgeInterval: 30 * time.Second})
+		r.Tick(time.Second, false)
+		run(r, []step{{'f', 0, 10, 25 * time.Second}, {'f', 10, 11, 25 * time.Second}, {'x', 10, 0, 26 * time.Second}})
+		r.Exit(99, 0)
+		r.Tick(50*time.Second, false) // interval saw growth
+		if n := r.Tick(81*time.Second, false); n != 1 {
+			t.Fatalf("aged %d, want 1 after a quiet interval", n)
+		}
+	})
+}
+
+func TestCap(t *testing.T) {
+	r := New(Config{MaxRecords: 32})
+	// A chain of 20 dead ancestors with one live leaf, then 30 live
+	// processes: dead ancestors go first, then new ones are dropped.
+	for i := int32(1); i <= 20; i++ {
+		r.Fork(i-1, i, time.Duration(i))
+		if i > 1 {
+			r.Exit(i-1, time.Duration(i))
+		}
+	}
+	for i := int32(100); i < 140; i++ {
+		r.Fork(0, i, time.Second)
+	}
+	s := r.Stats()
+	if s.Records > 32 || s.Evicted == 0 || s.Dropped == 0 {
+		t.Fatalf("stats %+v: want <= 32 records, some evicted, some dropped", s)
+	}
+	if _, ok := r.Lookup(20); !ok {
+		t.Fatal("live leaf of the evicted chain was lost")
+	}
+}
+
+func TestSteadyStateDoesNotAllocate(t *testing.T) {
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}}, 0)
+	comm := []byte("true")
+	pid := int32(1000)
+	step := func() {
+		pid++
+		if pid > 30000 {
+			pid = 1001
+		}
+		r.Fork(1, pid, time.Second)
+		r.Exec(pid, time.Second, comm)
+		r.Exit(pid, time.Second)
+	}
+	for i := 0; i < 10000; i++ {
+		step()
+	}
+	if a := testing.AllocsPerRun(1000, step); a != 0 {
+		t.Fatalf("fork+exec+exit allocates %v times", a)
+	}
+}
+
+func TestParseStat(t *testing.T) {
+	line := []byte("4242 (a) b (c)) S 17 4242 4242 0 -1 4194560 127 0 0 0 0 0 0 0 20 0 1 0 12345 1000 10 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0\n")
+	p, ok := ParseStat(line)
+	want := Proc{PID: 4242, PPID: 17, Born: 123450 * ms}
+	copy(want.Comm[:], "a) b (c)")
+	if !ok || !cmp.Equal(p, want) {
+		t.Fatalf("ParseStat = %+v, %v; want %+v", p, ok, want)
+	}
+	kt := []byte("2 (kthreadd) S 0 0 0 0 -1 2129984 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+	if p, ok := ParseStat(kt); !ok || !p.Kthread {
+		t.Fatalf("kthreadd not a kthread: %+v", p)
+	}
+	z := []byte("77 (zz) Z 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+	if _, ok := ParseStat(z); ok {
+		t.Fatal("zombie parsed as live")
+	}
+	for _, bad := range []string{"", "1 (x", "x (y) S 1", "1 (y) S"} {
+		if _, ok := ParseStat([]byte(bad)); ok {
+			t.Errorf("ParseStat(%q) ok", bad)
+		}
+	}
+}
+
+func FuzzParseStat(f *testing.F) {
+	f.Add([]byte("1 (init) S 0 1 1 0 -1 4194560 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n"))
+	f.Fuzz(func(t *testing.T, b []byte) { ParseStat(b) })
+}
+
+func TestScanSelf(t *testing.T) {
+	procs, err := Scan("/proc", 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	found := false
+	for _, p := range procs {
+		if p.PID == 1 {
+			found = true
+		}
+	}
+	if !found || len(procs) < 2 {
+		t.Fatalf("scan of /proc found %d processes, pid 1 %v", len(procs), found)
+	}
+}
