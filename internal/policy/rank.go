@@ -155,7 +155,7 @@ func memberOf(snap *Snapshot, p *Process, r Rules) Member {
 	}
 	switch {
 	case p.PID == 1:
-		m.Protected = "is PID 1 (init)"
+		m.Protected = "is PID 1 (global init)"
 	case p.KernelThread:
 		m.Protected = "is a kernel thread"
 	case snap.SelfPID != 0 && p.PID == snap.SelfPID:
@@ -342,6 +342,16 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 	}
 	if c.Eligible() {
 		writeBadness(&why, c, memPages)
+		if liveVfork > 0 {
+			var vf []int
+			for i := range c.Members {
+				if c.Members[i].VforkChild {
+					vf = append(vf, c.Members[i].PID)
+				}
+			}
+			why.WriteString("; vfork children " + joinPIDs(vf) +
+				" are never chosen themselves but die with PID " + strconv.Itoa(c.Victim) + " as sharers")
+		}
 	}
 	c.Reason = why.String()
 }
