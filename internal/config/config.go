@@ -1,0 +1,237 @@
+// Package config is oomguard's typed configuration: the TOML file with its
+// drop-ins, strict validation with FILE:LINE errors, and the daemon flags
+// that override the file.
+package config
+
+// Default paths of the configuration.
+const (
+	// DefaultPath is the main configuration file.
+	DefaultPath = "/etc/oomguard/oomguard.toml"
+	// DefaultDropinDir holds *.toml drop-ins merged after the main file in
+	// lexical order.
+	DefaultDropinDir = "/etc/oomguard/oomguard.d"
+	// DefaultCgroupRoot is where cgroup paths must live.
+	DefaultCgroupRoot = "/sys/fs/cgroup"
+)
+
+// Config is the daemon's whole configuration. The zero value is not useful:
+// start from Default or Load. Strings from the file stop at this boundary:
+// sizes, percentages, durations, enums and regular expressions are typed.
+//
+// A Config is a plain value; it is not safe to modify concurrently with
+// readers. On reload the daemon builds a new one and swaps it in.
+type Config struct {
+	// CgroupRoot is the mount point of the cgroup hierarchies. Every cgroup
+	// path in the configuration must lie under it.
+	CgroupRoot string `toml:"cgroup_root"`
+	// Scope limits the daemon to the processes of these cgroup directories
+	// (and their descendants). Empty means the whole machine.
+	Scope []string `toml:"scope"`
+	// DryRun makes the daemon report what it would kill without killing.
+	DryRun bool `toml:"dry_run"`
+	// Interval is the period of the memory poll between events.
+	Interval Duration `toml:"interval"`
+
+	Socket      Socket      `toml:"socket"`
+	Memory      Memory      `toml:"memory"`
+	PSI         []PSI       `toml:"psi"`
+	ScopeLimits ScopeLimits `toml:"scope_limits"`
+	Thrash      Thrash      `toml:"thrash"`
+	Rules       Rules       `toml:"rules"`
+	Kill        Kill        `toml:"kill"`
+	ForkBomb    ForkBomb    `toml:"forkbomb"`
+	Kmem        Kmem        `toml:"kmem"`
+	Metrics     Metrics     `toml:"metrics"`
+	Hooks       Hooks       `toml:"hooks"`
+	Notify      Notify      `toml:"notify"`
+	Log         Log         `toml:"log"`
+}
+
+// Socket configures the control socket.
+type Socket struct {
+	// Path of the unix socket.
+	Path string `toml:"path"`
+	// Group, when set, owns the socket so its members may use it (with a
+	// Mode that grants the group access). A name or a numeric GID.
+	Group string `toml:"group"`
+	// Mode is the socket's permission. World-writable modes are rejected.
+	Mode FileMode `toml:"mode"`
+}
+
+// Memory is the system-wide MemAvailable/SwapFree trigger, in earlyoom's
+// semantics. A percentage of 0 disables that threshold.
+type Memory struct {
+	// TermPercent: below this share of MemTotal available, send SIGTERM.
+	TermPercent Percent `toml:"term_percent"`
+	// KillPercent: below this share of MemTotal available, send SIGKILL.
+	KillPercent Percent `toml:"kill_percent"`
+	// SwapTermPercent and SwapKillPercent are the same for SwapFree/SwapTotal.
+	SwapTermPercent Percent `toml:"swap_term_percent"`
+	SwapKillPercent Percent `toml:"swap_kill_percent"`
+	// RequireBoth fires only when memory AND swap are below their thresholds
+	// (earlyoom). On a machine without swap, swap counts as exhausted.
+	RequireBoth bool `toml:"require_both"`
+}
+
+// PSI is one pressure-stall trigger, written to a pressure file and polled.
+type PSI struct {
+	Resource Resource  `toml:"resource"`
+	Kind     StallKind `toml:"kind"`
+	// Stall is the stall time within Window that fires the trigger.
+	Stall Duration `toml:"stall"`
+	// Window is the tracking window: 500ms to 10s (the kernel's bounds).
+	// Without CAP_SYS_RESOURCE the kernel only accepts multiples of 2s.
+	Window Duration `toml:"window"`
+	Level  Level    `toml:"level"`
+	// Cgroup is the cgroup directory whose pressure file is watched; empty
+	// means /proc/pressure (the whole system).
+	Cgroup string `toml:"cgroup"`
+}
+
+// ScopeLimits is the trigger on each scope cgroup's own limit: available =
+// limit - usage + reclaimable file pages. 0 disables a threshold.
+type ScopeLimits struct {
+	TermPercent Percent `toml:"term_percent"`
+	KillPercent Percent `toml:"kill_percent"`
+}
+
+// Thrash detects a working set that no longer fits: a high refault rate and
+// memory pressure sustained while available memory is low, before
+// MemAvailable alone says so.
+type Thrash struct {
+	Enabled bool `toml:"enabled"`
+	// RefaultRate is workingset refaults per second (file + anon) above which
+	// the system is considered to be thrashing.
+	RefaultRate float64 `toml:"refault_rate"`
+	// PressurePercent is the memory "some" avg10 above which pressure counts.
+	PressurePercent Percent `toml:"pressure_percent"`
+	// Sustain is how long both must hold.
+	Sustain Duration `toml:"sustain"`
+	// AvailableSoftPercent: thrash only counts while MemAvailable is below
+	// this share of MemTotal.
+	AvailableSoftPercent Percent `toml:"available_soft_percent"`
+}
+
+// Rules steer victim choice. Expressions match a process's comm or its
+// command line (arguments joined by spaces).
+type Rules struct {
+	// Prefer raises the badness of matching processes.
+	Prefer []Regexp `toml:"prefer"`
+	// Avoid lowers it.
+	Avoid []Regexp `toml:"avoid"`
+	// Ignore never kills matching processes unless nothing else is left.
+	Ignore []Regexp `toml:"ignore"`
+	// Protect names processes (comm, or the base name of the executable)
+	// that are never killed.
+	Protect []string `toml:"protect"`
+}
+
+// Kill configures how victims die.
+type Kill struct {
+	// TermGrace is the time between SIGTERM and SIGKILL for term-level
+	// triggers; 0 sends SIGKILL only.
+	TermGrace Duration `toml:"term_grace"`
+	// Deadline is how long to wait for a victim to exit after SIGKILL before
+	// marking it skipped and choosing another.
+	Deadline Duration `toml:"deadline"`
+	// Mrelease reaps the victim's memory with process_mrelease after SIGKILL.
+	Mrelease bool `toml:"mrelease"`
+	// KillCgroup kills the victim's whole (leaf) cgroup via cgroup.kill.
+	KillCgroup bool `toml:"kill_cgroup"`
+}
+
+// ForkBomb configures fork-bomb detection on the process lineage.
+type ForkBomb struct {
+	Enabled bool `toml:"enabled"`
+	// MinFamily is the least number of live descendants of a bomb.
+	MinFamily int `toml:"min_family"`
+	// MinRate is the least growth of the family, in processes per second.
+	MinRate float64 `toml:"min_rate"`
+	// MaxAge: a family whose root is older than this is not a bomb.
+	MaxAge Duration `toml:"max_age"`
+}
+
+// Kmem holds the per-cgroup kernel-memory budgets.
+type Kmem struct {
+	Budget []KmemBudget `toml:"budget"`
+}
+
+// KmemBudget is a kernel-memory budget for the cgroups that match Path.
+type KmemBudget struct {
+	// Path is a cgroup directory or a glob (filepath.Match) of them.
+	Path   string     `toml:"path"`
+	Max    Size       `toml:"max"`
+	Action KmemAction `toml:"action"`
+}
+
+// Metrics configures the Prometheus endpoint.
+type Metrics struct {
+	// Listen is "" (off), a loopback "IP:PORT", or "unix:/path".
+	Listen string `toml:"listen"`
+}
+
+// Hooks are commands run around kills, through /bin/sh -c, with the victim
+// in OOMGUARD_* environment variables.
+type Hooks struct {
+	// PreKill runs before the kill; the killer waits at most Timeout.
+	PreKill string `toml:"pre_kill"`
+	// PostKill runs after the kill, asynchronously.
+	PostKill string `toml:"post_kill"`
+	// Timeout bounds each hook; a hook still running then is killed with its
+	// process group.
+	Timeout Duration `toml:"timeout"`
+}
+
+// Notify configures notifications of kills.
+type Notify struct {
+	// DBus emits org.oomguard.Manager1.Killed on the system bus.
+	DBus bool `toml:"dbus"`
+	// DBusAddress overrides the bus address ("" = the system bus).
+	DBusAddress string `toml:"dbus_address"`
+	// Desktop sends org.freedesktop.Notifications to the affected users'
+	// sessions, best effort.
+	Desktop bool `toml:"desktop"`
+}
+
+// Log configures logging.
+type Log struct {
+	Level  LogLevel  `toml:"level"`
+	Format LogFormat `toml:"format"`
+}
+
+// Default returns the built-in configuration. Every value is explained in
+// etc/oomguard.toml.
+func Default() *Config {
+	return &Config{
+		CgroupRoot: DefaultCgroupRoot,
+		Interval:   Duration(1e9),
+		Socket:     Socket{Path: "/run/oomguard/oomguard.sock", Mode: 0o600},
+		Memory: Memory{
+			TermPercent: 10, KillPercent: 5,
+			SwapTermPercent: 10, SwapKillPercent: 5,
+			RequireBoth: true,
+		},
+		ScopeLimits: ScopeLimits{TermPercent: 10, KillPercent: 5},
+		Thrash: Thrash{
+			Enabled:              true,
+			RefaultRate:          2000,
+			PressurePercent:      40,
+			Sustain:              Duration(3e9),
+			AvailableSoftPercent: 20,
+		},
+		Kill:     Kill{Deadline: Duration(2e9), Mrelease: true},
+		ForkBomb: ForkBomb{Enabled: true, MinFamily: 100, MinRate: 100, MaxAge: Duration(60e9)},
+		Hooks:    Hooks{Timeout: Duration(5e9)},
+		Notify:   Notify{DBus: true},
+		Log:      Log{Level: "info", Format: "auto"},
+	}
+}
+
+// newPSI is the starting point of a [[psi]] entry: keys the entry leaves out
+// keep these values.
+func newPSI() PSI {
+	return PSI{Resource: ResourceMemory, Kind: KindSome, Window: Duration(2e9), Level: LevelKill}
+}
+
+// newKmemBudget is the starting point of a [[kmem.budget]] entry.
+func newKmemBudget() KmemBudget { return KmemBudget{Action: KmemKillHeaviest} }
