@@ -389,8 +389,8 @@ func locate(src string) map[string]int {
 	lines := map[string]int{}
 	count := map[string]int{}
 	table := ""
-	depth := 0     // open brackets of a multi-line array value
-	inML := ""     // the delimiter of an open multi-line string
+	depth := 0 // open brackets of a multi-line array value
+	inML := "" // the delimiter of an open multi-line string
 	for i, line := range strings.Split(src, "\n") {
 		n := i + 1
 		if inML != "" {
