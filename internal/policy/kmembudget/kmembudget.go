@@ -229,12 +229,13 @@ func (t *Tracker) Observe(now time.Time, o Observation) (Decision, bool) {
 		Breakdown: o.Breakdown,
 	}
 	d.Reason = fmt.Sprintf("kernel memory of %s is %s, above its budget of %s (breach %d); action %s%s",
-		o.Cgroup, FormatBytes(o.Usage), FormatBytes(b.Max), s.Failcnt, b.Action, describe(o.Breakdown))
+		o.Cgroup, FormatBytes(o.Usage), FormatBytes(b.Max), s.Failcnt, b.Action, DescribeBreakdown(o.Breakdown))
 	return d, true
 }
 
-// describe lists a breakdown, largest kind first.
-func describe(bd map[string]uint64) string {
+// DescribeBreakdown renders a breakdown for logs, largest kind first, as
+// "; breakdown: kind=size …"; it is empty for an empty breakdown.
+func DescribeBreakdown(bd map[string]uint64) string {
 	if len(bd) == 0 {
 		return ""
 	}

@@ -1,0 +1,346 @@
+package forkbomb
+
+import (
+	"math/rand/v2"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/lineage"
+)
+
+const ms = time.Millisecond
+
+// sim generates event sequences shaped like real workloads into a recorder
+// and runs the detector every 10 ms of simulated time.
+type sim struct {
+	t       *testing.T
+	rec     *lineage.Recorder
+	det     *Detector
+	now     time.Duration
+	nextPID int32
+	rng     *rand.Rand
+	found   []Verdict
+	// atLive is the live count of the first verdict's family.
+	lastCheck time.Duration
+	scope     *PIDSet
+}
+
+func newSim(t *testing.T) *sim {
+	s := &sim{t: t, rec: lineage.New(lineage.Config{}), det: New(Config{}), now: 100 * time.Second,
+		nextPID: 1000, rng: rand.New(rand.NewPCG(1, 2))}
+	// init (old), a login shell (old) and a subreaper (old).
+	s.rec.Reconcile([]lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second}}, s.now)
+	return s
+}
+
+func (s *sim) fork(parent int32) int32 {
+	s.nextPID++
+	s.rec.Fork(parent, s.nextPID, s.now)
+	return s.nextPID
+}
+func (s *sim) exec(pid int32, comm string) { s.rec.Exec(pid, s.now, []byte(comm)) }
+func (s *sim) exit(pid int32)              { s.rec.Exit(pid, s.now) }
+
+// advance moves time on and runs the detector on every 10 ms boundary.
+func (s *sim) advance(d time.Duration) {
+	s.now += d
+	if s.now-s.lastCheck < 10*ms {
+		return
+	}
+	s.lastCheck = s.now
+	if len(s.found) > 0 {
+		return
+	}
+	s.found = s.det.Detect(Input{Lineage: s.rec, Now: s.now, Scope: s.scope, Self: 999}, nil)
+}
+
+func (s *sim) live() int { return s.rec.LiveCount() }
+
+type workload struct {
+	name string
+	bomb bool
+	run  func(s *sim) // runs until done or s.found is set
+	// rootPID tells the expected root of the bomb family (0: any).
+	rootPID func(s *sim) int32
+}
+
+func bashBomb(s *sim) {
+	shell := s.fork(500)
+	s.exec(shell, "bash")
+	s.advance(ms)
+	frontier := []int32{shell}
+	for len(s.found) == 0 && s.live() < 5000 {
+		var next []int32
+		for _, p := range frontier {
+			sub := s.fork(p) // background subshell for `b|b &`
+			s.exit(p)
+			a, b := s.fork(sub), s.fork(sub)
+			s.exit(sub)
+			next = append(next, a, b)
+			s.advance(200 * time.Microsecond)
+			if len(s.found) > 0 {
+				return
+			}
+		}
+		frontier = next
+	}
+}
+
+func forkLoop(s *sim) {
+	root := s.fork(500)
+	s.exec(root, "forkloop")
+	members := []int32{root}
+	for len(s.found) == 0 && s.live() < 5000 {
+		p := members[s.rng.IntN(len(members))]
+		members = append(members, s.fork(p))
+		s.advance(70 * time.Microsecond) // ~14,000 forks/s
+	}
+}
+
+func execChain(s *sim) {
+	root := s.fork(500)
+	s.exec(root, "sh")
+	frontier := []int32{root}
+	for len(s.found) == 0 && s.live() < 5000 {
+		var next []int32
+		for _, p := range frontier {
+			for i := 0; i < 2; i++ {
+				c := s.fork(p)
+				s.exec(c, "sh")
+				s.exec(c, "sh")
+				next = append(next, c)
+			}
+			s.exit(p)
+			s.advance(300 * time.Microsecond)
+			if len(s.found) > 0 {
+				return
+			}
+		}
+		frontier = next
+	}
+}
+
+func slowDoubling(s *sim) {
+	root := s.fork(500)
+	s.exec(root, "slow")
+	members := []int32{root}
+	for len(s.found) == 0 && s.live() < 5000 {
+		for _, p := range append([]int32(nil), members...) {
+			members = append(members, s.fork(p))
+		}
+		s.advance(200 * ms)
+	}
+}
+
+// makeJ16 is make -j16 over 300 targets: make forks sh -c, which execs gcc,
+// which forks cc1 and as in turn; 16 jobs at a time.
+func makeJ16(s *sim) {
+	mk := s.fork(500)
+	s.exec(mk, "make")
+	type job struct{ sh, child int32 }
+	var running []job
+	for done, started := 0, 0; done < 300; {
+		for len(running) < 16 && started < 300 {
+			sh := s.fork(mk)
+			s.exec(sh, "sh")
+			s.exec(sh, "gcc")
+			c := s.fork(sh)
+			s.exec(c, "cc1")
+			running = append(running, job{sh, c})
+			started++
+			s.advance(500 * time.Microsecond)
+		}
+		j := running[0]
+		running = running[1:]
+		s.exit(j.child)
+		as := s.fork(j.sh)
+		s.exec(as, "as")
+		s.advance(2 * ms)
+		s.exit(as)
+		s.exit(j.sh)
+		done++
+		s.advance(3 * ms)
+	}
+	s.exit(mk)
+	s.advance(20 * ms)
+}
+
+// xargs32 is xargs -P 32 over 5,000 jobs of sh -c 'cmd'.
+func xargs32(s *sim) {
+	x := s.fork(500)
+	s.exec(x, "xargs")
+	var running []int32
+	for done := 0; done < 5000; done++ {
+		for len(running) < 32 {
+			c := s.fork(x)
+			s.exec(c, "sh")
+			running = append(running, c)
+		}
+		s.exit(running[0])
+		running = running[1:]
+		s.advance(150 * time.Microsecond)
+	}
+	s.advance(20 * ms)
+}
+
+func shellLoop(s *sim) {
+	sh := s.fork(500)
+	s.exec(sh, "sh")
+	for i := 0; i < 10000; i++ {
+		c := s.fork(sh)
+		s.exec(c, "true")
+		s.advance(100 * time.Microsecond)
+		s.exit(c)
+	}
+	s.advance(20 * ms)
+}
+
+// goBuild is go build -p 2 of 40 packages plus go vet's per-package tools.
+func goBuild(s *sim) {
+	g := s.fork(500)
+	s.exec(g, "go")
+	for i := 0; i < 40; i++ {
+		var kids []int32
+		for j := 0; j < 2; j++ {
+			c := s.fork(g)
+			s.exec(c, "compile")
+			kids = append(kids, c)
+		}
+		s.advance(30 * ms)
+		for _, c := range kids {
+			s.exit(c)
+		}
+	}
+	l := s.fork(g)
+	s.exec(l, "link")
+	s.advance(100 * ms)
+	s.exit(l)
+	s.advance(20 * ms)
+}
+
+// preforkPool is a server forking 400 workers at start: large and young,
+// but one level deep with a live parent. Not a bomb.
+func preforkPool(s *sim) {
+	m := s.fork(500)
+	s.exec(m, "httpd")
+	for i := 0; i < 400; i++ {
+		s.fork(m)
+		s.advance(100 * time.Microsecond)
+	}
+	s.advance(time.Second)
+}
+
+// daemonizers: 300 services double-forking into the background: each
+// leaves one orphan whose parent died, but under many different roots.
+func daemonizers(s *sim) {
+	for i := 0; i < 300; i++ {
+		a := s.fork(500)
+		b := s.fork(a)
+		s.exit(a)
+		c := s.fork(b)
+		s.exit(b)
+		_ = c
+		s.advance(ms)
+	}
+	s.advance(time.Second)
+}
+
+func TestDetector(t *testing.T) {
+	for _, w := range []workload{
+		{name: "bash bomb with exiting parents", bomb: true, run: bashBomb},
+		{name: "C fork loop", bomb: true, run: forkLoop},
+		{name: "sh -c exec chains", bomb: true, run: execChain},
+		{name: "slow bomb doubling every 200ms", bomb: true, run: slowDoubling},
+		{name: "make -j16 of 300 targets", run: makeJ16},
+		{name: "xargs -P 32 over 5000 jobs", run: xargs32},
+		{name: "shell loop of /bin/true x10000", run: shellLoop},
+		{name: "parallel go build", run: goBuild},
+		{name: "prefork pool of 400", run: preforkPool},
+		{name: "300 double-forking daemons", run: daemonizers},
+	} {
+		t.Run(w.name, func(t *testing.T) {
+			s := newSim(t)
+			w.run(s)
+			if !w.bomb {
+				if len(s.found) > 0 {
+					t.Fatalf("false positive: %+v", s.found[0])
+				}
+				return
+			}
+			if len(s.found) != 1 {
+				t.Fatalf("bomb not found (live %d): %+v", s.live(), s.found)
+			}
+			v := s.found[0]
+			if v.Live >= 1000 || v.Live < s.det.Config().MinFamily {
+				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, s.det.Config().MinFamily)
+			}
+			// The family is everything the bomb started: its root is the
+			// first process of the bomb (child of the login shell 500).
+			if r := s.rec.Get(v.Root); r.PPID != 500 {
+				t.Errorf("root %+v is not the bomb's first process", r)
+			}
+			if v.Live != s.live()-2 {
+				t.Errorf("family has %d live members, bomb has %d", v.Live, s.live()-2)
+			}
+			if got := len(Members(s.rec, v.Root, nil, nil)); got != v.Live {
+				t.Errorf("Members = %d, verdict live %d", got, v.Live)
+			}
+		})
+	}
+}
+
+func TestScopeAndProtection(t *testing.T) {
+	s := newSim(t)
+	// The bomb's parent shell is young but outside the scope: the root
+	// must stop below it; and nothing is found when the scope excludes
+	// the bomb altogether.
+	sh := s.fork(500)
+	s.exec(sh, "sh")
+	s.advance(ms)
+	var inScope []int
+	members := []int32{s.fork(sh)}
+	for len(members) < 400 {
+		p := members[s.rng.IntN(len(members))]
+		members = append(members, s.fork(p))
+	}
+	for _, m := range members {
+		inScope = append(inScope, int(m))
+	}
+	s.now += 20 * ms
+	det := New(Config{})
+	got := det.Detect(Input{Lineage: s.rec, Now: s.now, Scope: NewPIDSet(inScope)}, nil)
+	if len(got) != 1 || got[0].RootPID != members[0] || got[0].Live != 400 {
+		t.Fatalf("scoped detect = %+v, want root %d with 400 live", got, members[0])
+	}
+	got = det.Detect(Input{Lineage: s.rec, Now: s.now}, nil)
+	if len(got) != 1 || got[0].RootPID != sh {
+		t.Fatalf("unscoped detect = %+v, want root %d (the young shell)", got, sh)
+	}
+	got = det.Detect(Input{Lineage: s.rec, Now: s.now, Scope: NewPIDSet([]int{1, 500})}, nil)
+	if len(got) != 0 {
+		t.Fatalf("detect outside scope = %+v", got)
+	}
+	got = det.Detect(Input{Lineage: s.rec, Now: s.now, Self: sh}, nil)
+	if len(got) != 1 || got[0].RootPID != members[0] {
+		t.Fatalf("self excluded detect = %+v", got)
+	}
+	// Much later, the same family is old and static: left alone.
+	got = det.Detect(Input{Lineage: s.rec, Now: s.now + 10*time.Minute}, nil)
+	if len(got) != 0 {
+		t.Fatalf("old static family flagged: %+v", got)
+	}
+}
+
+func TestDetectDoesNotAllocateWhenWarm(t *testing.T) {
+	s := newSim(t)
+	for i := 0; i < 100; i++ {
+		s.fork(500)
+	}
+	det := New(Config{})
+	out := make([]Verdict, 0, 4)
+	in := Input{Lineage: s.rec, Now: s.now}
+	det.Detect(in, out)
+	if a := testing.AllocsPerRun(100, func() { det.Detect(in, out[:0]) }); a != 0 {
+		t.Fatalf("Detect allocates %v times per pass", a)
+	}
+}
