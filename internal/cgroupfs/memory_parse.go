@@ -1,0 +1,55 @@
+package cgroupfs
+
+import "github.com/oomguard/oomguard/internal/procfs"
+
+// Allocation-free scanning helpers for the memory and pressure parsers.
+
+func cutLine(b []byte) (line, rest []byte) {
+	for i, c := range b {
+		if c == '\n' {
+			return b[:i], b[i+1:]
+		}
+	}
+	return b, nil
+}
+
+// twoFields splits "name value" (one space, as the kernel writes it).
+func twoFields(line []byte) (key, value []byte, ok bool) {
+	for i, c := range line {
+		if c == ' ' {
+			key, value = line[:i], line[i+1:]
+			if len(key) == 0 || len(value) == 0 {
+				return nil, nil, false
+			}
+			for _, d := range value {
+				if d == ' ' {
+					return nil, nil, false
+				}
+			}
+			return key, value, true
+		}
+	}
+	return nil, nil, false
+}
+
+func parseUint(b []byte) (uint64, bool) {
+	if len(b) == 0 || len(b) > 20 {
+		return 0, false
+	}
+	var n uint64
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		d := uint64(c - '0')
+		if n > (^uint64(0)-d)/10 {
+			return 0, false
+		}
+		n = n*10 + d
+	}
+	return n, true
+}
+
+// lineErr is a syntax error at line n (0: the file as a whole); readers turn
+// it into a *procfs.ParseError naming the file with procfs.WithPath.
+func lineErr(n int, msg string) error { return procfs.SyntaxError(n, msg) }
