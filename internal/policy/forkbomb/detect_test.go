@@ -344,3 +344,27 @@ func TestDetectDoesNotAllocateWhenWarm(t *testing.T) {
 		t.Fatalf("Detect allocates %v times per pass", a)
 	}
 }
+
+func TestOldSiblingUnderDeadAncestorIsSpared(t *testing.T) {
+	s := newSim(t)
+	s.now = 10 * time.Second
+	bash := s.fork(500)
+	s.now = 20 * time.Second
+	daemon := s.fork(bash)
+	s.now = 200 * time.Second
+	bomb := s.fork(bash)
+	s.exit(bash)
+	members := []int32{bomb}
+	for len(members) < 300 {
+		members = append(members, s.fork(members[s.rng.IntN(len(members))]))
+	}
+	got := New(Config{}).Detect(Input{Lineage: s.rec, Now: s.now}, nil)
+	if len(got) != 1 || got[0].RootPID != bomb {
+		t.Fatalf("detect = %+v, want root %d", got, bomb)
+	}
+	for _, m := range Members(s.rec, got[0].Root, nil, nil) {
+		if m.PID == daemon {
+			t.Fatal("old daemon under the dead ancestor is in the family")
+		}
+	}
+}
