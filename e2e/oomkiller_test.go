@@ -1,0 +1,303 @@
+package e2e
+
+import (
+	"encoding/json"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// TestHogAndBystander: a memory cgroup with oom_kill_disable=1 and a 256 MiB
+// limit holds a bystander and a hog that grows past the limit. The scoped
+// daemon kills the hog and only the hog; the memory comes back and the
+// kernel's oom_kill count stays 0.
+func TestHogAndBystander(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+
+	by := g.Command(hogBin, "32", "0")
+	byOut, _ := by.StdoutPipe()
+	if err := by.Start(); err != nil {
+		t.Fatal(err)
+	}
+	byPID := atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0])
+
+	d := startDaemon(t, "--scope", g.Memory.Path)
+
+	hog := g.Command(hogBin, "600", "1000")
+	hogOut, _ := hog.StdoutPipe()
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// The hog never prints "ready": it cannot reach 600 MiB under 256 MiB.
+	hogPID := waitForChildOf(t, g, hog.Process.Pid)
+	_ = hogOut
+	if !waitDead(hogPID, 20*time.Second) {
+		t.Fatalf("hog %d still alive; usage %d; log:\n%s", hogPID, usage(t, g), d.Log())
+	}
+	if !alive(byPID) {
+		t.Fatalf("bystander %d was killed; log:\n%s", byPID, d.Log())
+	}
+	if !waitUsageBelow(t, g, 100<<20, 10*time.Second) {
+		t.Fatalf("memory did not come back: usage %d", usage(t, g))
+	}
+	if n := g.OOMKills(); n != 0 {
+		t.Fatalf("kernel oom_kill count is %d, want 0", n)
+	}
+	if !regexp.MustCompile(fmt.Sprintf(`(?m)^.*kill.*\b%d\b.*$`, hogPID)).MatchString(d.Log()) {
+		t.Errorf("the log does not name the victim %d:\n%s", hogPID, d.Log())
+	}
+}
+
+// TestCloneVMSharersDieTogether: a hog that shares its mm with a sibling
+// (clone(CLONE_VM) without CLONE_THREAD): both die, and process_mrelease is
+// called only after both got SIGKILL.
+func TestCloneVMSharersDieTogether(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	bin := testbed.CompileC(t, cloneVMSource)
+	d := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug")
+	cmd := g.Command(bin, "600", "1000")
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f := readLine(t, out, "pids ", 10*time.Second)
+	parent, child := atoi(t, f[0]), atoi(t, f[1])
+	for _, pid := range []int{parent, child} {
+		if !waitDead(pid, 20*time.Second) {
+			t.Fatalf("sharer %d survived; log:\n%s", pid, d.Log())
+		}
+	}
+	log := d.Log()
+	lastKill := -1
+	for _, pid := range []int{parent, child} {
+		i := indexOfLine(log, fmt.Sprintf(`SIGKILL.*\bpid=%d\b`, pid))
+		if i < 0 {
+			t.Fatalf("no SIGKILL logged for sharer %d:\n%s", pid, log)
+		}
+		lastKill = max(lastKill, i)
+	}
+	firstReap := indexOfLine(log, `process_mrelease`)
+	if firstReap < 0 {
+		t.Fatalf("no process_mrelease logged:\n%s", log)
+	}
+	if firstReap < lastKill {
+		t.Fatalf("process_mrelease (line %d) came before the last SIGKILL (line %d):\n%s", firstReap, lastKill, log)
+	}
+}
+
+// TestVforkChildIsNeverTheVictim: a vfork child in the scope shares the mm
+// of a parent outside the scope. It has the largest RSS in the scope, but
+// killing it would free nothing: the daemon kills the hog beside it instead.
+func TestVforkChildIsNeverTheVictim(t *testing.T) {
+	outside := testbed.New(t, testbed.Options{MemoryLimit: 512 << 20})
+	scope := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, OOMKillDisable: true})
+	vb := testbed.CompileC(t, vforkSource)
+	var procs []string
+	for _, c := range scope.Cgroups() {
+		procs = append(procs, c.File("cgroup.procs"))
+	}
+	vf := outside.Command(vb, append([]string{"200"}, procs...)...)
+	stderr, _ := vf.StderrPipe()
+	if err := vf.Start(); err != nil {
+		t.Fatal(err)
+	}
+	f := readLine(t, stderr, "pids ", 10*time.Second)
+	parent, child := atoi(t, f[0]), atoi(t, f[1])
+
+	d := startDaemon(t, "--scope", scope.Memory.Path)
+	hog := scope.Command(testbed.CompileC(t, hogSource), "400", "2000")
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hogPID := waitForChildOf(t, scope, hog.Process.Pid)
+	if !waitDead(hogPID, 20*time.Second) {
+		t.Fatalf("hog %d survived; log:\n%s", hogPID, d.Log())
+	}
+	if !alive(child) || !alive(parent) {
+		t.Fatalf("vfork child %d (alive %v) or its parent %d (alive %v) was killed; log:\n%s",
+			child, alive(child), parent, alive(parent), d.Log())
+	}
+}
+
+// TestFrozenVictimIsSkipped: a frozen victim (v1 freezer) holding memory
+// the reaper cannot release is retried, skipped after the deadline, and the
+// next candidate is killed. After thaw the first one dies.
+func TestFrozenVictimIsSkipped(t *testing.T) {
+	scope := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	frozenGroup := testbed.New(t, testbed.Options{MemoryLimit: 512 << 20})
+	hogBin := testbed.CompileC(t, hogSource)
+
+	// The big one lives in the scope's memory cgroup but in a freezer of its
+	// own, so it can be frozen alone. Its memory is shared anonymous memory,
+	// which only its exit frees.
+	big := frozenGroup.Command(hogBin, "190", "0", "shared", "wait")
+	bigIn, _ := big.StdinPipe()
+	bigOut, _ := big.StdoutPipe()
+	if err := big.Start(); err != nil {
+		t.Fatal(err)
+	}
+	bigPID := waitForChildOf(t, frozenGroup, big.Process.Pid)
+	if err := scope.Memory.AddProc(bigPID); err != nil {
+		t.Fatal(err)
+	}
+	bigIn.Write([]byte{'\n'})
+	readLine(t, bigOut, "ready ", 10*time.Second)
+	if err := frozenGroup.Freezer.Freeze(5 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+
+	d := startDaemon(t, "--scope", scope.Memory.Path, "--kill-deadline", "500ms")
+	small := scope.Command(hogBin, "120", "2000")
+	if err := small.Start(); err != nil {
+		t.Fatal(err)
+	}
+	smallPID := waitForChildOf(t, scope, small.Process.Pid)
+	if !waitDead(smallPID, 30*time.Second) {
+		t.Fatalf("next candidate %d was not killed after the frozen victim was skipped; log:\n%s", smallPID, d.Log())
+	}
+	if !regexp.MustCompile(fmt.Sprintf(`skip.*\b%d\b`, bigPID)).MatchString(d.Log()) {
+		t.Errorf("the log does not say the frozen victim %d was skipped:\n%s", bigPID, d.Log())
+	}
+	if !alive(bigPID) {
+		t.Fatalf("frozen victim %d died while frozen", bigPID)
+	}
+	if err := frozenGroup.Freezer.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	if !waitDead(bigPID, 10*time.Second) {
+		t.Fatalf("frozen victim %d did not die after thaw", bigPID)
+	}
+}
+
+// TestDryRunKillsNothing: with --dry-run the daemon names the victim it
+// would have chosen and kills nothing.
+func TestDryRunKillsNothing(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	d := startDaemon(t, "--scope", g.Memory.Path, "--dry-run")
+	hog := g.Command(hogBin, "250", "0")
+	out, _ := hog.StdoutPipe()
+	if err := hog.Start(); err != nil {
+		t.Fatal(err)
+	}
+	hogPID := atoi(t, readLine(t, out, "ready ", 20*time.Second)[0])
+	re := regexp.MustCompile(fmt.Sprintf(`dry-run.*\b%d\b`, hogPID))
+	if !d.waitLog(10*time.Second, re) {
+		t.Fatalf("dry-run did not name the victim %d:\n%s", hogPID, d.Log())
+	}
+	time.Sleep(500 * time.Millisecond)
+	if !alive(hogPID) {
+		t.Fatalf("dry-run killed %d", hogPID)
+	}
+}
+
+// TestPsRanksTheScope: `oomguard ps --scope DIR --json` lists the scope's
+// processes in kill order.
+func TestPsRanksTheScope(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20})
+	hogBin := testbed.CompileC(t, hogSource)
+	var pids []int
+	for _, mb := range []string{"20", "90"} {
+		c := g.Command(hogBin, mb, "0")
+		out, _ := c.StdoutPipe()
+		if err := c.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pids = append(pids, atoi(t, readLine(t, out, "ready ", 10*time.Second)[0]))
+	}
+	stdout, stderr, code := oomguard(t, "ps", "--scope", g.Memory.Path, "--json")
+	if code != 0 {
+		t.Fatalf("ps exit %d: %s", code, stderr)
+	}
+	var got struct {
+		Candidates []struct {
+			PIDs      []int   `json:"pids"`
+			Badness   float64 `json:"badness"`
+			Protected bool    `json:"protected"`
+			Reason    string  `json:"reason"`
+		} `json:"candidates"`
+	}
+	if err := json.Unmarshal([]byte(stdout), &got); err != nil {
+		t.Fatalf("ps --json: %v\n%s", err, stdout)
+	}
+	if len(got.Candidates) != 2 {
+		t.Fatalf("want 2 candidates (the two hogs), got %s", stdout)
+	}
+	if got.Candidates[0].PIDs[0] != pids[1] || got.Candidates[1].PIDs[0] != pids[0] {
+		t.Fatalf("want the 90 MiB hog %d first, then %d; got %s", pids[1], pids[0], stdout)
+	}
+	if !(got.Candidates[0].Badness > got.Candidates[1].Badness) || got.Candidates[0].Reason == "" {
+		t.Fatalf("badness not decreasing or reason empty: %s", stdout)
+	}
+}
+
+// waitForChildOf returns the PID of the workload the testbed reaper started.
+func waitForChildOf(t *testing.T, g *testbed.Group, reaper int) int {
+	t.Helper()
+	var pid int
+	ok := g.WaitProcs(10*time.Second, func(pids []int) bool {
+		for _, p := range pids {
+			if ppidOf(p) == reaper {
+				pid = p
+				return true
+			}
+		}
+		return false
+	})
+	if !ok {
+		t.Fatalf("no child of %d appeared in %s", reaper, g.Freezer.Path)
+	}
+	return pid
+}
+
+func ppidOf(pid int) int {
+	b, err := readFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		return -1
+	}
+	i := strings.LastIndexByte(b, ')')
+	if i < 0 {
+		return -1
+	}
+	f := strings.Fields(b[i+1:])
+	if len(f) < 2 {
+		return -1
+	}
+	n, _ := strconv.Atoi(f[1])
+	return n
+}
+
+func usage(t *testing.T, g *testbed.Group) uint64 {
+	v, err := g.Memory.ReadUint("memory.usage_in_bytes")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return v
+}
+
+func waitUsageBelow(t *testing.T, g *testbed.Group, limit uint64, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for time.Now().Before(deadline) {
+		if usage(t, g) < limit {
+			return true
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	return false
+}
+
+func indexOfLine(log, pattern string) int {
+	re := regexp.MustCompile(pattern)
+	for i, l := range strings.Split(log, "\n") {
+		if re.MatchString(l) {
+			return i
+		}
+	}
+	return -1
+}
