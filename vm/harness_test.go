@@ -85,3 +85,29 @@ cat /sys/fs/cgroup/cgroup.subtree_control
 		t.Errorf("disk file not read:\n%s", res.Output)
 	}
 }
+
+// TestHarnessCatchesBrokenKiller shows that the suite can fail: the same
+// killer scenario passes with a stand-in killer that kills the largest
+// process and fails with one that kills the largest bystander instead.
+func TestHarnessCatchesBrokenKiller(t *testing.T) {
+	require(t)
+	good := scenario(t, "killer-scoped", `KILLER="env RANK=1 sh /test/fake-killer.sh"`+"\n")
+	good.Name = "killer-good"
+	broken := scenario(t, "killer-scoped", `KILLER="env RANK=2 sh /test/fake-killer.sh"`+"\n")
+	broken.Name = "killer-broken"
+	results, res, err := RunScenarios(context.Background(), Config{Files: guestFiles(t)}, []Scenario{good, broken})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Logf("boot and 2 scenarios took %v", res.Elapsed)
+	if !results[0].Passed() {
+		t.Errorf("the scenario failed with a correct killer (exit %d):\n%s\nconsole:\n%s", results[0].ExitCode, results[0].Output, res.Console)
+	}
+	if !results[1].Ran || results[1].Passed() {
+		t.Errorf("the scenario did not catch the broken killer (ran %v, exit %d):\n%s", results[1].Ran, results[1].ExitCode, results[1].Output)
+	}
+	if !strings.Contains(string(results[1].Output), "FAIL: bystander") {
+		t.Errorf("the broken killer's failure does not name the hurt bystander:\n%s", results[1].Output)
+	}
+	t.Logf("broken killer, as the suite reports it:\n%s", results[1].Output)
+}

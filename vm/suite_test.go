@@ -1,0 +1,107 @@
+package vm
+
+import (
+	"context"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"testing"
+)
+
+// buildGo builds a static binary of the Go package at pkg (a path relative
+// to this package's directory).
+func buildGo(t *testing.T, pkg, name string) (string, error) {
+	t.Helper()
+	out := filepath.Join(t.TempDir(), name)
+	cmd := exec.Command("go", "build", "-trimpath", "-o", out, pkg)
+	cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		return "", &buildError{pkg: pkg, out: string(b), err: err}
+	}
+	return out, nil
+}
+
+type buildError struct {
+	pkg, out string
+	err      error
+}
+
+func (e *buildError) Error() string { return "go build " + e.pkg + ": " + e.err.Error() + "\n" + e.out }
+
+// scenario reads testdata/scenarios/NAME.sh, with prelude prepended.
+func scenario(t *testing.T, name, prelude string) Scenario {
+	t.Helper()
+	b, err := os.ReadFile(filepath.Join("testdata", "scenarios", name+".sh"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return Scenario{Name: name, Script: prelude + string(b)}
+}
+
+// guestFiles returns the files every scenario boot gets: vmtool, the
+// scenario library and the fake killer.
+func guestFiles(t *testing.T) []File {
+	t.Helper()
+	vmtool, err := buildGo(t, "./guest/vmtool", "vmtool")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return []File{
+		{Path: "/test/bin/vmtool", Source: vmtool},
+		{Path: "/test/lib.sh", Source: "testdata/lib.sh", Mode: 0o644},
+		{Path: "/test/fake-killer.sh", Source: "testdata/fake-killer.sh"},
+	}
+}
+
+// report turns scenario results into subtests: a scenario that exited
+// ExitSkip is skipped with its own message, any other non-zero exit or a
+// scenario that never finished fails. The console log is printed once when
+// anything failed.
+func report(t *testing.T, results []ScenarioResult, res *Result, runErr error) {
+	t.Helper()
+	failed := runErr != nil
+	for _, r := range results {
+		ok := t.Run(r.Name, func(t *testing.T) {
+			switch {
+			case !r.Ran:
+				t.Fatalf("scenario did not finish (guest died or hung):\n%s", r.Output)
+			case r.ExitCode == ExitSkip:
+				t.Skip(lastLine(r.Output))
+			case r.ExitCode != 0:
+				t.Fatalf("scenario exited %d:\n%s", r.ExitCode, r.Output)
+			default:
+				t.Logf("\n%s", r.Output)
+			}
+		})
+		failed = failed || !ok
+	}
+	if runErr != nil {
+		t.Errorf("%v", runErr)
+	} else if failed && res != nil {
+		t.Logf("guest console:\n%s", res.Console)
+	}
+}
+
+func lastLine(b []byte) string {
+	lines := strings.Split(strings.TrimSpace(string(b)), "\n")
+	return lines[len(lines)-1]
+}
+
+// TestV2Kernel runs the kernel-side v2 scenarios oomguard relies on, in one
+// boot: memory.max and memory.high with memory.events, cgroup.kill,
+// cgroup.freeze against a fork bomb, sub-second PSI triggers,
+// oom_score_adj -1000, and the kmem fields of memory.stat.
+func TestV2Kernel(t *testing.T) {
+	require(t)
+	var scs []Scenario
+	for _, n := range []string{"v2-memory-max", "v2-memory-high", "v2-cgroup-kill", "v2-freeze-forkbomb", "v2-psi-subsecond", "v2-oom-score-adj", "v2-kmem-stat"} {
+		scs = append(scs, scenario(t, n, ""))
+	}
+	results, res, err := RunScenarios(context.Background(), Config{Files: guestFiles(t)}, scs)
+	if res != nil {
+		t.Logf("boot and %d scenarios took %v", len(scs), res.Elapsed)
+	}
+	report(t, results, res, err)
+}
+
