@@ -1,0 +1,69 @@
+package memlock
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/sys"
+)
+
+// regs is the tracee's register file as PTRACE_GETREGS returns it.
+type regs = unix.PtraceRegs
+
+// syscallInsn is the amd64 `syscall` instruction, little-endian in the low
+// bytes of a word.
+const (
+	syscallInsn     = 0x050f
+	syscallInsnMask = 0xffff
+)
+
+func getRegs(pid int, r *regs) error {
+	if err := unix.PtraceGetRegs(pid, r); err != nil {
+		return fmt.Errorf("ptrace(PTRACE_GETREGS, %d): %w", pid, err)
+	}
+	return nil
+}
+
+func setRegs(pid int, r *regs) error {
+	if err := unix.PtraceSetRegs(pid, r); err != nil {
+		return fmt.Errorf("ptrace(PTRACE_SETREGS, %d): %w", pid, err)
+	}
+	return nil
+}
+
+func pc(r *regs) uintptr { return uintptr(r.Rip) }
+
+// setupSyscall points r at a syscall instruction at addr that will call
+// system call nr with one argument. orig_rax is set to -1 so that the
+// kernel's syscall-restart logic leaves the injected context alone.
+func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {
+	r.Rip = uint64(addr)
+	r.Rax = uint64(nr)
+	r.Orig_rax = ^uint64(0)
+	r.Rdi = uint64(arg0)
+}
+
+// syscallResult returns the injected call's return value (-errno on error).
+func syscallResult(r *regs) int64 { return int64(r.Rax) }
+
+// cloneFlags returns the clone flags of the fork, vfork, clone or clone3
+// call a tracee is stopped in (at its PTRACE_EVENT_FORK/VFORK/CLONE stop).
+func cloneFlags(pid int) (uint64, error) {
+	var r regs
+	if err := getRegs(pid, &r); err != nil {
+		return 0, err
+	}
+	switch r.Orig_rax {
+	case unix.SYS_FORK:
+		return uint64(unix.SIGCHLD), nil
+	case unix.SYS_VFORK:
+		return unix.CLONE_VM | unix.CLONE_VFORK | uint64(unix.SIGCHLD), nil
+	case unix.SYS_CLONE:
+		return r.Rdi, nil
+	case unix.SYS_CLONE3:
+		// struct clone_args starts with the u64 flags.
+		return sys.PtracePeekData(pid, uintptr(r.Rdi))
+	}
+	return 0, fmt.Errorf("pid %d: stopped in syscall %d, not a fork", pid, int64(r.Orig_rax))
+}

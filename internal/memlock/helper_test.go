@@ -1,0 +1,61 @@
+package memlock
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"os"
+	"testing"
+)
+
+// helperEnv makes the test binary act as "oomguard run": the variable holds
+// the JSON of helperOptions and the arguments are the command. Tests run it
+// inside testbed cgroups, so the tracer never runs in the test process (Run
+// reaps every child of its process).
+const helperEnv = "OOMGUARD_MEMLOCK_HELPER"
+
+type helperOptions struct {
+	Lock        LockMode
+	Scope       Scope
+	Trace       bool
+	OOMScoreAdj *int
+	Limits      Limits
+	Report      bool
+}
+
+func TestMain(m *testing.M) {
+	if js := os.Getenv(helperEnv); js != "" {
+		os.Exit(helperMain(js))
+	}
+	os.Exit(m.Run())
+}
+
+func helperMain(js string) int {
+	var h helperOptions
+	if err := json.Unmarshal([]byte(js), &h); err != nil {
+		fmt.Fprintln(os.Stderr, "helper:", err)
+		return 125
+	}
+	os.Unsetenv(helperEnv)
+	o := Options{
+		Lock: h.Lock, Scope: h.Scope, Trace: h.Trace, OOMScoreAdj: h.OOMScoreAdj,
+		Limits: h.Limits, Report: h.Report,
+		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Warn: os.Stderr,
+	}
+	res, err := Run(context.Background(), os.Args[1:], o)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "oomguard run:", err)
+		if se, ok := err.(*StartError); ok {
+			return se.ExitCode()
+		}
+		return 125
+	}
+	for _, p := range res.Processes {
+		fmt.Fprintf(os.Stderr, "REPORT pid=%d gen=%d lock=%s vmlck=%d vmrss=%d execs=%d comm=%s\n",
+			p.PID, p.Generation, p.Lock, p.PeakVmLck>>10, p.PeakVmRSS>>10, p.Execs, p.Command)
+	}
+	if res.LockFailures > 0 {
+		fmt.Fprintf(os.Stderr, "LOCKFAILURES %d\n", res.LockFailures)
+	}
+	return res.ExitCode
+}

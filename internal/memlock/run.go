@@ -1,0 +1,365 @@
+package memlock
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"os/signal"
+	"path/filepath"
+	"runtime"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+
+	"golang.org/x/sys/unix"
+)
+
+// StartError says the command could not be started at all.
+type StartError struct {
+	Name string
+	Err  error
+}
+
+func (e *StartError) Error() string { return fmt.Sprintf("cannot run %s: %v", e.Name, e.Err) }
+
+func (e *StartError) Unwrap() error { return e.Err }
+
+// ExitCode is the status a shell would give: 127 when the command is not
+// found, 126 when it cannot be executed.
+func (e *StartError) ExitCode() int {
+	if errors.Is(e.Err, exec.ErrNotFound) || errors.Is(e.Err, os.ErrNotExist) {
+		return 127
+	}
+	return 126
+}
+
+// forwarded are the signals Run passes on to the command.
+var forwarded = []os.Signal{
+	unix.SIGHUP, unix.SIGINT, unix.SIGQUIT, unix.SIGTERM, unix.SIGUSR1, unix.SIGUSR2,
+	unix.SIGWINCH, unix.SIGALRM, unix.SIGCONT,
+}
+
+// ttySignals are the signals a terminal sends to its whole foreground process
+// group, so the command gets them without oomguard's help.
+func ttySignal(s unix.Signal) bool {
+	switch s {
+	case unix.SIGINT, unix.SIGQUIT, unix.SIGTSTP, unix.SIGWINCH, unix.SIGHUP, unix.SIGCONT:
+		return true
+	}
+	return false
+}
+
+// Run runs argv as oomguard's lock prefix and returns when the command and
+// every process it left behind have ended.
+//
+// The command starts stopped at its first instruction (PTRACE_TRACEME),
+// joins the cgroup created for it, gets its oom_score_adj and a raised
+// RLIMIT_MEMLOCK, and is then seized with PTRACE_SEIZE when anything is to be
+// locked, traced or reported; mlockall is injected at each new image and each
+// new child of the covered generations. The command shares oomguard's
+// process group and terminal; the signals oomguard receives are forwarded to
+// it unless the command received them itself (a terminal's Ctrl-C reaches
+// both).
+//
+// Run makes the calling process a child subreaper and reaps every child it
+// has, so it must own all of the process's children: call it from a process
+// of its own (the oomguard CLI), not from a library user with other
+// children. Run errors before the command runs when locking, ptrace or the
+// cgroup is impossible, with the knob that fixes it; a *StartError when the
+// command cannot be executed. ctx is not used to stop the command: signals
+// are forwarded instead.
+func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
+	if len(argv) == 0 {
+		return nil, errors.New("no command given")
+	}
+	o.Paths = o.Paths.withDefaults()
+	warnw := o.Warn
+	if warnw == nil {
+		warnw = io.Discard
+	}
+	warn := func(format string, args ...any) {
+		fmt.Fprintf(warnw, "oomguard run: warning: "+format+"\n", args...)
+	}
+	path, err := exec.LookPath(argv[0])
+	if err != nil {
+		return nil, &StartError{Name: argv[0], Err: err}
+	}
+	if err := preflight(&o, warn); err != nil {
+		return nil, err
+	}
+	var cgs *runCgroups
+	if o.Limits.any() {
+		cgs, err = createCgroups(o.Paths, o.Limits, fmt.Sprintf("oomguard-run-%d", os.Getpid()))
+		if err != nil {
+			return nil, err
+		}
+	}
+	if err := unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0); err != nil {
+		warn("PR_SET_CHILD_SUBREAPER: %v: orphans of the command will not be waited for", err)
+	} else {
+		defer unix.Prctl(unix.PR_SET_CHILD_SUBREAPER, 0, 0, 0, 0)
+	}
+
+	t := newTracer(&o, o.Paths.Proc, warn)
+	interactive := foregroundTTY()
+	sigs := forwarded
+	if t.tracing() {
+		// The tracer must not stop on Ctrl-Z while the command is still in
+		// its signal-delivery-stop: take SIGTSTP, let the command stop, and
+		// stop ourselves after it (mirroring its state for the shell).
+		sigs = append(sigs[:len(sigs):len(sigs)], unix.SIGTSTP)
+		if interactive {
+			t.stopped = func() { unix.Kill(selfPid, unix.SIGSTOP) }
+		}
+	}
+	sigc := make(chan os.Signal, 32)
+	signal.Notify(sigc, sigs...)
+	defer signal.Stop(sigc)
+
+	cmd := exec.Command(path, argv[1:]...)
+	cmd.Args = argv
+	cmd.Env = o.Env
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = o.Stdin, o.Stdout, o.Stderr
+	cmd.SysProcAttr = &syscall.SysProcAttr{Ptrace: true}
+
+	type started struct {
+		pid int
+		err error
+	}
+	startc := make(chan started, 1)
+	done := make(chan struct{})
+	go func() {
+		// Every ptrace request must come from the thread that traces.
+		runtime.LockOSThread()
+		defer close(done)
+		pid, err := t.startRoot(cmd, cgs, &o)
+		startc <- started{pid, err}
+		if err != nil {
+			return
+		}
+		t.loop()
+	}()
+	st := <-startc
+	if st.err != nil {
+		<-done
+		if cgs != nil {
+			cgs.remove(time.Second)
+		}
+		cmd.Wait()
+		return nil, st.err
+	}
+
+	fwdDone := make(chan struct{})
+	go func() {
+		defer close(fwdDone)
+		for {
+			select {
+			case s := <-sigc:
+				t.forward(st.pid, s.(unix.Signal), interactive)
+			case <-done:
+				return
+			}
+		}
+	}()
+	<-done
+	<-fwdDone
+	cmd.Wait() // the stdio copies; the process itself was reaped by the tracer
+
+	res := &Result{LockFailures: t.failed}
+	ws := t.rootStatus
+	switch {
+	case ws.Signaled():
+		res.Signal = int(ws.Signal())
+		res.ExitCode = 128 + res.Signal
+	default:
+		res.ExitCode = ws.ExitStatus()
+	}
+	if o.Report {
+		res.Processes = t.results()
+	}
+	if cgs != nil {
+		if err := cgs.remove(5 * time.Second); err != nil {
+			warn("%v", err)
+		}
+	}
+	return res, nil
+}
+
+// startRoot starts the command stopped under PTRACE_TRACEME, applies the
+// settings that must hold from its first instruction, and hands it to the
+// tracer (or lets it go when nothing is traced). It runs on the tracer
+// thread.
+func (t *tracer) startRoot(cmd *exec.Cmd, cgs *runCgroups, o *Options) (int, error) {
+	if err := cmd.Start(); err != nil {
+		if errors.Is(err, unix.EPERM) {
+			return 0, fmt.Errorf("%w: start %s under PTRACE_TRACEME: %v (ptrace is refused here: check kernel.yama.ptrace_scope, seccomp and LSM policy)", ErrPtrace, cmd.Path, err)
+		}
+		return 0, &StartError{Name: cmd.Args[0], Err: err}
+	}
+	pid := cmd.Process.Pid
+	var ws unix.WaitStatus
+	if _, err := wait4(pid, &ws); err != nil || !ws.Stopped() {
+		if err == nil {
+			t.exited(pid, ws)
+			t.rootPid = pid
+			t.rootDone, t.rootStatus = true, ws
+			return pid, nil
+		}
+		return 0, fmt.Errorf("%w: wait for pid %d: %v", ErrPtrace, pid, err)
+	}
+	if err := setupRoot(pid, cgs, o); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		wait4(pid, &ws)
+		return 0, err
+	}
+	if !t.tracing() {
+		t.rootPid = pid
+		t.root = &proc{pid: pid}
+		t.rootAlive.Store(true)
+		if err := sysDetach(pid); err != nil {
+			return 0, err
+		}
+		return pid, nil
+	}
+	return pid, t.attachRoot(pid, filepath.Base(cmd.Path))
+}
+
+func sysDetach(pid int) error {
+	if err := unix.PtraceDetach(pid); err != nil {
+		unix.Kill(pid, unix.SIGKILL)
+		return fmt.Errorf("%w: ptrace(PTRACE_DETACH, %d): %v", ErrPtrace, pid, err)
+	}
+	return nil
+}
+
+// setupRoot applies the cgroup, oom_score_adj and RLIMIT_MEMLOCK to the
+// stopped command.
+func setupRoot(pid int, cgs *runCgroups, o *Options) error {
+	if cgs != nil {
+		if err := cgs.join(pid); err != nil {
+			return fmt.Errorf("move the command into its cgroup: %w", err)
+		}
+	}
+	if o.OOMScoreAdj != nil {
+		path := filepath.Join(o.Paths.Proc, strconv.Itoa(pid), "oom_score_adj")
+		if err := os.WriteFile(path, []byte(strconv.Itoa(*o.OOMScoreAdj)), 0); err != nil {
+			hint := ""
+			if errors.Is(err, os.ErrPermission) {
+				hint = " (lowering oom_score_adj needs CAP_SYS_RESOURCE)"
+			}
+			return fmt.Errorf("--oom-score-adj %d: %w%s", *o.OOMScoreAdj, err, hint)
+		}
+	}
+	if o.Lock != LockNone {
+		raiseMemlock(pid)
+	}
+	return nil
+}
+
+// raiseMemlock raises the command's RLIMIT_MEMLOCK to unlimited where
+// permitted (CAP_SYS_RESOURCE), else its soft limit to the hard one.
+func raiseMemlock(pid int) {
+	inf := unix.Rlimit{Cur: unix.RLIM_INFINITY, Max: unix.RLIM_INFINITY}
+	if unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, &inf, nil) == nil {
+		return
+	}
+	var cur unix.Rlimit
+	if unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, nil, &cur) == nil && cur.Cur < cur.Max {
+		cur.Cur = cur.Max
+		unix.Prlimit(pid, unix.RLIMIT_MEMLOCK, &cur, nil)
+	}
+}
+
+// minUsefulMemlock is the smallest RLIMIT_MEMLOCK with which locking is worth
+// trying without CAP_IPC_LOCK: mlockall(MCL_CURRENT) needs the whole address
+// space to fit, and even a shell's is a few MiB.
+const minUsefulMemlock = 64 << 20
+
+// preflight checks, before anything runs, that what o asks for can work.
+func preflight(o *Options, warn func(string, ...any)) error {
+	st, err := readStatus(o.Paths.Proc, "self", make([]byte, 4096))
+	if err != nil {
+		return err
+	}
+	if o.Lock != LockNone || o.Trace || o.Report {
+		if b, err := os.ReadFile(filepath.Join(o.Paths.Proc, "sys/kernel/yama/ptrace_scope")); err == nil && strings.TrimSpace(string(b)) == "3" {
+			return fmt.Errorf("%w: kernel.yama.ptrace_scope is 3 (ptrace disabled); --mlock and --report need ptrace of the command: set it to 0, 1 or 2 (it cannot be lowered from 3 without a reboot)", ErrPtrace)
+		}
+	}
+	if o.Lock != LockNone && !st.hasCap(capIPCLock) {
+		var rl unix.Rlimit
+		if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err != nil {
+			return fmt.Errorf("getrlimit(RLIMIT_MEMLOCK): %w", err)
+		}
+		if !st.hasCap(capSysResource) && rl.Max != unix.RLIM_INFINITY {
+			if rl.Max < minUsefulMemlock {
+				return fmt.Errorf("--mlock: RLIMIT_MEMLOCK is %s (hard limit) and CAP_IPC_LOCK is missing, so mlockall would fail in the command: run as root or with CAP_IPC_LOCK (setcap cap_ipc_lock+ep, AmbientCapabilities=CAP_IPC_LOCK), or raise the hard limit (ulimit -l unlimited, memlock in limits.conf, LimitMEMLOCK=infinity)", fmtBytes(rl.Max))
+			}
+			warn("RLIMIT_MEMLOCK is %s and CAP_IPC_LOCK is missing: processes with a larger address space will not be locked (each is reported)", fmtBytes(rl.Max))
+		}
+	}
+	if o.OOMScoreAdj != nil {
+		v := *o.OOMScoreAdj
+		if v < -1000 || v > 1000 {
+			return fmt.Errorf("--oom-score-adj %d: must be within -1000..1000", v)
+		}
+		if !st.hasCap(capSysResource) {
+			b, err := os.ReadFile(filepath.Join(o.Paths.Proc, "self", "oom_score_adj"))
+			if err == nil {
+				if own, err := strconv.Atoi(strings.TrimSpace(string(b))); err == nil && v < own {
+					return fmt.Errorf("--oom-score-adj %d: lower than oomguard's own %d, which needs CAP_SYS_RESOURCE: run with that capability or use a value >= %d", v, own, own)
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func fmtBytes(v uint64) string {
+	switch {
+	case v >= 1<<30 && v%(1<<30) == 0:
+		return fmt.Sprintf("%d GiB", v>>30)
+	case v >= 1<<20 && v%(1<<20) == 0:
+		return fmt.Sprintf("%d MiB", v>>20)
+	case v >= 1<<10 && v%(1<<10) == 0:
+		return fmt.Sprintf("%d KiB", v>>10)
+	}
+	return fmt.Sprintf("%d bytes", v)
+}
+
+// foregroundTTY reports whether oomguard runs in the foreground process group
+// of its terminal, where the terminal's signals reach the command directly.
+func foregroundTTY() bool {
+	for _, fd := range []int{0, 1, 2} {
+		pgrp, err := unix.IoctlGetInt(fd, unix.TIOCGPGRP)
+		if err == nil {
+			return pgrp == unix.Getpgrp()
+		}
+	}
+	return false
+}
+
+// forward passes signal s, which oomguard received, to the command, unless
+// the command got it from the same source (a terminal or a kill of the whole
+// process group).
+func (t *tracer) forward(pid int, s unix.Signal, interactive bool) {
+	if !t.rootAlive.Load() {
+		return
+	}
+	if t.tracing() {
+		recv := time.Now()
+		for deadline := recv.Add(30 * time.Millisecond); time.Now().Before(deadline); {
+			if int(s) < len(t.rootSig) && t.rootSig[s].Load() >= recv.Add(-200*time.Millisecond).UnixNano() {
+				return
+			}
+			time.Sleep(2 * time.Millisecond)
+		}
+	} else if interactive && ttySignal(s) {
+		return
+	}
+	unix.Kill(pid, s)
+}

@@ -1,0 +1,84 @@
+package memlock
+
+import (
+	"bytes"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+)
+
+// procStatus holds the fields of /proc/PID/status that memlock reads.
+type procStatus struct {
+	Name   string
+	VmLck  uint64 // bytes
+	VmHWM  uint64 // bytes
+	VmRSS  uint64 // bytes
+	CapEff uint64
+	// HasVm is false for a process without an address space (a zombie).
+	HasVm bool
+}
+
+// Capability bits of CapEff.
+const (
+	capIPCLock     = 14
+	capSysResource = 24
+)
+
+func (s procStatus) hasCap(bit uint) bool { return s.CapEff&(1<<bit) != 0 }
+
+// readStatus reads /proc/PID/status ("self" for the caller) under procRoot.
+func readStatus(procRoot, pid string, buf []byte) (procStatus, error) {
+	path := filepath.Join(procRoot, pid, "status")
+	f, err := os.Open(path)
+	if err != nil {
+		return procStatus{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	defer f.Close()
+	n, err := f.Read(buf)
+	if err != nil {
+		return procStatus{}, fmt.Errorf("read %s: %w", path, err)
+	}
+	return parseStatus(buf[:n]), nil
+}
+
+// parseStatus parses the text of /proc/PID/status. Unknown and malformed
+// lines are skipped.
+func parseStatus(b []byte) procStatus {
+	var s procStatus
+	for len(b) > 0 {
+		line := b
+		if i := bytes.IndexByte(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			b = nil
+		}
+		colon := bytes.IndexByte(line, ':')
+		if colon < 0 {
+			continue
+		}
+		key, val := line[:colon], bytes.TrimSpace(line[colon+1:])
+		switch string(key) {
+		case "Name":
+			s.Name = string(val)
+		case "VmLck":
+			s.VmLck, s.HasVm = kB(val), true
+		case "VmHWM":
+			s.VmHWM = kB(val)
+		case "VmRSS":
+			s.VmRSS = kB(val)
+		case "CapEff":
+			s.CapEff, _ = strconv.ParseUint(string(val), 16, 64)
+		}
+	}
+	return s
+}
+
+// kB parses "1234 kB" into bytes.
+func kB(v []byte) uint64 {
+	if i := bytes.IndexByte(v, ' '); i >= 0 {
+		v = v[:i]
+	}
+	n, _ := strconv.ParseUint(string(v), 10, 64)
+	return n << 10
+}
