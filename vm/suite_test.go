@@ -104,4 +104,3 @@ func TestV2Kernel(t *testing.T) {
 	}
 	report(t, results, res, err)
 }
-
