@@ -269,17 +269,19 @@ func TestRank(t *testing.T) {
 			},
 		},
 		{
-			name: "ties: younger, then lower PID, then larger RSS", fixture: "ties.json",
+			name: "ties: larger RSS, then younger, then lower PID", fixture: "ties.json",
 			want: []row{
 				{[]int{9003}, 9003, pages(100 * miB), false, false},
 				{[]int{9004}, 9004, pages(100 * miB), false, false},
 				{[]int{9001}, 9001, pages(100 * miB), false, false},
+				{[]int{9005}, 9005, pages(100 * miB), false, false},
 				{[]int{9002}, 9002, pages(100 * miB), false, false},
 			},
 			reasons: map[int]string{
 				9004: "ties with PID 9003, which ranks first by lower PID",
 				9001: "ties with PID 9004, which ranks first by younger (larger start time)",
-				9002: "ties with PID 9001, which ranks first by larger RSS",
+				9005: "ties with PID 9001, which ranks first by larger RSS",
+				9002: "ties with PID 9005, which ranks first by younger (larger start time)",
 			},
 		},
 		{
@@ -290,6 +292,7 @@ func TestRank(t *testing.T) {
 			want: []row{
 				{[]int{9003}, 9003, pages(100 * miB), false, false},
 				{[]int{9001}, 9001, pages(100 * miB), false, false},
+				{[]int{9005}, 9005, pages(100 * miB), false, false},
 				{[]int{9002}, 9002, pages(100 * miB), false, false},
 				{[]int{9004}, 9004, pages(99 * miB), false, false},
 			},

@@ -37,6 +37,17 @@ func (l Level) String() string {
 // MarshalText encodes the level as its String.
 func (l Level) MarshalText() ([]byte, error) { return []byte(l.String()), nil }
 
+// UnmarshalText parses "none", "term" or "kill".
+func (l *Level) UnmarshalText(b []byte) error {
+	for c := LevelNone; c <= LevelKill; c++ {
+		if string(b) == c.String() {
+			*l = c
+			return nil
+		}
+	}
+	return errors.New("policy: unknown level " + strconv.Quote(string(b)) + ", want none, term or kill")
+}
+
 // Trigger names as they appear in Verdict.Trigger.
 const (
 	TriggerMemAvail = "memavail"
@@ -125,6 +136,20 @@ func (r PSIResource) String() string {
 		return "cpu"
 	}
 	return "psi(" + strconv.Itoa(int(r)) + ")"
+}
+
+// MarshalText encodes the resource as its String.
+func (r PSIResource) MarshalText() ([]byte, error) { return []byte(r.String()), nil }
+
+// UnmarshalText parses "memory", "io" or "cpu".
+func (r *PSIResource) UnmarshalText(b []byte) error {
+	for c := PSIMemory; c <= PSICPU; c++ {
+		if string(b) == c.String() {
+			*r = c
+			return nil
+		}
+	}
+	return errors.New("policy: unknown PSI resource " + strconv.Quote(string(b)) + ", want memory, io or cpu")
 }
 
 // PSITrigger fires on one PSI line, system-wide and/or in each scope. A

@@ -498,3 +498,28 @@ func TestValidate(t *testing.T) {
 		})
 	}
 }
+
+func TestTextEncodings(t *testing.T) {
+	for _, l := range []Level{LevelNone, LevelTerm, LevelKill} {
+		b, _ := l.MarshalText()
+		var back Level
+		if err := back.UnmarshalText(b); err != nil || back != l {
+			t.Errorf("level %v round trip: %v %v", l, back, err)
+		}
+	}
+	for _, r := range []PSIResource{PSIMemory, PSIIO, PSICPU} {
+		b, _ := r.MarshalText()
+		var back PSIResource
+		if err := back.UnmarshalText(b); err != nil || back != r {
+			t.Errorf("resource %v round trip: %v %v", r, back, err)
+		}
+	}
+	var l Level
+	if err := l.UnmarshalText([]byte("murder")); err == nil || !strings.Contains(err.Error(), `unknown level "murder"`) {
+		t.Errorf("bad level: %v", err)
+	}
+	var r PSIResource
+	if err := r.UnmarshalText([]byte("disk")); err == nil || !strings.Contains(err.Error(), `unknown PSI resource "disk"`) {
+		t.Errorf("bad resource: %v", err)
+	}
+}

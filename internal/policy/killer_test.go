@@ -1,0 +1,378 @@
+package policy
+
+import (
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+// decisionRow is the part of a Decision the tables compare.
+type decisionRow struct {
+	Kind    DecisionKind
+	Victim  int
+	PIDs    []int
+	Signal  Signal
+	Reap    bool
+	Attempt int
+}
+
+func row0(d Decision) decisionRow {
+	return decisionRow{d.Kind, d.Victim.Victim, d.Victim.PIDs, d.Signal, d.Reap, d.Attempt}
+}
+
+// killStep is one tick of a scenario: optional snapshot change and outcome,
+// then Decide at At with a verdict of Level.
+type killStep struct {
+	At      time.Duration
+	Mutate  func(*Snapshot)
+	Observe *Outcome
+	Level   Level
+	Scope   int
+	Want    decisionRow
+	Reason  string // substring of Decision.Reason
+}
+
+func kill(pids ...int) decisionRow {
+	return decisionRow{Kind: DecideKill, Victim: pids[0], PIDs: pids, Signal: SIGKILL, Reap: true, Attempt: 1}
+}
+
+func retry(pids ...int) decisionRow {
+	d := kill(pids...)
+	d.Attempt = 2
+	return d
+}
+
+func term(pids ...int) decisionRow {
+	return decisionRow{Kind: DecideKill, Victim: pids[0], PIDs: pids, Signal: SIGTERM}
+}
+
+func wait(pids ...int) decisionRow {
+	return decisionRow{Kind: DecideWait, Victim: pids[0], PIDs: pids}
+}
+
+var none = decisionRow{Kind: DecideNone}
+
+// without removes processes from the snapshot (they died).
+func without(pids ...int) func(*Snapshot) {
+	return func(s *Snapshot) {
+		out := s.Processes[:0]
+		for _, p := range s.Processes {
+			keep := true
+			for _, pid := range pids {
+				keep = keep && p.PID != pid
+			}
+			if keep {
+				out = append(out, p)
+			}
+		}
+		s.Processes = out
+	}
+}
+
+func TestKiller(t *testing.T) {
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	const s = time.Second
+	const ms = time.Millisecond
+	tests := []struct {
+		name    string
+		fixture string
+		cfg     KillConfig
+		rules   Rules
+		setup   func(*Snapshot)
+		steps   []killStep
+		after   func(t *testing.T, k *Killer, snap *Snapshot)
+	}{
+		{
+			name: "a dying victim blocks a second victim until it is gone", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002), Reason: "scope kill: scope test; victim PID 5002 (hog): badness 59000"},
+				{At: 500 * ms, Level: LevelKill, Want: wait(5002),
+					Reason: "PID 5002 is dying (SIGKILL attempt 1 500ms ago, deadline in 1.5s); no second victim"},
+				{At: 1 * s, Level: LevelKill, Mutate: without(5002),
+					Observe: &Outcome{Kind: OutcomeExited, PID: 5002, StartTime: 50020},
+					Want:    kill(5001), Reason: "victim PID 5001 (bystander)"},
+			},
+		},
+		{
+			name: "a wait with no pressure stays a wait; the victim's exit ends it", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 100 * ms, Level: LevelNone, Want: wait(5002)},
+				{At: 200 * ms, Observe: &Outcome{Kind: OutcomeExited, PID: 5002, StartTime: 50020}, Want: none},
+				{At: 300 * ms, Level: LevelKill, Want: kill(5002)}, // still in the snapshot: chosen again
+			},
+		},
+		{
+			name: "death seen in the snapshot without an outcome", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 100 * ms, Level: LevelKill, Mutate: without(5002), Want: kill(5001),
+					Reason: "previous victim PID 5002 is gone; "},
+			},
+		},
+		{
+			name: "a zombie victim counts as gone", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 100 * ms, Level: LevelNone, Mutate: func(s *Snapshot) { proc(s, 5002).State = 'Z' },
+					Want: none, Reason: "previous victim PID 5002 is gone"},
+			},
+		},
+		{
+			name: "an empty process list tells nothing: keep waiting", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 100 * ms, Level: LevelKill, Mutate: func(s *Snapshot) { s.Processes = nil }, Want: wait(5002)},
+			},
+		},
+		{
+			name: "frozen victim: retried once, skipped, next candidate killed, mark expires after thaw", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 1 * s, Level: LevelKill, Want: wait(5002)},
+				{At: 2*s - 1, Level: LevelKill, Want: wait(5002)},
+				{At: 2 * s, Level: LevelKill, Want: retry(5002), Reason: "PID 5002 still alive 2s after SIGKILL; retrying once"},
+				{At: 3 * s, Level: LevelKill, Want: wait(5002), Reason: "SIGKILL attempt 2"},
+				{At: 4 * s, Level: LevelKill, Want: kill(5001),
+					Reason: "PID 5002 survived SIGKILL twice, 2s each (frozen or in D state); marked skipped at 2026-11-25T10:00:04Z; scope kill"},
+				{At: 4*s + 500*ms, Level: LevelKill, Want: wait(5001)},
+				// The bystander died; the hog is still frozen and skipped.
+				{At: 5 * s, Level: LevelKill, Mutate: without(5001), Want: kill(5000)},
+			},
+			after: func(t *testing.T, k *Killer, snap *Snapshot) {
+				ranked := k.Rank(snap)
+				var hog *Candidate
+				for i := range ranked {
+					if ranked[i].Victim == 5002 {
+						hog = &ranked[i]
+					}
+				}
+				if hog == nil || !hog.Skipped || !hog.Unkillable || !strings.Contains(hog.Reason, "survived SIGKILL twice") {
+					t.Errorf("hog as the killer ranks it: %+v", hog)
+				}
+				if hog != nil && ranked[len(ranked)-1].Victim != 5002 {
+					t.Errorf("skipped hog is not ranked last: %v", rows(ranked))
+				}
+				if len(Rank(snap, Rules{})) == 0 || Rank(snap, Rules{})[0].Victim != 5002 {
+					t.Errorf("plain Rank must not see the killer's marks")
+				}
+				if got := k.Skipped(); len(got) != 1 || got[0].PID != 5002 || got[0].StartTime != 50020 {
+					t.Errorf("Skipped() = %+v, want the hog", got)
+				}
+				// Thawed, the hog dies: its mark expires with it.
+				without(5002)(snap)
+				k.Decide(snap, Verdict{Scope: -1}, t0.Add(10*s))
+				if got := k.Skipped(); len(got) != 0 {
+					t.Errorf("Skipped() after the hog died = %+v, want none", got)
+				}
+			},
+		},
+		{
+			name: "a mark is by PID and start time: a reused PID is a new process", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Observe: &Outcome{Kind: OutcomeFailed, PID: 5002, StartTime: 50020, Err: "EPERM"},
+					Want: kill(5001)},
+				{At: 100 * ms, Level: LevelKill, Mutate: func(s *Snapshot) {
+					without(5001)(s)
+					proc(s, 5002).StartTime = 99999 // the hog died, its PID was reused
+				}, Want: kill(5002)},
+			},
+		},
+		{
+			name: "a signal failure marks the victim skipped and moves on", fixture: "scope_hog.json",
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 10 * ms, Level: LevelKill, Observe: &Outcome{Kind: OutcomeFailed, PID: 5002, StartTime: 50020, Err: "operation not permitted"},
+					Want: kill(5001)},
+			},
+			after: func(t *testing.T, k *Killer, snap *Snapshot) {
+				r := k.Rank(snap)
+				if r[len(r)-1].Victim != 5002 || !strings.Contains(r[len(r)-1].Reason, "could not be signalled at 2026-11-25T10:00:00.01Z: operation not permitted") {
+					t.Errorf("last = %+v", r[len(r)-1])
+				}
+			},
+		},
+		{
+			name: "SIGTERM, then SIGKILL after the grace", fixture: "scope_hog.json", cfg: KillConfig{TermGrace: 1 * s},
+			steps: []killStep{
+				{At: 0, Level: LevelTerm, Want: term(5002), Reason: "SIGTERM first, SIGKILL after 1s"},
+				{At: 500 * ms, Level: LevelTerm, Want: wait(5002), Reason: "PID 5002 got SIGTERM 500ms ago; grace ends in 500ms"},
+				{At: 1 * s, Level: LevelTerm, Want: kill(5002), Reason: "escalating to SIGKILL for PID 5002 (grace of 1s over)"},
+				{At: 2 * s, Level: LevelTerm, Want: wait(5002)},
+				{At: 3 * s, Level: LevelTerm, Want: retry(5002)},
+			},
+		},
+		{
+			name: "SIGTERM escalates at once when the level reaches kill", fixture: "scope_hog.json", cfg: KillConfig{TermGrace: 5 * s},
+			steps: []killStep{
+				{At: 0, Level: LevelTerm, Want: term(5002)},
+				{At: 300 * ms, Level: LevelKill, Want: kill(5002), Reason: "(level reached kill)"},
+			},
+		},
+		{
+			name: "SIGTERM worked: pressure gone, no escalation", fixture: "scope_hog.json", cfg: KillConfig{TermGrace: 5 * s},
+			steps: []killStep{
+				{At: 0, Level: LevelTerm, Want: term(5002)},
+				{At: 300 * ms, Level: LevelNone, Want: none, Reason: "pressure relieved after SIGTERM to PID 5002; not escalating"},
+				{At: 400 * ms, Level: LevelNone, Want: none},
+			},
+		},
+		{
+			name: "kill level skips SIGTERM even with a grace", fixture: "scope_hog.json", cfg: KillConfig{TermGrace: 5 * s},
+			steps: []killStep{{At: 0, Level: LevelKill, Want: kill(5002)}},
+		},
+		{
+			name: "term level without a grace sends SIGKILL", fixture: "scope_hog.json",
+			steps: []killStep{{At: 0, Level: LevelTerm, Want: kill(5002)}},
+		},
+		{
+			name: "a custom deadline", fixture: "scope_hog.json", cfg: KillConfig{Deadline: 500 * ms},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 499 * ms, Level: LevelKill, Want: wait(5002)},
+				{At: 500 * ms, Level: LevelKill, Want: retry(5002)},
+				{At: 1 * s, Level: LevelKill, Want: kill(5001)},
+			},
+		},
+		{
+			name: "CLONE_VM group: all members signalled, victim is the leader", fixture: "clone_vm.json",
+			setup: func(s *Snapshot) { proc(s, 6002).RSS = 100 * miB },
+			steps: []killStep{{At: 0, Level: LevelKill, Want: kill(6000, 6001)}},
+		},
+		{
+			name: "exiting group with all sharers exiting: wait instead of a second victim", fixture: "clone_vm.json",
+			setup: func(s *Snapshot) {
+				proc(s, 6000).Exiting = true
+				proc(s, 6001).Exiting = true
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001),
+					Reason: "PID 6000 (hog, badness 102600) and all its sharers are already exiting, and outweigh the best eligible PID 6002 (badness 25750); waiting for them instead of choosing another victim"},
+				{At: 1 * s, Level: LevelKill, Want: wait(6000, 6001), Reason: "are exiting (waited 1s"},
+				{At: 1500 * ms, Level: LevelKill, Mutate: without(6000, 6001), Want: kill(6002)},
+			},
+		},
+		{
+			name: "exiting group stuck past the deadline is skipped", fixture: "clone_vm.json",
+			setup: func(s *Snapshot) {
+				proc(s, 6000).Exiting = true
+				proc(s, 6001).Exiting = true
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
+				{At: 2 * s, Level: LevelKill, Want: kill(6002), Reason: "PID 6000 still exiting 2s later; marked skipped"},
+			},
+		},
+		{
+			name: "a lighter exiting group does not hold back the kill", fixture: "clone_vm.json",
+			setup: func(s *Snapshot) {
+				proc(s, 6000).Exiting = true
+				proc(s, 6001).Exiting = true
+			},
+			steps: []killStep{{At: 0, Level: LevelKill, Want: kill(6002)}},
+		},
+		{
+			name: "vfork: the parent is the victim, the child dies as a sharer", fixture: "vfork.json",
+			steps: []killStep{{At: 0, Level: LevelKill, Want: kill(7000, 7001),
+				Reason: "vfork children 7001 are never chosen themselves but die with PID 7000 as sharers"}},
+		},
+		{
+			name: "vfork child alone is never chosen", fixture: "vfork.json",
+			setup: without(7000, 7200),
+			steps: []killStep{{At: 0, Level: LevelKill, Want: none, Reason: "no eligible victim (0 protected, 2 skipped groups)"}},
+		},
+		{
+			name: "protected groups are never chosen", fixture: "protected.json",
+			rules: Rules{Protected: []string{"guard", "long-process-name-x"}},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(8200)},
+				{At: 1 * s, Level: LevelKill, Mutate: without(8200), Want: none,
+					Reason: "no eligible victim (4 protected, 0 skipped groups)"},
+			},
+		},
+		{
+			name: "a scope verdict only kills in that scope", fixture: "scope_hog.json",
+			setup: func(s *Snapshot) {
+				s.Scopes = append(s.Scopes, ScopeMemory{Path: "/sys/fs/cgroup/memory/other", Usage: 99 * miB, Limit: 100 * miB})
+				s.Processes = append(s.Processes, Process{PID: 5100, StartTime: 51000, Comm: "small",
+					RSS: 10 * miB, MMGroup: 5100, Scope: 1, State: 'S'})
+			},
+			steps: []killStep{{At: 0, Level: LevelKill, Scope: 1, Want: kill(5100)}},
+		},
+		{
+			name: "no verdict, nothing in flight", fixture: "scope_hog.json",
+			steps: []killStep{{At: 0, Level: LevelNone, Want: none}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := loadSnap(t, tc.fixture)
+			if tc.setup != nil {
+				tc.setup(snap)
+			}
+			k := NewKiller(tc.cfg, tc.rules)
+			for _, st := range tc.steps {
+				now := t0.Add(st.At)
+				if st.Mutate != nil {
+					st.Mutate(snap)
+				}
+				if st.Observe != nil {
+					k.Observe(*st.Observe, now)
+				}
+				snap.Time = now
+				v := Verdict{Level: st.Level, Scope: -1}
+				if st.Level != LevelNone {
+					v.Trigger, v.Reason, v.Scope = TriggerScope, "scope test", st.Scope
+				}
+				d := k.Decide(snap, v, now)
+				if diff := cmp.Diff(st.Want, row0(d)); diff != "" {
+					t.Fatalf("at %v: decision (-want +got):\n%s\nreason: %s", st.At, diff, d.Reason)
+				}
+				if st.Reason != "" && !strings.Contains(d.Reason, st.Reason) {
+					t.Fatalf("at %v: reason %q, want it to contain %q", st.At, d.Reason, st.Reason)
+				}
+				if d.Kind == DecideKill && d.Victim.Victim == 0 {
+					t.Fatalf("at %v: kill without a victim", st.At)
+				}
+				if d.Kind != DecideNone && d.Deadline.IsZero() {
+					t.Fatalf("at %v: %v without a deadline", st.At, d.Kind)
+				}
+				_, busy := k.InFlight()
+				if busy != (d.Kind != DecideNone) {
+					t.Fatalf("at %v: InFlight %v after a %v decision", st.At, busy, d.Kind)
+				}
+			}
+			if tc.after != nil {
+				tc.after(t, k, snap)
+			}
+		})
+	}
+}
+
+func TestKillerKillCgroup(t *testing.T) {
+	snap := loadSnap(t, "scope_hog.json")
+	k := NewKiller(KillConfig{}, Rules{KillCgroup: true})
+	d := k.Decide(snap, Verdict{Level: LevelKill, Trigger: TriggerScope, Scope: 0}, snap.Time)
+	if d.Kind != DecideKill || !d.KillCgroup || d.Victim.Cgroup != "/oomguard-test/hog" {
+		t.Errorf("decision %+v, want a cgroup kill of /oomguard-test/hog", d)
+	}
+}
+
+func TestKillerIdleDoesNotAllocate(t *testing.T) {
+	snap := loadSnap(t, "desktop.json")
+	k := NewKiller(KillConfig{}, Rules{})
+	k.marks[procKey{3100, 31000}] = "test mark" // a mark to expire-check every time
+	allocs := testing.AllocsPerRun(100, func() {
+		k.Decide(snap, Verdict{Scope: -1}, snap.Time)
+	})
+	if allocs != 0 {
+		t.Errorf("Decide allocates %v times with nothing to do, want 0", allocs)
+	}
+	if len(k.Skipped()) != 1 {
+		t.Errorf("the mark of a live process expired")
+	}
+}
