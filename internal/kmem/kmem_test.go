@@ -49,18 +49,18 @@ func TestParseStat(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	comm, start, err := ParseStat(b)
-	if err != nil || comm != "cat" || start != 89365 {
+	comm, state, start, err := ParseStat(b)
+	if err != nil || comm != "cat" || state != "R" || start != 89365 {
 		t.Errorf("ParseStat = %q, %d, %v; want cat, 89365", comm, start, err)
 	}
 	// A name with spaces and parentheses.
 	odd := strings.Replace(string(b), "(cat)", "(a) (b c)", 1)
-	comm, start, err = ParseStat([]byte(odd))
+	comm, _, start, err = ParseStat([]byte(odd))
 	if err != nil || comm != "a) (b c" || start != 89365 {
 		t.Errorf("ParseStat(odd) = %q, %d, %v", comm, start, err)
 	}
 	for _, bad := range []string{"", "1 cat R", "1 (cat) R 1 2 3"} {
-		if _, _, err := ParseStat([]byte(bad)); err == nil {
+		if _, _, _, err := ParseStat([]byte(bad)); err == nil {
 			t.Errorf("ParseStat(%q): no error", bad)
 		}
 	}
@@ -248,6 +248,15 @@ func TestProcessSelf(t *testing.T) {
 	if p.Total != p.PageTables+p.KernelStack+p.PipeBytes+p.SocketBytes || p.Accuracy["pagetables"] != Exact || p.Accuracy["pipe_bytes"] != Estimate {
 		t.Errorf("total/accuracy: %+v", p)
 	}
+	if st, err := (ProcFS{}).StartTime(os.Getpid()); err != nil || st != p.StartTime || st == 0 {
+		t.Errorf("StartTime = %d, %v; want %d", st, err, p.StartTime)
+	}
+	if adj, err := (ProcFS{}).OOMScoreAdj(os.Getpid()); err != nil || adj != p.OOMScoreAdj {
+		t.Errorf("OOMScoreAdj = %d, %v", adj, err)
+	}
+	if path, ok, err := (ProcFS{}).CgroupPath(os.Getpid(), "memory"); err != nil || !ok || path == "" {
+		t.Errorf("CgroupPath(memory) = %q, %v, %v", path, ok, err)
+	}
 	if _, err := (ProcFS{Root: t.TempDir()}).Process(os.Getpid()); err == nil {
 		t.Errorf("missing process: no error")
 	}
@@ -270,7 +279,7 @@ func FuzzParseStat(f *testing.F) {
 	f.Add(b)
 	f.Add([]byte("1 (a b) S"))
 	f.Fuzz(func(t *testing.T, b []byte) {
-		comm, _, err := ParseStat(b)
+		comm, _, _, err := ParseStat(b)
 		if err == nil && !strings.Contains(string(b), "("+comm+")") {
 			t.Errorf("comm %q not in %q", comm, b)
 		}

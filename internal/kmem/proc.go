@@ -49,8 +49,10 @@ type Process struct {
 	PID int `json:"pid"`
 	// StartTime is field 22 of /proc/PID/stat; with PID it names the process
 	// across PID reuse.
-	StartTime   uint64 `json:"start_time"`
-	Comm        string `json:"comm"`
+	StartTime uint64 `json:"start_time"`
+	Comm      string `json:"comm"`
+	// State is the state letter of /proc/PID/stat (R, S, D, Z, …).
+	State       string `json:"state"`
 	OOMScoreAdj int    `json:"oom_score_adj"`
 	// Threads is the thread count (exact).
 	Threads int `json:"threads"`
@@ -119,7 +121,7 @@ func (p ProcFS) Process(pid int) (Process, error) {
 	if err != nil {
 		return pr, gone(pid, err)
 	}
-	if pr.Comm, pr.StartTime, err = ParseStat(b); err != nil {
+	if pr.Comm, pr.State, pr.StartTime, err = ParseStat(b); err != nil {
 		return pr, fmt.Errorf("parse %s: %w", p.path(pid, "stat"), err)
 	}
 	b, err = os.ReadFile(p.path(pid, "status"))
@@ -233,25 +235,80 @@ func ParseFDLink(link string) (kind string, ino uint64, ok bool) {
 	return kind, ino, true
 }
 
-// ParseStat returns the command name and start time (field 22) from the
-// contents of /proc/PID/stat. The name may hold spaces and parentheses, so
-// fields are counted from the last ')'.
-func ParseStat(b []byte) (comm string, start uint64, err error) {
+// ParseStat returns the command name, the state letter and the start time
+// (field 22) from the contents of /proc/PID/stat. The name may hold spaces
+// and parentheses, so fields are counted from the last ')'.
+func ParseStat(b []byte) (comm, state string, start uint64, err error) {
 	open := bytes.IndexByte(b, '(')
 	end := bytes.LastIndexByte(b, ')')
 	if open < 0 || end < open {
-		return "", 0, fmt.Errorf("no (comm) in %q", clip(b))
+		return "", "", 0, fmt.Errorf("no (comm) in %q", clip(b))
 	}
 	fields := bytes.Fields(b[end+1:])
 	// fields[0] is field 3 (state); field 22 is fields[19].
 	if len(fields) < 20 {
-		return "", 0, fmt.Errorf("%d fields after comm, want at least 20", len(fields))
+		return "", "", 0, fmt.Errorf("%d fields after comm, want at least 20", len(fields))
 	}
 	start, err = strconv.ParseUint(string(fields[19]), 10, 64)
 	if err != nil {
-		return "", 0, fmt.Errorf("bad start time %q", fields[19])
+		return "", "", 0, fmt.Errorf("bad start time %q", fields[19])
 	}
-	return string(b[open+1 : end]), start, nil
+	return string(b[open+1 : end]), string(fields[0]), start, nil
+}
+
+// StartTime reads the start time (field 22 of /proc/PID/stat) of pid, to
+// tell the process from a later one that reuses its PID.
+func (p ProcFS) StartTime(pid int) (uint64, error) {
+	b, err := os.ReadFile(p.path(pid, "stat"))
+	if err != nil {
+		return 0, gone(pid, err)
+	}
+	_, _, start, err := ParseStat(b)
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", p.path(pid, "stat"), err)
+	}
+	return start, nil
+}
+
+// OOMScoreAdj reads /proc/PID/oom_score_adj.
+func (p ProcFS) OOMScoreAdj(pid int) (int, error) {
+	b, err := os.ReadFile(p.path(pid, "oom_score_adj"))
+	if err != nil {
+		return 0, gone(pid, err)
+	}
+	n, err := strconv.Atoi(strings.TrimSpace(string(b)))
+	if err != nil {
+		return 0, fmt.Errorf("parse %s: %w", p.path(pid, "oom_score_adj"), err)
+	}
+	return n, nil
+}
+
+// CgroupPath returns pid's cgroup path in the v1 hierarchy of controller
+// (for example "freezer"), or in the v2 hierarchy when controller is "",
+// from /proc/PID/cgroup. ok is false when the process has no such line.
+func (p ProcFS) CgroupPath(pid int, controller string) (path string, ok bool, err error) {
+	b, err := os.ReadFile(p.path(pid, "cgroup"))
+	if err != nil {
+		return "", false, gone(pid, err)
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if controller == "" && parts[0] == "0" && parts[1] == "" {
+			return parts[2], true, nil
+		}
+		if controller == "" {
+			continue
+		}
+		for _, c := range strings.Split(parts[1], ",") {
+			if c == controller {
+				return parts[2], true, nil
+			}
+		}
+	}
+	return "", false, nil
 }
 
 // Status holds the fields of /proc/PID/status that kernel-memory

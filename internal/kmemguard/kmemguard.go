@@ -1,0 +1,376 @@
+// Package kmemguard is the daemon component that enforces kernel-memory
+// budgets on cgroups: it polls their kernel memory, lets
+// policy/kmembudget decide, and carries out the decision.
+package kmemguard
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/actionlog"
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/control"
+	"github.com/oomguard/oomguard/internal/kmem"
+	"github.com/oomguard/oomguard/internal/policy/kmembudget"
+)
+
+// Budget is a kernel-memory budget; see kmembudget.Budget.
+type Budget = kmembudget.Budget
+
+// Defaults for the zero fields of Config.
+const (
+	DefaultInterval      = 100 * time.Millisecond
+	DefaultRescan        = time.Second
+	DefaultKillTimeout   = 5 * time.Second
+	DefaultFreezeTimeout = 2 * time.Second
+	DefaultFreezerRoot   = "/sys/fs/cgroup/freezer"
+)
+
+// Config configures a Guard.
+type Config struct {
+	// Scopes confine the guard: every budgeted cgroup must lie inside one of
+	// them, and a relative budget directory is taken relative to each. With
+	// no scopes each budget's own cgroup is the confinement.
+	Scopes []cgroupfs.Cgroup
+	// Budgets are applied first match first to every cgroup they name.
+	Budgets []Budget
+	// DryRun logs and records what would be done, and does nothing.
+	DryRun bool
+	// Interval is the poll interval; zero means DefaultInterval (100 ms).
+	Interval time.Duration
+	// Rescan is how often glob budgets are expanded again to pick up new
+	// cgroups; zero means DefaultRescan (1 s).
+	Rescan time.Duration
+	// Proc is the procfs to read processes from; the zero value is /proc.
+	Proc kmem.ProcFS
+	// FreezerRoot is the v1 freezer hierarchy's mount point; empty means
+	// DefaultFreezerRoot.
+	FreezerRoot string
+	// SelfPID is never acted on; zero means os.Getpid().
+	SelfPID int
+	// KillTimeout bounds the wait for victims to die; zero means
+	// DefaultKillTimeout.
+	KillTimeout time.Duration
+	// FreezeTimeout bounds the wait for a freezer to report FROZEN; zero
+	// means DefaultFreezeTimeout.
+	FreezeTimeout time.Duration
+}
+
+// Guard enforces kernel-memory budgets. Create it with New; Run it once.
+// Report and the control handler are safe to call while it runs.
+type Guard struct {
+	cfg     Config
+	log     *slog.Logger
+	actions *actionlog.Log
+
+	mu       sync.Mutex // guards tracker, targets
+	tracker  kmembudget.Tracker
+	targets  []*target
+	lastScan time.Time
+	errOnce  map[string]bool
+}
+
+// target is one budgeted cgroup being polled.
+type target struct {
+	cg     cgroupfs.Cgroup
+	reader *cgroupfs.KmemReader
+	budget Budget
+}
+
+// ParseBudget parses the flag form DIR=SIZE:ACTION, as in
+// "/sys/fs/cgroup/memory/jobs/*=64M:kill-heaviest". DIR is a cgroup
+// directory or glob (relative DIRs are resolved against the scopes by New);
+// SIZE is bytes, optionally with K, M, G or T; ACTION is kill-heaviest,
+// kill-cgroup or report.
+func ParseBudget(s string) (Budget, error) {
+	eq := strings.LastIndexByte(s, '=')
+	if eq < 0 {
+		return Budget{}, fmt.Errorf("kmem budget %q: want DIR=SIZE:ACTION", s)
+	}
+	dir, rest := s[:eq], s[eq+1:]
+	if dir == "" {
+		return Budget{}, fmt.Errorf("kmem budget %q: no cgroup directory before '='", s)
+	}
+	colon := strings.LastIndexByte(rest, ':')
+	if colon < 0 {
+		return Budget{}, fmt.Errorf("kmem budget %q: want SIZE:ACTION after '=', as in 64M:kill-heaviest", s)
+	}
+	size, err := kmembudget.ParseSize(rest[:colon])
+	if err != nil {
+		return Budget{}, fmt.Errorf("kmem budget %q: %w", s, err)
+	}
+	if size == 0 {
+		return Budget{}, fmt.Errorf("kmem budget %q: size must be above 0", s)
+	}
+	act, err := kmembudget.ParseAction(rest[colon+1:])
+	if err != nil {
+		return Budget{}, fmt.Errorf("kmem budget %q: %w", s, err)
+	}
+	return Budget{Pattern: filepath.Clean(dir), Max: size, Action: act}, nil
+}
+
+// New checks cfg and returns a Guard. A nil logger discards logs; a nil
+// action log records nothing.
+func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.Interval == 0 {
+		cfg.Interval = DefaultInterval
+	}
+	if cfg.Rescan == 0 {
+		cfg.Rescan = DefaultRescan
+	}
+	if cfg.KillTimeout == 0 {
+		cfg.KillTimeout = DefaultKillTimeout
+	}
+	if cfg.FreezeTimeout == 0 {
+		cfg.FreezeTimeout = DefaultFreezeTimeout
+	}
+	if cfg.FreezerRoot == "" {
+		cfg.FreezerRoot = DefaultFreezerRoot
+	}
+	if cfg.SelfPID == 0 {
+		cfg.SelfPID = os.Getpid()
+	}
+	if cfg.Interval < 0 || cfg.Rescan < 0 {
+		return nil, errors.New("kmem guard: negative interval")
+	}
+	var budgets []Budget
+	for _, b := range cfg.Budgets {
+		if filepath.IsAbs(b.Pattern) {
+			budgets = append(budgets, b)
+			continue
+		}
+		if len(cfg.Scopes) == 0 {
+			return nil, fmt.Errorf("kmem budget %q: a relative cgroup needs a scope to be relative to", b.Pattern)
+		}
+		for _, s := range cfg.Scopes {
+			rb := b
+			rb.Pattern = filepath.Join(s.Path, b.Pattern)
+			budgets = append(budgets, rb)
+		}
+	}
+	for i, b := range budgets {
+		b.Pattern = filepath.Clean(b.Pattern)
+		budgets[i] = b
+		if err := b.Validate(); err != nil {
+			return nil, err
+		}
+		if len(cfg.Scopes) > 0 && !hasMeta(b.Pattern) && !inScopes(cfg.Scopes, b.Pattern) {
+			return nil, fmt.Errorf("kmem budget %q: outside every --scope", b.Pattern)
+		}
+	}
+	if len(budgets) == 0 {
+		return nil, errors.New("kmem guard: no budgets")
+	}
+	cfg.Budgets = budgets
+	return &Guard{cfg: cfg, log: log, actions: actions, errOnce: map[string]bool{}}, nil
+}
+
+func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
+
+func inScopes(scopes []cgroupfs.Cgroup, dir string) bool {
+	for _, s := range scopes {
+		if s.Contains(dir) {
+			return true
+		}
+	}
+	return false
+}
+
+// Run polls every Interval until ctx is done and returns nil then. It acts
+// on a breach in the same poll that sees it.
+func (g *Guard) Run(ctx context.Context) error {
+	g.log.Info("kmem guard started", "budgets", len(g.cfg.Budgets), "interval", g.cfg.Interval, "dry_run", g.cfg.DryRun)
+	t := time.NewTicker(g.cfg.Interval)
+	defer t.Stop()
+	for {
+		g.Check(ctx, time.Now())
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-t.C:
+		}
+	}
+}
+
+// Check runs one poll at now: it re-expands the budgets when Rescan has
+// passed, reads every budgeted cgroup's kernel memory, and carries out the
+// decisions. Between rescans and without a breach it does not allocate.
+func (g *Guard) Check(ctx context.Context, now time.Time) {
+	var ds []kmembudget.Decision
+	g.mu.Lock()
+	if g.lastScan.IsZero() || now.Sub(g.lastScan) >= g.cfg.Rescan {
+		g.rescan()
+		g.lastScan = now
+	}
+	for _, tg := range g.targets {
+		usage, _, err := tg.reader.Usage()
+		if err != nil {
+			g.logOnce(tg.cg.Path, "kmem guard: cannot read kernel memory", err)
+			continue
+		}
+		if d, act := g.tracker.Observe(now, kmembudget.Observation{Cgroup: tg.cg.Path, Budget: tg.budget, Usage: usage}); act {
+			ds = append(ds, d)
+		}
+	}
+	g.mu.Unlock()
+	for _, d := range ds {
+		g.handle(ctx, d)
+	}
+}
+
+func (g *Guard) logOnce(key, msg string, err error) {
+	if g.errOnce[key] {
+		return
+	}
+	g.errOnce[key] = true
+	g.log.Warn(msg, "cgroup", key, "err", err)
+}
+
+// rescan expands the budgets into targets, keeping the readers of cgroups
+// already known. Called with g.mu held.
+func (g *Guard) rescan() {
+	old := map[string]*target{}
+	for _, t := range g.targets {
+		old[t.cg.Path] = t
+	}
+	seen := map[string]bool{}
+	var next []*target
+	for _, b := range g.cfg.Budgets {
+		dirs := []string{b.Pattern}
+		if hasMeta(b.Pattern) {
+			m, err := filepath.Glob(b.Pattern)
+			if err != nil {
+				g.logOnce(b.Pattern, "kmem guard: bad glob", err)
+				continue
+			}
+			dirs = m
+		}
+		for _, d := range dirs {
+			if seen[d] {
+				continue // an earlier budget applies
+			}
+			if len(g.cfg.Scopes) > 0 && !inScopes(g.cfg.Scopes, d) {
+				g.logOnce(d, "kmem guard: cgroup outside every scope, not guarded", errors.New("outside scope"))
+				continue
+			}
+			if t, ok := old[d]; ok {
+				t.budget = b
+				next = append(next, t)
+				seen[d] = true
+				continue
+			}
+			cg, err := cgroupfs.Open(d)
+			if err != nil {
+				if !errors.Is(err, os.ErrNotExist) {
+					g.logOnce(d, "kmem guard: not a cgroup", err)
+				}
+				continue
+			}
+			seen[d] = true
+			next = append(next, &target{cg: cg, reader: cg.KmemReader(), budget: b})
+			delete(g.errOnce, d)
+		}
+	}
+	for p := range old {
+		if !seen[p] {
+			g.tracker.Forget(p)
+		}
+	}
+	g.targets = next
+}
+
+// Report returns the daemon's view of every budgeted cgroup: budget,
+// breaches counted, latest and peak usage.
+func (g *Guard) Report() []kmem.DaemonCgroup {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var out []kmem.DaemonCgroup
+	for _, s := range g.tracker.States() {
+		out = append(out, kmem.DaemonCgroup{
+			Path: s.Cgroup, Limit: s.Budget.Max, Low: s.Budget.LowMark(), Failcnt: s.Failcnt,
+			Peak: s.Peak, Usage: s.Usage, Action: string(s.Budget.Action), Armed: s.Armed,
+		})
+	}
+	return out
+}
+
+// ControlMethod is the control-socket method that answers with Report.
+const ControlMethod = "kmem"
+
+// ControlResult is the result of ControlMethod.
+type ControlResult struct {
+	Cgroups []kmem.DaemonCgroup `json:"cgroups"`
+}
+
+// RegisterControl answers ControlMethod ("kmem") on srv with Report, so
+// `oomguard kmem` can show the daemon's budget and failcnt.
+func (g *Guard) RegisterControl(srv *control.Server) {
+	srv.Handle(ControlMethod, func(ctx context.Context, params json.RawMessage) (any, error) {
+		return ControlResult{Cgroups: g.Report()}, nil
+	})
+}
+
+// handle carries out one decision: log it with the breakdown, record it,
+// and act.
+func (g *Guard) handle(ctx context.Context, d kmembudget.Decision) {
+	cg, err := cgroupfs.Open(d.Cgroup)
+	if err != nil {
+		g.log.Warn("kmem budget breach: cgroup is gone", "cgroup", d.Cgroup, "err", err)
+		return
+	}
+	rep, err := kmem.ReadCgroup(cg, kmem.Options{Proc: g.cfg.Proc, Attribute: true, TopProcesses: math.MaxInt})
+	if err != nil {
+		g.log.Warn("kmem budget breach: reading the breakdown", "cgroup", d.Cgroup, "err", err)
+	}
+	bd := map[string]uint64{}
+	for k, v := range rep.Breakdown {
+		if v.Bytes != nil {
+			bd[k] = *v.Bytes
+		}
+	}
+	d.Breakdown = bd
+	reason := d.Reason + kmembudget.DescribeBreakdown(bd)
+	nums := map[string]float64{
+		"usage": float64(d.Usage), "max": float64(d.Budget.Max), "low": float64(d.Budget.LowMark()),
+		"failcnt": float64(d.Failcnt),
+	}
+	for k, v := range bd {
+		nums["kmem_"+k] = float64(v)
+	}
+	attrs := []any{"cgroup", d.Cgroup, "usage", d.Usage, "max", d.Budget.Max, "failcnt", d.Failcnt,
+		"action", string(d.Action), "dry_run", g.cfg.DryRun}
+	for k, v := range bd {
+		attrs = append(attrs, "kmem_"+k, v)
+	}
+	g.log.Warn("kmem budget breach", attrs...)
+	g.record(actionlog.Action{Kind: "kmem-breach", Trigger: "kmem-budget", Reason: reason, Cgroup: d.Cgroup,
+		Numbers: nums, DryRun: g.cfg.DryRun})
+
+	switch d.Action {
+	case kmembudget.Report:
+		return
+	case kmembudget.KillHeaviest:
+		g.killHeaviest(cg, d, rep, nums)
+	case kmembudget.KillCgroup:
+		g.killCgroup(ctx, cg, d, nums)
+	}
+}
+
+func (g *Guard) record(a actionlog.Action) {
+	if g.actions != nil {
+		g.actions.Record(a)
+	}
+}
