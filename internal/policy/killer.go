@@ -1,6 +1,7 @@
 package policy
 
 import (
+	"slices"
 	"strconv"
 	"time"
 )
@@ -83,6 +84,9 @@ type Decision struct {
 	Verdict Verdict `json:"verdict"`
 	// Reason explains the decision with its numbers.
 	Reason string `json:"reason"`
+	// Skipped are the skip marks this call made (a victim given up on),
+	// for the daemon to log.
+	Skipped []SkipMark `json:"skipped,omitempty"`
 }
 
 // OutcomeKind is what happened to a signalled victim.
@@ -153,7 +157,15 @@ type Killer struct {
 	cfg   KillConfig
 	rules Rules
 	cur   flight
-	marks map[procKey]string
+	marks map[procKey]mark
+	seq   uint64     // numbers marks in the order they were made
+	made  []SkipMark // marks made by the current Decide call
+}
+
+// mark is one skip mark.
+type mark struct {
+	seq    uint64
+	reason string
 }
 
 // NewKiller returns a Killer choosing victims by rules.
@@ -161,13 +173,33 @@ func NewKiller(cfg KillConfig, rules Rules) *Killer {
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = DefaultDeadline
 	}
-	return &Killer{cfg: cfg, rules: rules, marks: map[procKey]string{}}
+	return &Killer{cfg: cfg, rules: rules, marks: map[procKey]mark{}}
 }
 
 // Rank is Rank with the killer's skip marks: the ranking exactly as the
 // killer sees it.
 func (k *Killer) Rank(snap *Snapshot) []Candidate {
-	return rank(snap, k.rules, k.marks)
+	return rank(snap, k.rules, k.markReasons())
+}
+
+// markReasons returns the marks as rank wants them, or nil when there are
+// none.
+func (k *Killer) markReasons() map[procKey]string {
+	if len(k.marks) == 0 {
+		return nil
+	}
+	out := make(map[procKey]string, len(k.marks))
+	for key, m := range k.marks {
+		out[key] = m.reason
+	}
+	return out
+}
+
+// addMark marks a process skipped.
+func (k *Killer) addMark(key procKey, reason string) {
+	k.seq++
+	k.marks[key] = mark{seq: k.seq, reason: reason}
+	k.made = append(k.made, SkipMark{PID: key.pid, StartTime: key.start, Reason: reason})
 }
 
 // InFlight returns the victim being signalled or waited for, if any.
@@ -182,11 +214,20 @@ type SkipMark struct {
 	Reason    string `json:"reason"`
 }
 
-// Skipped returns the current skip marks, in no particular order.
+// Skipped returns the current skip marks, oldest first.
 func (k *Killer) Skipped() []SkipMark {
-	out := make([]SkipMark, 0, len(k.marks))
-	for key, r := range k.marks {
-		out = append(out, SkipMark{PID: key.pid, StartTime: key.start, Reason: r})
+	type seqMark struct {
+		seq uint64
+		m   SkipMark
+	}
+	all := make([]seqMark, 0, len(k.marks))
+	for key, m := range k.marks {
+		all = append(all, seqMark{m.seq, SkipMark{PID: key.pid, StartTime: key.start, Reason: m.reason}})
+	}
+	slices.SortFunc(all, func(a, b seqMark) int { return cmp3(a.seq, b.seq) })
+	out := make([]SkipMark, len(all))
+	for i := range all {
+		out[i] = all[i].m
 	}
 	return out
 }
@@ -201,7 +242,8 @@ func (k *Killer) Observe(o Outcome, now time.Time) {
 			k.cur = flight{}
 		}
 	case OutcomeFailed:
-		k.marks[procKey{o.PID, o.StartTime}] = "could not be signalled at " + stamp(now) + ": " + o.Err
+		k.addMark(procKey{o.PID, o.StartTime}, "could not be signalled at "+stamp(now)+": "+o.Err)
+		k.made = k.made[:0] // reported by the caller, who saw the failure
 		if k.cur.active && hasMember(&k.cur.victim, o.PID, o.StartTime) {
 			k.cur = flight{}
 		}
@@ -212,6 +254,16 @@ func (k *Killer) Observe(o Outcome, now time.Time) {
 // Skip marks of processes no longer in snap expire (when snap has
 // processes at all).
 func (k *Killer) Decide(snap *Snapshot, v Verdict, now time.Time) Decision {
+	d := k.decide(snap, v, now)
+	if len(k.made) > 0 {
+		d.Skipped = slices.Clone(k.made)
+		k.made = k.made[:0]
+	}
+	return d
+}
+
+// decide is Decide without the report of new marks.
+func (k *Killer) decide(snap *Snapshot, v Verdict, now time.Time) Decision {
 	k.expireMarks(snap)
 	note := ""
 	if k.cur.active {
@@ -295,7 +347,7 @@ func (k *Killer) killDecision(v Verdict, now time.Time, reason string) Decision 
 func (k *Killer) markVictim(reason string) {
 	for i := range k.cur.victim.Members {
 		m := &k.cur.victim.Members[i]
-		k.marks[procKey{m.PID, m.StartTime}] = reason
+		k.addMark(procKey{m.PID, m.StartTime}, reason)
 	}
 	k.cur = flight{}
 }

@@ -32,6 +32,7 @@ type killStep struct {
 	Scope   int
 	Want    decisionRow
 	Reason  string // substring of Decision.Reason
+	Skips   []int  // PIDs of Decision.Skipped
 }
 
 func kill(pids ...int) decisionRow {
@@ -135,7 +136,7 @@ func TestKiller(t *testing.T) {
 				{At: 2*s - 1, Level: LevelKill, Want: wait(5002)},
 				{At: 2 * s, Level: LevelKill, Want: retry(5002), Reason: "PID 5002 still alive 2s after SIGKILL; retrying once"},
 				{At: 3 * s, Level: LevelKill, Want: wait(5002), Reason: "SIGKILL attempt 2"},
-				{At: 4 * s, Level: LevelKill, Want: kill(5001),
+				{At: 4 * s, Level: LevelKill, Want: kill(5001), Skips: []int{5002},
 					Reason: "PID 5002 survived SIGKILL twice, 2s each (frozen or in D state); marked skipped at 2026-11-25T10:00:04Z; scope kill"},
 				{At: 4*s + 500*ms, Level: LevelKill, Want: wait(5001)},
 				// The bystander died; the hog is still frozen and skipped.
@@ -166,6 +167,26 @@ func TestKiller(t *testing.T) {
 				k.Decide(snap, Verdict{Scope: -1}, t0.Add(10*s))
 				if got := k.Skipped(); len(got) != 0 {
 					t.Errorf("Skipped() after the hog died = %+v, want none", got)
+				}
+			},
+		},
+		{
+			name: "two frozen victims in a row: marks are listed oldest first", fixture: "scope_hog.json",
+			cfg: KillConfig{Deadline: 500 * ms},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(5002)},
+				{At: 500 * ms, Level: LevelKill, Want: retry(5002)},
+				{At: 1 * s, Level: LevelKill, Want: kill(5001), Skips: []int{5002}},
+				{At: 1500 * ms, Level: LevelKill, Want: retry(5001)},
+				{At: 2 * s, Level: LevelKill, Want: kill(5000), Skips: []int{5001}},
+			},
+			after: func(t *testing.T, k *Killer, snap *Snapshot) {
+				var got []int
+				for _, m := range k.Skipped() {
+					got = append(got, m.PID)
+				}
+				if diff := cmp.Diff([]int{5002, 5001}, got); diff != "" {
+					t.Errorf("Skipped() (-want +got):\n%s", diff)
 				}
 			},
 		},
@@ -233,7 +254,7 @@ func TestKiller(t *testing.T) {
 				{At: 0, Level: LevelKill, Want: kill(5002)},
 				{At: 499 * ms, Level: LevelKill, Want: wait(5002)},
 				{At: 500 * ms, Level: LevelKill, Want: retry(5002)},
-				{At: 1 * s, Level: LevelKill, Want: kill(5001)},
+				{At: 1 * s, Level: LevelKill, Want: kill(5001), Skips: []int{5002}},
 			},
 		},
 		{
@@ -264,7 +285,8 @@ func TestKiller(t *testing.T) {
 			},
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
-				{At: 2 * s, Level: LevelKill, Want: kill(6002), Reason: "PID 6000 still exiting 2s later; marked skipped"},
+				{At: 2 * s, Level: LevelKill, Want: kill(6002), Skips: []int{6000, 6001},
+					Reason: "PID 6000 still exiting 2s later; marked skipped"},
 			},
 		},
 		{
@@ -335,6 +357,13 @@ func TestKiller(t *testing.T) {
 				if st.Reason != "" && !strings.Contains(d.Reason, st.Reason) {
 					t.Fatalf("at %v: reason %q, want it to contain %q", st.At, d.Reason, st.Reason)
 				}
+				var skips []int
+				for _, m := range d.Skipped {
+					skips = append(skips, m.PID)
+				}
+				if diff := cmp.Diff(st.Skips, skips); diff != "" {
+					t.Fatalf("at %v: new skip marks (-want +got):\n%s", st.At, diff)
+				}
 				if d.Kind == DecideKill && d.Victim.Victim == 0 {
 					t.Fatalf("at %v: kill without a victim", st.At)
 				}
@@ -365,7 +394,7 @@ func TestKillerKillCgroup(t *testing.T) {
 func TestKillerIdleDoesNotAllocate(t *testing.T) {
 	snap := loadSnap(t, "desktop.json")
 	k := NewKiller(KillConfig{}, Rules{})
-	k.marks[procKey{3100, 31000}] = "test mark" // a mark to expire-check every time
+	k.addMark(procKey{3100, 31000}, "test mark") // a mark to expire-check every time
 	allocs := testing.AllocsPerRun(100, func() {
 		k.Decide(snap, Verdict{Scope: -1}, snap.Time)
 	})
