@@ -49,7 +49,7 @@ exit 7
 func TestHungGuestIsKilledAtDeadline(t *testing.T) {
 	require(t)
 	start := time.Now()
-	_, err := Run(context.Background(), Config{Script: "sleep 1000", Timeout: 15 * time.Second})
+	_, err := Run(context.Background(), Config{Script: "sleep 1000", Timeout: 10 * time.Second})
 	if !errors.Is(err, ErrNoVerdict) {
 		t.Fatalf("err = %v, want ErrNoVerdict", err)
 	}

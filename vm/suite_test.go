@@ -104,3 +104,34 @@ func TestV2Kernel(t *testing.T) {
 	}
 	report(t, results, res, err)
 }
+
+// TestOomguardV2 runs the real oomguard binary (built static from
+// ../cmd/oomguard) in the guest, on cgroup v2 as root: the scoped daemon on
+// memory.max and memory.high, dry run, self-protection, fork-bomb
+// containment, ps, kmem, run and tree. A scenario whose subcommand or flag
+// the binary does not have yet is skipped and says so; a binary that does
+// not build fails the test. OOMGUARD_VM_BINARY names a prebuilt static
+// binary to use instead.
+func TestOomguardV2(t *testing.T) {
+	require(t)
+	og := os.Getenv("OOMGUARD_VM_BINARY")
+	if og == "" {
+		var err error
+		if og, err = buildGo(t, "../cmd/oomguard", "oomguard"); err != nil {
+			t.Fatalf("cannot build the oomguard binary for the guest: %v", err)
+		}
+	}
+	t.Logf("guest oomguard binary: %s", og)
+	max := scenario(t, "killer-scoped", ". /test/lib.sh\nneed daemon scope\nKILLER=\"oomguard daemon --scope\"\n")
+	max.Name = "og-daemon-max"
+	scs := []Scenario{max}
+	for _, n := range []string{"og-daemon-high", "og-daemon-dryrun", "og-self-protect", "og-forkbomb", "og-ps-json", "og-kmem-json", "og-run-limits", "og-tree-json"} {
+		scs = append(scs, scenario(t, n, ""))
+	}
+	files := append(guestFiles(t), File{Path: "/test/bin/oomguard", Source: og})
+	results, res, err := RunScenarios(context.Background(), Config{Files: files}, scs)
+	if res != nil {
+		t.Logf("boot and %d scenarios took %v", len(scs), res.Elapsed)
+	}
+	report(t, results, res, err)
+}

@@ -1,0 +1,18 @@
+# oomguard run --memory-max and --pids-max through cgroup v2: the command
+# runs in a cgroup with those limits, a hog above the limit is OOM-killed
+# there, and a fork loop cannot pass pids.max.
+. /test/lib.sh
+need run memory-max pids-max
+out=$(oomguard run --memory-max 64M --pids-max 50 -- sh -c 'p=$(cut -d: -f3 /proc/self/cgroup); echo "cgroup $p"; cat /sys/fs/cgroup$p/memory.max /sys/fs/cgroup$p/pids.max' 2>&1)
+echo "$out"
+echo "$out" | grep -q -x 67108864 || fail "memory.max of the run's cgroup is not 64M"
+echo "$out" | grep -q -x 50 || fail "pids.max of the run's cgroup is not 50"
+oomguard run --memory-max 64M -- vmtool hog -mb 200 -rate 50
+r=$?
+echo "hog under run --memory-max 64M exited $r"
+[ $r != 0 ] || fail "a 200 MiB hog under --memory-max 64M exited 0"
+dmesg | tail -5 | grep -q "Memory cgroup out of memory" || fail "no memcg OOM for the run's cgroup in the kernel log"
+n=$(oomguard run --pids-max 50 -- sh -c 'for i in $(seq 100); do sleep 5 2>/dev/null & done 2>/dev/null; p=$(cut -d: -f3 /proc/self/cgroup); cat /sys/fs/cgroup$p/pids.current')
+echo "pids.current with 100 sleeps under --pids-max 50: $n"
+[ -n "$n" ] && [ "$n" -le 50 ] || fail "pids.current $n passed --pids-max 50"
+echo "PASS"
