@@ -2,6 +2,7 @@ package procfs
 
 import (
 	"os"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -109,4 +110,21 @@ func atoiPID(b []byte) (int, bool) {
 		n = n*10 + int(c-'0')
 	}
 	return n, n > 0
+}
+
+// Tasks appends to dst the thread IDs of process pid (the entries of
+// /proc/PID/task) and returns the extended slice.
+func (d *DirReader) Tasks(fs FS, pid int, dst []int) ([]int, error) {
+	p := append(d.path[:0], fs.Root...)
+	p = append(p, '/')
+	p = strconv.AppendInt(p, int64(pid), 10)
+	p = append(p, "/task"...)
+	d.path = append(p, 0)
+	err := d.entries(func(name []byte, typ uint8) error {
+		if tid, ok := atoiPID(name); ok {
+			dst = append(dst, tid)
+		}
+		return nil
+	})
+	return dst, err
 }

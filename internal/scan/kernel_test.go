@@ -1,0 +1,278 @@
+package scan
+
+import (
+	"os"
+	"slices"
+	"strconv"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// sharersSource makes a parent and one child that share, or not, the
+// parent's mm, then waits to be killed. argv[1] picks how the child is made:
+//
+//	vfork       vfork(2); the parent is blocked in syscall 58
+//	clonevfork  clone(2) with CLONE_VM|CLONE_VFORK on a stack of its own
+//	clone3vfork clone3(2) with CLONE_VM|CLONE_VFORK on the parent's stack
+//	clonevm     clone(2) with CLONE_VM only: a sibling sharing the mm
+//	fork        fork(2): no sharing
+//
+// A vfork child must not return or touch the parent's stack frame, so every
+// child only loops on pause(2).
+const sharersSource = `
+#define _GNU_SOURCE
+#include <linux/sched.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static char stack[1 << 16] __attribute__((aligned(16)));
+static int child(void *arg) { for (;;) syscall(SYS_pause); return 0; }
+
+int main(int argc, char **argv) {
+	if (argc < 2) return 2;
+	const char *m = argv[1];
+	if (!strcmp(m, "vfork")) {
+		if (vfork() == 0) for (;;) syscall(SYS_pause);
+	} else if (!strcmp(m, "clonevfork")) {
+		clone(child, stack + sizeof stack, CLONE_VM | CLONE_VFORK | SIGCHLD, 0);
+	} else if (!strcmp(m, "clone3vfork")) {
+		struct clone_args a;
+		memset(&a, 0, sizeof a);
+		a.flags = CLONE_VM | CLONE_VFORK;
+		a.exit_signal = SIGCHLD;
+		if (syscall(SYS_clone3, &a, sizeof a) == 0) for (;;) syscall(SYS_pause);
+	} else if (!strcmp(m, "clonevm")) {
+		clone(child, stack + sizeof stack, CLONE_VM | SIGCHLD, 0);
+	} else if (!strcmp(m, "fork")) {
+		if (fork() == 0) for (;;) syscall(SYS_pause);
+	} else return 2;
+	for (;;) pause();
+}
+`
+
+// startPair runs the sharers program in a new group and waits until both of
+// its processes are there and asleep. It returns the group and the parent's
+// and child's PIDs.
+func startPair(t *testing.T, mode string) (*testbed.Group, int, int) {
+	t.Helper()
+	bin := testbed.CompileC(t, sharersSource)
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	g.Start(bin, mode)
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 2 }) {
+		t.Fatalf("%s: group has %v, want 2 processes", mode, g.Procs())
+	}
+	pids := g.Procs()
+	slices.Sort(pids)
+	parent, child := pids[0], pids[1]
+	// Wait until the child is asleep in pause and the parent blocked.
+	deadline := time.Now().Add(5 * time.Second)
+	for time.Now().Before(deadline) {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/syscall")
+		if len(b) > 3 && string(b[:3]) == "34 " {
+			break
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	return g, parent, child
+}
+
+func scanGroup(t *testing.T, g *testbed.Group) map[int]policy.Process {
+	t.Helper()
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	out := map[int]policy.Process{}
+	for _, p := range snap.Processes {
+		out[p.PID] = p
+	}
+	return out
+}
+
+func TestKernelSharedMM(t *testing.T) {
+	testbed.Require(t)
+	tests := []struct {
+		mode       string
+		shared     bool
+		vforkChild bool
+	}{
+		{"vfork", true, true},
+		{"clonevfork", true, true},
+		{"clone3vfork", true, true},
+		{"clonevm", true, false},
+		{"fork", false, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.mode, func(t *testing.T) {
+			g, parent, child := startPair(t, tt.mode)
+			procs := scanGroup(t, g)
+			if len(procs) != 2 {
+				t.Fatalf("scan found %v, want %d and %d", procs, parent, child)
+			}
+			pp, cp := procs[parent], procs[child]
+			if pp.MMGroup == 0 || cp.MMGroup == 0 {
+				t.Fatalf("MMGroup 0 for a process with an mm: parent %+v child %+v", pp, cp)
+			}
+			if got := pp.MMGroup == cp.MMGroup; got != tt.shared {
+				t.Errorf("same MMGroup = %v (parent %d, child %d), want %v", got, pp.MMGroup, cp.MMGroup, tt.shared)
+			}
+			if tt.shared && pp.MMGroup != parent {
+				t.Errorf("MMGroup = %d, want the lowest PID %d", pp.MMGroup, parent)
+			}
+			if cp.VforkChild != tt.vforkChild || pp.VforkChild {
+				t.Errorf("VforkChild: child %v (want %v), parent %v (want false)", cp.VforkChild, tt.vforkChild, pp.VforkChild)
+			}
+			if cp.PPID != parent {
+				t.Errorf("child PPID = %d, want %d", cp.PPID, parent)
+			}
+			// ConfirmGroup agrees with kcmp right now.
+			s := New(Config{})
+			got, err := s.ConfirmGroup(child, []int{parent, child, os.Getpid()})
+			if err != nil {
+				t.Fatal(err)
+			}
+			want := []int{child}
+			if tt.shared {
+				want = append(want, parent)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("ConfirmGroup(%d) = %v, want %v", child, got, want)
+			}
+		})
+	}
+}
+
+// A scoped scan sees exactly the processes of the scope's subtree: those in
+// the cgroup and in a child cgroup, and nothing else.
+func TestKernelScopedScanExact(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	for i := 0; i < 3; i++ {
+		g.Start("sleep", "60")
+	}
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 3 }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	// Move one sleeper into a child memory cgroup: still in scope.
+	sub := g.Memory.Path + "/sub"
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sub) })
+	subCg, err := cgroupfs.Open(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	moved := g.Procs()[0]
+	if err := subCg.AddProc(moved); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.KillAll() }) // before the child cgroup is removed
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	var got []int
+	for _, p := range snap.Processes {
+		got = append(got, p.PID)
+		if p.Comm != "sleep" || p.Cmdline != "sleep 60" || p.MMGroup != p.PID || p.RSS == 0 || p.Scope != 0 {
+			t.Errorf("process %+v", p)
+		}
+		rel := g.Memory.Path[len("/sys/fs/cgroup/memory"):]
+		if p.PID == moved && p.Cgroup != rel+"/sub" || p.PID != moved && p.Cgroup != rel {
+			t.Errorf("pid %d cgroup %q, want under %q", p.PID, p.Cgroup, rel)
+		}
+	}
+	want := g.Procs()
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Errorf("scan found %v, group has %v", got, want)
+	}
+	// The cgroup path matches what the kernel writes in /proc/PID/cgroup.
+	b, _ := os.ReadFile("/proc/" + strconv.Itoa(moved) + "/cgroup")
+	for _, p := range snap.Processes {
+		if p.PID == moved && !containsLine(string(b), ":memory:"+p.Cgroup) {
+			t.Errorf("/proc/%d/cgroup = %q, scan says %q", moved, b, p.Cgroup)
+		}
+	}
+}
+
+func containsLine(s, suffix string) bool {
+	for _, l := range splitLines(s) {
+		if len(l) >= len(suffix) && l[len(l)-len(suffix):] == suffix {
+			return true
+		}
+	}
+	return false
+}
+
+// Processes that exit while a scan runs are skipped, never an error.
+func TestKernelExitMidScan(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 50})
+	g.Start("sh", "-c", "while :; do /bin/true & /bin/true; wait; done")
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) > 0 }) {
+		t.Fatal("the loop did not start")
+	}
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}})
+	var snap policy.Snapshot
+	seen := 0
+	for i := 0; i < 300; i++ {
+		if err := s.Processes(&snap); err != nil {
+			t.Fatalf("pass %d: %v", i, err)
+		}
+		seen += len(snap.Processes)
+	}
+	if seen < 300 {
+		t.Errorf("saw only %d processes in 300 passes", seen)
+	}
+}
+
+// A pass over the same processes as the last one allocates nothing.
+func TestKernelProcessesSteadyStateAllocs(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	for i := 0; i < 5; i++ {
+		g.Start("sleep", "60")
+	}
+	bin := testbed.CompileC(t, sharersSource)
+	g.Start(bin, "vfork")
+	g.Start(bin, "clonevm")
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 9 }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	for i := 0; i < 2; i++ {
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if n := testing.AllocsPerRun(20, func() {
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("steady-state Processes allocates %v times per pass, want 0", n)
+	}
+	if len(snap.Processes) != 9 {
+		t.Errorf("found %d processes, want 9", len(snap.Processes))
+	}
+	vfork := 0
+	for _, p := range snap.Processes {
+		if p.VforkChild {
+			vfork++
+		}
+	}
+	if vfork != 1 {
+		t.Errorf("%d vfork children, want 1", vfork)
+	}
+}

@@ -1,0 +1,679 @@
+// Package scan builds the policy's snapshots from /proc and the scoped
+// cgroups, allocating nothing in steady state.
+package scan
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/procfs"
+	"github.com/oomguard/oomguard/internal/sys"
+)
+
+// Config says what a Scanner looks at.
+type Config struct {
+	// ProcRoot is where proc is mounted; "" means /proc.
+	ProcRoot string
+	// Scopes restricts Processes to the processes of these cgroups'
+	// subtrees, and System reads their memory state into Snapshot.Scopes
+	// in this order. Empty means the whole machine.
+	Scopes []cgroupfs.Cgroup
+	// SelfPID is oomguard's own PID, copied into every snapshot.
+	SelfPID int
+	// CmdlineMax caps the bytes of /proc/PID/cmdline kept per process;
+	// 0 means 4096.
+	CmdlineMax int
+}
+
+// Scanner fills policy Snapshots. It keeps every buffer and a cache of
+// per-process strings between passes, so a pass over the same processes as
+// the last one allocates nothing. A Scanner is not safe for concurrent use.
+type Scanner struct {
+	cfg  Config
+	fs   procfs.FS
+	r    *procfs.Reader
+	dir  procfs.DirReader
+	buf  procfs.Buffer // cgroup.procs
+	mem  []*cgroupfs.MemoryReader
+	psi  [3]bool // system pressure file missing
+	gen  uint32
+	path []byte
+
+	// scopeMount[i] maps scope i's directories to the cgroup paths that
+	// /proc/PID/cgroup shows: strip mountDir, prepend mountRoot. ok false
+	// when the mount was not found.
+	scopeMount []mountMap
+
+	meminfo procfs.Meminfo
+	vmstat  procfs.Vmstat
+	stat    procfs.Stat
+	status  procfs.Status
+	sc      procfs.Syscall
+
+	pids    []int
+	found   []found
+	dirs    map[string]string // cgroup directory → /proc/PID/cgroup path
+	cache   map[int]entry
+	keys    []mmKey
+	tids    []int
+	walkers []*procfs.DirReader
+	line    []byte
+	failed  bool // a kcmp failed during the current sort
+}
+
+// found is a PID listed in a pass, with the scope and cgroup it was found in.
+type found struct {
+	pid   int
+	scope int
+	dir   string // cgroup path as /proc/PID/cgroup shows it; "" unscoped
+}
+
+// entry is what the Scanner remembers of a process between passes. The
+// strings are reused as long as the process (PID and start time) keeps its
+// comm and address-space layout: exec changes the layout.
+type entry struct {
+	start   uint64
+	layout  uint64
+	comm    string
+	cmdline string
+	cgroup  string
+	gen     uint32
+}
+
+type mountMap struct {
+	dir, root string
+	ok        bool
+}
+
+// mmKey is a process's address-space layout hash and its index in
+// Snapshot.Processes.
+type mmKey struct {
+	hash uint64
+	idx  int
+}
+
+// New returns a Scanner for cfg.
+func New(cfg Config) *Scanner {
+	if cfg.CmdlineMax <= 0 {
+		cfg.CmdlineMax = 4096
+	}
+	fs := procfs.NewFS(cfg.ProcRoot)
+	s := &Scanner{
+		cfg:   cfg,
+		fs:    fs,
+		r:     fs.NewReader(),
+		dirs:  make(map[string]string),
+		cache: make(map[int]entry),
+	}
+	mounts := readMounts(fs.Path("self/mountinfo"))
+	for _, c := range cfg.Scopes {
+		s.mem = append(s.mem, cgroupfs.NewMemoryReader(c))
+		s.scopeMount = append(s.scopeMount, mounts.find(c.Path))
+	}
+	return s
+}
+
+// System fills snap.Memory, snap.Pressure, snap.RefaultFile, snap.Scopes
+// (reusing its capacity) and snap.SelfPID. The caller sets snap.Time.
+// RefaultFile is the sum of the scopes' counters when every scope has one,
+// else /proc/vmstat's, else -1. System-wide pressure files the kernel lacks
+// (no PSI) stay Valid false.
+func (s *Scanner) System(snap *policy.Snapshot) error {
+	snap.SelfPID = s.cfg.SelfPID
+	if err := s.r.Meminfo(&s.meminfo); err != nil {
+		return err
+	}
+	m := &s.meminfo
+	if !m.MemAvailable.OK {
+		return fmt.Errorf("%s: no MemAvailable (needs Linux 3.14)", s.fs.Path("meminfo"))
+	}
+	snap.Memory = policy.Memory{Total: m.MemTotal.N, Available: m.MemAvailable.N, SwapTotal: m.SwapTotal.N, SwapFree: m.SwapFree.N}
+	files := [3]*policy.PressureFile{&snap.Pressure.Memory, &snap.Pressure.IO, &snap.Pressure.CPU}
+	for i, name := range [3]string{"memory", "io", "cpu"} {
+		*files[i] = policy.PressureFile{}
+		if s.psi[i] {
+			continue
+		}
+		if err := s.r.Pressure(name, files[i]); err != nil {
+			if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.EOPNOTSUPP) {
+				s.psi[i] = true
+				continue
+			}
+			return err
+		}
+	}
+	snap.RefaultFile = -1
+	if err := s.r.Vmstat(&s.vmstat); err != nil {
+		return err
+	}
+	if v := s.vmstat.WorkingsetRefaultFile; v.OK {
+		snap.RefaultFile = int64(v.N)
+	}
+	snap.Scopes = snap.Scopes[:0]
+	var sum int64
+	for _, mr := range s.mem {
+		snap.Scopes = append(snap.Scopes, policy.ScopeMemory{})
+		sm := &snap.Scopes[len(snap.Scopes)-1]
+		if err := mr.Read(sm); err != nil {
+			return err
+		}
+		if sum >= 0 && sm.RefaultFile >= 0 {
+			sum += sm.RefaultFile
+		} else {
+			sum = -1
+		}
+	}
+	if len(s.mem) > 0 && sum >= 0 {
+		snap.RefaultFile = sum
+	}
+	return nil
+}
+
+// Processes fills snap.Processes, reusing its capacity, with every process
+// of the scopes (or of the machine when unscoped), sorted by PID. A process
+// that exits during the pass is left out, not an error.
+//
+// Address-space groups: processes sharing an mm get the same MMGroup, the
+// lowest PID among them; a process without an mm (kernel thread, zombie,
+// process past exit_mm) gets 0. Candidates are bucketed by the mm's layout
+// (start/end of code, data, brk, stack, args and environment from
+// /proc/PID/stat), which every sharer of an mm shows identically and which
+// does not change while the mm lives, so unlike memory counters, which the
+// sharers' status files show at different instants, it cannot split a
+// group. Only within a bucket are mms compared, with kcmp(KCMP_VM), sorting
+// the bucket by kcmp's order. Processes forked without exec share a layout
+// but not an mm: they land in one bucket and kcmp tells them apart. A
+// process whose kcmp fails (it exited) keeps a group of its own. The killer
+// should still call ConfirmGroup on its victim right before killing.
+//
+// VforkChild is set for a process that shares its parent's mm while the
+// parent (any of its threads) is blocked in vfork(2), clone(2) with
+// CLONE_VFORK, or clone3(2) with CLONE_VFORK in its clone_args.
+func (s *Scanner) Processes(snap *policy.Snapshot) error {
+	s.gen++
+	snap.SelfPID = s.cfg.SelfPID
+	if err := s.list(); err != nil {
+		return err
+	}
+	procs := snap.Processes[:0]
+	for _, f := range s.found {
+		p, ok, err := s.process(f)
+		if err != nil {
+			return err
+		}
+		if ok {
+			procs = append(procs, p)
+		}
+	}
+	snap.Processes = procs
+	for pid, e := range s.cache {
+		if e.gen != s.gen {
+			delete(s.cache, pid)
+		}
+	}
+	s.groupMMs(procs)
+	s.markVforkChildren(procs)
+	return nil
+}
+
+// list fills s.found with the PIDs of this pass, sorted and unique.
+func (s *Scanner) list() error {
+	s.found = s.found[:0]
+	if len(s.cfg.Scopes) == 0 {
+		var err error
+		s.pids, err = s.dir.PIDs(s.fs, s.pids[:0])
+		if err != nil {
+			return err
+		}
+		for _, pid := range s.pids {
+			s.found = append(s.found, found{pid: pid})
+		}
+	} else {
+		for i, c := range s.cfg.Scopes {
+			s.path = append(s.path[:0], c.Path...)
+			if err := s.walk(i, 0); err != nil {
+				return err
+			}
+		}
+	}
+	if !slices.IsSortedFunc(s.found, cmpFound) {
+		slices.SortStableFunc(s.found, cmpFound)
+	}
+	// A process in two scopes counts once, in the first.
+	s.found = slices.CompactFunc(s.found, func(a, b found) bool { return a.pid == b.pid })
+	return nil
+}
+
+func cmpFound(a, b found) int { return a.pid - b.pid }
+
+// walk lists the processes of the cgroup directory in s.path and of its
+// descendants, depth levels below the scope. A cgroup removed during the
+// walk is skipped. Each depth has its own DirReader, since a listing is in
+// progress at every level above.
+func (s *Scanner) walk(scope, depth int) error {
+	n := len(s.path)
+	s.path = append(s.path, "/cgroup.procs"...)
+	b, err := s.buf.ReadFileBytes(s.path)
+	s.path = s.path[:n]
+	if err != nil {
+		if errors.Is(err, os.ErrNotExist) || errors.Is(err, unix.ENODEV) {
+			return nil
+		}
+		return err
+	}
+	dir := s.cgroupOf(scope)
+	for len(b) > 0 {
+		var line []byte
+		if i := slices.Index(b, '\n'); i >= 0 {
+			line, b = b[:i], b[i+1:]
+		} else {
+			line, b = b, nil
+		}
+		if len(line) == 0 {
+			continue
+		}
+		pid, ok := atoi(line)
+		if !ok {
+			return fmt.Errorf("parse %s/cgroup.procs: bad pid %q", s.path, line)
+		}
+		s.found = append(s.found, found{pid: pid, scope: scope, dir: dir})
+	}
+	for len(s.walkers) <= depth {
+		s.walkers = append(s.walkers, new(procfs.DirReader))
+	}
+	err = s.walkers[depth].EntriesBytes(s.path, func(name []byte, typ uint8) error {
+		if typ != unix.DT_DIR {
+			return nil
+		}
+		s.path = append(append(s.path, '/'), name...)
+		err := s.walk(scope, depth+1)
+		s.path = s.path[:n]
+		return err
+	})
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return err
+	}
+	return nil
+}
+
+// cgroupOf returns the cgroup path that /proc/PID/cgroup shows for the
+// directory in s.path, which lies in scope's hierarchy. Paths are computed
+// once per directory; "" when the mount of the scope is unknown (then the
+// process's own /proc/PID/cgroup is read).
+func (s *Scanner) cgroupOf(scope int) string {
+	if p, ok := s.dirs[string(s.path)]; ok {
+		return p
+	}
+	m := s.scopeMount[scope]
+	p := ""
+	if m.ok {
+		rel := strings.TrimPrefix(string(s.path), m.dir)
+		p = filepath.Join("/", m.root, rel)
+	}
+	s.dirs[string(s.path)] = p
+	return p
+}
+
+func atoi(b []byte) (int, bool) {
+	if len(b) == 0 || len(b) > 10 {
+		return 0, false
+	}
+	n := 0
+	for _, c := range b {
+		if c < '0' || c > '9' {
+			return 0, false
+		}
+		n = n*10 + int(c-'0')
+	}
+	return n, n > 0
+}
+
+// process reads one process. ok is false when it exited meanwhile.
+func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
+	r := s.r
+	if err := r.Stat(f.pid, &s.stat); err != nil {
+		return p, false, skipGone(err)
+	}
+	st := &s.stat
+	layout := layoutHash(&st.Layout)
+	e, hit := s.cache[f.pid]
+	hit = hit && e.start == st.StartTime && e.layout == layout && e.comm == string(st.Comm)
+	if !hit {
+		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm)}
+	}
+	p = policy.Process{
+		PID: f.pid, PPID: st.PPID, StartTime: st.StartTime, State: st.State,
+		KernelThread: st.KernelThread(), Exiting: st.Exiting(), Scope: f.scope,
+	}
+	if err := r.Status(f.pid, &s.status); err != nil {
+		return p, false, skipGone(err)
+	}
+	ss := &s.status
+	p.UID = int(ss.UID.N)
+	p.RSS, p.Swap, p.PageTables = ss.VmRSS.N, ss.VmSwap.N, ss.VmPTE.N
+	if ss.Kthread.OK && ss.Kthread.N == 1 {
+		p.KernelThread = true
+	}
+	if p.OOMScoreAdj, err = r.OOMScoreAdj(f.pid); err != nil {
+		return p, false, skipGone(err)
+	}
+	if !hit {
+		raw, err := r.Cmdline(f.pid, s.cfg.CmdlineMax)
+		if err != nil {
+			return p, false, skipGone(err)
+		}
+		s.line = procfs.AppendCmdline(s.line[:0], raw)
+		e.cmdline = string(s.line)
+		e.cgroup = f.dir
+		if e.cgroup == "" {
+			if e.cgroup, err = s.procCgroup(f); err != nil {
+				return p, false, skipGone(err)
+			}
+		}
+	} else if f.dir != "" && e.cgroup != f.dir {
+		e.cgroup = f.dir // moved to another cgroup of the scope
+	}
+	e.gen = s.gen
+	s.cache[f.pid] = e
+	p.Comm, p.Cmdline, p.Cgroup = e.comm, e.cmdline, e.cgroup
+	if !p.KernelThread && st.Layout != ([10]uint64{}) {
+		p.MMGroup = -1 // has an mm: groupMMs numbers it
+	}
+	return p, true, nil
+}
+
+// procCgroup reads the process's cgroup path in its scope's hierarchy (v2,
+// or the v1 memory hierarchy when unscoped).
+func (s *Scanner) procCgroup(f found) (string, error) {
+	ctrl := "memory"
+	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[f.scope].Version == cgroupfs.V2 {
+		ctrl = ""
+	}
+	b, err := s.r.Cgroup(f.pid, ctrl)
+	if errors.Is(err, procfs.ErrNoCgroupLine) && ctrl != "" {
+		b, err = s.r.Cgroup(f.pid, "")
+	}
+	if errors.Is(err, procfs.ErrNoCgroupLine) {
+		return "", nil
+	}
+	return string(b), err
+}
+
+// skipGone turns "the process exited" into no error.
+func skipGone(err error) error {
+	if procfs.IsGone(err) {
+		return nil
+	}
+	return err
+}
+
+// layoutHash mixes the address-space layout fields (FNV-1a over the words).
+func layoutHash(l *[10]uint64) uint64 {
+	h := uint64(14695981039346656037)
+	for _, v := range l {
+		h ^= v
+		h *= 1099511628211
+		h ^= h >> 29
+	}
+	return h
+}
+
+// groupMMs numbers the address spaces of procs (see Processes). Processes
+// with MMGroup -1 have an mm; the others keep 0.
+func (s *Scanner) groupMMs(procs []policy.Process) {
+	s.keys = s.keys[:0]
+	for i := range procs {
+		if procs[i].MMGroup == -1 {
+			s.keys = append(s.keys, mmKey{hash: s.layoutOf(procs[i].PID), idx: i})
+		}
+	}
+	slices.SortFunc(s.keys, func(a, b mmKey) int {
+		switch {
+		case a.hash < b.hash:
+			return -1
+		case a.hash > b.hash:
+			return 1
+		}
+		return a.idx - b.idx
+	})
+	for i := 0; i < len(s.keys); {
+		j := i + 1
+		for j < len(s.keys) && s.keys[j].hash == s.keys[i].hash {
+			j++
+		}
+		s.groupBucket(procs, s.keys[i:j])
+		i = j
+	}
+}
+
+// layoutOf returns the layout hash remembered for pid in this pass.
+func (s *Scanner) layoutOf(pid int) uint64 { return s.cache[pid].layout }
+
+// groupBucket splits processes with one layout into mm groups with kcmp.
+func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
+	if len(bucket) == 1 {
+		p := &procs[bucket[0].idx]
+		p.MMGroup = p.PID
+		return
+	}
+	s.failed = false
+	slices.SortFunc(bucket, func(a, b mmKey) int {
+		pa, pb := procs[a.idx].PID, procs[b.idx].PID
+		r, err := sys.Kcmp(pa, pb, sys.KcmpVM, 0, 0)
+		if err != nil || r == 3 {
+			s.failed = true
+			return pa - pb
+		}
+		switch r {
+		case 1:
+			return -1
+		case 2:
+			return 1
+		}
+		return 0
+	})
+	if s.failed {
+		s.groupPairwise(procs, bucket)
+		return
+	}
+	for i := 0; i < len(bucket); {
+		j, low := i+1, procs[bucket[i].idx].PID
+		for j < len(bucket) {
+			same, err := sys.SameMM(procs[bucket[i].idx].PID, procs[bucket[j].idx].PID)
+			if err != nil || !same {
+				break
+			}
+			low = min(low, procs[bucket[j].idx].PID)
+			j++
+		}
+		for k := i; k < j; k++ {
+			procs[bucket[k].idx].MMGroup = low
+		}
+		i = j
+	}
+}
+
+// groupPairwise is the fallback when kcmp cannot order a bucket (a process
+// exited mid-sort): each process joins the first earlier group whose first
+// member kcmp says it shares an mm with, else starts its own. A process
+// whose kcmp fails stays alone; a sharer missed that way is found again in
+// the next pass.
+func (s *Scanner) groupPairwise(procs []policy.Process, bucket []mmKey) {
+	slices.SortFunc(bucket, func(a, b mmKey) int { return procs[a.idx].PID - procs[b.idx].PID })
+	for i := range bucket {
+		p := &procs[bucket[i].idx]
+		p.MMGroup = p.PID
+		for j := 0; j < i; j++ {
+			q := &procs[bucket[j].idx]
+			if q.MMGroup != q.PID {
+				continue // not a group's first member
+			}
+			if same, err := sys.SameMM(q.PID, p.PID); err == nil && same {
+				p.MMGroup = q.PID
+				break
+			}
+		}
+	}
+}
+
+// markVforkChildren sets VforkChild (see Processes). procs is sorted by PID.
+func (s *Scanner) markVforkChildren(procs []policy.Process) {
+	for i := range procs {
+		p := &procs[i]
+		if p.MMGroup == 0 || p.PPID <= 0 {
+			continue
+		}
+		j, found := slices.BinarySearchFunc(procs, p.PPID, func(q policy.Process, pid int) int { return q.PID - pid })
+		if found {
+			if procs[j].MMGroup != p.MMGroup {
+				continue
+			}
+		} else if same, err := sys.SameMM(p.PID, p.PPID); err != nil || !same {
+			continue // parent outside the scope with another mm, or gone
+		}
+		p.VforkChild = s.inVfork(p.PPID)
+	}
+}
+
+// inVfork reports whether any thread of process pid is blocked in a vfork:
+// vfork(2), clone(2) with CLONE_VFORK in its flags (the first argument), or
+// clone3(2) with CLONE_VFORK in the flags of the clone_args its first
+// argument points to.
+func (s *Scanner) inVfork(pid int) bool {
+	if s.r.Syscall(pid, &s.sc) == nil && s.vforkCall(pid) {
+		return true
+	}
+	var err error
+	s.tids, err = s.dir.Tasks(s.fs, pid, s.tids[:0])
+	if err != nil {
+		return false
+	}
+	for _, tid := range s.tids {
+		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall(pid) {
+			return true
+		}
+	}
+	return false
+}
+
+// vforkCall reports whether s.sc, a thread of pid, is a vfork call.
+func (s *Scanner) vforkCall(pid int) bool {
+	sc := &s.sc
+	if sc.Running || sc.Nr < 0 {
+		return false
+	}
+	switch sc.Nr {
+	case sysVfork:
+		return true
+	case unix.SYS_CLONE:
+		return sc.Args[0]&unix.CLONE_VFORK != 0
+	case unix.SYS_CLONE3:
+		var flags [8]byte
+		if s.r.ReadMem(pid, sc.Args[0], flags[:]) != nil {
+			return false
+		}
+		return binary.LittleEndian.Uint64(flags[:])&unix.CLONE_VFORK != 0
+	}
+	return false
+}
+
+// ConfirmGroup returns pid and every process of candidates that shares
+// pid's mm right now, as kcmp(KCMP_VM) tells: the killer calls it right
+// before killing, with every PID of the victim's scope, so that a sharer the
+// last snapshot missed is killed too. Candidates that have exited are left
+// out. It fails when pid itself has exited. A pid without an mm (exited,
+// kernel thread) has no sharers.
+func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
+	if err := s.r.Stat(pid, &s.stat); err != nil {
+		return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
+	}
+	out := []int{pid}
+	if s.stat.KernelThread() || s.stat.Layout == ([10]uint64{}) {
+		return out, nil
+	}
+	for _, c := range candidates {
+		if c == pid || slices.Contains(out, c) {
+			continue
+		}
+		same, err := sys.SameMM(pid, c)
+		if err != nil {
+			if errors.Is(err, unix.ESRCH) {
+				if _, err := sys.SameMM(pid, pid); err != nil {
+					return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
+				}
+				continue
+			}
+			return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
+		}
+		if same {
+			out = append(out, c)
+		}
+	}
+	return out, nil
+}
+
+// mounts are the cgroup mounts of /proc/self/mountinfo.
+type mounts []mountMap
+
+// readMounts reads the cgroup and cgroup2 mounts (mount point, root) from a
+// mountinfo file; nil when it cannot.
+func readMounts(path string) mounts {
+	f, err := os.Open(path)
+	if err != nil {
+		return nil
+	}
+	defer f.Close()
+	var out mounts
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
+		pre, post, ok := strings.Cut(sc.Text(), " - ")
+		if !ok {
+			continue
+		}
+		fields, rest := strings.Fields(pre), strings.Fields(post)
+		if len(fields) < 5 || len(rest) < 1 || (rest[0] != "cgroup" && rest[0] != "cgroup2") {
+			continue
+		}
+		out = append(out, mountMap{dir: unescapeMount(fields[4]), root: unescapeMount(fields[3]), ok: true})
+	}
+	return out
+}
+
+// find returns the mount holding dir (the longest mount point prefix).
+func (ms mounts) find(dir string) mountMap {
+	var best mountMap
+	for _, m := range ms {
+		if (dir == m.dir || strings.HasPrefix(dir, m.dir+"/")) && len(m.dir) > len(best.dir) {
+			best = m
+		}
+	}
+	return best
+}
+
+// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
+func unescapeMount(s string) string {
+	if !strings.Contains(s, "\\") {
+		return s
+	}
+	var b strings.Builder
+	for i := 0; i < len(s); i++ {
+		if s[i] == '\\' && i+3 < len(s) {
+			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
+			i += 3
+			continue
+		}
+		b.WriteByte(s[i])
+	}
+	return b.String()
+}

@@ -1,0 +1,134 @@
+package scan
+
+import (
+	"os"
+	"path/filepath"
+	"slices"
+	"testing"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/policy"
+)
+
+// procFixture is procfs's recorded /proc: 15042 a sleep named "a b) (c",
+// 15088 a zombie, 2 kthreadd.
+const procFixture = "../procfs/testdata/proc"
+
+func TestSystemFixture(t *testing.T) {
+	root, _ := filepath.Abs(procFixture)
+	v2, _ := filepath.Abs("../cgroupfs/testdata/memory/v2/app")
+	v1, _ := filepath.Abs("../cgroupfs/testdata/memory/v1/hog")
+	s := New(Config{ProcRoot: root, SelfPID: 42, Scopes: []cgroupfs.Cgroup{{Path: v2, Version: cgroupfs.V2}}})
+	var snap policy.Snapshot
+	if err := s.System(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if snap.Memory != (policy.Memory{Total: 24683620 << 10, Available: 24277492 << 10}) {
+		t.Errorf("memory = %+v", snap.Memory)
+	}
+	if !snap.Pressure.IO.Valid || snap.Pressure.IO.Some.Total != 3705307 || snap.Pressure.CPU.Some.Avg60 != 32.28 {
+		t.Errorf("pressure = %+v", snap.Pressure)
+	}
+	if snap.SelfPID != 42 || len(snap.Scopes) != 1 || snap.Scopes[0].Usage != 201326592 {
+		t.Errorf("self %d scopes %+v", snap.SelfPID, snap.Scopes)
+	}
+	// Scoped: the refault counter is the scope's, not the machine's.
+	if snap.RefaultFile != 81234 {
+		t.Errorf("RefaultFile = %d, want the scope's 81234", snap.RefaultFile)
+	}
+	// Two scopes: the sum.
+	s = New(Config{ProcRoot: root, Scopes: []cgroupfs.Cgroup{{Path: v2, Version: cgroupfs.V2}, {Path: v1, Version: cgroupfs.V1}}})
+	if err := s.System(&snap); err != nil || snap.RefaultFile != 81234 || len(snap.Scopes) != 2 || snap.Scopes[1].Limit != 64<<20 {
+		t.Errorf("two scopes: refaults %d scopes %+v err %v", snap.RefaultFile, snap.Scopes, err)
+	}
+	// Unscoped: /proc/vmstat's.
+	s = New(Config{ProcRoot: root})
+	if err := s.System(&snap); err != nil || snap.RefaultFile != 145130 || len(snap.Scopes) != 0 {
+		t.Errorf("unscoped: refaults %d, scopes %d, err %v", snap.RefaultFile, len(snap.Scopes), err)
+	}
+}
+
+func TestProcessesFixture(t *testing.T) {
+	root, _ := filepath.Abs(procFixture)
+	s := New(Config{ProcRoot: root})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if len(snap.Processes) != 3 {
+		t.Fatalf("got %d processes: %+v", len(snap.Processes), snap.Processes)
+	}
+	k, sl, z := snap.Processes[0], snap.Processes[1], snap.Processes[2]
+	if k.PID != 2 || !k.KernelThread || k.MMGroup != 0 || k.Comm != "kthreadd" {
+		t.Errorf("kthreadd = %+v", k)
+	}
+	if sl.PID != 15042 || sl.Comm != "a b) (c" || sl.Cmdline != "/tmp/tmp.FZX0M39yUL/a b) (c 30" || sl.RSS != 1820<<10 ||
+		sl.MMGroup != 15042 || sl.Exiting || sl.State != 'S' || sl.StartTime != 82472 ||
+		sl.Cgroup != "/process_api/1cfda9e66eecee3e3c23a1cfa47e5531" {
+		t.Errorf("sleep = %+v", sl)
+	}
+	if z.PID != 15088 || !z.Exiting || z.MMGroup != 0 || z.KernelThread {
+		t.Errorf("zombie = %+v", z)
+	}
+}
+
+// A PID listed in cgroup.procs whose /proc directory is gone (it exited
+// between the listing and the read) is skipped, not an error.
+func TestProcessesSkipsExited(t *testing.T) {
+	root, _ := filepath.Abs(procFixture)
+	cg := t.TempDir()
+	if err := os.WriteFile(filepath.Join(cg, "cgroup.procs"), []byte("15042\n999999\n"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{ProcRoot: root, Scopes: []cgroupfs.Cgroup{{Path: cg, Version: cgroupfs.V2}}})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	var pids []int
+	for _, p := range snap.Processes {
+		pids = append(pids, p.PID)
+	}
+	if !slices.Equal(pids, []int{15042}) {
+		t.Errorf("pids = %v, want [15042]", pids)
+	}
+}
+
+func TestSystemAllocs(t *testing.T) {
+	own := ownMemoryCgroup(t)
+	s := New(Config{Scopes: []cgroupfs.Cgroup{own}, SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	if err := s.System(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if n := testing.AllocsPerRun(50, func() {
+		if err := s.System(&snap); err != nil {
+			t.Fatal(err)
+		}
+	}); n != 0 {
+		t.Errorf("System allocates %v times per call, want 0", n)
+	}
+	if snap.Memory.Total == 0 || !snap.Pressure.Memory.Valid || snap.Scopes[0].Usage == 0 {
+		t.Errorf("live snapshot: %+v", snap)
+	}
+}
+
+func ownMemoryCgroup(t *testing.T) cgroupfs.Cgroup {
+	t.Helper()
+	b, err := os.ReadFile("/proc/self/cgroup")
+	if err != nil {
+		t.Skip(err)
+	}
+	var dir string
+	for _, line := range splitLines(string(b)) {
+		var id, ctrl, path string
+		if n := splitN3(line, &id, &ctrl, &path); n && ctrl == "memory" {
+			dir = filepath.Join("/sys/fs/cgroup/memory", path)
+		}
+	}
+	c, err := cgroupfs.Open(dir)
+	if dir == "" || err != nil {
+		t.Skipf("no v1 memory cgroup: %v", err)
+	}
+	return c
+}
