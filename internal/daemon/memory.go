@@ -1,0 +1,347 @@
+package daemon
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/action"
+	"github.com/oomguard/oomguard/internal/actionlog"
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/config"
+	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/scan"
+)
+
+// snapshotter fills snapshots from the kernel.
+type snapshotter interface {
+	// System fills the memory, pressure and scope fields.
+	System(snap *policy.Snapshot) error
+	// Processes fills the process list, restricted to the scopes.
+	Processes(snap *policy.Snapshot) error
+}
+
+// waker wakes the loop early when an event source saw something.
+type waker interface {
+	C() <-chan struct{}
+	Close() error
+}
+
+// memoryKiller is the OOM killer's loop: snapshot, trigger verdict, kill
+// decision, kill. Only the victim's kill runs outside mu.
+type memoryKiller struct {
+	log     *slog.Logger
+	actions *actionlog.Log
+	scopes  []cgroupfs.Cgroup
+	wake    waker
+
+	mu       sync.Mutex // guards the fields below and the scanner
+	scan     snapshotter
+	snap     policy.Snapshot
+	psSnap   policy.Snapshot
+	state    policy.TriggerState
+	triggers policy.Triggers
+	policy   *policy.Killer
+	act      action.Killer
+	grace    time.Duration
+	dryRun   bool
+	interval time.Duration
+	last     policy.Verdict
+	lastErr  string
+	dryShown map[int]time.Time
+}
+
+func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger, actions *actionlog.Log) (*memoryKiller, error) {
+	m := &memoryKiller{
+		log:      log.With("part", "oom"),
+		actions:  actions,
+		scopes:   scopes,
+		scan:     scan.New(scan.Config{ProcRoot: "/proc", Scopes: scopes, SelfPID: os.Getpid()}),
+		dryShown: map[int]time.Time{},
+	}
+	if err := m.reconfigure(cfg); err != nil {
+		return nil, err
+	}
+	m.wake = openWakeSources(cfg, scopes, m.log)
+	return m, nil
+}
+
+// reconfigure applies cfg's triggers, rules and kill settings. The kill
+// state machine is rebuilt with the new rules: a victim still dying shows
+// as exiting in the next snapshot, and the policy waits for such victims
+// instead of choosing another.
+func (m *memoryKiller) reconfigure(cfg *config.Config) error {
+	t, err := policyTriggers(cfg)
+	if err != nil {
+		return err
+	}
+	kc := policy.KillConfig{TermGrace: time.Duration(cfg.Kill.TermGrace), Deadline: time.Duration(cfg.Kill.Deadline)}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	m.triggers = t
+	m.policy = policy.NewKiller(kc, PolicyRules(cfg))
+	m.grace = kc.TermGrace
+	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease}
+	if m.act.Deadline == 0 {
+		m.act.Deadline = policy.DefaultDeadline
+	}
+	m.dryRun = cfg.DryRun
+	m.interval = time.Duration(cfg.Interval)
+	if m.interval <= 0 {
+		m.interval = time.Second
+	}
+	return nil
+}
+
+// Run loops until ctx ends.
+func (m *memoryKiller) Run(ctx context.Context) error {
+	var wakeC <-chan struct{}
+	if m.wake != nil {
+		wakeC = m.wake.C()
+		defer m.wake.Close()
+	}
+	timer := time.NewTimer(0)
+	defer timer.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-timer.C:
+		case <-wakeC:
+		}
+		next := m.step(ctx, time.Now())
+		if !timer.Stop() {
+			select {
+			case <-timer.C:
+			default:
+			}
+		}
+		timer.Reset(next)
+	}
+}
+
+// step takes one snapshot, decides and acts, and returns how long to sleep.
+func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
+	m.mu.Lock()
+	snap := &m.snap
+	snap.Time = now
+	snap.SelfPID = os.Getpid()
+	if err := m.scan.System(snap); err != nil {
+		m.noteError("read memory state", err)
+		m.mu.Unlock()
+		return m.interval
+	}
+	v := policy.EvaluateTriggers(&m.state, snap, m.triggers)
+	m.last = v
+	_, inFlight := m.policy.InFlight()
+	if v.Level == policy.LevelNone && !inFlight {
+		next := m.nextInterval(snap)
+		m.mu.Unlock()
+		return next
+	}
+	if err := m.scan.Processes(snap); err != nil {
+		m.noteError("scan processes", err)
+		m.mu.Unlock()
+		return m.interval
+	}
+	skippedBefore := len(m.policy.Skipped())
+	dec := m.policy.Decide(snap, v, now)
+	if marks := m.policy.Skipped(); len(marks) > skippedBefore {
+		for _, s := range marks[skippedBefore:] {
+			m.log.Warn("victim skipped", "pid", s.PID, "reason", s.Reason)
+			m.actions.Record(actionlog.Action{Kind: "skip", Trigger: v.Trigger, Reason: s.Reason, PIDs: []int{s.PID}})
+		}
+	}
+	dryRun, grace, act, pol := m.dryRun, m.grace, m.act, m.policy
+	m.mu.Unlock()
+
+	switch dec.Kind {
+	case policy.DecideWait:
+		m.log.Debug("waiting for victim", "pid", dec.Victim.Victim, "reason", dec.Reason)
+		return 20 * time.Millisecond
+	case policy.DecideKill:
+		if dryRun {
+			m.dryRunKill(dec, now)
+			pol.Observe(policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
+			return m.interval
+		}
+		m.kill(ctx, act, grace, pol, dec)
+		return 0
+	}
+	return 20 * time.Millisecond
+}
+
+func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, dec policy.Decision) {
+	c := dec.Victim
+	if dec.Signal == policy.SIGTERM {
+		act.TermGrace = grace
+	}
+	victim := action.Victim{Reason: fmt.Sprintf("%s: %s", dec.Verdict.Trigger, dec.Reason)}
+	for _, mb := range c.Members {
+		victim.Members = append(victim.Members, action.Member{PID: mb.PID, StartTime: mb.StartTime})
+	}
+	m.log.Info("kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm, "signal", dec.Signal.String(),
+		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "reason", dec.Reason)
+	begin := time.Now()
+	res := act.Kill(ctx, victim)
+	numbers := map[string]float64{
+		"badness":               float64(c.Badness),
+		"rss_bytes":             float64(c.RSS),
+		"swap_bytes":            float64(c.Swap),
+		"kill_duration_seconds": time.Since(begin).Seconds(),
+	}
+	for k, v := range dec.Verdict.Numbers {
+		numbers[k] = v
+	}
+	kind := "kill"
+	if dec.Signal == policy.SIGTERM {
+		kind = "term"
+	}
+	m.actions.Record(actionlog.Action{Kind: kind, Trigger: dec.Verdict.Trigger, Reason: dec.Reason,
+		PIDs: c.PIDs, Cgroup: c.Cgroup, Numbers: numbers})
+	now := time.Now()
+	switch {
+	case len(res.StillAlive) == 0 && res.Err == nil:
+		m.log.Info("victim gone", "victim", c.Victim, "killed", res.Killed, "gone", res.Gone,
+			"released", res.Released, "seconds", time.Since(begin).Seconds())
+		pol.Observe(policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, now)
+	case len(res.Signalled) == 0 && res.Err != nil:
+		m.log.Error("kill failed", "victim", c.Victim, "err", res.Err)
+		pol.Observe(policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, now)
+	default:
+		m.log.Warn("victim still alive after deadline", "victim", c.Victim, "alive", res.StillAlive, "deadline", act.Deadline)
+	}
+}
+
+func (m *memoryKiller) dryRunKill(dec policy.Decision, now time.Time) {
+	c := dec.Victim
+	m.mu.Lock()
+	shown, ok := m.dryShown[c.Victim]
+	if ok && now.Sub(shown) < 10*time.Second {
+		m.mu.Unlock()
+		return
+	}
+	m.dryShown[c.Victim] = now
+	m.mu.Unlock()
+	m.log.Warn("dry-run: would kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm,
+		"signal", dec.Signal.String(), "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "reason", dec.Reason)
+	m.actions.Record(actionlog.Action{Kind: "kill", Trigger: dec.Verdict.Trigger, Reason: dec.Reason,
+		PIDs: c.PIDs, Cgroup: c.Cgroup, Numbers: dec.Verdict.Numbers, DryRun: true})
+}
+
+// noteError logs a read error once per distinct message.
+func (m *memoryKiller) noteError(what string, err error) {
+	if msg := err.Error(); msg != m.lastErr {
+		m.lastErr = msg
+		m.log.Error(what, "err", err)
+	}
+}
+
+// nextInterval polls faster as memory gets closer to a trigger level, as
+// earlyoom does: event sources wake the loop for sudden changes, and the
+// poll catches everything else.
+func (m *memoryKiller) nextInterval(snap *policy.Snapshot) time.Duration {
+	headroom := 100.0
+	if len(snap.Scopes) == 0 && snap.Memory.Total > 0 && m.triggers.MemAvail.Enabled {
+		pct := 100 * float64(snap.Memory.Available) / float64(snap.Memory.Total)
+		headroom = pct - m.triggers.MemAvail.MemTermPercent
+	}
+	for _, s := range snap.Scopes {
+		if s.Limit == 0 || s.Limit == ^uint64(0) || !m.triggers.Scope.Enabled {
+			continue
+		}
+		avail := float64(s.Limit) - float64(s.Usage) + float64(s.ReclaimableFile)
+		headroom = min(headroom, 100*avail/float64(s.Limit)-m.triggers.Scope.TermPercent)
+	}
+	switch {
+	case headroom < 10:
+		return min(m.interval, 10*time.Millisecond)
+	case headroom < 25:
+		return min(m.interval, 100*time.Millisecond)
+	default:
+		return m.interval
+	}
+}
+
+// TriggerStatus is the daemon's view of its triggers for `oomguard status`.
+type TriggerStatus struct {
+	Verdict      policy.Verdict       `json:"verdict"`
+	MemTotal     uint64               `json:"mem_total_bytes"`
+	MemAvailable uint64               `json:"mem_available_bytes"`
+	SwapTotal    uint64               `json:"swap_total_bytes"`
+	SwapFree     uint64               `json:"swap_free_bytes"`
+	Pressure     policy.Pressures     `json:"pressure"`
+	Scopes       []policy.ScopeMemory `json:"scopes,omitempty"`
+	Skipped      []policy.SkipMark    `json:"skipped,omitempty"`
+	LastError    string               `json:"last_error,omitempty"`
+}
+
+func (m *memoryKiller) triggerStatus() TriggerStatus {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return TriggerStatus{
+		Verdict:      m.last,
+		MemTotal:     m.snap.Memory.Total,
+		MemAvailable: m.snap.Memory.Available,
+		SwapTotal:    m.snap.Memory.SwapTotal,
+		SwapFree:     m.snap.Memory.SwapFree,
+		Pressure:     m.snap.Pressure,
+		Scopes:       append([]policy.ScopeMemory(nil), m.snap.Scopes...),
+		Skipped:      m.policy.Skipped(),
+		LastError:    m.lastErr,
+	}
+}
+
+// PsParams are the parameters of the control socket's "ps" method.
+type PsParams struct {
+	// Scopes, when set, must equal the daemon's scopes; a client that asks
+	// for other scopes computes the ranking itself.
+	Scopes []string `json:"scopes,omitempty"`
+}
+
+// PsResult is the answer of "ps": the ranking in kill order.
+type PsResult struct {
+	Candidates []policy.Candidate `json:"candidates"`
+}
+
+// ErrScopeMismatch is returned by "ps" for scopes the daemon does not watch.
+var ErrScopeMismatch = fmt.Errorf("the daemon watches other scopes")
+
+func (m *memoryKiller) handlePs(ctx context.Context, raw json.RawMessage) (any, error) {
+	var p PsParams
+	if len(raw) > 0 {
+		if err := json.Unmarshal(raw, &p); err != nil {
+			return nil, fmt.Errorf("ps params: %w", err)
+		}
+	}
+	if len(p.Scopes) > 0 {
+		var mine []string
+		for _, s := range m.scopes {
+			mine = append(mine, s.Path)
+		}
+		if strings.Join(p.Scopes, "\n") != strings.Join(mine, "\n") {
+			return nil, fmt.Errorf("%w: asked %v, watching %v", ErrScopeMismatch, p.Scopes, mine)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	snap := &m.psSnap
+	snap.Time = time.Now()
+	snap.SelfPID = os.Getpid()
+	if err := m.scan.System(snap); err != nil {
+		return nil, err
+	}
+	if err := m.scan.Processes(snap); err != nil {
+		return nil, err
+	}
+	c := m.policy.Rank(snap)
+	if c == nil {
+		c = []policy.Candidate{}
+	}
+	return PsResult{Candidates: c}, nil
+}

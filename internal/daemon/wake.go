@@ -1,0 +1,112 @@
+package daemon
+
+import (
+	"context"
+	"log/slog"
+	"path/filepath"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/config"
+	"github.com/oomguard/oomguard/internal/source"
+)
+
+// eventWaker adapts a source.Waker to the loop's channel: the kernel's own
+// notifications (cgroup v1 usage thresholds and OOM events, v2
+// memory.events changes, PSI triggers) wake the loop at once instead of at
+// its next poll.
+type eventWaker struct {
+	w      *source.Waker
+	ch     chan struct{}
+	cancel context.CancelFunc
+}
+
+func (e *eventWaker) C() <-chan struct{} { return e.ch }
+
+func (e *eventWaker) Close() error {
+	e.cancel()
+	return e.w.Close()
+}
+
+// openWakeSources opens every event source that can tell the memory killer
+// to look now. A source the kernel refuses is logged and left out: the poll
+// still covers what it would have seen.
+func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger) waker {
+	var srcs []source.Source
+	add := func(s source.Source, err error, what string, attrs ...any) {
+		if err != nil {
+			log.Warn("event source unavailable; polling covers it", append(attrs, "source", what, "err", err)...)
+			return
+		}
+		srcs = append(srcs, s)
+	}
+	for _, sc := range scopes {
+		switch {
+		case sc.Version == cgroupfs.V1 && sc.Has("memory.usage_in_bytes"):
+			limit, err := sc.ReadUint("memory.limit_in_bytes")
+			if err == nil && limit < 1<<60 {
+				for _, pct := range []config.Percent{cfg.ScopeLimits.TermPercent, cfg.ScopeLimits.KillPercent} {
+					if pct <= 0 {
+						continue
+					}
+					at := uint64(float64(limit) * (1 - pct.Ratio()))
+					s, err := source.OpenUsageThreshold(sc, at)
+					add(s, err, "usage threshold", "cgroup", sc.Path, "bytes", at)
+				}
+			}
+			s, err := source.OpenOOMNotifier(sc)
+			add(s, err, "oom notifier", "cgroup", sc.Path)
+		case sc.Version == cgroupfs.V2 && sc.Has("memory.events"):
+			s, err := source.WatchMemoryEvents(sc)
+			add(s, err, "memory.events", "cgroup", sc.Path)
+		}
+	}
+	for _, p := range cfg.PSI {
+		spec := source.PSISpec{Kind: string(p.Kind), Stall: time.Duration(p.Stall), Window: time.Duration(p.Window)}
+		var paths []string
+		if len(scopes) == 0 {
+			paths = append(paths, filepath.Join("/proc/pressure", string(p.Resource)))
+		}
+		for _, sc := range scopes {
+			if sc.Has(string(p.Resource) + ".pressure") {
+				paths = append(paths, sc.File(string(p.Resource)+".pressure"))
+			}
+		}
+		for _, path := range paths {
+			s, err := source.OpenPSI(path, spec, 100*time.Millisecond, log)
+			add(s, err, "psi", "path", path, "spec", spec.String())
+		}
+	}
+	if len(srcs) == 0 {
+		return nil
+	}
+	if len(srcs) > source.MaxSources {
+		log.Warn("too many event sources; the rest are polled", "sources", len(srcs), "max", source.MaxSources)
+		for _, s := range srcs[source.MaxSources:] {
+			s.Close()
+		}
+		srcs = srcs[:source.MaxSources]
+	}
+	w, err := source.NewWaker(log, srcs...)
+	if err != nil {
+		log.Warn("event sources unavailable; polling only", "err", err)
+		return nil
+	}
+	for _, s := range w.Sources() {
+		log.Debug("event source", "name", s.Name())
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	e := &eventWaker{w: w, ch: make(chan struct{}, 1), cancel: cancel}
+	go func() {
+		for {
+			if _, err := w.Wait(ctx); err != nil {
+				return
+			}
+			select {
+			case e.ch <- struct{}{}:
+			default:
+			}
+		}
+	}()
+	return e
+}
