@@ -1,0 +1,572 @@
+package memlock
+
+import (
+	"bufio"
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// helperCmd returns a command that runs the test binary as "oomguard run"
+// with options h around argv, inside the testbed group g.
+func helperCmd(t *testing.T, g *testbed.Group, h helperOptions, argv ...string) *exec.Cmd {
+	t.Helper()
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, err := json.Marshal(h)
+	if err != nil {
+		t.Fatal(err)
+	}
+	cmd := g.Command(self, argv...)
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(js))
+	return cmd
+}
+
+// runHelper runs the helper to completion and returns stdout, stderr and the
+// exit status.
+func runHelper(t *testing.T, g *testbed.Group, h helperOptions, argv ...string) (string, string, int) {
+	t.Helper()
+	cmd := helperCmd(t, g, h, argv...)
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	err := cmd.Run()
+	code := 0
+	if ee, ok := err.(*exec.ExitError); ok {
+		code = ee.ExitCode()
+	} else if err != nil {
+		t.Fatalf("run %v: %v", argv, err)
+	}
+	return out.String(), errb.String(), code
+}
+
+// kBLines parses "name kB" lines.
+func kBLines(t *testing.T, out string) map[string]int64 {
+	t.Helper()
+	m := make(map[string]int64)
+	for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+		f := strings.Fields(l)
+		if len(f) != 2 {
+			continue
+		}
+		v, err := strconv.ParseInt(f[1], 10, 64)
+		if err != nil {
+			t.Fatalf("bad line %q", l)
+		}
+		m[f[0]] = v
+	}
+	return m
+}
+
+var goBin = func() string {
+	if p, err := exec.LookPath("go"); err == nil {
+		return p
+	}
+	return "/usr/local/go/bin/go"
+}()
+
+func TestStaticGoBinaryLocked(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 768 << 20})
+	bin := filepath.Join(t.TempDir(), "alloc")
+	build := exec.Command(goBin, "build", "-o", bin, "./testdata/alloc")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		t.Fatalf("go build: %v\n%s", err, out)
+	}
+	if out, _ := exec.Command("file", bin).Output(); len(out) > 0 && !bytes.Contains(out, []byte("statically linked")) {
+		t.Fatalf("alloc is not static: %s", out)
+	}
+	parse := func(out string) map[string]int64 {
+		m := make(map[string]int64)
+		for _, l := range strings.Split(out, "\n") {
+			if f := strings.Fields(l); len(f) == 3 && f[2] == "kB" {
+				m[f[0]], _ = strconv.ParseInt(f[1], 10, 64)
+			}
+		}
+		return m
+	}
+	for _, mode := range []LockMode{LockAll, LockOnFault} {
+		out, errOut, code := runHelper(t, g, helperOptions{Lock: mode}, bin, "50")
+		if code != 0 {
+			t.Fatalf("%v: exit %d: %s", mode, code, errOut)
+		}
+		m := parse(out)
+		t.Logf("--mlock=%v: %v", mode, m)
+		if m["VmRSS:"] < 50<<10 {
+			t.Fatalf("%v: VmRSS %d kB, want >= 50 MiB:\n%s", mode, m["VmRSS:"], out)
+		}
+		// VmLck counts whole locked mappings, including the Go runtime's
+		// PROT_NONE address-space reservations (over 1 GiB), exactly as an
+		// mlockall(MCL_FUTURE) in the program itself would; it must cover
+		// the RSS. smaps_rollup's Locked is the resident memory in locked
+		// mappings: all of the RSS.
+		if m["VmLck:"] < m["VmRSS:"] {
+			t.Errorf("%v: VmLck %d kB is below VmRSS %d kB", mode, m["VmLck:"], m["VmRSS:"])
+		}
+		if m["Locked:"] < m["Rss:"]*98/100 {
+			t.Errorf("%v: only %d of %d kB resident are locked", mode, m["Locked:"], m["Rss:"])
+		}
+	}
+	out, _, _ := runHelper(t, g, helperOptions{}, bin, "50")
+	if m := parse(out); m["VmLck:"] != 0 || m["Locked:"] != 0 {
+		t.Errorf("without --mlock: %v, want nothing locked", m)
+	}
+}
+
+func TestGenerations(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	script, _ := filepath.Abs("testdata/level.sh")
+	cases := []struct {
+		name   string
+		h      helperOptions
+		locked []bool // levels 0..3
+	}{
+		{"plain", helperOptions{}, []bool{false, false, false, false}},
+		{"mlock", helperOptions{Lock: LockAll}, []bool{true, false, false, false}},
+		{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []bool{true, true, false, false}},
+		{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, []bool{true, true, true, true}},
+		{"recursive-onfault", helperOptions{Lock: LockOnFault, Scope: ScopeRecursive}, []bool{true, true, true, true}},
+		{"trace-only", helperOptions{Trace: true, Scope: ScopeRecursive}, []bool{false, false, false, false}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			out, errOut, code := runHelper(t, g, c.h, "sh", script, "0", "3")
+			if code != 0 {
+				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			m := kBLines(t, out)
+			for lvl, want := range c.locked {
+				v, ok := m["L"+strconv.Itoa(lvl)]
+				if !ok {
+					t.Fatalf("no level %d in output:\n%s", lvl, out)
+				}
+				if (v > 0) != want {
+					t.Errorf("level %d: VmLck %d kB, want locked=%v\n%s", lvl, v, want, out)
+				}
+			}
+		})
+	}
+	// The issue's own example: every level of nested shells is locked.
+	out, errOut, code := runHelper(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive},
+		"sh", "-c", `grep VmLck /proc/$$/status; sh -c "grep VmLck /proc/self/status"; true`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := regexp.MustCompile(`VmLck:\s+(\d+) kB`).FindAllStringSubmatch(out, -1)
+	if len(lines) != 2 {
+		t.Fatalf("want 2 VmLck lines, got:\n%s", out)
+	}
+	for _, l := range lines {
+		if l[1] == "0" {
+			t.Errorf("a level is unlocked under --recursive:\n%s", out)
+		}
+	}
+}
+
+func TestForkVforkCloneThreads(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	src, err := os.ReadFile("testdata/clones.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, static := range []bool{false, true} {
+		flags := []string{"-pthread"}
+		if static {
+			flags = append(flags, "-static")
+		}
+		bin := testbed.CompileC(t, string(src), flags...)
+		all := []string{"root", "thread", "clonevm", "fork", "grandchild", "grandchild-exec", "vfork-exec", "root-end"}
+		cases := []struct {
+			name     string
+			h        helperOptions
+			unlocked []string
+		}{
+			{"none", helperOptions{}, all},
+			// The thread, the clone(CLONE_VM) child and the vfork child share
+			// the command's address space, so they are locked with it.
+			{"mlock", helperOptions{Lock: LockAll}, []string{"fork", "grandchild", "grandchild-exec", "vfork-exec"}},
+			{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []string{"grandchild", "grandchild-exec"}},
+			{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, nil},
+			{"recursive-report", helperOptions{Lock: LockAll, Scope: ScopeInherit, Report: true}, []string{"grandchild", "grandchild-exec"}},
+		}
+		for _, c := range cases {
+			t.Run(fmt.Sprintf("%s/static=%v", c.name, static), func(t *testing.T) {
+				out, errOut, code := runHelper(t, g, c.h, bin)
+				if code != 0 {
+					t.Fatalf("exit %d: %s", code, errOut)
+				}
+				m := kBLines(t, out)
+				for _, name := range all {
+					v, ok := m[name]
+					if !ok {
+						t.Fatalf("%s did not report:\n%s", name, out)
+					}
+					want := true
+					for _, u := range c.unlocked {
+						if u == name {
+							want = false
+						}
+					}
+					if (v > 0) != want {
+						t.Errorf("%s: VmLck %d kB, want locked=%v", name, v, want)
+					}
+				}
+				if t.Failed() {
+					t.Logf("output:\n%s\nstderr:\n%s", out, errOut)
+				}
+			})
+		}
+	}
+}
+
+// reportRows parses the helper's REPORT lines.
+func reportRows(t *testing.T, stderr string) []map[string]string {
+	t.Helper()
+	var rows []map[string]string
+	sc := bufio.NewScanner(strings.NewReader(stderr))
+	for sc.Scan() {
+		l := sc.Text()
+		if !strings.HasPrefix(l, "REPORT ") {
+			continue
+		}
+		row := make(map[string]string)
+		for _, kv := range strings.Fields(l)[1:] {
+			k, v, _ := strings.Cut(kv, "=")
+			row[k] = v
+		}
+		rows = append(rows, row)
+	}
+	return rows
+}
+
+func TestMakeRecursive(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	g := testbed.New(t, testbed.Options{MemoryLimit: 1 << 30})
+	dir := t.TempDir()
+	writeProject(t, dir, 12)
+	out, errOut, code := runHelper(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive, Report: true},
+		"make", "-s", "-C", dir, "-j8")
+	if code != 0 {
+		t.Fatalf("make exit %d:\n%s\n%s", code, out, errOut)
+	}
+	prog, err := exec.Command(filepath.Join(dir, "prog")).Output()
+	if err != nil {
+		t.Fatalf("built program: %v", err)
+	}
+	if got, want := strings.TrimSpace(string(prog)), "sum 78"; got != want {
+		t.Fatalf("built program prints %q, want %q", got, want)
+	}
+	rows := reportRows(t, errOut)
+	compilers := 0
+	for _, r := range rows {
+		switch r["comm"] {
+		case "cc1", "as", "collect2", "ld":
+			compilers++
+		}
+		if r["lock"] != "yes" && r["lock"] != "shared" {
+			t.Errorf("not locked: %v", r)
+		}
+		if r["lock"] == "yes" && r["vmlck"] == "0" {
+			t.Errorf("locked but VmLck 0: %v", r)
+		}
+	}
+	if compilers < 12 {
+		t.Errorf("only %d compiler processes in the report:\n%s", compilers, errOut)
+	}
+	t.Logf("%d processes reported, %d compiler processes", len(rows), compilers)
+}
+
+// writeProject writes a C project of n source files and a Makefile whose
+// program prints "sum" and 1+...+n.
+func writeProject(t testing.TB, dir string, n int) {
+	t.Helper()
+	var mk, main strings.Builder
+	objs := make([]string, 0, n)
+	main.WriteString("#include <stdio.h>\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&main, "int f%d(void);\n", i)
+		src := fmt.Sprintf("static int pad[64] = {%d};\nint f%d(void) { return pad[0]; }\n", i, i)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.c", i)), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+		objs = append(objs, fmt.Sprintf("f%d.o", i))
+	}
+	main.WriteString("int main(void) { int s = 0;\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&main, "s += f%d();\n", i)
+	}
+	main.WriteString("printf(\"sum %d\\n\", s); return 0; }\n")
+	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(main.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	fmt.Fprintf(&mk, "prog: main.o %s\n\tcc -o $@ $^\n%%.o: %%.c\n\tcc -O1 -c -o $@ $<\nclean:\n\trm -f prog *.o\n", strings.Join(objs, " "))
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func TestPassThrough(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	for _, h := range []helperOptions{{}, {Lock: LockAll, Scope: ScopeRecursive}} {
+		name := "plain"
+		if h.Lock != LockNone {
+			name = "mlock-recursive"
+		}
+		t.Run(name, func(t *testing.T) {
+			if _, _, code := runHelper(t, g, h, "sh", "-c", "exit 7"); code != 7 {
+				t.Errorf("exit status %d, want 7", code)
+			}
+			if _, _, code := runHelper(t, g, h, "sh", "-c", "kill -KILL $$"); code != 128+9 {
+				t.Errorf("death by SIGKILL: status %d, want 137", code)
+			}
+			if _, _, code := runHelper(t, g, h, "sh", "-c", "kill -TERM $$"); code != 128+15 {
+				t.Errorf("death by SIGTERM: status %d, want 143", code)
+			}
+			if _, _, code := runHelper(t, g, h, "/nonexistent/cmd"); code != 127 {
+				t.Errorf("missing command: status %d, want 127", code)
+			}
+			cmd := helperCmd(t, g, h, "sh", "-c", "tr a-z A-Z; echo err >&2")
+			cmd.Stdin = strings.NewReader("piped input\n")
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("stdin pipe: %v: %s", err, errb.String())
+			}
+			if out.String() != "PIPED INPUT\n" || errb.String() != "err\n" {
+				t.Errorf("stdin/stdout/stderr: got %q / %q", out.String(), errb.String())
+			}
+
+			// SIGINT sent to oomguard (through the testbed reaper, which
+			// forwards it to its child) reaches the command exactly once.
+			cmd = helperCmd(t, g, h, "sh", "-c", `n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.3; echo "ints $n"; exit 42`)
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			cmd.Stderr = &errb
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			rd := bufio.NewReader(stdout)
+			if l, _ := rd.ReadString('\n'); l != "ready\n" {
+				t.Fatalf("got %q before the signal", l)
+			}
+			cmd.Process.Signal(syscall.SIGINT)
+			rest, _ := rd.ReadString('\n')
+			err = cmd.Wait()
+			if ee, ok := err.(*exec.ExitError); !ok || ee.ExitCode() != 42 || rest != "ints 1\n" {
+				t.Errorf("SIGINT forwarding: %v, output %q", err, rest)
+			}
+		})
+	}
+}
+
+func TestJobControl(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	cmd := helperCmd(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive},
+		"sh", "-c", `echo $$; kill -STOP $$; echo resumed`)
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	rd := bufio.NewReader(stdout)
+	l, _ := rd.ReadString('\n')
+	pid, err := strconv.Atoi(strings.TrimSpace(l))
+	if err != nil {
+		t.Fatalf("pid line %q", l)
+	}
+	state := func() string {
+		b, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+		if i := bytes.LastIndexByte(b, ')'); i > 0 && len(b) > i+2 {
+			return string(b[i+2])
+		}
+		return "?"
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for state() != "t" && state() != "T" {
+		if time.Now().After(deadline) {
+			t.Fatalf("command never stopped (state %s)", state())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	time.Sleep(200 * time.Millisecond)
+	if s := state(); s != "t" && s != "T" {
+		t.Fatalf("stopped command was resumed by the tracer (state %s)", s)
+	}
+	syscall.Kill(pid, syscall.SIGCONT)
+	if l, _ := rd.ReadString('\n'); l != "resumed\n" {
+		t.Errorf("after SIGCONT: %q", l)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Errorf("exit: %v", err)
+	}
+}
+
+func TestOOMScoreAdjAndPidsMax(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	adj := 500
+	for _, h := range []helperOptions{
+		{OOMScoreAdj: &adj, Limits: Limits{PidsMax: 40, MemoryMax: 200 << 20}},
+		{OOMScoreAdj: &adj, Limits: Limits{PidsMax: 40, MemoryMax: 200 << 20}, Lock: LockAll, Scope: ScopeRecursive},
+	} {
+		script := `show() { echo "adj $(cat /proc/self/oom_score_adj)"; p=$(sed -n 's/^[0-9]*:pids://p' /proc/self/cgroup); echo "pids $p $(cat /sys/fs/cgroup/pids$p/pids.max)"; m=$(sed -n 's/^[0-9]*:memory://p' /proc/self/cgroup); echo "mem $m $(cat /sys/fs/cgroup/memory$m/memory.limit_in_bytes)"; }; show; sh -c "$(typeset -f show 2>/dev/null || echo 'true'); true"; ( show ); sh -c 'cat /proc/self/oom_score_adj'`
+		out, errOut, code := runHelper(t, g, h, "sh", "-c", script)
+		if code != 0 {
+			t.Fatalf("exit %d: %s", code, errOut)
+		}
+		var cgroups []string
+		for _, l := range strings.Split(strings.TrimSpace(out), "\n") {
+			f := strings.Fields(l)
+			switch {
+			case len(f) == 1:
+				if f[0] != "500" {
+					t.Errorf("grandchild oom_score_adj %s, want 500", f[0])
+				}
+			case f[0] == "adj" && f[1] != "500":
+				t.Errorf("oom_score_adj %s, want 500", f[1])
+			case f[0] == "pids":
+				if len(f) != 3 || f[2] != "40" || !strings.Contains(f[1], "oomguard-run-") {
+					t.Errorf("pids cgroup line %q, want pids.max 40 in an oomguard-run cgroup", l)
+				}
+				cgroups = append(cgroups, "/sys/fs/cgroup/pids"+f[1])
+			case f[0] == "mem":
+				if len(f) != 3 || f[2] != strconv.Itoa(200<<20) || !strings.Contains(f[1], "oomguard-run-") {
+					t.Errorf("memory cgroup line %q", l)
+				}
+				cgroups = append(cgroups, "/sys/fs/cgroup/memory"+f[1])
+			}
+		}
+		if len(cgroups) != 4 {
+			t.Fatalf("output:\n%s", out)
+		}
+		for _, c := range cgroups {
+			if _, err := os.Stat(c); !os.IsNotExist(err) {
+				t.Errorf("cgroup %s left behind (%v)", c, err)
+			}
+		}
+	}
+	// pids.max is enforced on the descendants: the shell cannot fork the
+	// sixth process.
+	_, errOut, code := runHelper(t, g, helperOptions{Limits: Limits{PidsMax: 5}}, "sh", "-c",
+		`for i in 1 2 3 4 5 6 7 8; do sleep 1 & done; wait`)
+	if code == 0 || !strings.Contains(strings.ToLower(errOut), "fork") {
+		t.Errorf("pids.max 5 did not stop 8 background sleeps: exit %d, %q", code, errOut)
+	}
+}
+
+func TestOrphansAreWaitedFor(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	marker := filepath.Join(t.TempDir(), "orphan-done")
+	start := time.Now()
+	_, errOut, code := runHelper(t, g, helperOptions{Limits: Limits{PidsMax: 20}, Lock: LockAll, Scope: ScopeRecursive},
+		"sh", "-c", fmt.Sprintf(`(sleep 0.5; touch %s) & exit 3`, marker))
+	if code != 3 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	if _, err := os.Stat(marker); err != nil {
+		t.Errorf("run returned before the orphan ended (after %v)", time.Since(start))
+	}
+}
+
+func TestClearErrors(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	marker := filepath.Join(t.TempDir(), "ran")
+	touch := []string{"sh", "-c", "touch " + marker}
+	neg := -500
+	cases := []struct {
+		name string
+		h    helperOptions
+		want string
+	}{
+		{"negative-oom-score-adj", helperOptions{OOMScoreAdj: &neg}, "CAP_SYS_RESOURCE"},
+		{"memory-min-on-v1", helperOptions{Limits: Limits{MemoryMin: 64 << 20}}, "memory.min"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			_, errOut, code := runHelper(t, g, c.h, touch...)
+			if code != 125 || !strings.Contains(errOut, c.want) {
+				t.Errorf("exit %d, stderr %q; want 125 and %q", code, errOut, c.want)
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Errorf("the command ran")
+			}
+		})
+	}
+}
+
+// TestUnprivileged runs the helper as nobody with the default 8 MiB
+// RLIMIT_MEMLOCK: --mlock and a cgroup must both fail clearly, before the
+// command runs.
+func TestUnprivileged(t *testing.T) {
+	testbed.Require(t)
+	dir, err := os.MkdirTemp("", "memlock-unpriv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	self, _ := os.Executable()
+	bin := filepath.Join(dir, "helper")
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	marker := filepath.Join(dir, "ran")
+	cases := []struct {
+		name string
+		h    helperOptions
+		want []string
+	}{
+		{"mlock", helperOptions{Lock: LockAll}, []string{"RLIMIT_MEMLOCK", "CAP_IPC_LOCK", "ulimit -l"}},
+		{"cgroup", helperOptions{Limits: Limits{MemoryMax: 64 << 20}}, []string{"create cgroup", "permission denied", "delegate"}},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			js, _ := json.Marshal(c.h)
+			cmd := exec.Command(bin, "sh", "-c", "touch "+marker)
+			cmd.Env = append(os.Environ(), helperEnv+"="+string(js))
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+				Pdeathsig:  syscall.SIGKILL,
+			}
+			var rl syscall.Rlimit
+			syscall.Getrlimit(8 /* RLIMIT_MEMLOCK */, &rl)
+			if rl.Max == ^uint64(0) || rl.Max >= minUsefulMemlock {
+				t.Skipf("RLIMIT_MEMLOCK hard limit %d is not low here", rl.Max)
+			}
+			out, err := cmd.CombinedOutput()
+			ee, ok := err.(*exec.ExitError)
+			if !ok || ee.ExitCode() != 125 {
+				t.Fatalf("want exit 125, got %v: %s", err, out)
+			}
+			for _, w := range c.want {
+				if !strings.Contains(string(out), w) {
+					t.Errorf("message %q lacks %q", out, w)
+				}
+			}
+			if _, err := os.Stat(marker); err == nil {
+				t.Errorf("the command ran")
+			}
+		})
+	}
+}
