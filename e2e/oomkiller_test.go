@@ -76,13 +76,13 @@ func TestCloneVMSharersDieTogether(t *testing.T) {
 	log := d.Log()
 	lastKill := -1
 	for _, pid := range []int{parent, child} {
-		i := indexOfLine(log, fmt.Sprintf(`SIGKILL.*\bpid=%d\b`, pid))
+		i := indexOfLine(log, fmt.Sprintf(`op=signal pid=%d .*signal=SIGKILL`, pid))
 		if i < 0 {
 			t.Fatalf("no SIGKILL logged for sharer %d:\n%s", pid, log)
 		}
 		lastKill = max(lastKill, i)
 	}
-	firstReap := indexOfLine(log, `process_mrelease`)
+	firstReap := indexOfLine(log, `op=mrelease`)
 	if firstReap < 0 {
 		t.Fatalf("no process_mrelease logged:\n%s", log)
 	}
