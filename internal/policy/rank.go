@@ -113,8 +113,12 @@ func rank(snap *Snapshot, r Rules, marks map[procKey]string) []Candidate {
 	if page == 0 {
 		page = 4096
 	}
-	index := make(map[int]int, len(snap.Processes))
-	var cands []Candidate
+	// Group by address space in two passes, so that members and PIDs of all
+	// groups share two allocations.
+	n := len(snap.Processes)
+	index := make(map[int]int, n)
+	groupOf := make([]int, n)
+	var counts []int
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
 		key := p.MMGroup
@@ -123,11 +127,27 @@ func rank(snap *Snapshot, r Rules, marks map[procKey]string) []Candidate {
 		}
 		j, ok := index[key]
 		if !ok {
-			j = len(cands)
+			j = len(counts)
 			index[key] = j
-			cands = append(cands, Candidate{MMGroup: p.MMGroup})
+			counts = append(counts, 0)
 		}
-		cands[j].Members = append(cands[j].Members, memberOf(snap, p, r))
+		groupOf[i] = j
+		counts[j]++
+	}
+	cands := make([]Candidate, len(counts))
+	members := make([]Member, n)
+	pids := make([]int, n)
+	off := 0
+	for j, c := range counts {
+		cands[j].Members = members[off:off:off+c]
+		cands[j].PIDs = pids[off:off+c:off+c]
+		off += c
+	}
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		c := &cands[groupOf[i]]
+		c.MMGroup = p.MMGroup
+		c.Members = append(c.Members, memberOf(snap, p, r))
 	}
 	for i := range cands {
 		evaluate(&cands[i], snap, r, marks, page)
@@ -135,9 +155,18 @@ func rank(snap *Snapshot, r Rules, marks map[procKey]string) []Candidate {
 	if r.KillCgroup {
 		protectCgroups(cands)
 	}
-	slices.SortStableFunc(cands, killOrder)
-	explainTies(cands)
-	return cands
+	// Sort pointers: candidates are large, and the comparators take pointers.
+	order := make([]*Candidate, len(cands))
+	for i := range cands {
+		order[i] = &cands[i]
+	}
+	slices.SortFunc(order, killOrder) // total order: the last key is a unique PID
+	out := make([]Candidate, len(cands))
+	for i, c := range order {
+		out[i] = *c
+	}
+	explainTies(out)
+	return out
 }
 
 // memberOf makes the Member of p, with its protection reason.
@@ -209,7 +238,6 @@ func boolCmp(a, b bool) int {
 // evaluate fills in everything about c but its rank.
 func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, page uint64) {
 	slices.SortFunc(c.Members, memberOrder)
-	c.PIDs = make([]int, len(c.Members))
 	rep := &c.Members[0]
 	allExiting, live, liveVfork := true, 0, 0
 	for i := range c.Members {
@@ -248,6 +276,7 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 	}
 
 	var why strings.Builder
+	why.Grow(160)
 	// Protection: any protected member protects the whole group.
 	for i := range c.Members {
 		m := &c.Members[i]
@@ -358,26 +387,47 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 
 // writeBadness explains c.Badness.
 func writeBadness(b *strings.Builder, c *Candidate, memPages int64) {
-	b.WriteString("badness " + strconv.FormatInt(c.Badness, 10) + " = " +
-		strconv.FormatInt(memPages, 10) + " pages (rss " + kib(c.RSS) +
-		" + swap " + kib(c.Swap) + " + page tables " + kib(c.PageTables))
+	b.WriteString("badness ")
+	writeInt(b, c.Badness)
+	b.WriteString(" = ")
+	writeInt(b, memPages)
+	b.WriteString(" pages (rss ")
+	writeInt(b, int64(c.RSS/1024))
+	b.WriteString(" KiB + swap ")
+	writeInt(b, int64(c.Swap/1024))
+	b.WriteString(" KiB + page tables ")
+	writeInt(b, int64(c.PageTables/1024))
+	b.WriteString(" KiB")
 	if len(c.Members) > 1 {
-		b.WriteString(", one mm counted once for " + strconv.Itoa(len(c.Members)) + " sharers")
+		b.WriteString(", one mm counted once for ")
+		writeInt(b, int64(len(c.Members)))
+		b.WriteString(" sharers")
 	}
 	b.WriteString(")")
 	if c.OOMScoreAdj != 0 {
-		b.WriteString(" + oom_score_adj " + strconv.Itoa(c.OOMScoreAdj) + " × " +
-			strconv.FormatUint(c.TotalPages/1000, 10) + " (totalpages " +
-			strconv.FormatUint(c.TotalPages, 10) + "/1000)")
+		b.WriteString(" + oom_score_adj ")
+		writeInt(b, int64(c.OOMScoreAdj))
+		b.WriteString(" × ")
+		writeInt(b, int64(c.TotalPages/1000))
+		b.WriteString(" (totalpages ")
+		writeInt(b, int64(c.TotalPages))
+		b.WriteString("/1000)")
 	}
 }
 
-// kib formats a byte count in KiB.
-func kib(n uint64) string { return strconv.FormatUint(n/1024, 10) + " KiB" }
+// writeInt writes n in decimal without allocating.
+func writeInt(b *strings.Builder, n int64) {
+	var tmp [20]byte
+	b.Write(strconv.AppendInt(tmp[:0], n, 10))
+}
 
 // writeMember writes "PID 12 (comm)".
 func writeMember(b *strings.Builder, m *Member) {
-	b.WriteString("PID " + strconv.Itoa(m.PID) + " (" + m.Comm + ")")
+	b.WriteString("PID ")
+	writeInt(b, int64(m.PID))
+	b.WriteString(" (")
+	b.WriteString(m.Comm)
+	b.WriteString(")")
 }
 
 // joinPIDs formats pids as "1, 2, 3".
@@ -477,10 +527,10 @@ func cmp3[T int | int64 | uint64](a, b T) int {
 }
 
 // orderedBy composes comparators: the first that tells a and b apart wins.
-func orderedBy(fs ...lessFunc) func(a, b Candidate) int {
-	return func(a, b Candidate) int {
+func orderedBy(fs ...lessFunc) func(a, b *Candidate) int {
+	return func(a, b *Candidate) int {
 		for _, f := range fs {
-			if d := f(&a, &b); d != 0 {
+			if d := f(a, b); d != 0 {
 				return d
 			}
 		}

@@ -281,7 +281,12 @@ type targetHist struct {
 	prevTime    time.Time
 	prevRefault int64
 	thrashSince time.Time // zero when not thrashing
+	rate        float64   // refaults per second over the last window
+	haveRate    bool
 }
+
+// refaultWindow is the shortest interval a refault rate is measured over.
+const refaultWindow = time.Second
 
 // psiHist is one PSI trigger's tumbling window on one target.
 type psiHist struct {
@@ -507,15 +512,23 @@ func psiLevel(h *psiHist, path string, pf *Pressures, scope int, t *PSITrigger, 
 // thrash evaluates the thrash trigger on one target and updates its history.
 func thrash(h *targetHist, path string, now time.Time, refault int64, avail float64, availOK bool,
 	pr *Pressures, scope int, t *ThrashTrigger) Verdict {
-	if h.path != path || !h.have || refault < 0 || refault < h.prevRefault || !now.After(h.prevTime) {
-		// First sample, a new scope, a counter reset or an unknown counter:
-		// start over.
+	if h.path != path || !h.have || refault < 0 || refault < h.prevRefault || now.Before(h.prevTime) {
+		// First sample, a new scope, a counter reset, an unknown counter or
+		// a clock going back: start over.
 		*h = targetHist{path: path, have: refault >= 0, prevTime: now, prevRefault: refault}
 		return Verdict{Scope: -1}
 	}
-	dt := now.Sub(h.prevTime).Seconds()
-	rate := float64(refault-h.prevRefault) / dt
-	h.prevTime, h.prevRefault = now, refault
+	// The rate is measured over at least refaultWindow, so that snapshots
+	// taken in quick succession (while a victim dies) do not see bursts.
+	if dt := now.Sub(h.prevTime); dt >= refaultWindow {
+		h.rate = float64(refault-h.prevRefault) / dt.Seconds()
+		h.haveRate = true
+		h.prevTime, h.prevRefault = now, refault
+	}
+	if !h.haveRate {
+		return Verdict{Scope: -1}
+	}
+	rate := h.rate
 	if !t.Enabled {
 		h.thrashSince = time.Time{}
 		return Verdict{Scope: -1}

@@ -523,3 +523,60 @@ func TestTextEncodings(t *testing.T) {
 		t.Errorf("bad resource: %v", err)
 	}
 }
+
+// TestThrashBurstyFastSnapshots feeds snapshots every 100 ms with refaults
+// arriving in bursts: the rate is measured over 1 s windows, so the trigger
+// neither flaps nor fires early.
+func TestThrashBurstyFastSnapshots(t *testing.T) {
+	var steps []thrashStep
+	for i := range 60 {
+		inc := int64(0)
+		if i%10 == 5 {
+			inc = 8000 // one burst a second
+		}
+		steps = append(steps, thrashStep{avail: 13, io: 75, mem: 3.5, refaultInc: inc})
+	}
+	snaps := thrashSeries(steps)
+	t0 := snaps[0].Time
+	for i, s := range snaps {
+		s.Time = t0.Add(time.Duration(i) * 100 * time.Millisecond)
+	}
+	got, v := levels(t, snaps, only(TriggerThrash))
+	first := -1
+	for i, l := range got {
+		if l != LevelNone && first < 0 {
+			first = i
+		}
+		if first >= 0 && l == LevelNone {
+			t.Errorf("trigger flapped off at %v", time.Duration(i)*100*time.Millisecond)
+		}
+	}
+	// Rates exist from 1 s on; 3 s later it fires.
+	if first != 40 {
+		t.Errorf("fired first at %v, want 4s (levels %v)", time.Duration(first)*100*time.Millisecond, got)
+	}
+	if v.Numbers["refaults_per_sec"] != 8000 {
+		t.Errorf("rate %v, want 8000/s", v.Numbers["refaults_per_sec"])
+	}
+}
+
+func TestEvaluateTriggersScopedIdleDoesNotAllocate(t *testing.T) {
+	snap := loadSnap(t, "scope_hog.json")
+	snap.Scopes[0].Usage = 100 * miB // calm
+	snap.Scopes = append(snap.Scopes, ScopeMemory{Path: "/v2", Usage: 10 * miB, Limit: 1 * giB, High: 512 * miB,
+		RefaultFile: 10, Pressure: Pressures{Memory: PressureFile{Valid: true}, IO: PressureFile{Valid: true}}})
+	cfg := DefaultTriggers()
+	var st TriggerState
+	EvaluateTriggers(&st, snap, cfg)
+	t0 := snap.Time
+	i := 0
+	allocs := testing.AllocsPerRun(100, func() {
+		i++
+		snap.Time = t0.Add(time.Duration(i) * time.Second)
+		snap.Scopes[0].RefaultFile += 10
+		EvaluateTriggers(&st, snap, cfg)
+	})
+	if allocs != 0 {
+		t.Errorf("EvaluateTriggers allocates %v times per calm scoped evaluation, want 0", allocs)
+	}
+}
