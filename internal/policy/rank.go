@@ -139,8 +139,8 @@ func rank(snap *Snapshot, r Rules, marks map[procKey]string) []Candidate {
 	pids := make([]int, n)
 	off := 0
 	for j, c := range counts {
-		cands[j].Members = members[off:off:off+c]
-		cands[j].PIDs = pids[off:off+c:off+c]
+		cands[j].Members = members[off : off : off+c]
+		cands[j].PIDs = pids[off : off+c : off+c]
 		off += c
 	}
 	for i := range snap.Processes {
