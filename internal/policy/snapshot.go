@@ -15,7 +15,8 @@ type Snapshot struct {
 	// Pressure holds system-wide PSI (/proc/pressure/*).
 	Pressure Pressures
 	// RefaultFile is the cumulative workingset_refault_file counter of
-	// /proc/vmstat (or of the scope's memory.stat when scoped); -1 if unknown.
+	// /proc/vmstat; -1 if unknown. Scoped snapshots use each scope's own
+	// ScopeMemory.RefaultFile instead.
 	RefaultFile int64
 	// Scopes holds the memory state of each scoped cgroup, in --scope order.
 	// It is empty when oomguard runs unscoped.
