@@ -212,9 +212,10 @@ func (r *Runner) run(ctx context.Context, command string, env []string) error {
 	cmd.Dir = "/"
 	var out capped
 	cmd.Stdout, cmd.Stderr = &out, &out
-	// Its own process group, so the deadline kills what it started too; and
-	// it dies with the daemon.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true, Pdeathsig: syscall.SIGKILL}
+	// Its own process group, so the deadline kills what it started too. No
+	// Pdeathsig: it fires when the forking *thread* exits, and the daemon
+	// has goroutines that end locked to their thread (which kills it).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	// Children that escaped the group may hold the output pipe: stop
 	// reading it shortly after the hook itself has gone.
 	cmd.WaitDelay = 500 * time.Millisecond

@@ -56,7 +56,9 @@ func startBus(t *testing.T, cred *syscall.Credential) string {
 		args = []string{"--config-file=" + conf, "--nofork", "--nopidfile", "--print-address=1"}
 	}
 	cmd := exec.Command(bin, args...)
-	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred, Pdeathsig: syscall.SIGKILL}
+	// No Pdeathsig: it fires when the forking thread exits, and dialUser
+	// ends threads on purpose.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: cred}
 	var stderr strings.Builder
 	cmd.Stderr = &stderr
 	out, err := cmd.StdoutPipe()

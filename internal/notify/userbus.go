@@ -28,8 +28,8 @@ func dialUser(address string, uid uint32, timeout time.Duration) (*dbus.Conn, er
 	}
 	path, _, _ = strings.Cut(path, ",") // ",guid=..."
 	type result struct {
-		c   net.Conn
-		err error
+		conn *dbus.Conn
+		err  error
 	}
 	ch := make(chan result, 1)
 	go func() {
@@ -41,17 +41,25 @@ func dialUser(address string, uid uint32, timeout time.Duration) (*dbus.Conn, er
 				return
 			}
 		}
-		c, err := net.DialTimeout("unix", path, timeout)
-		ch <- result{c, err}
+		conn, err := authUser(path, uid, timeout)
+		ch <- result{conn, err}
 	}()
 	r := <-ch
-	if r.err != nil {
-		return nil, fmt.Errorf("connect to %s as uid %d: %w", path, uid, r.err)
-	}
-	r.c.SetDeadline(time.Now().Add(timeout))
-	conn, err := dbus.NewConn(r.c)
+	return r.conn, r.err
+}
+
+// authUser connects and authenticates on the calling thread: the bus reads
+// the credentials both of connect (SO_PEERCRED) and of the first byte sent
+// (SCM_CREDENTIALS), so both must come from the user's thread.
+func authUser(path string, uid uint32, timeout time.Duration) (*dbus.Conn, error) {
+	c, err := net.DialTimeout("unix", path, timeout)
 	if err != nil {
-		r.c.Close()
+		return nil, fmt.Errorf("connect to %s as uid %d: %w", path, uid, err)
+	}
+	c.SetDeadline(time.Now().Add(timeout))
+	conn, err := dbus.NewConn(c)
+	if err != nil {
+		c.Close()
 		return nil, fmt.Errorf("D-Bus on %s: %w", path, err)
 	}
 	if err := conn.Auth([]dbus.Auth{dbus.AuthExternal(strconv.FormatUint(uint64(uid), 10))}); err != nil {
@@ -62,6 +70,6 @@ func dialUser(address string, uid uint32, timeout time.Duration) (*dbus.Conn, er
 		conn.Close()
 		return nil, fmt.Errorf("D-Bus hello on %s: %w", path, err)
 	}
-	r.c.SetDeadline(time.Time{})
+	c.SetDeadline(time.Time{})
 	return conn, nil
 }
