@@ -384,3 +384,43 @@ func FuzzParseStartTime(f *testing.F) {
 		parseStartTime(b)
 	})
 }
+
+// A frozen victim cannot run its exit path, so only process_mrelease gets
+// its memory back before it thaws: the case where reaping matters most.
+func TestMreleaseReapsFrozenVictim(t *testing.T) {
+	hog := testbed.CompileC(t, hogSource)
+	for _, mrelease := range []bool{true, false} {
+		t.Run("mrelease="+strconv.FormatBool(mrelease), func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+			g.Start(hog, "128", "0")
+			var pids []int
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+				t.Fatalf("hog did not start: %v", pids)
+			}
+			waitUsage(t, g, func(u uint64) bool { return u >= 125<<20 }, 20*time.Second)
+			if err := g.Freezer.Freeze(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			k := &Killer{Log: testLogger(t), Mrelease: mrelease, Deadline: 200 * time.Millisecond}
+			res := k.Kill(context.Background(), members(t, pids))
+			if !slices.Equal(res.StillAlive, pids) {
+				t.Fatalf("frozen hog: StillAlive %v, want %v", res.StillAlive, pids)
+			}
+			u, err := g.Memory.ReadUint("memory.usage_in_bytes")
+			if err != nil {
+				t.Fatal(err)
+			}
+			t.Logf("mrelease=%v: usage of the frozen, SIGKILLed hog after Kill: %d MiB", mrelease, u>>20)
+			if mrelease && u > 32<<20 {
+				t.Fatalf("process_mrelease left %d MiB charged to the frozen victim", u>>20)
+			}
+			if !mrelease && u < 100<<20 {
+				t.Fatalf("without process_mrelease the frozen victim's memory went away anyway (%d MiB left)", u>>20)
+			}
+			g.Freezer.Thaw()
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+				t.Fatalf("hog did not die after thaw")
+			}
+		})
+	}
+}
