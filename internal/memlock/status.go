@@ -15,6 +15,8 @@ type procStatus struct {
 	VmHWM  uint64 // bytes
 	VmRSS  uint64 // bytes
 	CapEff uint64
+	Tgid   int
+	PPid   int
 	// HasVm is false for a process without an address space (a zombie).
 	HasVm bool
 }
@@ -67,6 +69,10 @@ func parseStatus(b []byte) procStatus {
 			s.VmHWM = kB(val)
 		case "VmRSS":
 			s.VmRSS = kB(val)
+		case "Tgid":
+			s.Tgid, _ = strconv.Atoi(string(val))
+		case "PPid":
+			s.PPid, _ = strconv.Atoi(string(val))
 		case "CapEff":
 			s.CapEff, _ = strconv.ParseUint(string(val), 16, 64)
 		}

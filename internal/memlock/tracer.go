@@ -360,7 +360,6 @@ func (t *tracer) onExec(tk *task) {
 	p.sharesMM = false
 	p.lock = NotLocked
 	p.lockErr = nil
-	p.comm = t.comm(pid)
 	if p.gen <= t.maxLockGen {
 		// The exec stop is inside execve, whose return value would
 		// overwrite an injected syscall number: step to its syscall-exit
@@ -415,11 +414,43 @@ func siginfoPid(info *unix.Siginfo) int {
 
 // exited handles the death of a traced task or the reaping of any child.
 func (t *tracer) exited(pid int, ws unix.WaitStatus) {
+	tk := t.tasks[pid]
 	delete(t.tasks, pid)
+	if tk != nil && !tk.thread && tk.p != nil && tk.p.pid == pid {
+		t.adoptWaiting(tk.p)
+	}
 	if pid == t.rootPid && !t.rootDone {
 		t.rootDone = true
 		t.rootStatus = ws
 		t.rootAlive.Store(false)
+	}
+}
+
+// adoptWaiting resolves the new tasks still held for their parent's fork
+// event after process dead exited: a parent killed by SIGKILL inside fork
+// never reports the event. A held task that is not a thread of a traced
+// process, and whose parent is no longer traced, is taken to be dead's child.
+func (t *tracer) adoptWaiting(dead *proc) {
+	for tid, tk := range t.tasks {
+		if !tk.waiting {
+			continue
+		}
+		st, err := readStatus(t.procRoot, strconv.Itoa(tid), t.statBuf)
+		if err != nil {
+			continue // gone: its exit will be reported
+		}
+		if owner := t.tasks[st.Tgid]; st.Tgid != tid && owner != nil && owner.p != nil {
+			tk.known, tk.thread, tk.p = true, true, owner.p
+		} else if parent := t.tasks[st.PPid]; parent == nil || parent.p == nil {
+			p := &proc{pid: tid, gen: dead.gen + 1, parent: dead, comm: dead.comm}
+			tk.known, tk.p = true, p
+			if p.gen <= t.maxTraceGen {
+				t.procs = append(t.procs, p)
+			}
+		} else {
+			continue
+		}
+		t.start(tk)
 	}
 }
 

@@ -1,0 +1,285 @@
+// Command run benchmarks "oomguard run": a shell loop of execs and a parallel
+// build of a generated C project, each bare and under oomguard run with
+// tracing only, --mlock and --mlock=onfault (all with --recursive), in
+// interleaved rounds, and writes the medians and their ratios to bare as a
+// Markdown table.
+//
+// It confines itself (and so every workload) in a v1 memory cgroup limited to
+// 1 GiB and a v1 pids cgroup with pids.max 2000, both removed at the end.
+// Run it as root from the repository root:
+//
+//	go run ./bench/run -out docs/benchmarks/run.md
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"flag"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"runtime"
+	"sort"
+	"strconv"
+	"strings"
+	"syscall"
+	"time"
+)
+
+type mode struct {
+	name string
+	args []string // oomguard run arguments before "--"; nil means bare
+}
+
+var modes = []mode{
+	{"bare", nil},
+	{"run (no tracing)", []string{}},
+	{"run --trace --recursive", []string{"--trace", "--recursive"}},
+	{"run --mlock", []string{"--mlock"}},
+	{"run --mlock --recursive", []string{"--mlock", "--recursive"}},
+	{"run --mlock=onfault --recursive", []string{"--mlock=onfault", "--recursive"}},
+}
+
+type workload struct {
+	name  string
+	prep  func() error // run before each measurement, not timed
+	argv  []string
+	check func() error
+}
+
+type sample struct{ wall, cpu time.Duration }
+
+func main() {
+	oomguard := flag.String("oomguard", "", "oomguard binary (default: go build ./cmd/oomguard)")
+	loops := flag.Int("loops", 2000, "execs in the shell loop")
+	files := flag.Int("files", 32, "C files in the generated project")
+	jobs := flag.Int("jobs", 8, "make -j")
+	rounds := flag.Int("rounds", 5, "interleaved rounds (the median is reported)")
+	out := flag.String("out", "", "write the Markdown report here (default: stdout)")
+	flag.Parse()
+
+	tmp, err := os.MkdirTemp("", "oomguard-bench-run")
+	check(err)
+	defer os.RemoveAll(tmp)
+	if *oomguard == "" {
+		*oomguard = filepath.Join(tmp, "oomguard")
+		b := exec.Command("go", "build", "-o", *oomguard, "./cmd/oomguard")
+		b.Stderr = os.Stderr
+		check(b.Run())
+	}
+	undo, err := confine()
+	check(err)
+	defer undo()
+
+	proj := filepath.Join(tmp, "proj")
+	check(os.Mkdir(proj, 0o755))
+	check(writeProject(proj, *files))
+	loop := fmt.Sprintf(`i=0; while [ $i -lt %d ]; do /bin/true; i=$((i+1)); done`, *loops)
+	wls := []workload{
+		{name: fmt.Sprintf("shell loop of %d execs", *loops), argv: []string{"sh", "-c", loop}},
+		{
+			name: fmt.Sprintf("make -j%d (%d C files)", *jobs, *files),
+			prep: func() error { return exec.Command("make", "-s", "-C", proj, "clean").Run() },
+			argv: []string{"make", "-s", "-C", proj, "-j" + strconv.Itoa(*jobs)},
+			check: func() error {
+				b, err := exec.Command(filepath.Join(proj, "prog")).Output()
+				if err != nil || strings.TrimSpace(string(b)) != fmt.Sprintf("sum %d", *files*(*files+1)/2) {
+					return fmt.Errorf("built program printed %q: %v", b, err)
+				}
+				return nil
+			},
+		},
+	}
+
+	res := make([][][]sample, len(wls)) // [workload][mode][round]
+	for w := range wls {
+		res[w] = make([][]sample, len(modes))
+	}
+	for r := 0; r < *rounds; r++ {
+		for w, wl := range wls {
+			for m, md := range modes {
+				s, err := measure(*oomguard, wl, md)
+				check(err)
+				res[w][m] = append(res[w][m], s)
+				fmt.Fprintf(os.Stderr, "round %d %-28s %-34s wall %7.3fs cpu %7.3fs\n", r+1, wl.name, md.name, s.wall.Seconds(), s.cpu.Seconds())
+			}
+		}
+	}
+
+	var buf bytes.Buffer
+	writeReport(&buf, wls, res, *rounds)
+	if *out == "" {
+		os.Stdout.Write(buf.Bytes())
+		return
+	}
+	check(os.WriteFile(*out, buf.Bytes(), 0o644))
+}
+
+func measure(oomguard string, wl workload, md mode) (sample, error) {
+	if wl.prep != nil {
+		if err := wl.prep(); err != nil {
+			return sample{}, fmt.Errorf("%s: prepare: %w", wl.name, err)
+		}
+	}
+	argv := wl.argv
+	if md.args != nil {
+		argv = append(append(append([]string{oomguard, "run"}, md.args...), "--"), wl.argv...)
+	}
+	cmd := exec.Command(argv[0], argv[1:]...)
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	start := time.Now()
+	err := cmd.Run()
+	wall := time.Since(start)
+	if err != nil {
+		return sample{}, fmt.Errorf("%s under %s: %v\n%s", wl.name, md.name, err, stderr.String())
+	}
+	if stderr.Len() > 0 {
+		return sample{}, fmt.Errorf("%s under %s wrote to stderr:\n%s", wl.name, md.name, stderr.String())
+	}
+	if wl.check != nil {
+		if err := wl.check(); err != nil {
+			return sample{}, fmt.Errorf("%s under %s: %w", wl.name, md.name, err)
+		}
+	}
+	cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime()
+	return sample{wall, cpu}, nil
+}
+
+func median(s []sample, f func(sample) time.Duration) time.Duration {
+	v := make([]time.Duration, len(s))
+	for i := range s {
+		v[i] = f(s[i])
+	}
+	sort.Slice(v, func(i, j int) bool { return v[i] < v[j] })
+	return v[len(v)/2]
+}
+
+func writeReport(w io.Writer, wls []workload, res [][][]sample, rounds int) {
+	host, _ := os.Hostname()
+	var uts syscall.Utsname
+	syscall.Uname(&uts)
+	release := utsString(uts.Release[:])
+	load, _ := os.ReadFile("/proc/loadavg")
+	fmt.Fprintf(w, "# oomguard run: cost of tracing and locking\n\n")
+	fmt.Fprintf(w, "Generated by `go run ./bench/run -out docs/benchmarks/run.md` (as root, from the repository root) on %s.\n\n", time.Now().UTC().Format("2006-01-02 15:04 UTC"))
+	fmt.Fprintf(w, "Machine: %s, Linux %s, %d CPUs, %s; load average at the end: %s.\n\n", host, release, runtime.NumCPU(), runtime.Version(), strings.TrimSpace(string(load)))
+	fmt.Fprintf(w, "Each workload runs bare and under each `oomguard run` mode in %d interleaved rounds; the table gives the median wall time and the median CPU time (user+system of the whole process tree, oomguard's tracer included), and their ratios to bare measured in the same run. The target is a wall ratio of at most 1.3 under `--mlock --recursive`.\n\n", rounds)
+	for wi, wl := range wls {
+		fmt.Fprintf(w, "## %s\n\n", wl.name)
+		fmt.Fprintln(w, "| mode | wall (median) | wall / bare | CPU (median) | CPU / bare |")
+		fmt.Fprintln(w, "|---|---:|---:|---:|---:|")
+		bw := median(res[wi][0], func(s sample) time.Duration { return s.wall })
+		bc := median(res[wi][0], func(s sample) time.Duration { return s.cpu })
+		for mi, md := range modes {
+			mw := median(res[wi][mi], func(s sample) time.Duration { return s.wall })
+			mc := median(res[wi][mi], func(s sample) time.Duration { return s.cpu })
+			fmt.Fprintf(w, "| %s | %.3f s | %.2f | %.3f s | %.2f |\n", md.name, mw.Seconds(), float64(mw)/float64(bw), mc.Seconds(), float64(mc)/float64(bc))
+		}
+		fmt.Fprintln(w)
+	}
+}
+
+func utsString(b []int8) string {
+	var s []byte
+	for _, c := range b {
+		if c == 0 {
+			break
+		}
+		s = append(s, byte(c))
+	}
+	return string(s)
+}
+
+// writeProject writes a C project of n files whose program prints
+// "sum" and 1+...+n.
+func writeProject(dir string, n int) error {
+	var main strings.Builder
+	var objs []string
+	main.WriteString("#include <stdio.h>\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&main, "int f%d(void);\n", i)
+		src := fmt.Sprintf("#include <stdio.h>\n#include <string.h>\nstatic int pad[64] = {%d};\nint f%d(void) { char b[32]; snprintf(b, sizeof b, \"%%d\", pad[0]); return (int)strlen(b) ? pad[0] : 0; }\n", i, i)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.c", i)), []byte(src), 0o644); err != nil {
+			return err
+		}
+		objs = append(objs, fmt.Sprintf("f%d.o", i))
+	}
+	main.WriteString("int main(void) { int s = 0;\n")
+	for i := 1; i <= n; i++ {
+		fmt.Fprintf(&main, "s += f%d();\n", i)
+	}
+	main.WriteString("printf(\"sum %d\\n\", s); return 0; }\n")
+	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(main.String()), 0o644); err != nil {
+		return err
+	}
+	mk := fmt.Sprintf("prog: main.o %s\n\tcc -o $@ $^\n%%.o: %%.c\n\tcc -O2 -c -o $@ $<\nclean:\n\trm -f prog *.o\n", strings.Join(objs, " "))
+	return os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk), 0o644)
+}
+
+// confine moves this process into a new v1 memory cgroup (1 GiB, nested
+// under its own) and a new v1 pids cgroup (pids.max 2000), and returns the
+// function that moves it back and removes them.
+func confine() (func(), error) {
+	own := map[string]string{}
+	f, err := os.Open("/proc/self/cgroup")
+	if err != nil {
+		return nil, err
+	}
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		p := strings.SplitN(sc.Text(), ":", 3)
+		if len(p) == 3 {
+			own[p[1]] = p[2]
+		}
+	}
+	f.Close()
+	name := fmt.Sprintf("oomguard-bench-run-%d", os.Getpid())
+	pid := strconv.Itoa(os.Getpid())
+	var undo []func()
+	undoAll := func() {
+		for i := len(undo) - 1; i >= 0; i-- {
+			undo[i]()
+		}
+	}
+	for _, c := range []struct{ ctrl, file, value string }{
+		{"memory", "memory.limit_in_bytes", strconv.Itoa(1 << 30)},
+		{"pids", "pids.max", "2000"},
+	} {
+		rel, ok := own[c.ctrl]
+		if !ok {
+			undoAll()
+			return nil, fmt.Errorf("no v1 %s cgroup in /proc/self/cgroup", c.ctrl)
+		}
+		parent := filepath.Join("/sys/fs/cgroup", c.ctrl, rel)
+		dir := filepath.Join(parent, name)
+		if err := os.Mkdir(dir, 0o755); err != nil {
+			undoAll()
+			return nil, err
+		}
+		undo = append(undo, func() {
+			os.WriteFile(filepath.Join(parent, "cgroup.procs"), []byte(pid), 0)
+			for i := 0; i < 200 && os.Remove(dir) != nil; i++ {
+				time.Sleep(10 * time.Millisecond)
+			}
+		})
+		if err := os.WriteFile(filepath.Join(dir, c.file), []byte(c.value), 0); err != nil {
+			undoAll()
+			return nil, err
+		}
+		if err := os.WriteFile(filepath.Join(dir, "cgroup.procs"), []byte(pid), 0); err != nil {
+			undoAll()
+			return nil, err
+		}
+	}
+	return undoAll, nil
+}
+
+func check(err error) {
+	if err != nil {
+		fmt.Fprintln(os.Stderr, "bench/run:", err)
+		os.Exit(1)
+	}
+}

@@ -1,0 +1,101 @@
+package memlock
+
+import (
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/google/go-cmp/cmp"
+)
+
+func TestParseStatus(t *testing.T) {
+	in := "Name:\tcc1\nUmask:\t0022\nState:\tR (running)\nTgid:\t4242\nNgid:\t0\nPid:\t4242\nPPid:\t4200\n" +
+		"VmPeak:\t   20000 kB\nVmLck:\t   12345 kB\nVmHWM:\t    9000 kB\nVmRSS:\t    8000 kB\n" +
+		"CapEff:\t000001fffeffffff\nbroken line\n"
+	got := parseStatus([]byte(in))
+	want := procStatus{Name: "cc1", VmLck: 12345 << 10, VmHWM: 9000 << 10, VmRSS: 8000 << 10,
+		CapEff: 0x1fffeffffff, Tgid: 4242, PPid: 4200, HasVm: true}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("parseStatus (-want +got):\n%s", d)
+	}
+	if !got.hasCap(capIPCLock) || got.hasCap(capSysResource) {
+		t.Errorf("caps: ipc_lock %v sys_resource %v", got.hasCap(capIPCLock), got.hasCap(capSysResource))
+	}
+	// A zombie has no Vm lines: absent is not zero.
+	z := parseStatus([]byte("Name:\tsh\nState:\tZ (zombie)\n"))
+	if z.HasVm {
+		t.Errorf("zombie reported an address space: %+v", z)
+	}
+}
+
+func FuzzParseStatus(f *testing.F) {
+	f.Add([]byte("Name:\tx\nVmLck:\t1 kB\n"))
+	f.Add([]byte("VmLck:"))
+	f.Fuzz(func(t *testing.T, b []byte) { parseStatus(b) })
+}
+
+func TestParseProcCgroup(t *testing.T) {
+	in := "9:name=systemd:/\n8:pids:/a\n6:cpu,cpuacct:/b\n4:memory:/process_api/x\n0::/u\n"
+	got := parseProcCgroup([]byte(in))
+	want := map[string]string{"name=systemd": "/", "pids": "/a", "cpu": "/b", "cpuacct": "/b", "memory": "/process_api/x", "": "/u"}
+	if d := cmp.Diff(want, got); d != "" {
+		t.Errorf("parseProcCgroup (-want +got):\n%s", d)
+	}
+}
+
+// fakeProc writes a /proc fixture with the files preflight reads.
+func fakeProc(t *testing.T, capEff, ptraceScope, oomAdj string) string {
+	t.Helper()
+	root := t.TempDir()
+	files := map[string]string{
+		"self/status":                  "Name:\toomguard\nCapEff:\t" + capEff + "\n",
+		"self/oom_score_adj":           oomAdj + "\n",
+		"sys/kernel/yama/ptrace_scope": ptraceScope + "\n",
+	}
+	for name, body := range files {
+		p := filepath.Join(root, name)
+		if err := os.MkdirAll(filepath.Dir(p), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		if err := os.WriteFile(p, []byte(body), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return root
+}
+
+func TestPreflight(t *testing.T) {
+	all := "000001ffffffffff"
+	noResource := "000001fffeffffff"
+	adj := func(v int) *int { return &v }
+	cases := []struct {
+		name        string
+		capEff      string
+		ptraceScope string
+		ownAdj      string
+		o           Options
+		wantErr     string // "" for success
+	}{
+		{"plain", noResource, "3", "0", Options{}, ""},
+		{"yama-3-blocks-mlock", all, "3", "0", Options{Lock: LockAll}, "ptrace_scope is 3"},
+		{"yama-3-blocks-report", all, "3", "0", Options{Report: true}, "ptrace_scope is 3"},
+		{"yama-1-ok", all, "1", "0", Options{Lock: LockAll}, ""},
+		{"raise-adj-ok", noResource, "0", "0", Options{OOMScoreAdj: adj(500)}, ""},
+		{"lower-adj-needs-cap", noResource, "0", "100", Options{OOMScoreAdj: adj(0)}, "CAP_SYS_RESOURCE"},
+		{"lower-adj-with-cap", all, "0", "100", Options{OOMScoreAdj: adj(-1000)}, ""},
+		{"adj-range", all, "0", "0", Options{OOMScoreAdj: adj(1001)}, "-1000..1000"},
+	}
+	for _, c := range cases {
+		t.Run(c.name, func(t *testing.T) {
+			c.o.Paths = Paths{Proc: fakeProc(t, c.capEff, c.ptraceScope, c.ownAdj)}.withDefaults()
+			err := preflight(&c.o, func(string, ...any) {})
+			switch {
+			case c.wantErr == "" && err != nil:
+				t.Errorf("unexpected error: %v", err)
+			case c.wantErr != "" && (err == nil || !strings.Contains(err.Error(), c.wantErr)):
+				t.Errorf("error %v, want one containing %q", err, c.wantErr)
+			}
+		})
+	}
+}
