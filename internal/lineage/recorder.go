@@ -282,7 +282,9 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 	c.PID, c.PPID = pid, parent
 	c.Born, c.Start = t, t
 	c.Alive = true
-	c.Comm = r.recs[pid0].Comm
+	if pid0 != Root {
+		c.Comm = r.recs[pid0].Comm
+	}
 	r.link(id, pid0)
 	r.live[pid] = id
 	r.noteGrowth()

@@ -1,0 +1,517 @@
+// Package containment ends a process family: it stops every member first, so
+// the family cannot respawn while being killed, then SIGKILLs every member
+// through pidfds, never touching a process outside the family or a protected
+// one.
+package containment
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/sys"
+)
+
+// Target is one live member of the family as the lineage knows it: its PID
+// and its birth time (CLOCK_MONOTONIC), which identifies it against PID
+// reuse.
+type Target struct {
+	PID  int32
+	Born time.Duration
+}
+
+// Family returns the family's current live members, appended to out. It is
+// called again and again while the family is being stopped, and must report
+// members born since the previous call (the caller drains its event source
+// first).
+type Family func(out []Target) []Target
+
+// Mounts are the roots of the cgroup hierarchies that can freeze.
+type Mounts struct {
+	// V1Freezer is the v1 freezer hierarchy's mount point, or "".
+	V1Freezer string
+	// V2 is the cgroup2 mount point, or "".
+	V2 string
+}
+
+// FindMounts reads mountinfo (normally /proc/self/mountinfo) for the v1
+// freezer and cgroup2 mount points.
+func FindMounts(mountinfo string) (Mounts, error) {
+	f, err := os.Open(mountinfo)
+	if err != nil {
+		return Mounts{}, fmt.Errorf("find cgroup mounts: %w", err)
+	}
+	defer f.Close()
+	var m Mounts
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Text()
+		sep := strings.Index(line, " - ")
+		if sep < 0 {
+			continue
+		}
+		pre, post := strings.Fields(line[:sep]), strings.Fields(line[sep+3:])
+		if len(pre) < 5 || len(post) < 3 {
+			continue
+		}
+		switch post[0] {
+		case "cgroup2":
+			if m.V2 == "" {
+				m.V2 = pre[4]
+			}
+		case "cgroup":
+			for _, o := range strings.Split(post[2], ",") {
+				if o == "freezer" && m.V1Freezer == "" {
+					m.V1Freezer = pre[4]
+				}
+			}
+		}
+	}
+	return m, sc.Err()
+}
+
+// Options configures Contain. Zero fields take the defaults noted.
+type Options struct {
+	// ProcRoot is the proc filesystem, "/proc".
+	ProcRoot string
+	// Mounts tell where to look for a cgroup of the family's own.
+	Mounts Mounts
+	// Self is oomguard's PID (os.Getpid()); never touched.
+	Self int
+	// MonoMinusBoot converts /proc start times to the CLOCK_MONOTONIC of
+	// Target.Born: CLOCK_MONOTONIC minus CLOCK_BOOTTIME.
+	MonoMinusBoot time.Duration
+	// FreezeTimeout bounds waiting for a cgroup freeze, 2 s.
+	FreezeTimeout time.Duration
+	// ExitTimeout bounds waiting for the killed members to exit, 5 s.
+	ExitTimeout time.Duration
+	// MaxRounds bounds the SIGSTOP sweeps, 500.
+	MaxRounds int
+	// NoFreeze forces the SIGSTOP path (tests).
+	NoFreeze bool
+}
+
+func (o *Options) defaults() {
+	if o.ProcRoot == "" {
+		o.ProcRoot = "/proc"
+	}
+	if o.FreezeTimeout <= 0 {
+		o.FreezeTimeout = 2 * time.Second
+	}
+	if o.ExitTimeout <= 0 {
+		o.ExitTimeout = 5 * time.Second
+	}
+	if o.MaxRounds <= 0 {
+		o.MaxRounds = 500
+	}
+}
+
+// Skip is a member left alone, and why.
+type Skip struct {
+	PID    int32  `json:"pid"`
+	Reason string `json:"reason"`
+}
+
+// Report says how the family was contained.
+type Report struct {
+	// Method is "freeze-v2", "freeze-v1" or "sigstop".
+	Method string
+	// Cgroup is the frozen cgroup, if any.
+	Cgroup string
+	// PIDs lists the members sent SIGKILL.
+	PIDs []int32
+	// Skipped lists members not touched: protected, or no longer the
+	// process the lineage recorded (exited, PID reused).
+	Skipped []Skip
+	// Rounds counts stop sweeps.
+	Rounds int
+	// Survivors counts killed members still not dead at ExitTimeout.
+	Survivors int
+	// Start is when Contain began, Stopped when every member was stopped,
+	// Killed when SIGKILL was sent to all, Done when every killed member
+	// was dead.
+	Start, Stopped, Killed, Done time.Time
+}
+
+// Borns is how close a /proc start time (10 ms ticks) and an event's
+// timestamp of the same process are.
+const bornTolerance = 30 * time.Millisecond
+
+// Contain stops the family, kills every member and waits for them to die.
+func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
+	o.defaults()
+	c := &container{o: o, fds: map[int32]*sys.PidFD{}, skipped: map[int32]bool{}}
+	defer c.closeAll()
+	rep := Report{Start: time.Now()}
+	members := fam(nil)
+	if len(members) == 0 {
+		rep.Method = "none"
+		return rep, nil
+	}
+	var frozen *cgroupfs.Cgroup
+	if !o.NoFreeze {
+		if cg, ok := c.ownCgroup(members, fam); ok {
+			if err := cg.Freeze(o.FreezeTimeout); err == nil {
+				frozen = &cg
+				rep.Cgroup = cg.Path
+				rep.Method = "freeze-" + cg.Version.String()
+			} else {
+				cg.Thaw()
+			}
+		}
+	}
+	if frozen == nil {
+		rep.Method = "sigstop"
+	}
+	// Stop sweeps: every member not inside the frozen cgroup is
+	// SIGSTOPped; repeat until two sweeps in a row find no new member.
+	quiet := 0
+	for rep.Rounds = 0; rep.Rounds < o.MaxRounds && quiet < 2; rep.Rounds++ {
+		if err := ctx.Err(); err != nil {
+			c.killAll()
+			return rep, err
+		}
+		members = fam(members[:0])
+		fresh := 0
+		for _, m := range members {
+			if _, ok := c.fds[m.PID]; ok || c.skipped[m.PID] {
+				continue
+			}
+			fresh++
+			fd := c.open(m)
+			if fd == nil {
+				continue
+			}
+			if frozen != nil && c.inCgroup(m.PID, *frozen) {
+				continue // frozen already
+			}
+			if err := fd.SendSignal(unix.SIGSTOP); err != nil {
+				c.skip(m.PID, "stop: "+err.Error())
+			}
+		}
+		if fresh == 0 {
+			quiet++
+			time.Sleep(2 * time.Millisecond)
+		} else {
+			quiet = 0
+		}
+	}
+	rep.Stopped = time.Now()
+	if frozen != nil {
+		// Anything else in a cgroup that held only the family came from
+		// the family (frozen tasks cannot fork): born after the family's
+		// first member, it is one whose fork event is not in yet.
+		c.adoptFromCgroup(*frozen, members)
+	}
+	c.killAll()
+	if frozen != nil {
+		if err := frozen.Thaw(); err != nil {
+			return rep, fmt.Errorf("contain: thaw %s after kill: %w", frozen.Path, err)
+		}
+	}
+	// Late members (forked between the last sweep and the kill): kill
+	// them too, until the family is empty.
+	for round := 0; round < 50; round++ {
+		members = fam(members[:0])
+		fresh := 0
+		for _, m := range members {
+			if _, ok := c.fds[m.PID]; ok || c.skipped[m.PID] {
+				continue
+			}
+			if fd := c.open(m); fd != nil {
+				fresh++
+				if err := fd.SendSignal(unix.SIGKILL); err != nil {
+					c.skip(m.PID, "kill: "+err.Error())
+				}
+			}
+		}
+		if fresh == 0 {
+			break
+		}
+	}
+	rep.Killed = time.Now()
+	rep.Survivors = c.wait(o.ExitTimeout)
+	rep.Done = time.Now()
+	for pid := range c.fds {
+		rep.PIDs = append(rep.PIDs, pid)
+	}
+	for pid := range c.skipped {
+		rep.Skipped = append(rep.Skipped, Skip{PID: pid, Reason: c.reasons[pid]})
+	}
+	if rep.Survivors > 0 {
+		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL", rep.Survivors, o.ExitTimeout)
+	}
+	return rep, nil
+}
+
+type container struct {
+	o       Options
+	fds     map[int32]*sys.PidFD
+	skipped map[int32]bool
+	reasons map[int32]string
+	buf     [1024]byte
+}
+
+func (c *container) skip(pid int32, why string) {
+	if c.reasons == nil {
+		c.reasons = map[int32]string{}
+	}
+	c.skipped[pid] = true
+	c.reasons[pid] = why
+	if fd := c.fds[pid]; fd != nil {
+		fd.Close()
+		delete(c.fds, pid)
+	}
+}
+
+// open pins m with a pidfd and checks, through /proc read after the pin,
+// that the PID still is the recorded process and is not protected. It
+// returns nil (and records a skip) otherwise.
+func (c *container) open(m Target) *sys.PidFD {
+	if m.PID <= 1 || int(m.PID) == c.o.Self {
+		c.skip(m.PID, "protected: init or oomguard")
+		return nil
+	}
+	fd, err := sys.PidfdOpen(int(m.PID))
+	if err != nil {
+		c.skip(m.PID, "gone")
+		return nil
+	}
+	c.fds[m.PID] = fd
+	dir := filepath.Join(c.o.ProcRoot, strconv.Itoa(int(m.PID)))
+	n, err := readInto(filepath.Join(dir, "stat"), c.buf[:])
+	if err != nil {
+		c.skip(m.PID, "gone")
+		return nil
+	}
+	p, ok := lineage.ParseStat(c.buf[:n])
+	if !ok {
+		c.skip(m.PID, "gone (zombie)")
+		return nil
+	}
+	if p.Kthread {
+		c.skip(m.PID, "protected: kernel thread")
+		return nil
+	}
+	if d := p.Born + c.o.MonoMinusBoot - m.Born; d > bornTolerance || d < -bornTolerance {
+		c.skip(m.PID, fmt.Sprintf("pid reused: started %v, recorded %v", p.Born+c.o.MonoMinusBoot, m.Born))
+		return nil
+	}
+	if n, err := readInto(filepath.Join(dir, "oom_score_adj"), c.buf[:]); err == nil &&
+		string(bytes.TrimSpace(c.buf[:n])) == "-1000" {
+		c.skip(m.PID, "protected: oom_score_adj -1000")
+		return nil
+	}
+	return fd
+}
+
+func readInto(path string, buf []byte) (int, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	return f.Read(buf)
+}
+
+// ownCgroup finds a cgroup that holds family members and nothing else: the
+// v2 cgroup or v1 freezer cgroup of a member, checked through cgroup.procs
+// of it and its descendants. It never returns a root cgroup or one holding
+// oomguard.
+func (c *container) ownCgroup(members []Target, fam Family) (cgroupfs.Cgroup, bool) {
+	b, err := os.ReadFile(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(members[0].PID)), "cgroup"))
+	if err != nil {
+		return cgroupfs.Cgroup{}, false
+	}
+	var cands []string
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 || parts[2] == "/" {
+			continue
+		}
+		switch {
+		case parts[0] == "0" && parts[1] == "" && c.o.Mounts.V2 != "":
+			cands = append([]string{filepath.Join(c.o.Mounts.V2, parts[2])}, cands...)
+		case c.o.Mounts.V1Freezer != "" && hasController(parts[1], "freezer"):
+			cands = append(cands, filepath.Join(c.o.Mounts.V1Freezer, parts[2]))
+		}
+	}
+	for _, dir := range cands {
+		cg, err := cgroupfs.Open(dir)
+		if err != nil || !cg.CanFreeze() {
+			continue
+		}
+		// The family may still be forking: a process in the cgroup that
+		// the member list lacks is accepted when its parent is a member
+		// (or such a process); the member list is refreshed a few times.
+		for attempt := 0; attempt < 3; attempt++ {
+			set := map[int32]bool{}
+			for _, m := range fam(nil) {
+				set[int32(m.PID)] = true
+			}
+			if c.onlyFamily(cg, set) {
+				return cg, true
+			}
+		}
+	}
+	return cgroupfs.Cgroup{}, false
+}
+
+// onlyFamily reports whether every process in cg and its descendants is in
+// set or a descendant of a member (by /proc parent links).
+func (c *container) onlyFamily(cg cgroupfs.Cgroup, set map[int32]bool) bool {
+	var pids []int
+	err := cg.Walk(func(sub cgroupfs.Cgroup) error {
+		p, err := sub.Procs()
+		pids = append(pids, p...)
+		return err
+	})
+	if err != nil {
+		return false
+	}
+	var unknown []int32
+	for _, p := range pids {
+		if p == c.o.Self {
+			return false
+		}
+		if !set[int32(p)] {
+			unknown = append(unknown, int32(p))
+		}
+	}
+	for progress := true; len(unknown) > 0 && progress; {
+		progress = false
+		rest := unknown[:0]
+		for _, p := range unknown {
+			n, err := readInto(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(p)), "stat"), c.buf[:])
+			if err != nil {
+				progress = true // gone: nothing to protect
+				continue
+			}
+			st, ok := lineage.ParseStat(c.buf[:n])
+			if !ok {
+				progress = true
+				continue
+			}
+			if set[st.PPID] {
+				set[p] = true
+				progress = true
+				continue
+			}
+			rest = append(rest, p)
+		}
+		unknown = rest
+	}
+	return len(unknown) == 0
+}
+
+func hasController(list, name string) bool {
+	for _, c := range strings.Split(list, ",") {
+		if c == name {
+			return true
+		}
+	}
+	return false
+}
+
+func (c *container) inCgroup(pid int32, cg cgroupfs.Cgroup) bool {
+	b, err := os.ReadFile(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(pid)), "cgroup"))
+	if err != nil {
+		return false
+	}
+	var root string
+	if cg.Version == cgroupfs.V2 {
+		root = c.o.Mounts.V2
+	} else {
+		root = c.o.Mounts.V1Freezer
+	}
+	for _, line := range strings.Split(string(b), "\n") {
+		parts := strings.SplitN(line, ":", 3)
+		if len(parts) != 3 {
+			continue
+		}
+		if (cg.Version == cgroupfs.V2 && parts[0] == "0") || (cg.Version == cgroupfs.V1 && hasController(parts[1], "freezer")) {
+			return cg.Contains(filepath.Join(root, parts[2]))
+		}
+	}
+	return false
+}
+
+// adoptFromCgroup pins the processes of the frozen family cgroup that the
+// member list does not have yet, when they were born after the family's
+// first member.
+func (c *container) adoptFromCgroup(cg cgroupfs.Cgroup, members []Target) {
+	if len(members) == 0 {
+		return
+	}
+	first := members[0].Born
+	for _, m := range members {
+		first = min(first, m.Born)
+	}
+	cg.Walk(func(sub cgroupfs.Cgroup) error {
+		pids, err := sub.Procs()
+		if err != nil {
+			return nil
+		}
+		for _, p := range pids {
+			pid := int32(p)
+			if _, ok := c.fds[pid]; ok || c.skipped[pid] {
+				continue
+			}
+			n, err := readInto(filepath.Join(c.o.ProcRoot, strconv.Itoa(p), "stat"), c.buf[:])
+			if err != nil {
+				continue
+			}
+			st, ok := lineage.ParseStat(c.buf[:n])
+			if !ok || st.Born+c.o.MonoMinusBoot < first-bornTolerance {
+				continue
+			}
+			c.open(Target{PID: pid, Born: st.Born + c.o.MonoMinusBoot})
+		}
+		return nil
+	})
+}
+
+func (c *container) killAll() {
+	for pid, fd := range c.fds {
+		if err := fd.SendSignal(unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+			c.skip(pid, "kill: "+err.Error())
+		}
+	}
+}
+
+// wait waits for every killed member to exit and returns how many did not.
+func (c *container) wait(timeout time.Duration) int {
+	deadline := time.Now().Add(timeout)
+	left := 0
+	for _, fd := range c.fds {
+		for {
+			done, err := fd.Exited()
+			if err != nil || done {
+				break
+			}
+			if time.Now().After(deadline) {
+				left++
+				break
+			}
+			fd.WaitExit(10 * time.Millisecond)
+		}
+	}
+	return left
+}
+
+func (c *container) closeAll() {
+	for _, fd := range c.fds {
+		fd.Close()
+	}
+}

@@ -1,0 +1,524 @@
+// Package forkguard is the daemon's fork-bomb killer: it feeds proc
+// connector events into the lineage recorder, runs the fork-bomb detector
+// and contains what it finds.
+package forkguard
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"runtime"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+	"unsafe"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/actionlog"
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/containment"
+	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/policy/forkbomb"
+	"github.com/oomguard/oomguard/internal/procconn"
+)
+
+// Config configures a Guard. The zero value watches the whole machine with
+// the documented defaults.
+type Config struct {
+	// Scopes limits the killer to processes inside these cgroups (v1 pids
+	// or freezer cgroups, or v2 cgroups) and their descendants. Empty
+	// means every process.
+	Scopes []cgroupfs.Cgroup
+	// DryRun logs and records what would be done, and does nothing.
+	DryRun bool
+	// Detector holds the detection thresholds; zero fields take
+	// forkbomb.DefaultConfig's values.
+	Detector forkbomb.Config
+	// Lineage bounds the recorder (record cap, aging interval).
+	Lineage lineage.Config
+	// RcvBuf is the proc connector's receive buffer; 0 means
+	// procconn.DefaultRcvBuf (16 MiB).
+	RcvBuf int
+	// NoFilter turns off the kernel-side event filter.
+	NoFilter bool
+	// DetectInterval is the least time between detection passes while
+	// processes are being forked; 0 means 10 ms. Without forks a pass runs
+	// every second (a bomb sitting at a pids limit forks no more).
+	DetectInterval time.Duration
+	// ResyncHold is how long after a resynchronisation that found the
+	// lineage wrong no family is killed (only logged): the lineage is
+	// rebuilt from /proc and lost dead ancestors are gone. 0 means 2 s.
+	ResyncHold time.Duration
+	// Cooldown is how long a family already reported in dry-run (or one
+	// whose containment failed) is not reported again; 0 means 10 s, the
+	// seed's rest time.
+	Cooldown time.Duration
+	// Priority is the SCHED_FIFO priority of the event thread, so that a
+	// bomb's thousands of runnable tasks cannot starve the killer; 0 means
+	// 1, negative leaves the thread at normal priority.
+	Priority int
+	// ProcRoot is the proc filesystem, "/proc".
+	ProcRoot string
+	// NoFreeze makes containment use SIGSTOP even when the family has a
+	// cgroup of its own (tests).
+	NoFreeze bool
+}
+
+// Guard watches process creation and kills fork bombs. Create it with New,
+// run it with Run (once); Tree, Stats and the control handler are safe to
+// call concurrently with Run.
+type Guard struct {
+	cfg     Config
+	log     *slog.Logger
+	actions *actionlog.Log
+	conn    *procconn.Conn
+	det     *forkbomb.Detector
+	self    int32
+	mounts  containment.Mounts
+
+	mu  sync.Mutex // guards rec
+	rec *lineage.Recorder
+
+	evs      []procconn.Event
+	commBuf  [64]byte
+	pathBuf  [64]byte
+	verdicts []forkbomb.Verdict
+	members  []forkbomb.Member
+
+	monoMinusBoot time.Duration
+	forks         int // forks since the last detection pass
+	lastDetect    time.Duration
+	lastGaps      uint64
+	lastResync    time.Duration
+	holdUntil     time.Duration
+	cooldown      map[lineage.Ref]time.Duration
+	pgscan        uint64
+
+	ready   chan struct{}
+	resyncs atomic.Uint64
+	wrong   atomic.Uint64
+	found   atomic.Uint64
+	killed  atomic.Uint64
+	maxLag  atomic.Int64
+	rt      atomic.Bool
+}
+
+// Stats counts what a Guard did.
+type Stats struct {
+	Events   procconn.Stats
+	Lineage  lineage.Stats
+	Resyncs  uint64 // /proc resynchronisations after lost events
+	Wrong    uint64 // resyncs that found the lineage wrong
+	Found    uint64 // bomb families detected
+	Killed   uint64 // processes killed
+	Filtered bool   // kernel-side event filter in use
+	// MaxLag is the longest time between an event and its processing.
+	MaxLag time.Duration
+	// RealTime tells whether the event thread runs at SCHED_FIFO.
+	RealTime bool
+}
+
+// New subscribes to the proc connector (so no event after New is missed)
+// and returns a Guard ready to Run. It needs CAP_NET_ADMIN. A nil log
+// discards; a nil actions log is allowed.
+func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {
+	if log == nil {
+		log = slog.New(slog.NewTextHandler(io.Discard, nil))
+	}
+	if cfg.DetectInterval <= 0 {
+		cfg.DetectInterval = 10 * time.Millisecond
+	}
+	if cfg.ResyncHold <= 0 {
+		cfg.ResyncHold = 2 * time.Second
+	}
+	if cfg.Cooldown <= 0 {
+		cfg.Cooldown = 10 * time.Second
+	}
+	if cfg.Priority == 0 {
+		cfg.Priority = 1
+	}
+	if cfg.ProcRoot == "" {
+		cfg.ProcRoot = "/proc"
+	}
+	mounts, err := containment.FindMounts(cfg.ProcRoot + "/self/mountinfo")
+	if err != nil {
+		return nil, fmt.Errorf("forkguard: %w", err)
+	}
+	conn, err := procconn.Open(procconn.Options{RcvBuf: cfg.RcvBuf, NoFilter: cfg.NoFilter})
+	if err != nil {
+		return nil, fmt.Errorf("forkguard: %w", err)
+	}
+	return &Guard{
+		cfg:      cfg,
+		log:      log,
+		actions:  actions,
+		conn:     conn,
+		det:      forkbomb.New(cfg.Detector),
+		self:     int32(os.Getpid()),
+		mounts:   mounts,
+		rec:      lineage.New(cfg.Lineage),
+		evs:      make([]procconn.Event, 256),
+		cooldown: map[lineage.Ref]time.Duration{},
+		ready:    make(chan struct{}),
+	}, nil
+}
+
+// Ready is closed once Run has seeded the lineage from /proc.
+func (g *Guard) Ready() <-chan struct{} { return g.ready }
+
+// Stats returns the counters so far.
+func (g *Guard) Stats() Stats {
+	g.mu.Lock()
+	ls := g.rec.Stats()
+	g.mu.Unlock()
+	return Stats{Events: g.conn.Stats(), Lineage: ls, Resyncs: g.resyncs.Load(), Wrong: g.wrong.Load(),
+		Found: g.found.Load(), Killed: g.killed.Load(), Filtered: g.conn.Filtered(),
+		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load()}
+}
+
+// DetectorConfig returns the effective detection thresholds.
+func (g *Guard) DetectorConfig() forkbomb.Config { return g.det.Config() }
+
+// now returns CLOCK_MONOTONIC, the clock of proc connector timestamps.
+func now() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(ts.Nano())
+}
+
+func monoMinusBoot() time.Duration {
+	var m, b unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &b)
+	return time.Duration(m.Nano() - b.Nano())
+}
+
+// Run seeds the lineage from /proc, then follows events, detects and
+// contains bombs until ctx is done. It closes the proc connector on return.
+func (g *Guard) Run(ctx context.Context) error {
+	defer g.conn.Close()
+	// One OS thread does everything, at real-time priority when allowed.
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	if g.cfg.Priority > 0 {
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(g.cfg.Priority)}
+		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+			g.log.Warn("forkguard: cannot raise the event thread to SCHED_FIFO; a bomb may starve it", "err", err)
+		} else {
+			g.rt.Store(true)
+			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0 /* SCHED_OTHER */}, 0)
+		}
+	}
+	g.monoMinusBoot = monoMinusBoot()
+	if err := g.resync(true); err != nil {
+		return err
+	}
+	g.pgscan, _ = readPgscan(g.cfg.ProcRoot)
+	close(g.ready)
+	g.log.Info("forkguard: watching", "processes", g.rec.LiveCount(), "filter", g.conn.Filtered(),
+		"scopes", len(g.cfg.Scopes), "dry_run", g.cfg.DryRun)
+	lastTick := now()
+	for ctx.Err() == nil {
+		n, err := g.conn.Read(g.evs, 100*time.Millisecond)
+		if err != nil && !errors.Is(err, procconn.ErrLost) {
+			return fmt.Errorf("forkguard: %w", err)
+		}
+		lost := errors.Is(err, procconn.ErrLost)
+		g.mu.Lock()
+		g.apply(g.evs[:n], true)
+		g.mu.Unlock()
+		t := now()
+		if n > 0 {
+			if lag := int64(t - g.evs[n-1].Time); lag > g.maxLag.Load() {
+				g.maxLag.Store(lag)
+			}
+		}
+		if gaps := g.conn.Stats().Gaps; gaps != g.lastGaps {
+			g.lastGaps = gaps
+			// With the kernel filter, filtered-out events leave gaps too;
+			// the resync tells a real loss (lineage wrong) from those.
+			if !g.conn.Filtered() || t-g.lastResync > 250*time.Millisecond {
+				lost = true
+			}
+		}
+		if lost {
+			if err := g.resync(false); err != nil {
+				g.log.Error("forkguard: resync", "err", err)
+			}
+		}
+		if t-lastTick >= time.Second {
+			lastTick = t
+			pg, _ := readPgscan(g.cfg.ProcRoot)
+			g.mu.Lock()
+			g.rec.Tick(t, pg != g.pgscan)
+			g.mu.Unlock()
+			g.pgscan = pg
+		}
+		if (g.forks > 0 && t-g.lastDetect >= g.cfg.DetectInterval) || t-g.lastDetect >= time.Second {
+			g.detect(ctx, t)
+		}
+	}
+	return nil
+}
+
+// apply feeds events to the recorder. g.mu must be held.
+func (g *Guard) apply(evs []procconn.Event, readComm bool) {
+	for i := range evs {
+		e := &evs[i]
+		if e.IsThread() {
+			continue
+		}
+		switch e.What {
+		case procconn.WhatFork:
+			g.rec.Fork(e.ParentTGID, e.TGID, e.Time)
+			g.forks++
+		case procconn.WhatExec:
+			var comm []byte
+			if readComm {
+				comm = g.readComm(e.TGID)
+			}
+			g.rec.Exec(e.TGID, e.Time, comm)
+		case procconn.WhatExit:
+			g.rec.Exit(e.TGID, e.Time)
+		}
+	}
+}
+
+// readComm reads /proc/PID/comm without allocating.
+func (g *Guard) readComm(pid int32) []byte {
+	p := append(g.pathBuf[:0], g.cfg.ProcRoot...)
+	p = append(p, '/')
+	p = strconv.AppendInt(p, int64(pid), 10)
+	p = append(p, "/comm\x00"...)
+	atFDCWD := unix.AT_FDCWD
+	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&p[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+	if e != 0 {
+		return nil
+	}
+	n, err := unix.Read(int(fd), g.commBuf[:])
+	unix.Close(int(fd))
+	if err != nil || n <= 0 {
+		return nil
+	}
+	return bytes.TrimRight(g.commBuf[:n], "\n")
+}
+
+// drain applies every event already queued on the socket.
+func (g *Guard) drain() {
+	for {
+		n, err := g.conn.TryRead(g.evs)
+		if n == 0 && err == nil {
+			return
+		}
+		if n > 0 {
+			g.mu.Lock()
+			g.apply(g.evs[:n], false)
+			g.mu.Unlock()
+		}
+		if err != nil && !errors.Is(err, procconn.ErrLost) {
+			return
+		}
+	}
+}
+
+// resync reconciles the lineage with a /proc scan. After the first (the
+// seed), a scan that disagrees with the lineage starts the hold time.
+func (g *Guard) resync(seed bool) error {
+	t := now()
+	g.lastResync = t
+	procs, err := lineage.Scan(g.cfg.ProcRoot, g.monoMinusBoot)
+	if err != nil {
+		return fmt.Errorf("forkguard: %w", err)
+	}
+	// Events that raced the scan: apply them first, duplicates are merged.
+	g.drain()
+	g.mu.Lock()
+	diff := g.rec.Reconcile(procs, t)
+	g.mu.Unlock()
+	if seed {
+		return nil
+	}
+	g.resyncs.Add(1)
+	if diff > 0 {
+		g.wrong.Add(1)
+		g.holdUntil = t + g.cfg.ResyncHold
+		g.log.Warn("forkguard: events were lost; lineage resynchronised from /proc", "corrected", diff,
+			"hold", g.cfg.ResyncHold)
+	}
+	return nil
+}
+
+// scopeSet returns the PIDs inside the configured scopes, nil when unscoped.
+func (g *Guard) scopeSet() (*forkbomb.PIDSet, error) {
+	if len(g.cfg.Scopes) == 0 {
+		return nil, nil
+	}
+	var all []int
+	for _, sc := range g.cfg.Scopes {
+		err := sc.Walk(func(c cgroupfs.Cgroup) error {
+			pids, err := c.Procs()
+			if err != nil {
+				if errors.Is(err, os.ErrNotExist) {
+					return nil
+				}
+				return err
+			}
+			all = append(all, pids...)
+			return nil
+		})
+		if err != nil {
+			return nil, fmt.Errorf("forkguard: read scope %s: %w", sc.Path, err)
+		}
+	}
+	return forkbomb.NewPIDSet(all), nil
+}
+
+func (g *Guard) detect(ctx context.Context, t time.Duration) {
+	g.lastDetect = t
+	g.forks = 0
+	g.mu.Lock()
+	g.verdicts = g.det.Detect(forkbomb.Input{Lineage: g.rec, Now: t, Self: g.self}, g.verdicts[:0])
+	g.mu.Unlock()
+	if len(g.verdicts) == 0 {
+		return
+	}
+	scope, err := g.scopeSet()
+	if err != nil {
+		g.log.Error("forkguard: scope", "err", err)
+		return
+	}
+	if scope != nil {
+		g.mu.Lock()
+		g.verdicts = g.det.Detect(forkbomb.Input{Lineage: g.rec, Now: t, Self: g.self, Scope: scope}, g.verdicts[:0])
+		g.mu.Unlock()
+	}
+	for k, until := range g.cooldown {
+		if t > until {
+			delete(g.cooldown, k)
+		}
+	}
+	for _, v := range g.verdicts {
+		if _, ok := g.cooldown[v.RootRef]; ok {
+			continue
+		}
+		if t < g.holdUntil {
+			g.log.Warn("forkguard: bomb-like family found during the hold after lost events; not acting yet",
+				"root", v.RootPID, "size", v.Live)
+			continue
+		}
+		g.found.Add(1)
+		g.contain(ctx, v, scope)
+	}
+}
+
+// contain stops and kills one family and records the action.
+func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb.PIDSet) {
+	g.mu.Lock()
+	root := g.rec.Get(v.Root)
+	rootComm := root.CommString()
+	if p := g.rec.Get(root.Parent); p != nil {
+		g.log.Debug("forkguard: family root's parent", "pid", p.PID, "comm", p.CommString(), "alive", p.Alive,
+			"age", now()-p.Born, "scanned", p.Scanned)
+	}
+	g.mu.Unlock()
+	reason := fmt.Sprintf("fork bomb: family of %s (pid %d) has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s",
+		rootComm, v.RootPID, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate)
+	nums := map[string]float64{
+		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "young": float64(v.Young),
+		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),
+	}
+	if g.cfg.DryRun {
+		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
+		g.mu.Lock()
+		g.members = forkbomb.Members(g.rec, v.Root, scope, g.members[:0])
+		g.mu.Unlock()
+		pids := make([]int, len(g.members))
+		for i, m := range g.members {
+			pids[i] = int(m.PID)
+		}
+		g.log.Warn("forkguard: dry run, would contain", "reason", reason)
+		g.record(actionlog.Action{Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason, PIDs: pids,
+			Numbers: nums, DryRun: true})
+		return
+	}
+	fam := func(out []containment.Target) []containment.Target {
+		g.drain()
+		sc, err := g.scopeSet()
+		if err != nil {
+			sc = scope
+		}
+		g.mu.Lock()
+		defer g.mu.Unlock()
+		root := g.rec.Resolve(v.RootRef)
+		if root == lineage.None {
+			return out
+		}
+		g.members = forkbomb.Members(g.rec, root, sc, g.members[:0])
+		for _, m := range g.members {
+			out = append(out, containment.Target{PID: m.PID, Born: m.Born})
+		}
+		return out
+	}
+	rep, err := containment.Contain(ctx, fam, containment.Options{
+		ProcRoot: g.cfg.ProcRoot, Mounts: g.mounts, Self: int(g.self), MonoMinusBoot: g.monoMinusBoot,
+		NoFreeze: g.cfg.NoFreeze,
+	})
+	doneMono := now() - time.Since(rep.Done)
+	g.killed.Add(uint64(len(rep.PIDs)))
+	nums["size"] = float64(max(v.Live, len(rep.PIDs)))
+	nums["killed"] = float64(len(rep.PIDs))
+	nums["stop_seconds"] = rep.Stopped.Sub(rep.Start).Seconds()
+	nums["kill_seconds"] = rep.Killed.Sub(rep.Stopped).Seconds()
+	nums["reap_seconds"] = rep.Done.Sub(rep.Killed).Seconds()
+	nums["survivors"] = float64(rep.Survivors)
+	nums["rounds"] = float64(rep.Rounds)
+	nums["skipped"] = float64(len(rep.Skipped))
+	nums["time_to_contain_seconds"] = (doneMono - v.FirstBorn).Seconds()
+	nums["time_to_stop_seconds"] = (now() - time.Since(rep.Stopped) - v.FirstBorn).Seconds()
+	a := actionlog.Action{Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason + " via " + rep.Method,
+		Cgroup: rep.Cgroup, Numbers: nums}
+	for _, pid := range rep.PIDs {
+		a.PIDs = append(a.PIDs, int(pid))
+	}
+	if err != nil {
+		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
+		g.log.Error("forkguard: containment incomplete", "err", err, "reason", reason)
+		a.Reason += fmt.Sprintf(" (incomplete: %v)", err)
+	} else {
+		g.log.Warn("forkguard: contained", "reason", reason, "method", rep.Method, "killed", len(rep.PIDs),
+			"time_to_contain", time.Duration(nums["time_to_contain_seconds"]*float64(time.Second)))
+	}
+	g.record(a)
+}
+
+func (g *Guard) record(a actionlog.Action) {
+	if g.actions != nil {
+		g.actions.Record(a)
+	}
+}
+
+// readPgscan returns pgscan_kswapd + pgscan_direct from /proc/vmstat.
+func readPgscan(procRoot string) (uint64, error) {
+	f, err := os.Open(procRoot + "/vmstat")
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var sum uint64
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := sc.Bytes()
+		if bytes.HasPrefix(line, []byte("pgscan_kswapd ")) || bytes.HasPrefix(line, []byte("pgscan_direct ")) {
+			v, _ := strconv.ParseUint(string(line[bytes.IndexByte(line, ' ')+1:]), 10, 64)
+			sum += v
+		}
+	}
+	return sum, sc.Err()
+}

@@ -1,0 +1,415 @@
+package forkguard_test
+
+import (
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/actionlog"
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/control"
+	"github.com/oomguard/oomguard/internal/forkguard"
+	"github.com/oomguard/oomguard/internal/policy/forkbomb"
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// C programs for the bombs.
+const (
+	forkLoopC = `#include <unistd.h>
+int main(void) { for (;;) fork(); }
+`
+	slowBombC = `#include <unistd.h>
+int main(void) { for (;;) { usleep(200000); fork(); } }
+`
+)
+
+type running struct {
+	g    *forkguard.Guard
+	acts *actionlog.Log
+	logs *bytes.Buffer
+	stop func()
+}
+
+// startGuard runs a Guard until the test ends.
+func startGuard(t *testing.T, cfg forkguard.Config) *running {
+	t.Helper()
+	logs := &bytes.Buffer{}
+	acts := actionlog.New(64)
+	g, err := forkguard.New(cfg, slog.New(slog.NewTextHandler(&syncWriter{b: logs}, &slog.HandlerOptions{Level: slog.LevelDebug})), acts)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- g.Run(ctx) }()
+	select {
+	case <-g.Ready():
+	case err := <-done:
+		t.Fatalf("guard exited before ready: %v", err)
+	case <-time.After(10 * time.Second):
+		t.Fatal("guard not ready after 10s")
+	}
+	r := &running{g: g, acts: acts, logs: logs}
+	r.stop = func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("guard Run: %v", err)
+		}
+	}
+	t.Cleanup(func() {
+		if r.stop != nil {
+			r.stop()
+		}
+		if t.Failed() {
+			t.Logf("guard log:\n%s", logs.String())
+		}
+	})
+	return r
+}
+
+type syncWriter struct {
+	mu sync.Mutex
+	b  *bytes.Buffer
+}
+
+func (w *syncWriter) Write(p []byte) (int, error) {
+	w.mu.Lock()
+	defer w.mu.Unlock()
+	return w.b.Write(p)
+}
+
+// bystander starts sleep in its own group (or in g when given) and returns
+// its PID.
+func bystander(t *testing.T, g *testbed.Group) int {
+	t.Helper()
+	if g == nil {
+		g = testbed.New(t, testbed.Options{PidsMax: 10})
+	}
+	before := g.Procs()
+	g.Start("sleep", "120")
+	var pid int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool {
+		for _, x := range p {
+			if !slices.Contains(before, x) {
+				pid = x
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatal("bystander did not start")
+	}
+	return pid
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+func writeExecChainBomb(t *testing.T) string {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	p := filepath.Join(dir, "bomb.sh")
+	src := "#!/bin/sh\nsh -c \"exec sh $0\" &\nsh -c \"exec sh $0\" &\n"
+	if err := os.WriteFile(p, []byte(src), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+func TestBombsAreContained(t *testing.T) {
+	testbed.Require(t)
+	forkLoop := testbed.CompileC(t, forkLoopC)
+	slow := testbed.CompileC(t, slowBombC)
+	chain := writeExecChainBomb(t)
+	for _, tc := range []struct {
+		name string
+		argv []string
+		// shared puts the bystander in the bomb's own group, so the
+		// family has no cgroup of its own: the SIGSTOP path.
+		shared bool
+		// v2 scopes the guard to the group's v2 cgroup (freeze via
+		// cgroup.freeze) instead of its v1 pids cgroup.
+		v2 bool
+		// atCap starts the guard only once the bomb sits at pids.max.
+		atCap  bool
+		method string
+	}{
+		{name: "bash bomb with exiting parents", argv: []string{"bash", "-c", "b(){ b|b & }; b"}, method: "freeze-v1"},
+		{name: "C fork loop", argv: []string{forkLoop}, shared: true, method: "sigstop"},
+		{name: "sh -c exec chains", argv: []string{"sh", chain}, v2: true, method: "freeze-v2"},
+		{name: "slow bomb doubling every 200ms", argv: []string{slow}, method: "freeze-v1"},
+		{name: "bomb sitting at pids.max", argv: []string{forkLoop}, atCap: true, method: "freeze-v1"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2})
+			var by int
+			if tc.shared {
+				by = bystander(t, g)
+			} else {
+				by = bystander(t, nil)
+			}
+			scope := g.Pids
+			if tc.v2 {
+				scope = *g.V2Cgroup
+			}
+			cfg := forkguard.Config{Scopes: []cgroupfs.Cgroup{scope}}
+			var r *running
+			if !tc.atCap {
+				r = startGuard(t, cfg)
+			}
+			argv := append([]string{"30"}, tc.argv...)
+			start := time.Now()
+			cmd := g.Start("timeout", argv...)
+			defer func() { go cmd.Wait() }()
+			base := 0
+			if tc.shared {
+				base = 1
+			}
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) > base }) {
+				t.Fatal("bomb did not start")
+			}
+			if tc.atCap {
+				if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) >= 1990 }) {
+					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
+				}
+				time.Sleep(300 * time.Millisecond)
+				r = startGuard(t, cfg)
+			}
+			if !g.WaitProcs(20*time.Second, func(p []int) bool {
+				return len(p) == 0 || (len(p) == 1 && tc.shared && p[0] == by)
+			}) {
+				t.Fatalf("bomb not contained after %v: %d procs left; stats %+v", time.Since(start), len(g.Procs()), r.g.Stats())
+			}
+			// Zero survivors must hold: nothing respawns.
+			time.Sleep(200 * time.Millisecond)
+			if left := g.Procs(); len(left) > 0 && !(tc.shared && len(left) == 1 && left[0] == by) {
+				t.Fatalf("survivors %v", left)
+			}
+			if !alive(by) {
+				t.Fatalf("bystander %d was killed", by)
+			}
+			var got []actionlog.Action
+			for _, a := range r.acts.Recent() {
+				if a.Kind == "contain-forkbomb" {
+					got = append(got, a)
+				}
+			}
+			if len(got) == 0 {
+				t.Fatalf("no contain-forkbomb action; stats %+v", r.g.Stats())
+			}
+			for _, a := range got {
+				if slices.Contains(a.PIDs, by) {
+					t.Fatalf("bystander %d in the killed list of %+v", by, a)
+				}
+				if a.DryRun || a.Numbers["survivors"] != 0 {
+					t.Fatalf("action %+v", a)
+				}
+				t.Logf("%s: %s; numbers %v; stats %+v", a.Kind, a.Reason, a.Numbers, r.g.Stats())
+			}
+			if !strings.Contains(got[0].Reason, "via "+tc.method) {
+				t.Errorf("contained %q, want via %s", got[0].Reason, tc.method)
+			}
+		})
+	}
+}
+
+func TestLegitimateWorkloadsAreNotTouched(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 2000, MemoryLimit: 1 << 30})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}})
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	run := func(t *testing.T, name string, args ...string) {
+		t.Helper()
+		cmd := g.Command("timeout", append([]string{"300", name}, args...)...)
+		cmd.Dir = dir
+		var out bytes.Buffer
+		cmd.Stdout, cmd.Stderr = &out, &out
+		start := time.Now()
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("%s %v: %v\n%s", name, args, err, out.String())
+		}
+		t.Logf("%s took %v; guard stats %+v", name, time.Since(start), r.g.Stats())
+		if n := r.g.Stats().Found; n != 0 {
+			t.Fatalf("false positive: %d bombs found; actions %+v", n, r.acts.Recent())
+		}
+	}
+	t.Run("make -j16 of 300 targets", func(t *testing.T) {
+		GenerateMakeProject(t, dir, 300)
+		run(t, "make", "-s", "-j16", "-C", dir)
+	})
+	t.Run("xargs -P 32 over 5000 jobs", func(t *testing.T) {
+		run(t, "sh", "-c", "seq 5000 | xargs -P 32 -n 1 true")
+	})
+	t.Run("shell loop of /bin/true x10000", func(t *testing.T) {
+		run(t, "sh", "-c", "i=0; while [ $i -lt 10000 ]; do /bin/true; i=$((i+1)); done")
+	})
+	t.Run("parallel go build of a module", func(t *testing.T) {
+		mod := GenerateGoModule(t, 24)
+		cmd := g.Command("timeout", "300", "go", "build", "-p", "4", "./...")
+		cmd.Dir = mod
+		cmd.Env = append(os.Environ(), "GOCACHE="+filepath.Join(mod, ".cache"), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
+		out, err := cmd.CombinedOutput()
+		if err != nil {
+			t.Fatalf("go build: %v\n%s", err, out)
+		}
+		if n := r.g.Stats().Found; n != 0 {
+			t.Fatalf("false positive on go build: %+v", r.acts.Recent())
+		}
+	})
+	if len(r.acts.Recent()) != 0 {
+		t.Fatalf("actions taken: %+v", r.acts.Recent())
+	}
+}
+
+func TestEventLossResyncsAndKillsNothing(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 2000})
+	by := bystander(t, g)
+	// A tiny receive buffer (the kernel's minimum, about two events) and
+	// a low family threshold: the lineage goes wrong often and must be
+	// fixed from /proc, and nothing may be killed for it.
+	r := startGuard(t, forkguard.Config{
+		Scopes:   []cgroupfs.Cgroup{g.Pids},
+		RcvBuf:   1,
+		Detector: forkbomb.Config{MinFamily: 20},
+	})
+	cmd := g.Command("timeout", "120", "sh", "-c", "seq 3000 | xargs -P 32 -n 1 true")
+	if out, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("xargs: %v\n%s", err, out)
+	}
+	s := r.g.Stats()
+	t.Logf("stats %+v", s)
+	if s.Events.Overruns == 0 && s.Events.Gaps == 0 {
+		t.Fatal("no loss with a tiny buffer: the test proves nothing")
+	}
+	if s.Resyncs == 0 {
+		t.Fatal("events were lost but no resync happened")
+	}
+	if s.Found != 0 || s.Killed != 0 {
+		t.Fatalf("killed after loss: %+v; %+v", s, r.acts.Recent())
+	}
+	if !alive(by) {
+		t.Fatal("bystander killed")
+	}
+}
+
+func TestTreeShowsDeadRootOfLiveBomb(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 150})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}, DryRun: true,
+		Detector: forkbomb.Config{MinFamily: 50}})
+	sock := filepath.Join(t.TempDir(), "oomguard.sock")
+	srv := control.NewServer(nil)
+	r.g.RegisterControl(srv)
+	l, err := control.Listen(sock, 0o600)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go srv.Serve(ctx, l)
+
+	g.Start("timeout", "30", "bash", "-c", "b(){ b|b & }; b")
+	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) >= 100 }) {
+		t.Fatalf("bomb did not grow: %d", len(g.Procs()))
+	}
+	// The dry run reports the bomb and leaves it alone.
+	deadline := time.Now().Add(10 * time.Second)
+	for r.g.Stats().Found == 0 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.g.Stats().Found == 0 {
+		t.Fatal("dry run did not report the bomb")
+	}
+	for _, a := range r.acts.Recent() {
+		if !a.DryRun {
+			t.Fatalf("action in dry run: %+v", a)
+		}
+	}
+	// What `oomguard tree --socket S --json --scope G` asks the daemon
+	// (the CLI's own formatting is tested in internal/cli).
+	var res forkguard.TreeResult
+	if err := control.Call(ctx, sock, "tree", forkguard.TreeParams{Scope: g.Pids.Path}, &res); err != nil {
+		t.Fatal(err)
+	}
+	out, _ := json.Marshal(res)
+	byID := map[int]forkguard.Node{}
+	for _, n := range res.Nodes {
+		byID[n.ID] = n
+	}
+	// The bash that started the bomb exited at once: it must be there,
+	// dead, with live members below it, and live members must have dead
+	// recorded parents.
+	var deadBash *forkguard.Node
+	liveOrphans := 0
+	for _, n := range res.Nodes {
+		if n.Comm == "bash" && !n.Alive && deadBash == nil {
+			if p, ok := byID[n.Parent]; ok && p.Comm == "timeout" {
+				n := n
+				deadBash = &n
+			}
+		}
+		if n.Alive {
+			if p, ok := byID[n.Parent]; ok && !p.Alive && p.PID == n.PPID {
+				liveOrphans++
+			}
+		}
+	}
+	if deadBash == nil {
+		t.Fatalf("no dead bash root under timeout in the tree:\n%.3000s", out)
+	}
+	if liveOrphans < 20 {
+		t.Fatalf("only %d live members hang from dead parents", liveOrphans)
+	}
+	g.KillAll()
+}
+
+// GenerateMakeProject writes a Makefile with n C targets into dir.
+func GenerateMakeProject(t *testing.T, dir string, n int) {
+	var mk strings.Builder
+	mk.WriteString("all:")
+	for i := 0; i < n; i++ {
+		fmt.Fprintf(&mk, " f%d.o", i)
+		if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.c", i)), []byte(fmt.Sprintf("int f%d(int x) { return x * %d; }\n", i, i)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	mk.WriteString("\n%.o: %.c\n\tcc -O0 -c $< -o $@\n")
+	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk.String()), 0o644); err != nil {
+		t.Fatal(err)
+	}
+}
+
+// GenerateGoModule writes a module of n small packages importing each
+// other in a chain and returns its directory.
+func GenerateGoModule(t *testing.T, n int) string {
+	dir := t.TempDir()
+	os.Chmod(dir, 0o755)
+	os.WriteFile(filepath.Join(dir, "go.mod"), []byte("module example.com/gen\n\ngo 1.22\n"), 0o644)
+	for i := 0; i < n; i++ {
+		pd := filepath.Join(dir, fmt.Sprintf("p%d", i))
+		os.MkdirAll(pd, 0o755)
+		imp, call := "", "0"
+		if i > 0 && i%4 != 0 {
+			imp = fmt.Sprintf("import \"example.com/gen/p%d\"\n", i-1)
+			call = fmt.Sprintf("p%d.F(x)", i-1)
+		}
+		src := fmt.Sprintf("package p%d\n\n%s\n// F computes.\nfunc F(x int) int { return %s + x*%d }\n", i, imp, call, i)
+		if err := os.WriteFile(filepath.Join(pd, "p.go"), []byte(src), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
+}
