@@ -266,6 +266,9 @@ func TestKernelProcessesSteadyStateAllocs(t *testing.T) {
 	if len(snap.Processes) != 9 {
 		t.Errorf("found %d processes, want 9", len(snap.Processes))
 	}
+	if st := s.LastPass(); st.New != 0 || st.Read != 9 || st.Kcmp == 0 {
+		t.Errorf("last pass %+v: want 0 new, 9 read, and kcmp calls for the two sharing pairs", st)
+	}
 	vfork := 0
 	for _, p := range snap.Processes {
 		if p.VforkChild {

@@ -68,8 +68,26 @@ type Scanner struct {
 	tids    []int
 	walkers []*procfs.DirReader
 	line    []byte
-	failed  bool // a kcmp failed during the current sort
+	// failed and unordered: a kcmp failed, or could not order two mms,
+	// during the current sort.
+	failed, unordered bool
+	stats             PassStats
 }
+
+// PassStats describes the last Processes pass.
+type PassStats struct {
+	// Listed is how many PIDs the pass listed; Read how many it read
+	// (the others exited meanwhile).
+	Listed, Read int
+	// New is how many processes were not in the cache: their comm,
+	// cmdline and cgroup strings were allocated in this pass.
+	New int
+	// Kcmp is how many kcmp(2) calls mm grouping made.
+	Kcmp int
+}
+
+// LastPass returns what the last Processes pass did.
+func (s *Scanner) LastPass() PassStats { return s.stats }
 
 // found is a PID listed in a pass, with the scope and cgroup it was found in.
 type found struct {
@@ -201,10 +219,12 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 // CLONE_VFORK, or clone3(2) with CLONE_VFORK in its clone_args.
 func (s *Scanner) Processes(snap *policy.Snapshot) error {
 	s.gen++
+	s.stats = PassStats{}
 	snap.SelfPID = s.cfg.SelfPID
 	if err := s.list(); err != nil {
 		return err
 	}
+	s.stats.Listed = len(s.found)
 	procs := snap.Processes[:0]
 	for _, f := range s.found {
 		p, ok, err := s.process(f)
@@ -216,6 +236,7 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 		}
 	}
 	snap.Processes = procs
+	s.stats.Read = len(procs)
 	for pid, e := range s.cache {
 		if e.gen != s.gen {
 			delete(s.cache, pid)
@@ -350,6 +371,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	hit = hit && e.start == st.StartTime && e.layout == layout && e.comm == string(st.Comm)
 	if !hit {
 		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm)}
+		s.stats.New++
 	}
 	p = policy.Process{
 		PID: f.pid, PPID: st.PPID, StartTime: st.StartTime, State: st.State,
@@ -459,40 +481,63 @@ func (s *Scanner) groupMMs(procs []policy.Process) {
 // layoutOf returns the layout hash remembered for pid in this pass.
 func (s *Scanner) layoutOf(pid int) uint64 { return s.cache[pid].layout }
 
-// groupBucket splits processes with one layout into mm groups with kcmp.
+// groupBucket splits processes with one layout into mm groups: it sorts
+// the bucket by kcmp's order of mms, so sharers end up adjacent, then
+// numbers each run of equal mms. A process that exits during the sort makes
+// kcmp fail (ESRCH): it is found with kcmp(pid, pid), given MMGroup 0 (it
+// has no mm any more) and marked Exiting, and the sort is redone without it.
+// If kcmp keeps failing for another reason (EPERM), every process of the
+// bucket stays alone; ConfirmGroup and later passes catch a sharer missed
+// that way.
 func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
-	if len(bucket) == 1 {
-		p := &procs[bucket[0].idx]
-		p.MMGroup = p.PID
-		return
-	}
-	s.failed = false
-	slices.SortFunc(bucket, func(a, b mmKey) int {
-		pa, pb := procs[a.idx].PID, procs[b.idx].PID
-		r, err := sys.Kcmp(pa, pb, sys.KcmpVM, 0, 0)
-		if err != nil || r == 3 {
-			s.failed = true
-			return pa - pb
+	for attempt := 0; ; attempt++ {
+		if len(bucket) == 1 {
+			p := &procs[bucket[0].idx]
+			p.MMGroup = p.PID
+			return
 		}
-		switch r {
-		case 1:
-			return -1
-		case 2:
-			return 1
+		if len(bucket) == 0 {
+			return
 		}
-		return 0
-	})
-	if s.failed {
-		s.groupPairwise(procs, bucket)
-		return
+		s.failed, s.unordered = false, false
+		slices.SortFunc(bucket, func(a, b mmKey) int {
+			pa, pb := procs[a.idx].PID, procs[b.idx].PID
+			r := s.kcmp(procs, a.idx, b.idx)
+			switch r {
+			case 0:
+				return 0
+			case 1:
+				return -1
+			case 2:
+				return 1
+			}
+			return pa - pb // failed or unordered: keep the sort going
+		})
+		if s.unordered {
+			s.groupPairwise(procs, bucket)
+			return
+		}
+		if !s.failed {
+			break
+		}
+		live := bucket[:0]
+		for _, k := range bucket {
+			if procs[k.idx].MMGroup == -1 {
+				live = append(live, k)
+			}
+		}
+		if len(live) == len(bucket) || attempt == 3 {
+			// Nothing died, yet kcmp failed: no ordering to trust.
+			for _, k := range live {
+				procs[k.idx].MMGroup = procs[k.idx].PID
+			}
+			return
+		}
+		bucket = live
 	}
 	for i := 0; i < len(bucket); {
 		j, low := i+1, procs[bucket[i].idx].PID
-		for j < len(bucket) {
-			same, err := sys.SameMM(procs[bucket[i].idx].PID, procs[bucket[j].idx].PID)
-			if err != nil || !same {
-				break
-			}
+		for j < len(bucket) && s.kcmp(procs, bucket[i].idx, bucket[j].idx) == 0 {
 			low = min(low, procs[bucket[j].idx].PID)
 			j++
 		}
@@ -503,22 +548,45 @@ func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
 	}
 }
 
-// groupPairwise is the fallback when kcmp cannot order a bucket (a process
-// exited mid-sort): each process joins the first earlier group whose first
-// member kcmp says it shares an mm with, else starts its own. A process
-// whose kcmp fails stays alone; a sharer missed that way is found again in
-// the next pass.
+// kcmp compares the mms of procs[a] and procs[b]: 0 equal, 1 or 2 ordered,
+// -1 on failure. A process found dead on failure gets MMGroup 0 and
+// Exiting; s.failed and s.unordered record what happened.
+func (s *Scanner) kcmp(procs []policy.Process, a, b int) int {
+	s.stats.Kcmp++
+	r, errno := sys.KcmpErrno(procs[a].PID, procs[b].PID, sys.KcmpVM, 0, 0)
+	if errno == 0 {
+		if r == 3 {
+			s.unordered = true
+			return -1
+		}
+		return r
+	}
+	s.failed = true
+	for _, i := range [2]int{a, b} {
+		if _, e := sys.KcmpErrno(procs[i].PID, procs[i].PID, sys.KcmpVM, 0, 0); e == unix.ESRCH {
+			procs[i].MMGroup, procs[i].Exiting = 0, true
+		}
+	}
+	return -1
+}
+
+// groupPairwise is the fallback for a kernel whose kcmp cannot order mms
+// (result 3): each process joins the first earlier group whose first member
+// shares its mm, else starts its own. It is quadratic in the bucket size.
 func (s *Scanner) groupPairwise(procs []policy.Process, bucket []mmKey) {
 	slices.SortFunc(bucket, func(a, b mmKey) int { return procs[a.idx].PID - procs[b.idx].PID })
 	for i := range bucket {
 		p := &procs[bucket[i].idx]
+		if p.MMGroup == 0 {
+			continue // died
+		}
 		p.MMGroup = p.PID
 		for j := 0; j < i; j++ {
 			q := &procs[bucket[j].idx]
 			if q.MMGroup != q.PID {
 				continue // not a group's first member
 			}
-			if same, err := sys.SameMM(q.PID, p.PID); err == nil && same {
+			if s.kcmp(procs, bucket[j].idx, bucket[i].idx) == 0 {
 				p.MMGroup = q.PID
 				break
 			}
@@ -538,7 +606,7 @@ func (s *Scanner) markVforkChildren(procs []policy.Process) {
 			if procs[j].MMGroup != p.MMGroup {
 				continue
 			}
-		} else if same, err := sys.SameMM(p.PID, p.PPID); err != nil || !same {
+		} else if r, errno := sys.KcmpErrno(p.PID, p.PPID, sys.KcmpVM, 0, 0); errno != 0 || r != 0 {
 			continue // parent outside the scope with another mm, or gone
 		}
 		p.VforkChild = s.inVfork(p.PPID)

@@ -132,3 +132,29 @@ func ownMemoryCgroup(t *testing.T) cgroupfs.Cgroup {
 	}
 	return c
 }
+
+// A process that exits while its bucket is sorted by kcmp loses its group
+// (MMGroup 0, Exiting); the others are still grouped right.
+func TestGroupBucketDeadProcess(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Skip("kcmp on other processes needs root")
+	}
+	dead := 1 << 22 // above any pid_max default: never a live PID
+	procs := []policy.Process{
+		{PID: os.Getpid(), MMGroup: -1},
+		{PID: dead, MMGroup: -1},
+		{PID: os.Getppid(), MMGroup: -1},
+		{PID: dead + 1, MMGroup: -1},
+	}
+	s := New(Config{})
+	s.groupBucket(procs, []mmKey{{0, 0}, {0, 1}, {0, 2}, {0, 3}})
+	want := []int{os.Getpid(), 0, os.Getppid(), 0}
+	for i, p := range procs {
+		if p.MMGroup != want[i] {
+			t.Errorf("pid %d: MMGroup %d, want %d", p.PID, p.MMGroup, want[i])
+		}
+		if p.Exiting != (want[i] == 0) {
+			t.Errorf("pid %d: Exiting %v", p.PID, p.Exiting)
+		}
+	}
+}
