@@ -4,14 +4,32 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"time"
 
 	"github.com/oomguard/oomguard/internal/config"
+	"github.com/oomguard/oomguard/internal/forkguard"
 	"github.com/oomguard/oomguard/internal/kmemguard"
+	"github.com/oomguard/oomguard/internal/policy/forkbomb"
 	"github.com/oomguard/oomguard/internal/policy/kmembudget"
 )
 
 // addComponents builds the optional parts the configuration asks for.
 func (d *Daemon) addComponents(cfg *config.Config) error {
+	if cfg.ForkBomb.Enabled {
+		g, err := forkguard.New(forkguard.Config{
+			Scopes: d.scopes,
+			DryRun: cfg.DryRun,
+			Detector: forkbomb.Config{
+				MinFamily: cfg.ForkBomb.MinFamily,
+				MinRate:   cfg.ForkBomb.MinRate,
+				YouthAge:  time.Duration(cfg.ForkBomb.MaxAge),
+			}.WithDefaults(),
+		}, d.log.With("part", "forkbomb"), d.actions)
+		if err != nil {
+			return fmt.Errorf("fork-bomb guard: %w (disable it with --no-forkbomb)", err)
+		}
+		d.components["fork-bomb guard"] = g
+	}
 	if len(cfg.Kmem.Budget) > 0 {
 		var budgets []kmembudget.Budget
 		for _, b := range cfg.Kmem.Budget {

@@ -149,13 +149,10 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		m.mu.Unlock()
 		return m.interval
 	}
-	skippedBefore := len(m.policy.Skipped())
 	dec := m.policy.Decide(snap, v, now)
-	if marks := m.policy.Skipped(); len(marks) > skippedBefore {
-		for _, s := range marks[skippedBefore:] {
-			m.log.Warn("victim skipped", "pid", s.PID, "reason", s.Reason)
-			m.actions.Record(actionlog.Action{Kind: "skip", Trigger: v.Trigger, Reason: s.Reason, PIDs: []int{s.PID}})
-		}
+	for _, s := range dec.Skipped {
+		m.log.Warn("victim skipped", "pid", s.PID, "reason", s.Reason)
+		m.actions.Record(actionlog.Action{Kind: "skip", Trigger: v.Trigger, Reason: s.Reason, PIDs: []int{s.PID}})
 	}
 	dryRun, grace, act, pol := m.dryRun, m.grace, m.act, m.policy
 	m.mu.Unlock()
