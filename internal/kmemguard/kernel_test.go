@@ -267,19 +267,27 @@ func TestDryRunKillsNothing(t *testing.T) {
 	}
 }
 
-// TestCheckDoesNotAllocate: a steady-state poll (no rescan, no breach)
-// allocates nothing.
+// TestCheckDoesNotAllocate: a steady-state poll (no rescan, no breach) of
+// a glob budget allocates nothing, and the glob picks cgroups, not the
+// control files beside them.
 func TestCheckDoesNotAllocate(t *testing.T) {
 	g := testbed.New(t, testbed.Options{})
-	guard, err := New(Config{Budgets: []Budget{{Pattern: g.Memory.Path, Max: 1 << 30, Action: kmembudget.Report}}, Rescan: time.Hour}, nil, nil)
+	for i := 0; i < 20; i++ {
+		d := filepath.Join(g.Memory.Path, fmt.Sprintf("c%d", i))
+		if err := os.Mkdir(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.Remove(d) })
+	}
+	guard, err := New(Config{Budgets: []Budget{{Pattern: g.Memory.Path + "/*", Max: 1 << 30, Action: kmembudget.Report}}, Rescan: time.Hour}, nil, nil)
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx := context.Background()
 	now := time.Now()
 	guard.Check(ctx, now)
-	if len(guard.targets) != 1 {
-		t.Fatalf("targets %d", len(guard.targets))
+	if len(guard.targets) != 20 || len(guard.Report()) != 20 {
+		t.Fatalf("targets %d, report %d; want 20", len(guard.targets), len(guard.Report()))
 	}
 	if n := testing.AllocsPerRun(100, func() { guard.Check(ctx, now) }); n != 0 {
 		t.Errorf("%v allocations per poll, want 0", n)

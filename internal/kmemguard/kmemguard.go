@@ -272,6 +272,9 @@ func (g *Guard) rescan() {
 				seen[d] = true
 				continue
 			}
+			if fi, err := os.Stat(d); err != nil || !fi.IsDir() {
+				continue // a glob also matches control files
+			}
 			cg, err := cgroupfs.Open(d)
 			if err != nil {
 				if !errors.Is(err, os.ErrNotExist) {
