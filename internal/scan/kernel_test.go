@@ -1,6 +1,7 @@
 package scan
 
 import (
+	"fmt"
 	"os"
 	"slices"
 	"strconv"
@@ -237,8 +238,15 @@ func TestKernelExitMidScan(t *testing.T) {
 	}
 }
 
-// A pass over the same processes as the last one allocates nothing.
+// A pass over the same processes as the last one allocates nothing, with
+// files kept open or not.
 func TestKernelProcessesSteadyStateAllocs(t *testing.T) {
+	for _, keep := range []Keep{KeepDefault, KeepAll, KeepNone} {
+		t.Run(fmt.Sprint(keep), func(t *testing.T) { testSteadyState(t, keep) })
+	}
+}
+
+func testSteadyState(t *testing.T, keep Keep) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
 	for i := 0; i < 5; i++ {
 		g.Start("sleep", "60")
@@ -249,7 +257,8 @@ func TestKernelProcessesSteadyStateAllocs(t *testing.T) {
 	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 9 }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
-	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep})
+	defer s.Close()
 	var snap policy.Snapshot
 	for i := 0; i < 2; i++ {
 		if err := s.Processes(&snap); err != nil {
@@ -277,5 +286,45 @@ func TestKernelProcessesSteadyStateAllocs(t *testing.T) {
 	}
 	if vfork != 1 {
 		t.Errorf("%d vfork children, want 1", vfork)
+	}
+}
+
+// Files kept open for a process are closed once it is gone.
+func TestKernelKeptFilesClosed(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	for i := 0; i < 5; i++ {
+		g.Start("sleep", "60")
+	}
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 5 }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	fds := func() int {
+		ents, err := os.ReadDir("/proc/self/fd")
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(ents)
+	}
+	before := fds()
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, KeepOpen: KeepAll})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := fds() - before; got != 15 {
+		t.Errorf("%d files open for 5 processes, want 15", got)
+	}
+	// Read through the kept files: the values are live.
+	if err := s.Processes(&snap); err != nil || len(snap.Processes) != 5 || snap.Processes[0].RSS == 0 {
+		t.Fatalf("second pass: %v, %+v", err, snap.Processes)
+	}
+	if err := g.KillAll(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if got := fds() - before; got != 0 || len(snap.Processes) != 0 {
+		t.Errorf("after the group died: %d files still open, %d processes", got, len(snap.Processes))
 	}
 }
