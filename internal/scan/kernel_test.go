@@ -160,7 +160,7 @@ func TestKernelScopedScanExact(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		g.Start("sleep", "60")
 	}
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 3 }) {
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 3 && allExeced(p, "sleep\x0060\x00") }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	// Move one sleeper into a child memory cgroup: still in scope.
@@ -254,7 +254,7 @@ func testSteadyState(t *testing.T, keep Keep) {
 	bin := testbed.CompileC(t, sharersSource)
 	g.Start(bin, "vfork")
 	g.Start(bin, "clonevm")
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 9 }) {
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 9 && allHaveCmdline(p) }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep})
@@ -327,4 +327,26 @@ func TestKernelKeptFilesClosed(t *testing.T) {
 	if got := fds() - before; got != 0 || len(snap.Processes) != 0 {
 		t.Errorf("after the group died: %d files still open, %d processes", got, len(snap.Processes))
 	}
+}
+
+// allExeced reports whether every pid's cmdline is cmdline (exec is done).
+func allExeced(pids []int, cmdline string) bool {
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || string(b) != cmdline {
+			return false
+		}
+	}
+	return true
+}
+
+// allHaveCmdline reports whether every pid has finished exec (has arguments).
+func allHaveCmdline(pids []int) bool {
+	for _, pid := range pids {
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/cmdline")
+		if err != nil || len(b) == 0 {
+			return false
+		}
+	}
+	return true
 }

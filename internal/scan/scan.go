@@ -555,6 +555,10 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		}
 		s.line = procfs.AppendCmdline(s.line[:0], raw)
 		e.cmdline = string(s.line)
+		if len(raw) == 0 && !p.KernelThread && !p.Exiting {
+			// Caught mid-exec (no arguments yet): read it again next pass.
+			e.layout = ^layout
+		}
 		e.cgroup = f.dir
 		if e.cgroup == "" {
 			if e.cgroup, err = s.procCgroup(f); err != nil {
