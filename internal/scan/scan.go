@@ -76,7 +76,7 @@ type Scanner struct {
 
 	pids    []int
 	found   []found
-	dirs    map[string]string // cgroup directory → /proc/PID/cgroup path
+	dirs    map[string]*dirEntry // cgroup directory → /proc/PID/cgroup path
 	cache   map[int]entry
 	keys    []mmKey
 	tids    []int
@@ -160,6 +160,13 @@ type entry struct {
 	kept  bool
 }
 
+// dirEntry is a cgroup directory's path as /proc/PID/cgroup shows it, and
+// the last pass that walked it.
+type dirEntry struct {
+	path string
+	gen  uint32
+}
+
 type mountMap struct {
 	dir, root string
 	ok        bool
@@ -182,7 +189,7 @@ func New(cfg Config) *Scanner {
 		cfg:     cfg,
 		fs:      fs,
 		r:       fs.NewReader(),
-		dirs:    make(map[string]string),
+		dirs:    make(map[string]*dirEntry),
 		cache:   make(map[int]entry),
 		keep:    cfg.KeepOpen,
 		maxKept: cfg.MaxKept,
@@ -208,12 +215,13 @@ func New(cfg Config) *Scanner {
 }
 
 // System fills snap.Memory, snap.Pressure, snap.RefaultFile, snap.Scopes
-// (reusing its capacity) and snap.SelfPID. The caller sets snap.Time.
+// (reusing its capacity), snap.SelfPID and snap.PageSize. The caller sets snap.Time.
 // RefaultFile is the sum of the scopes' counters when every scope has one,
 // else /proc/vmstat's, else -1. System-wide pressure files the kernel lacks
 // (no PSI) stay Valid false.
 func (s *Scanner) System(snap *policy.Snapshot) error {
 	snap.SelfPID = s.cfg.SelfPID
+	snap.PageSize = uint64(unix.Getpagesize())
 	if err := s.r.Meminfo(&s.meminfo); err != nil {
 		return err
 	}
@@ -309,6 +317,11 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 			delete(s.cache, pid)
 		}
 	}
+	for dir, d := range s.dirs {
+		if d.gen != s.gen {
+			delete(s.dirs, dir) // a removed cgroup
+		}
+	}
 	s.groupMMs(procs)
 	s.markVforkChildren(procs)
 	return nil
@@ -399,8 +412,9 @@ func (s *Scanner) walk(scope, depth int) error {
 // once per directory; "" when the mount of the scope is unknown (then the
 // process's own /proc/PID/cgroup is read).
 func (s *Scanner) cgroupOf(scope int) string {
-	if p, ok := s.dirs[string(s.path)]; ok {
-		return p
+	if d, ok := s.dirs[string(s.path)]; ok {
+		d.gen = s.gen
+		return d.path
 	}
 	m := s.scopeMount[scope]
 	p := ""
@@ -408,7 +422,7 @@ func (s *Scanner) cgroupOf(scope int) string {
 		rel := strings.TrimPrefix(string(s.path), m.dir)
 		p = filepath.Join("/", m.root, rel)
 	}
-	s.dirs[string(s.path)] = p
+	s.dirs[string(s.path)] = &dirEntry{path: p, gen: s.gen}
 	return p
 }
 
