@@ -15,6 +15,7 @@ import (
 	"strings"
 	"syscall"
 	"time"
+	"unsafe"
 )
 
 func main() {
@@ -31,6 +32,8 @@ func main() {
 		"threads":    threads,
 		"probe":      probe,
 		"json":       jsonGet,
+		"reader":     reader,
+		"bench":      bench,
 	}
 	f, ok := cmds[os.Args[1]]
 	if !ok {
@@ -46,38 +49,100 @@ func main() {
 const page = 4096
 
 // hog maps anonymous memory and touches it at a rate, then holds it (or
-// keeps re-touching it with -loop).
+// keeps re-touching it with -loop). -fill writes partly random pages (about
+// 2.5:1 for zram, like real data) instead of one byte per page. -stop-avail stops
+// growing once MemAvailable falls to that percentage of MemTotal and
+// creates -marker.
 func hog(args []string) error {
 	fs := flag.NewFlagSet("hog", flag.ExitOnError)
 	mb := fs.Int("mb", 64, "MiB to allocate")
 	rate := fs.Int("rate", 0, "MiB per second (0: as fast as possible)")
 	loop := fs.Bool("loop", false, "keep touching the memory after allocating it")
+	fill := fs.Bool("fill", false, "fill pages with half-random data")
+	stopAvail := fs.Int("stop-avail", 0, "stop growing at this MemAvailable percentage")
+	marker := fs.String("marker", "", "file created when the hog stops growing")
+	touchEvery := fs.Duration("touch-every", 0, "re-touch the memory at this period (an active bystander)")
 	fs.Parse(args)
 	size := *mb << 20
 	mem, err := syscall.Mmap(-1, 0, size, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS|syscall.MAP_NORESERVE)
 	if err != nil {
 		return fmt.Errorf("mmap %d MiB: %w", *mb, err)
 	}
+	var total int64
+	if *stopAvail > 0 {
+		total, _ = meminfo("MemTotal:")
+	}
+	var rnd []byte
+	if *fill {
+		// 1 MiB of noise; each page gets 1536 bytes of it at a moving
+		// offset, so pages differ and compress about 2.5:1.
+		rnd = make([]byte, 1<<20+page)
+		x := uint64(os.Getpid())*2654435761 + 1
+		for i := 0; i+8 <= len(rnd); i += 8 {
+			x ^= x << 13
+			x ^= x >> 7
+			x ^= x << 17
+			*(*uint64)(unsafe.Pointer(&rnd[i])) = x
+		}
+	}
 	start := time.Now()
+	end := size
 	for off := 0; off < size; off += page {
-		mem[off] = byte(off>>12) | 1
-		if *rate > 0 && off%(1<<20) == 0 {
-			want := time.Duration(float64(off) / float64(*rate<<20) * float64(time.Second))
-			if d := want - time.Since(start); d > 0 {
-				time.Sleep(d)
+		if *fill {
+			o := (off/page*1544 + off>>20) % (1 << 20)
+			copy(mem[off:off+1536], rnd[o:o+1536])
+		} else {
+			mem[off] = byte(off>>12) | 1
+		}
+		if off%(1<<20) == 0 {
+			if *rate > 0 {
+				want := time.Duration(float64(off) / float64(*rate<<20) * float64(time.Second))
+				if d := want - time.Since(start); d > 0 {
+					time.Sleep(d)
+				}
+			}
+			if *stopAvail > 0 && off%(4<<20) == 0 {
+				if avail, err := meminfo("MemAvailable:"); err == nil && avail*100 <= total*int64(*stopAvail) {
+					end = off + page
+					break
+				}
 			}
 		}
 	}
-	fmt.Fprintf(os.Stderr, "hog %d: holding %d MiB after %v\n", os.Getpid(), *mb, time.Since(start).Round(time.Millisecond))
+	fmt.Fprintf(os.Stderr, "hog %d: holding %d MiB after %v\n", os.Getpid(), end>>20, time.Since(start).Round(time.Millisecond))
+	if *marker != "" {
+		os.WriteFile(*marker, nil, 0o644)
+	}
 	for {
-		if !*loop {
+		switch {
+		case *loop:
+		case *touchEvery > 0:
+			time.Sleep(*touchEvery)
+		default:
 			time.Sleep(time.Hour)
 			continue
 		}
-		for off := 0; off < size; off += page {
+		for off := 0; off < end; off += page {
 			mem[off]++
 		}
 	}
+}
+
+// meminfo returns a /proc/meminfo field in kB.
+func meminfo(key string) (int64, error) {
+	b, err := os.ReadFile("/proc/meminfo")
+	if err != nil {
+		return 0, err
+	}
+	i := strings.Index(string(b), key)
+	if i < 0 {
+		return 0, fmt.Errorf("no %s in /proc/meminfo", key)
+	}
+	f := strings.Fields(string(b[i+len(key):]))
+	if len(f) == 0 {
+		return 0, fmt.Errorf("bad %s in /proc/meminfo", key)
+	}
+	return strconv.ParseInt(f[0], 10, 64)
 }
 
 // psi writes a trigger to a pressure file and waits for its first event,
@@ -160,6 +225,12 @@ func pipes(args []string) error {
 	fs := flag.NewFlagSet("pipes", flag.ExitOnError)
 	n := fs.Int("n", 200, "pipes")
 	fs.Parse(args)
+	lim := syscall.Rlimit{Cur: uint64(2**n + 64), Max: uint64(2**n + 64)}
+	if lim.Cur > 1024 {
+		if err := syscall.Setrlimit(syscall.RLIMIT_NOFILE, &lim); err != nil {
+			return fmt.Errorf("raise RLIMIT_NOFILE to %d: %w", lim.Cur, err)
+		}
+	}
 	buf := make([]byte, 64<<10)
 	for i := range buf {
 		buf[i] = byte(i)
@@ -167,7 +238,8 @@ func pipes(args []string) error {
 	var fds [2]int
 	for i := 0; i < *n; i++ {
 		if err := syscall.Pipe2(fds[:], syscall.O_NONBLOCK); err != nil {
-			return fmt.Errorf("pipe %d: %w", i, err)
+			fmt.Printf("pipes: pipe %d: %v; holding\n", i, err)
+			break
 		}
 		for {
 			if _, err := syscall.Write(fds[1], buf); err != nil {

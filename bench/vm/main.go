@@ -1,0 +1,126 @@
+// Command vm is the side-by-side benchmark of oomguard, earlyoom and the
+// kernel's OOM killer alone, in a qemu guest of the VM test bed (package
+// vm). It boots one guest per run, keeps every run's raw data under
+// bench/vm/data, and generates docs/benchmarks/vm.md with one plot per
+// scenario under docs/benchmarks/vm/.
+//
+// Regenerate everything (from the repository root):
+//
+//	cd bench/vm && go run . -reps 3
+//
+// Only the report, from the kept raw data:
+//
+//	cd bench/vm && go run . -report-only
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"os"
+	"os/signal"
+	"path/filepath"
+	"slices"
+	"strings"
+	"time"
+)
+
+func main() {
+	repo := flag.String("repo", "../..", "repository root")
+	reps := flag.Int("reps", 3, "runs per scenario, killer and configuration")
+	only := flag.Bool("report-only", false, "regenerate the report from the raw data only")
+	cfgList := flag.String("configs", "", "comma-separated configurations (default all)")
+	scList := flag.String("scenarios", "", "comma-separated scenarios (default all)")
+	kList := flag.String("killers", "", "comma-separated killers (default all)")
+	flag.Parse()
+	dataDir := filepath.Join(*repo, "bench", "vm", "data")
+	if !*only {
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		defer stop()
+		if err := runAll(ctx, *repo, dataDir, *reps, pick(configNames(), *cfgList), pick(scenarios, *scList), pick(killers, *kList)); err != nil {
+			fmt.Fprintln(os.Stderr, "bench:", err)
+			os.Exit(1)
+		}
+	}
+	if err := report(*repo, dataDir); err != nil {
+		fmt.Fprintln(os.Stderr, "bench:", err)
+		os.Exit(1)
+	}
+}
+
+func configNames() []string {
+	var n []string
+	for _, c := range configs {
+		n = append(n, c.Name)
+	}
+	return n
+}
+
+func pick(all []string, list string) []string {
+	if list == "" {
+		return all
+	}
+	var out []string
+	for _, s := range strings.Split(list, ",") {
+		if slices.Contains(all, s) {
+			out = append(out, s)
+		} else {
+			fmt.Fprintf(os.Stderr, "bench: unknown name %q (have %v)\n", s, all)
+			os.Exit(2)
+		}
+	}
+	return out
+}
+
+func runAll(ctx context.Context, repo, dataDir string, reps int, cfgs, scs, ks []string) error {
+	work, err := os.MkdirTemp("", "oomguard-bench-vm-")
+	if err != nil {
+		return err
+	}
+	defer os.RemoveAll(work)
+	g, err := prepare(repo, work)
+	if err != nil {
+		return err
+	}
+	for _, c := range configs {
+		if !slices.Contains(cfgs, c.Name) {
+			continue
+		}
+		for _, sc := range scs {
+			for rep := 1; rep <= reps; rep++ {
+				// Killers interleaved within a repetition: side by side in one run.
+				for _, k := range ks {
+					if ctx.Err() != nil {
+						return ctx.Err()
+					}
+					start := time.Now()
+					r := runOne(ctx, g, c, sc, k, rep)
+					status := "ok"
+					switch {
+					case r.Skipped != "":
+						status = "skipped: " + r.Skipped
+					case r.Error != "":
+						status = "error: " + firstLine(r.Error)
+					}
+					fmt.Fprintf(os.Stderr, "%-12s %-9s %-9s rep %d  %5.1fs  %s\n", c.Name, sc, k, rep, time.Since(start).Seconds(), status)
+					dir := filepath.Join(dataDir, c.Name)
+					if err := os.MkdirAll(dir, 0o755); err != nil {
+						return err
+					}
+					b, _ := json.MarshalIndent(r, "", " ")
+					name := fmt.Sprintf("%s-%s-%d.json", sc, k, rep)
+					if err := os.WriteFile(filepath.Join(dir, name), b, 0o644); err != nil {
+						return err
+					}
+				}
+			}
+		}
+	}
+	return nil
+}
+
+func firstLine(s string) string {
+	l, _, _ := strings.Cut(s, "\n")
+	return l
+}
