@@ -46,10 +46,12 @@ type TriggerRefusedError struct {
 	Err  error
 }
 
+// Error says which trigger was refused on which file, and why.
 func (e *TriggerRefusedError) Error() string {
 	return fmt.Sprintf("psi trigger %q on %s refused: %v", e.Spec, e.Path, e.Err)
 }
 
+// Unwrap returns the kernel's error (EINVAL, EPERM, ENOENT, ...).
 func (e *TriggerRefusedError) Unwrap() error { return e.Err }
 
 // PSITrigger is a kernel PSI trigger: the kernel signals POLLPRI when the
