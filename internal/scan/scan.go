@@ -586,7 +586,10 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	e.gen = s.gen
 	s.cache[f.pid] = e
 	p.Comm, p.Cmdline, p.Cgroup = e.comm, e.cmdline, e.cgroup
-	if !p.KernelThread && st.Layout != ([10]uint64{}) {
+	// Only a process with an mm has Vm* lines in its status. (The layout
+	// in stat reads as zeros without ptrace access to the process, so it
+	// cannot tell.)
+	if !p.KernelThread && ss.VmSize.OK {
 		p.MMGroup = -1 // has an mm: groupMMs numbers it
 	}
 	return p, true, nil
