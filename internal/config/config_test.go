@@ -453,3 +453,35 @@ func FuzzLoad(f *testing.F) {
 		}
 	})
 }
+
+// The commented examples in etc/oomguard.toml ("#   [[psi]]" blocks) must
+// be valid when uncommented.
+func TestExampleConfigSnippets(t *testing.T) {
+	b, err := os.ReadFile(filepath.Join("..", "..", "etc", "oomguard.toml"))
+	if err != nil {
+		t.Skipf("no example config: %v", err)
+	}
+	var blocks []string
+	var cur []string
+	for _, l := range strings.Split(string(b), "\n") {
+		body, ok := strings.CutPrefix(l, "#   ")
+		switch {
+		case ok && strings.HasPrefix(body, "[["):
+			cur = []string{body}
+		case ok && cur != nil:
+			cur = append(cur, body)
+		case cur != nil:
+			blocks = append(blocks, strings.Join(cur, "\n"))
+			cur = nil
+		}
+	}
+	if len(blocks) < 2 {
+		t.Fatalf("found %d example blocks, want the [[psi]] and [[kmem.budget]] ones", len(blocks))
+	}
+	for _, blk := range blocks {
+		p := write(t, t.TempDir(), "snippet.toml", blk+"\n")
+		if _, err := Load(p, ""); err != nil {
+			t.Errorf("example\n%s\nis invalid: %v", blk, err)
+		}
+	}
+}
