@@ -221,5 +221,8 @@ type ProcessReport struct {
 	PeakVmRSS uint64
 }
 
+// errArch says the injection of mlockall is not implemented for this CPU.
+var errArch = errors.New("--mlock is implemented for amd64 and arm64 only")
+
 // ErrPtrace wraps every failure to trace the command.
 var ErrPtrace = errors.New("ptrace failed")

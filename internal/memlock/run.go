@@ -290,6 +290,9 @@ func preflight(o *Options, warn func(string, ...any)) error {
 			return fmt.Errorf("%w: kernel.yama.ptrace_scope is 3 (ptrace disabled); --mlock and --report need ptrace of the command: set it to 0, 1 or 2 (it cannot be lowered from 3 without a reboot)", ErrPtrace)
 		}
 	}
+	if o.Lock != LockNone && syscallInsn == 0 {
+		return errArch
+	}
 	if o.Lock != LockNone && !st.hasCap(capIPCLock) {
 		var rl unix.Rlimit
 		if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err != nil {

@@ -1,0 +1,68 @@
+package memlock
+
+// arm64 support: compiled and vetted, but not run on a real arm64 kernel yet.
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/sys"
+)
+
+// regs is the tracee's register file as PTRACE_GETREGSET(NT_PRSTATUS)
+// returns it.
+type regs = unix.PtraceRegs
+
+// syscallInsn is the arm64 `svc #0` instruction, little-endian in the low
+// four bytes of a word.
+const (
+	syscallInsn     = 0xd4000001
+	syscallInsnMask = 0xffffffff
+)
+
+func getRegs(pid int, r *regs) error {
+	if err := unix.PtraceGetRegs(pid, r); err != nil {
+		return fmt.Errorf("ptrace(PTRACE_GETREGSET, %d): %w", pid, err)
+	}
+	return nil
+}
+
+func setRegs(pid int, r *regs) error {
+	if err := unix.PtraceSetRegs(pid, r); err != nil {
+		return fmt.Errorf("ptrace(PTRACE_SETREGSET, %d): %w", pid, err)
+	}
+	return nil
+}
+
+func pc(r *regs) uintptr { return uintptr(r.Pc) }
+
+// setupSyscall points r at an svc instruction at addr that will call system
+// call nr (x8) with one argument (x0). The injection points (a new image's
+// first instruction, a new child's return from fork) hold no restartable
+// syscall result, so the kernel's restart logic leaves the context alone.
+func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {
+	r.Pc = uint64(addr)
+	r.Regs[8] = uint64(nr)
+	r.Regs[0] = uint64(arg0)
+}
+
+// syscallResult returns the injected call's return value (-errno on error).
+func syscallResult(r *regs) int64 { return int64(r.Regs[0]) }
+
+// cloneFlags returns the clone flags of the clone or clone3 call a tracee is
+// stopped in (at its PTRACE_EVENT_FORK/VFORK/CLONE stop); x0 still holds the
+// first argument there.
+func cloneFlags(pid int) (uint64, error) {
+	var r regs
+	if err := getRegs(pid, &r); err != nil {
+		return 0, err
+	}
+	switch r.Regs[8] {
+	case unix.SYS_CLONE:
+		return r.Regs[0], nil
+	case unix.SYS_CLONE3:
+		return sys.PtracePeekData(pid, uintptr(r.Regs[0]))
+	}
+	return 0, fmt.Errorf("pid %d: stopped in syscall %d, not a fork", pid, r.Regs[8])
+}

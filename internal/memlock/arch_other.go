@@ -1,0 +1,17 @@
+//go:build !amd64 && !arm64
+
+package memlock
+
+type regs struct{}
+
+const (
+	syscallInsn     = 0
+	syscallInsnMask = 0
+)
+
+func getRegs(pid int, r *regs) error                       { return errArch }
+func setRegs(pid int, r *regs) error                       { return errArch }
+func pc(r *regs) uintptr                                   { return 0 }
+func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {}
+func syscallResult(r *regs) int64                          { return -1 }
+func cloneFlags(pid int) (uint64, error)                   { return 0, errArch }
