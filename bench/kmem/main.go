@@ -25,17 +25,21 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/kmem"
+	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
 	"github.com/oomguard/oomguard/internal/kmemguard"
+	"github.com/oomguard/oomguard/internal/testbed"
 )
 
 func main() {
 	n := flag.Int("n", 500, "number of empty memory cgroups")
 	rounds := flag.Int("rounds", 40, "interleaved rounds per measurement")
 	out := flag.String("out", "", "write the markdown report here (default: stdout)")
+	kills := flag.Int("kills", 5, "kill-heaviest breach scenarios to time")
 	flag.Parse()
-	if err := run(*n, *rounds, *out); err != nil {
+	if err := run(*n, *rounds, *kills, *out); err != nil {
 		fmt.Fprintln(os.Stderr, "bench/kmem:", err)
 		os.Exit(1)
 	}
@@ -55,7 +59,7 @@ func ownMemoryCgroup() (string, error) {
 	return "", fmt.Errorf("no v1 memory cgroup in /proc/self/cgroup")
 }
 
-func run(n, rounds int, outPath string) error {
+func run(n, rounds, kills int, outPath string) error {
 	own, err := ownMemoryCgroup()
 	if err != nil {
 		return err
@@ -202,6 +206,12 @@ func run(n, rounds int, outPath string) error {
 	}
 	rescanMed := median(rescans)
 
+	lat, err := breachLatencies(kills)
+	if err != nil {
+		return err
+	}
+	load, _ := os.ReadFile("/proc/loadavg")
+
 	var w io.Writer = os.Stdout
 	if outPath != "" {
 		f, err := os.Create(outPath)
@@ -244,9 +254,119 @@ func run(n, rounds int, outPath string) error {
 	fmt.Fprintf(w, "| allocations per poll | %.0f |\n", allocs)
 	fmt.Fprintf(w, "| CPU share at the default %v interval | %.1f%% of one CPU |\n", kmemguard.DefaultInterval, 100*float64(checkMed)/float64(kmemguard.DefaultInterval))
 	fmt.Fprintf(w, "| poll with a glob rescan (once per %v by default) | %v |\n", kmemguard.DefaultRescan, rescanMed.Round(time.Microsecond))
-	fmt.Fprintf(w, "\nA budget breach is acted on in the poll that first sees it, at most %v after the crossing plus the attribution of the cgroup's processes. `TestKillHeaviestV1` (internal/kmemguard) measures crossing-to-death on the real kernel, with the inflater itself timestamping the moment its cgroup's memory.kmem.usage_in_bytes first exceeds the budget; it asserts at most 1 s.\n",
-		kmemguard.DefaultInterval)
+	fmt.Fprintf(w, "\n## Reaction to a breach\n\n")
+	fmt.Fprintf(w, "%d runs of the kill-heaviest scenario of `TestKillHeaviestV1`: in a testbed memory cgroup a C inflater builds kernel stacks (200 threads), pipes (2000 x 4 KiB), page tables (4000 mappings) and tmpfs dentries/inodes, next to a small sleeper; the guard (default %v poll) has a %d MiB budget. The inflater itself timestamps the moment its cgroup's memory.kmem.usage_in_bytes first exceeds the budget (checked every 64 objects); the guard's action log gives the time of detection and of SIGKILL; the end of the inflater is seen when its subreaper's output closes.\n\n",
+		len(lat), kmemguard.DefaultInterval, latencyBudget>>20)
+	fmt.Fprintf(w, "| from the crossing to | median | max |\n|---|---:|---:|\n")
+	for _, row := range []struct {
+		name string
+		pick func(latency) time.Duration
+	}{
+		{"breach detected (poll)", func(l latency) time.Duration { return l.detect }},
+		{"SIGKILL sent to the heaviest (detect + attribution + pidfd checks)", func(l latency) time.Duration { return l.kill }},
+		{"victim gone (kernel exit of 200 threads, 4000 mappings, 2000 pipes)", func(l latency) time.Duration { return l.exit }},
+	} {
+		var ds []time.Duration
+		for _, l := range lat {
+			ds = append(ds, row.pick(l))
+		}
+		fmt.Fprintf(w, "| %s | %v | %v |\n", row.name, median(ds).Round(time.Millisecond), maxOf(ds).Round(time.Millisecond))
+	}
+	var killMax time.Duration
+	for _, l := range lat {
+		killMax = max(killMax, l.kill)
+	}
+	v := "meets"
+	if killMax > time.Second {
+		v = "MISSES"
+	}
+	fmt.Fprintf(w, "\n**Target: a breach is acted on within 1 s of the crossing.** Worst crossing-to-SIGKILL here: %v: %s the target. The machine's load average during the run was %s(2 CPUs, shared with other work), which inflates every figure.\n",
+		killMax.Round(time.Millisecond), v, strings.TrimSpace(strings.Join(strings.Fields(string(load))[:3], " "))+" ")
 	return nil
+}
+
+func maxOf(ds []time.Duration) time.Duration {
+	var m time.Duration
+	for _, d := range ds {
+		m = max(m, d)
+	}
+	return m
+}
+
+const latencyBudget = 24 << 20
+
+type latency struct{ detect, kill, exit time.Duration }
+
+// breachLatencies runs the kill-heaviest scenario n times, each inside
+// testing.Benchmark so that testbed can confine it (its cleanup removes the
+// cgroups after each run).
+func breachLatencies(n int) ([]latency, error) {
+	var out []latency
+	var failure error
+	for i := 0; i < n && failure == nil; i++ {
+		done := false
+		testing.Benchmark(func(b *testing.B) {
+			if done {
+				return
+			}
+			done = true
+			l, err := oneBreach(b)
+			if err != nil {
+				failure = err
+				return
+			}
+			out = append(out, l)
+		})
+	}
+	return out, failure
+}
+
+func oneBreach(b *testing.B) (latency, error) {
+	g := testbed.New(b, testbed.Options{MemoryLimit: 512 << 20})
+	g.Start("sleep", "600")
+	budget, err := kmemguard.ParseBudget(fmt.Sprintf("%s=%d:kill-heaviest", g.Memory.Path, latencyBudget))
+	if err != nil {
+		return latency{}, err
+	}
+	log := actionlog.New(10)
+	guard, err := kmemguard.New(kmemguard.Config{Scopes: []cgroupfs.Cgroup{g.Memory}, Budgets: []kmemguard.Budget{budget}}, nil, log)
+	if err != nil {
+		return latency{}, err
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	go guard.Run(ctx)
+	in := kmemtest.Start(b, g, kmemtest.Spec{Files: 10000, Pipes: 2000, PipeData: 4096, Maps: 4000, Threads: 200, CrossAt: latencyBudget})
+	var c kmemtest.Crossing
+	select {
+	case c = <-in.Crossed:
+	case <-in.Exited:
+		return latency{}, fmt.Errorf("inflater exited without crossing")
+	case <-time.After(60 * time.Second):
+		return latency{}, fmt.Errorf("inflater did not cross the budget")
+	}
+	select {
+	case <-in.Exited:
+	case <-time.After(30 * time.Second):
+		return latency{}, fmt.Errorf("inflater not killed")
+	}
+	l := latency{exit: kmemtest.MonotonicNow() - c.Monotonic}
+	// The kill is recorded once the guard has seen the victim exit.
+	for deadline := time.Now().Add(10 * time.Second); log.Count("kill", "") == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	for _, a := range log.Recent() {
+		switch a.Kind {
+		case "kmem-breach":
+			l.detect = a.Time.Sub(c.Wall)
+		case "kill":
+			l.kill = a.Time.Sub(c.Wall)
+		}
+	}
+	if l.kill == 0 {
+		return l, fmt.Errorf("no kill recorded: %+v", log.Recent())
+	}
+	return l, nil
 }
 
 func median(ds []time.Duration) time.Duration {

@@ -66,28 +66,6 @@ func TestParseStat(t *testing.T) {
 	}
 }
 
-func TestParseFDLink(t *testing.T) {
-	tests := []struct {
-		in   string
-		kind string
-		ino  uint64
-		ok   bool
-	}{
-		{"socket:[12345]", "socket", 12345, true},
-		{"pipe:[7]", "pipe", 7, true},
-		{"anon_inode:[eventfd]", "", 0, false},
-		{"/dev/null", "", 0, false},
-		{"pipe:[x]", "", 0, false},
-		{"pipe:[1", "", 0, false},
-	}
-	for _, tt := range tests {
-		k, i, ok := ParseFDLink(tt.in)
-		if k != tt.kind || i != tt.ino || ok != tt.ok {
-			t.Errorf("ParseFDLink(%q) = %q, %d, %v", tt.in, k, i, ok)
-		}
-	}
-}
-
 func TestParseSlabinfo(t *testing.T) {
 	b, err := os.ReadFile("testdata/slabinfo")
 	if err != nil {
@@ -298,18 +276,6 @@ func FuzzParseSlabinfo(f *testing.F) {
 			if s.Name == "" {
 				t.Errorf("empty name from %q", b)
 			}
-		}
-	})
-}
-
-func FuzzParseFDLink(f *testing.F) {
-	for _, s := range []string{"socket:[1]", "pipe:[2]", "anon_inode:[x]"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		kind, _, ok := ParseFDLink(s)
-		if ok && !strings.HasPrefix(s, kind+":[") {
-			t.Errorf("kind %q from %q", kind, s)
 		}
 	})
 }

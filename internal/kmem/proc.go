@@ -60,8 +60,8 @@ type Process struct {
 	PageTables uint64 `json:"pagetables"`
 	// KernelStack is Threads × ThreadStackSize (estimate).
 	KernelStack uint64 `json:"kernel_stack"`
-	// Pipes is the number of distinct pipes the process holds an end of
-	// (exact); PipeBytes estimates their memory: queued data rounded up to
+	// Pipes is the number of distinct pipes (and FIFOs) the process holds
+	// an end of (exact); PipeBytes estimates their memory: queued data rounded up to
 	// pages, plus PipeOverhead each.
 	Pipes     int    `json:"pipes"`
 	PipeBytes uint64 `json:"pipe_bytes"`
@@ -152,7 +152,9 @@ func gone(pid int, err error) error {
 	return fmt.Errorf("pid %d: %w", pid, err)
 }
 
-// fds counts the sockets and pipes among pid's open files.
+// fds counts the sockets and pipes among pid's open files. It stats each
+// /proc/PID/fd/N (the file type and inode of its target), which is several
+// times cheaper than reading the link.
 func (p ProcFS) fds(pr *Process) error {
 	dir := p.path(pr.PID, "fd")
 	f, err := os.Open(dir)
@@ -166,29 +168,26 @@ func (p ProcFS) fds(pr *Process) error {
 	}
 	seenSock := map[uint64]bool{}
 	seenPipe := map[uint64]bool{}
+	var st unix.Stat_t
 	for _, n := range names {
-		link, err := os.Readlink(dir + "/" + n)
-		if err != nil {
+		link := dir + "/" + n
+		if err := unix.Stat(link, &st); err != nil {
 			continue // closed meanwhile
 		}
-		kind, ino, ok := ParseFDLink(link)
-		if !ok {
-			continue
-		}
-		switch kind {
-		case "socket":
-			if !seenSock[ino] {
-				seenSock[ino] = true
+		switch st.Mode & unix.S_IFMT {
+		case unix.S_IFSOCK:
+			if !seenSock[st.Ino] {
+				seenSock[st.Ino] = true
 				pr.Sockets++
 			}
-		case "pipe":
-			if seenPipe[ino] {
+		case unix.S_IFIFO:
+			if seenPipe[st.Ino] {
 				continue
 			}
-			seenPipe[ino] = true
-			queued := pipeQueued(dir + "/" + n)
+			seenPipe[st.Ino] = true
+			queued := pipeQueued(link)
 			pr.Pipes++
-			pr.PipeInodes = append(pr.PipeInodes, ino)
+			pr.PipeInodes = append(pr.PipeInodes, st.Ino)
 			pr.PipeData = append(pr.PipeData, queued)
 			pr.PipeBytes += PipeEstimate(queued)
 		}
@@ -215,24 +214,6 @@ func pipeQueued(link string) uint64 {
 		return 0
 	}
 	return uint64(n)
-}
-
-// ParseFDLink parses a /proc/PID/fd link target of the form "socket:[INO]"
-// or "pipe:[INO]".
-func ParseFDLink(link string) (kind string, ino uint64, ok bool) {
-	i := strings.Index(link, ":[")
-	if i <= 0 || !strings.HasSuffix(link, "]") {
-		return "", 0, false
-	}
-	kind = link[:i]
-	if kind != "socket" && kind != "pipe" {
-		return "", 0, false
-	}
-	ino, err := strconv.ParseUint(link[i+2:len(link)-1], 10, 64)
-	if err != nil {
-		return "", 0, false
-	}
-	return kind, ino, true
 }
 
 // ParseStat returns the command name, the state letter and the start time

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"maps"
 	"path/filepath"
 	"time"
 
@@ -33,6 +34,7 @@ func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem
 			Reason: fmt.Sprintf("%s is above its kernel-memory budget but %v", d.Cgroup, err), DryRun: g.cfg.DryRun})
 		return
 	}
+	nums = maps.Clone(nums) // the breach record keeps its own
 	nums["victim_kmem"] = float64(v.KernelMemory)
 	reason := fmt.Sprintf("kill pid %d (%s), the heaviest kernel-memory user in %s with %s attributed; cgroup kernel memory %s > budget %s",
 		v.PID, v.Comm, d.Cgroup, kmembudget.FormatBytes(v.KernelMemory), kmembudget.FormatBytes(d.Usage), kmembudget.FormatBytes(d.Budget.Max))
@@ -51,6 +53,8 @@ func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem
 		return
 	}
 	defer fd.Close()
+	sent := time.Now()
+	a.Time = sent // the kill happened when SIGKILL was sent
 	if err := fd.SendSignal(unix.SIGKILL); err != nil {
 		g.log.Warn("kmem budget: kill failed", "pid", v.PID, "err", err)
 		a.Kind, a.Reason = "skip", reason+": "+err.Error()
@@ -61,8 +65,9 @@ func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem
 		g.log.Debug("kmem budget: process_mrelease", "pid", v.PID, "err", err)
 	}
 	dead, _ := fd.WaitExit(g.cfg.KillTimeout)
+	nums["exit_wait_seconds"] = time.Since(sent).Seconds()
 	g.log.Warn("kmem budget: killed the heaviest kernel-memory user", "pid", v.PID, "comm", v.Comm,
-		"cgroup", d.Cgroup, "kmem", v.KernelMemory, "exited", dead)
+		"cgroup", d.Cgroup, "kmem", v.KernelMemory, "exited", dead, "exit_wait", time.Since(sent))
 	g.record(a)
 }
 
@@ -138,6 +143,7 @@ func (g *Guard) killCgroup(ctx context.Context, cg cgroupfs.Cgroup, d kmembudget
 		g.record(a)
 		return
 	}
+	a.Time = time.Now()
 	var how string
 	var killed []int
 	anyProtected := false

@@ -334,7 +334,9 @@ func (g *Guard) handle(ctx context.Context, d kmembudget.Decision) {
 		g.log.Warn("kmem budget breach: cgroup is gone", "cgroup", d.Cgroup, "err", err)
 		return
 	}
+	t0 := time.Now()
 	rep, err := kmem.ReadCgroup(cg, kmem.Options{Proc: g.cfg.Proc, Attribute: true, TopProcesses: math.MaxInt})
+	took := time.Since(t0)
 	if err != nil {
 		g.log.Warn("kmem budget breach: reading the breakdown", "cgroup", d.Cgroup, "err", err)
 	}
@@ -354,12 +356,12 @@ func (g *Guard) handle(ctx context.Context, d kmembudget.Decision) {
 		nums["kmem_"+k] = float64(v)
 	}
 	attrs := []any{"cgroup", d.Cgroup, "usage", d.Usage, "max", d.Budget.Max, "failcnt", d.Failcnt,
-		"action", string(d.Action), "dry_run", g.cfg.DryRun}
+		"action", string(d.Action), "dry_run", g.cfg.DryRun, "attribution", took}
 	for k, v := range bd {
 		attrs = append(attrs, "kmem_"+k, v)
 	}
 	g.log.Warn("kmem budget breach", attrs...)
-	g.record(actionlog.Action{Kind: "kmem-breach", Trigger: "kmem-budget", Reason: reason, Cgroup: d.Cgroup,
+	g.record(actionlog.Action{Time: d.Time, Kind: "kmem-breach", Trigger: "kmem-budget", Reason: reason, Cgroup: d.Cgroup,
 		Numbers: nums, DryRun: g.cfg.DryRun})
 
 	switch d.Action {

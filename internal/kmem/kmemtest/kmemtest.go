@@ -12,6 +12,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -28,8 +30,8 @@ type Spec struct {
 	Maps int
 	// Threads are threads that sleep.
 	Threads int
-	// CrossAt, when not 0, makes the inflater print "cross NS" (CLOCK_MONOTONIC
-	// nanoseconds) the first time its memory cgroup's kmem usage is above
+	// CrossAt, when not 0, makes the inflater print "cross MONO WALL"
+	// (CLOCK_MONOTONIC and CLOCK_REALTIME nanoseconds) the first time its memory cgroup's kmem usage is above
 	// CrossAt bytes, checked after every small step.
 	CrossAt uint64
 	// Delay slows each step (every 64 objects) down by this much.
@@ -43,10 +45,11 @@ type Inflater struct {
 	Dir string
 	// Ready is closed when the inflater has created everything.
 	Ready chan struct{}
-	// Crossed receives the CLOCK_MONOTONIC time at which the inflater saw
-	// its cgroup cross Spec.CrossAt.
-	Crossed chan time.Duration
-	// Exited is closed when the subreaper (and so the inflater) has exited.
+	// Crossed receives the time at which the inflater saw its cgroup cross
+	// Spec.CrossAt.
+	Crossed chan Crossing
+	// Exited is closed when the subreaper (and so the inflater) has exited,
+	// seen as the end of its output.
 	Exited chan struct{}
 }
 
@@ -71,7 +74,7 @@ func Start(t testing.TB, g *testbed.Group, s Spec) *Inflater {
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("kmemtest: start: %v", err)
 	}
-	in := &Inflater{Cmd: cmd, Dir: dir, Ready: make(chan struct{}), Crossed: make(chan time.Duration, 1), Exited: make(chan struct{})}
+	in := &Inflater{Cmd: cmd, Dir: dir, Ready: make(chan struct{}), Crossed: make(chan Crossing, 1), Exited: make(chan struct{})}
 	go func() {
 		sc := bufio.NewScanner(out)
 		for sc.Scan() {
@@ -79,12 +82,14 @@ func Start(t testing.TB, g *testbed.Group, s Spec) *Inflater {
 			switch {
 			case len(f) == 1 && f[0] == "ready":
 				close(in.Ready)
-			case len(f) == 2 && f[0] == "cross":
-				ns, _ := strconv.ParseInt(f[1], 10, 64)
-				in.Crossed <- time.Duration(ns)
+			case len(f) == 3 && f[0] == "cross":
+				mono, _ := strconv.ParseInt(f[1], 10, 64)
+				wall, _ := strconv.ParseInt(f[2], 10, 64)
+				in.Crossed <- Crossing{Monotonic: time.Duration(mono), Wall: time.Unix(0, wall)}
 			}
 		}
-		cmd.Wait()
+		// EOF: the subreaper, which shares the pipe, has exited, so the
+		// inflater has too. The testbed waits for the subreaper.
 		close(in.Exited)
 	}()
 	return in
@@ -100,6 +105,22 @@ func (in *Inflater) WaitReady(t testing.TB, timeout time.Duration) {
 	case <-time.After(timeout):
 		t.Fatalf("kmemtest: inflater not ready after %v", timeout)
 	}
+}
+
+// Crossing is when the inflater saw its cgroup's kmem usage cross
+// Spec.CrossAt, on two clocks.
+type Crossing struct {
+	// Monotonic is CLOCK_MONOTONIC, to compare with MonotonicNow.
+	Monotonic time.Duration
+	// Wall is CLOCK_REALTIME, to compare with recorded action times.
+	Wall time.Time
+}
+
+// MonotonicNow reads CLOCK_MONOTONIC, the clock of Crossing.Monotonic.
+func MonotonicNow() time.Duration {
+	var ts unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
+	return time.Duration(ts.Nano())
 }
 
 // String describes the spec.
@@ -142,9 +163,11 @@ static void step(void) {
 	if (n <= 0) return;
 	b[n] = 0;
 	if (strtoull(b, NULL, 10) > crossat) {
-		struct timespec ts;
+		struct timespec ts, rt;
 		clock_gettime(CLOCK_MONOTONIC, &ts);
-		printf("cross %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec);
+		clock_gettime(CLOCK_REALTIME, &rt);
+		printf("cross %lld %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
+			(long long)rt.tv_sec * 1000000000LL + rt.tv_nsec);
 		fflush(stdout);
 		crossed = 1;
 	}

@@ -157,6 +157,8 @@ type Observation struct {
 
 // Decision says a cgroup broke its budget and what to do.
 type Decision struct {
+	// Time is the observation time that found the breach.
+	Time   time.Time
 	Cgroup string
 	Budget Budget
 	Action Action
@@ -225,7 +227,7 @@ func (t *Tracker) Observe(now time.Time, o Observation) (Decision, bool) {
 	s.Failcnt++
 	s.LastAction = now
 	d := Decision{
-		Cgroup: o.Cgroup, Budget: b, Action: b.Action, Usage: o.Usage, Failcnt: s.Failcnt,
+		Time: now, Cgroup: o.Cgroup, Budget: b, Action: b.Action, Usage: o.Usage, Failcnt: s.Failcnt,
 		Breakdown: o.Breakdown,
 	}
 	d.Reason = fmt.Sprintf("kernel memory of %s is %s, above its budget of %s (breach %d); action %s%s",

@@ -136,7 +136,7 @@ func TestTracker(t *testing.T) {
 					t.Fatalf("step %d: failcnt %d, want %d", i, st.Failcnt, s.fail)
 				}
 				if act {
-					want := Decision{Cgroup: "/cg", Budget: b, Action: KillHeaviest, Usage: s.usage, Failcnt: s.fail,
+					want := Decision{Time: t0.Add(s.at), Cgroup: "/cg", Budget: b, Action: KillHeaviest, Usage: s.usage, Failcnt: s.fail,
 						Breakdown: map[string]uint64{"pagetables": s.usage / 2}}
 					if d := cmp.Diff(want, d, cmpIgnoreReason); d != "" {
 						t.Errorf("step %d decision (-want +got):\n%s", i, d)
