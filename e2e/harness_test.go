@@ -212,3 +212,5 @@ func readFile(path string) (string, error) {
 	b, err := os.ReadFile(path)
 	return string(b), err
 }
+
+func regexpOf(s string) *regexp.Regexp { return regexp.MustCompile(s) }

@@ -64,16 +64,38 @@ func New(cfg *config.Config, log *slog.Logger) (*Daemon, error) {
 		}
 		d.scopes = append(d.scopes, c)
 	}
-	m, err := newMemoryKiller(cfg, d.scopes, log, d.actions)
-	if err != nil {
-		return nil, err
+	// The memory killer measures each scope's memory, so it watches only
+	// scopes with memory accounting (a v1 pids cgroup has none). With
+	// scopes but none of them measurable, it stays off rather than falling
+	// back to the whole machine.
+	var memScopes []cgroupfs.Cgroup
+	for _, s := range d.scopes {
+		if s.Has("memory.usage_in_bytes") || s.Has("memory.current") {
+			memScopes = append(memScopes, s)
+		} else {
+			log.Info("scope has no memory accounting; the memory killer does not watch it", "scope", s.Path)
+		}
 	}
-	d.memory = m
+	if len(d.scopes) == 0 || len(memScopes) > 0 {
+		m, err := newMemoryKiller(cfg, memScopes, log, d.actions)
+		if err != nil {
+			return nil, err
+		}
+		d.memory = m
+	} else {
+		log.Info("memory killer off: no scope has memory accounting")
+	}
 	if err := d.addComponents(cfg); err != nil {
 		return nil, err
 	}
 	d.srv.Handle("status", d.handleStatus)
-	d.srv.Handle("ps", d.memory.handlePs)
+	if d.memory != nil {
+		d.srv.Handle("ps", d.memory.handlePs)
+	} else {
+		d.srv.Handle("ps", func(context.Context, json.RawMessage) (any, error) {
+			return nil, fmt.Errorf("%w: the memory killer is off (no scope has memory accounting)", ErrScopeMismatch)
+		})
+	}
 	for _, c := range d.components {
 		if r, ok := c.(controlRegistrar); ok {
 			r.RegisterControl(d.srv)
@@ -122,7 +144,9 @@ func (d *Daemon) Run(ctx context.Context) error {
 		}()
 	}
 	run("control socket", func(ctx context.Context) error { return d.srv.Serve(ctx, l) })
-	run("memory killer", d.memory.Run)
+	if d.memory != nil {
+		run("memory killer", d.memory.Run)
+	}
 	for name, c := range d.components {
 		run(name, c.Run)
 	}
@@ -152,8 +176,10 @@ func (d *Daemon) Reload(cfg *config.Config) error {
 	if fmt.Sprint(old.Scope) != fmt.Sprint(cfg.Scope) || old.Socket != cfg.Socket {
 		return errors.New("reload: scope and socket changes need a restart")
 	}
-	if err := d.memory.reconfigure(cfg); err != nil {
-		return fmt.Errorf("reload: %w", err)
+	if d.memory != nil {
+		if err := d.memory.reconfigure(cfg); err != nil {
+			return fmt.Errorf("reload: %w", err)
+		}
 	}
 	d.mu.Lock()
 	d.cfg = cfg
@@ -193,9 +219,11 @@ func (d *Daemon) handleStatus(ctx context.Context, _ json.RawMessage) (any, erro
 		UptimeSeconds: time.Since(d.started).Seconds(),
 		DryRun:        cfg.DryRun,
 		Scopes:        append([]string{}, cfg.Scope...),
-		Triggers:      d.memory.triggerStatus(),
 		Actions:       d.actions.Recent(),
 		Counts:        map[string]uint64{},
+	}
+	if d.memory != nil {
+		st.Triggers = d.memory.triggerStatus()
 	}
 	for k, v := range d.actions.Counts() {
 		st.Counts[k[0]+"/"+k[1]] = v
