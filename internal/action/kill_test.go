@@ -84,6 +84,27 @@ func members(t *testing.T, pids []int) Victim {
 	return v
 }
 
+// checkPartition asserts Result's promise: every member's PID is in exactly
+// one of Killed, Gone, Mismatched and StillAlive.
+func checkPartition(t *testing.T, v Victim, res Result) {
+	t.Helper()
+	seen := map[int]int{}
+	for _, l := range [][]int{res.Killed, res.Gone, res.Mismatched, res.StillAlive} {
+		for _, pid := range l {
+			seen[pid]++
+		}
+	}
+	for _, m := range v.Members {
+		if seen[m.PID] != 1 {
+			t.Errorf("pid %d is in %d of Killed %v, Gone %v, Mismatched %v, StillAlive %v", m.PID, seen[m.PID], res.Killed, res.Gone, res.Mismatched, res.StillAlive)
+		}
+		delete(seen, m.PID)
+	}
+	if len(seen) != 0 {
+		t.Errorf("Result names pids that are not members: %v", seen)
+	}
+}
+
 func waitUsage(t *testing.T, g *testbed.Group, cond func(uint64) bool, timeout time.Duration) uint64 {
 	t.Helper()
 	deadline := time.Now().Add(timeout)
@@ -118,6 +139,7 @@ func TestKillCloneVMSharers(t *testing.T) {
 	v := members(t, pids)
 	v.Reason = "test: clone(CLONE_VM) sharers"
 	res := k.Kill(context.Background(), v)
+	checkPartition(t, v, res)
 	if res.Err != nil {
 		t.Fatalf("Kill: %v", res.Err)
 	}
@@ -165,6 +187,7 @@ func TestKillFrozenVictimStaysAliveUntilThaw(t *testing.T) {
 	k := &Killer{Log: testLogger(t), Mrelease: true, Deadline: 300 * time.Millisecond}
 	begin := time.Now()
 	res := k.Kill(context.Background(), v)
+	checkPartition(t, v, res)
 	took := time.Since(begin)
 	if !slices.Equal(res.StillAlive, pids) || len(res.Killed) != 0 || !slices.Equal(res.Signalled, pids) {
 		t.Fatalf("frozen victim: Killed %v, StillAlive %v, Signalled %v; want StillAlive %v", res.Killed, res.StillAlive, res.Signalled, pids)
@@ -195,6 +218,7 @@ func TestKillNeverHitsAReusedPID(t *testing.T) {
 	wrong := v.Members[0]
 	v.Members[0].StartTime++ // as if pids[0] were a new process reusing the PID
 	res := (&Killer{Log: testLogger(t), Mrelease: true}).Kill(context.Background(), v)
+	checkPartition(t, v, res)
 	if !slices.Equal(res.Mismatched, pids[:1]) || !slices.Equal(res.Killed, pids[1:]) || res.Err != nil {
 		t.Fatalf("Mismatched %v, Killed %v, Err %v; want %v mismatched and %v killed", res.Mismatched, res.Killed, res.Err, pids[:1], pids[1:])
 	}
@@ -224,6 +248,7 @@ func TestKillGoneMember(t *testing.T) {
 		t.Fatal(err)
 	}
 	res := (&Killer{Log: testLogger(t)}).Kill(context.Background(), v)
+	checkPartition(t, v, res)
 	if !slices.Equal(res.Gone, pids) || len(res.Killed)+len(res.StillAlive)+len(res.Signalled) != 0 {
 		t.Fatalf("dead member: Gone %v Killed %v StillAlive %v Signalled %v", res.Gone, res.Killed, res.StillAlive, res.Signalled)
 	}
@@ -286,6 +311,7 @@ func TestMreleaseReleasesMemory(t *testing.T) {
 			v := members(t, pids)
 			begin := time.Now()
 			res := k.Kill(context.Background(), v)
+			checkPartition(t, v, res)
 			u := waitUsage(t, g, func(u uint64) bool { return u < 16<<20 }, 5*time.Second)
 			t.Logf("mrelease=%v: kill to usage %d bytes took %v", mrelease, u, time.Since(begin))
 			if !slices.Equal(res.Killed, pids) {
