@@ -73,18 +73,76 @@ func newGroup(name string, memLimit int64, pidsMax int) (*group, error) {
 	return g, nil
 }
 
-// startSleepers starts a shell inside the group that forks and execs n
-// sleep processes (each exec'd, as on a real machine), then becomes a sleep
-// itself. Sleeps last at most lifetime, so nothing outlives a crashed run
-// by long.
-func (g *group) startSleepers(n int, lifetime time.Duration) error {
-	secs := strconv.Itoa(int(lifetime.Seconds()))
-	script := fmt.Sprintf(`for f in %s %s %s; do echo $$ > $f || exit 1; done
-i=0; while [ $i -lt %d ]; do sleep %s & i=$((i+1)); done; exec sleep %s`,
-		g.memory.File("cgroup.procs"), g.pids.File("cgroup.procs"), g.freezer.File("cgroup.procs"), n, secs, secs)
-	cmd := exec.Command("sh", "-c", script)
+// startSleepers runs launcher inside the group: it joins the group's
+// cgroups, then forks and execs n sleepers (each exec'd, so each has an
+// address-space layout of its own, as on a real machine) and waits.
+// Launcher and sleepers end by themselves after lifetime (alarm), so nothing
+// outlives a crashed run by long.
+func (g *group) startSleepers(bins *programs, n int, lifetime time.Duration) error {
+	cmd := exec.Command(bins.launcher, strconv.Itoa(n), bins.sleeper, strconv.Itoa(int(lifetime.Seconds())),
+		g.memory.File("cgroup.procs"), g.pids.File("cgroup.procs"), g.freezer.File("cgroup.procs"))
 	cmd.Stdout, cmd.Stderr = os.Stderr, os.Stderr
 	return cmd.Start()
+}
+
+// programs are the launcher and sleeper binaries, built with gcc -static.
+type programs struct {
+	dir, launcher, sleeper string
+}
+
+const launcherSource = `
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	if (argc < 5) { fprintf(stderr, "usage: launcher N SLEEPER SECONDS PROCS...\n"); return 2; }
+	char pid[32];
+	int len = snprintf(pid, sizeof pid, "%d", getpid());
+	for (int i = 4; i < argc; i++) {
+		int fd = open(argv[i], O_WRONLY);
+		if (fd < 0 || write(fd, pid, len) != len) { perror(argv[i]); return 1; }
+		close(fd);
+	}
+	int n = atoi(argv[1]);
+	for (int i = 0; i < n; i++) {
+		pid_t c = fork();
+		if (c == 0) { execl(argv[2], "sleeper", argv[3], (char *)0); _exit(127); }
+		if (c < 0) { perror("launcher: fork"); break; }
+	}
+	alarm(atoi(argv[3]));
+	for (;;) pause();
+}
+`
+
+const sleeperSource = `
+#include <stdlib.h>
+#include <unistd.h>
+int main(int argc, char **argv) {
+	alarm(argc > 1 ? atoi(argv[1]) : 600);
+	for (;;) pause();
+}
+`
+
+// buildPrograms compiles the launcher and the sleeper into a new temporary
+// directory.
+func buildPrograms() (*programs, error) {
+	dir, err := os.MkdirTemp("", "oomguard-bench-scan-")
+	if err != nil {
+		return nil, err
+	}
+	p := &programs{dir: dir, launcher: filepath.Join(dir, "launcher"), sleeper: filepath.Join(dir, "sleeper")}
+	for bin, src := range map[string]string{p.launcher: launcherSource, p.sleeper: sleeperSource} {
+		if err := os.WriteFile(bin+".c", []byte(src), 0o644); err != nil {
+			return nil, err
+		}
+		if out, err := exec.Command("gcc", "-O2", "-static", "-o", bin, bin+".c").CombinedOutput(); err != nil {
+			os.RemoveAll(dir)
+			return nil, fmt.Errorf("gcc %s: %v\n%s", bin, err, out)
+		}
+	}
+	return p, nil
 }
 
 // wait waits until the group holds n processes.

@@ -10,7 +10,14 @@ import (
 // BenchmarkProcesses is an unscoped pass over this machine's /proc; the
 // comparison with prometheus/procfs at 5,000 processes is bench/scan.
 func BenchmarkProcesses(b *testing.B) {
-	s := New(Config{SelfPID: os.Getpid()})
+	for _, k := range []Keep{KeepDefault, KeepAll, KeepNone} {
+		b.Run(k.String(), func(b *testing.B) { benchProcesses(b, k) })
+	}
+}
+
+func benchProcesses(b *testing.B, keep Keep) {
+	s := New(Config{SelfPID: os.Getpid(), KeepOpen: keep})
+	defer s.Close()
 	var snap policy.Snapshot
 	if err := s.Processes(&snap); err != nil {
 		b.Fatal(err)

@@ -64,8 +64,8 @@ type Scanner struct {
 	maxKept int
 
 	// scopeMount[i] maps scope i's directories to the cgroup paths that
-	// /proc/PID/cgroup shows: strip mountDir, prepend mountRoot. ok false
-	// when the mount was not found.
+	// /proc/PID/cgroup shows: strip the mount point, prepend the mount's
+	// root. ok is false when the mount was not found.
 	scopeMount []mountMap
 
 	meminfo procfs.Meminfo
@@ -98,6 +98,8 @@ type PassStats struct {
 	New int
 	// Kcmp is how many kcmp(2) calls mm grouping made.
 	Kcmp int
+	// Kept is how many processes have files kept open (Config.KeepOpen).
+	Kept int
 }
 
 // Close closes the files the Scanner keeps open and empties its cache. The
@@ -110,6 +112,7 @@ func (s *Scanner) Close() error {
 	return nil
 }
 
+// String names the kept files, for logs and benchmark tables.
 func (k Keep) String() string {
 	if k == 0 {
 		return "default"
@@ -324,6 +327,7 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 	}
 	s.groupMMs(procs)
 	s.markVforkChildren(procs)
+	s.stats.Kept = s.kept
 	return nil
 }
 
