@@ -114,14 +114,7 @@ func TestV2Kernel(t *testing.T) {
 // binary to use instead.
 func TestOomguardV2(t *testing.T) {
 	require(t)
-	og := os.Getenv("OOMGUARD_VM_BINARY")
-	if og == "" {
-		var err error
-		if og, err = buildGo(t, "../cmd/oomguard", "oomguard"); err != nil {
-			t.Fatalf("cannot build the oomguard binary for the guest: %v", err)
-		}
-	}
-	t.Logf("guest oomguard binary: %s", og)
+	og := oomguardBinary(t)
 	max := scenario(t, "killer-scoped", ". /test/lib.sh\nneed daemon scope\nKILLER=\"oomguard daemon --scope\"\n")
 	max.Name = "og-daemon-max"
 	scs := []Scenario{max}
@@ -134,4 +127,39 @@ func TestOomguardV2(t *testing.T) {
 		t.Logf("boot and %d scenarios took %v", len(scs), res.Elapsed)
 	}
 	report(t, results, res, err)
+}
+
+// TestOomguardFaults runs fault-injection and system-wide cases on a disk
+// root (evictable code and file pages): a frozen victim, a daemon
+// SIGKILLed and restarted mid-episode, cgroup and process churn during
+// scans, and the unscoped daemon as the guest's OOM killer against a fast
+// hog.
+func TestOomguardFaults(t *testing.T) {
+	require(t)
+	og := oomguardBinary(t)
+	var scs []Scenario
+	for _, n := range []string{"og-fault-frozen-victim", "og-fault-restart", "og-fault-churn", "og-system-fasthog"} {
+		scs = append(scs, scenario(t, n, ""))
+	}
+	files := append(guestFiles(t), File{Path: "/test/bin/oomguard", Source: og})
+	results, res, err := RunScenarios(context.Background(), Config{Files: files, Root: RootDisk, DiskBPS: 32 << 20}, scs)
+	if res != nil {
+		t.Logf("boot and %d scenarios took %v", len(scs), res.Elapsed)
+	}
+	report(t, results, res, err)
+}
+
+// oomguardBinary returns $OOMGUARD_VM_BINARY, or builds ../cmd/oomguard
+// static; a build failure fails the test.
+func oomguardBinary(t *testing.T) string {
+	t.Helper()
+	og := os.Getenv("OOMGUARD_VM_BINARY")
+	if og == "" {
+		var err error
+		if og, err = buildGo(t, "../cmd/oomguard", "oomguard"); err != nil {
+			t.Fatalf("cannot build the oomguard binary for the guest: %v", err)
+		}
+	}
+	t.Logf("guest oomguard binary: %s", og)
+	return og
 }
