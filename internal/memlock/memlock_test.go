@@ -516,21 +516,8 @@ func TestClearErrors(t *testing.T) {
 // command runs.
 func TestUnprivileged(t *testing.T) {
 	testbed.Require(t)
-	dir, err := os.MkdirTemp("", "memlock-unpriv")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.RemoveAll(dir) })
-	os.Chmod(dir, 0o777)
-	self, _ := os.Executable()
-	bin := filepath.Join(dir, "helper")
-	data, err := os.ReadFile(self)
-	if err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(bin, data, 0o755); err != nil {
-		t.Fatal(err)
-	}
+	bin := worldCopy(t)
+	dir := filepath.Dir(bin)
 	marker := filepath.Join(dir, "ran")
 	cases := []struct {
 		name string
@@ -568,5 +555,73 @@ func TestUnprivileged(t *testing.T) {
 				t.Errorf("the command ran")
 			}
 		})
+	}
+}
+
+// worldCopy copies the test binary into a new directory that user nobody can
+// reach, and returns its path.
+func worldCopy(t *testing.T) string {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "memlock-unpriv")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	os.Chmod(dir, 0o777)
+	self, _ := os.Executable()
+	data, err := os.ReadFile(self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	bin := filepath.Join(dir, "helper")
+	if err := os.WriteFile(bin, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return bin
+}
+
+// TestLockFailureWarns runs, under oomguard as root, a command that drops
+// CAP_IPC_LOCK (setpriv) and then runs a program whose image alone exceeds
+// the 8 MiB RLIMIT_MEMLOCK: mlockall fails in it, the failure is reported
+// with the PID and errno, and the program still runs; a small program after
+// it is locked within the limit.
+func TestLockFailureWarns(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	var rl syscall.Rlimit
+	syscall.Getrlimit(8 /* RLIMIT_MEMLOCK */, &rl)
+	if rl.Max == ^uint64(0) || rl.Max >= 64<<20 {
+		t.Skipf("RLIMIT_MEMLOCK hard limit %d is not low here", rl.Max)
+	}
+	big := testbed.CompileC(t, `#include <stdio.h>
+static volatile char big[96 << 20];
+int main(int argc, char **argv) { big[argc] = 1; printf("big ran %d\n", big[argc]); return 0; }
+`)
+	small := testbed.CompileC(t, `#include <stdio.h>
+#include <string.h>
+#include <stdlib.h>
+int main(void) { char b[4096]; FILE *f = fopen("/proc/self/status", "r");
+	while (fgets(b, sizeof b, f)) if (!strncmp(b, "VmLck:", 6)) printf("small %ld\n", strtol(b + 6, NULL, 10));
+	return 0; }
+`)
+	out, errOut, code := runHelper(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive},
+		"setpriv", "--bounding-set=-ipc_lock", "--inh-caps=-ipc_lock", "--", "sh", "-c", big+"; "+small)
+	if code != 0 {
+		t.Fatalf("exit %d\nstdout: %s\nstderr: %s", code, out, errOut)
+	}
+	if !strings.Contains(out, "big ran") {
+		t.Errorf("the program that could not be locked did not run: %q", out)
+	}
+	if m := regexp.MustCompile(`small (\d+)`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+		t.Errorf("the small program was not locked: %q", out)
+	}
+	warn := regexp.MustCompile(`warning: pid \d+ \(\S+\) is NOT locked: mlockall: cannot allocate memory \(RLIMIT_MEMLOCK`)
+	if !warn.MatchString(errOut) {
+		t.Errorf("no warning naming the PID and errno in %q (stdout %q)", errOut, out)
+	}
+	if !strings.Contains(errOut, "LOCKFAILURES 1") {
+		t.Errorf("Result.LockFailures is not 1: %q", errOut)
 	}
 }
