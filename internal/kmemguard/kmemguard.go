@@ -73,11 +73,12 @@ type Guard struct {
 	log     *slog.Logger
 	actions *actionlog.Log
 
-	mu       sync.Mutex // guards tracker, targets
+	mu       sync.Mutex // guards the fields below
 	tracker  kmembudget.Tracker
 	targets  []*target
 	lastScan time.Time
 	errOnce  map[string]bool
+	inFlight map[string]bool // cgroups with an action in progress
 }
 
 // target is one budgeted cgroup being polled.
@@ -175,7 +176,7 @@ func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {
 		return nil, errors.New("kmem guard: no budgets")
 	}
 	cfg.Budgets = budgets
-	return &Guard{cfg: cfg, log: log, actions: actions, errOnce: map[string]bool{}}, nil
+	return &Guard{cfg: cfg, log: log, actions: actions, errOnce: map[string]bool{}, inFlight: map[string]bool{}}, nil
 }
 
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
@@ -189,14 +190,30 @@ func inScopes(scopes []cgroupfs.Cgroup, dir string) bool {
 	return false
 }
 
-// Run polls every Interval until ctx is done and returns nil then. It acts
-// on a breach in the same poll that sees it.
+// Run polls every Interval until ctx is done, then waits for actions in
+// progress and returns nil. A breach is handled in its own goroutine as soon
+// as the poll sees it, so a slow kill in one cgroup (waiting for a victim to
+// exit) does not delay polling the others; a cgroup has at most one action
+// in progress.
 func (g *Guard) Run(ctx context.Context) error {
 	g.log.Info("kmem guard started", "budgets", len(g.cfg.Budgets), "interval", g.cfg.Interval, "dry_run", g.cfg.DryRun)
 	t := time.NewTicker(g.cfg.Interval)
 	defer t.Stop()
+	var wg sync.WaitGroup
+	defer wg.Wait()
 	for {
-		g.Check(ctx, time.Now())
+		for _, d := range g.poll(time.Now()) {
+			if !g.begin(d.Cgroup) {
+				g.log.Warn("kmem budget breach while an action on the cgroup is in progress", "cgroup", d.Cgroup, "usage", d.Usage)
+				continue
+			}
+			wg.Add(1)
+			go func(d kmembudget.Decision) {
+				defer wg.Done()
+				defer g.end(d.Cgroup)
+				g.handle(ctx, d)
+			}(d)
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -205,12 +222,38 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 }
 
-// Check runs one poll at now: it re-expands the budgets when Rescan has
-// passed, reads every budgeted cgroup's kernel memory, and carries out the
-// decisions. Between rescans and without a breach it does not allocate.
+// begin marks an action on cgroup in progress; false if one already is.
+func (g *Guard) begin(cgroup string) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if g.inFlight[cgroup] {
+		return false
+	}
+	g.inFlight[cgroup] = true
+	return true
+}
+
+func (g *Guard) end(cgroup string) {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	delete(g.inFlight, cgroup)
+}
+
+// Check runs one poll at now and carries out its decisions before
+// returning; Run does the same but handles decisions concurrently.
 func (g *Guard) Check(ctx context.Context, now time.Time) {
+	for _, d := range g.poll(now) {
+		g.handle(ctx, d)
+	}
+}
+
+// poll re-expands the budgets when Rescan has passed, reads every budgeted
+// cgroup's kernel memory and returns the decisions. Between rescans and
+// without a breach it does not allocate.
+func (g *Guard) poll(now time.Time) []kmembudget.Decision {
 	var ds []kmembudget.Decision
 	g.mu.Lock()
+	defer g.mu.Unlock()
 	if g.lastScan.IsZero() || now.Sub(g.lastScan) >= g.cfg.Rescan {
 		g.rescan()
 		g.lastScan = now
@@ -225,10 +268,7 @@ func (g *Guard) Check(ctx context.Context, now time.Time) {
 			ds = append(ds, d)
 		}
 	}
-	g.mu.Unlock()
-	for _, d := range ds {
-		g.handle(ctx, d)
-	}
+	return ds
 }
 
 func (g *Guard) logOnce(key, msg string, err error) {
