@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 )
 
 // KillDurationBuckets are the upper bounds, in seconds, of the time-to-kill
@@ -34,6 +35,13 @@ type Daemon struct {
 	RefaultRate Gauge
 	// TriggerActive is 1 while a trigger is firing, labelled trigger.
 	TriggerActive GaugeVec
+	// TriggerValue is the current value of each configured trigger in its
+	// base unit (a ratio for percentages), labelled trigger (a name such as
+	// "memory", "psi:memory:full:/sys/fs/cgroup/x").
+	TriggerValue GaugeVec
+	// TriggerThreshold is the configured threshold of each trigger, labelled
+	// trigger and level (term|kill).
+	TriggerThreshold GaugeVec
 
 	// Kills counts victims killed, labelled trigger (memory, swap, psi,
 	// scope_limit, thrash, forkbomb, kmem_budget, ...).
@@ -68,14 +76,16 @@ type Daemon struct {
 func NewDaemon(version, procRoot string) *Daemon {
 	r := NewRegistry()
 	d := &Daemon{
-		Registry:       r,
-		MemAvailable:   r.NewGauge("oomguard_mem_available_ratio", "MemAvailable as a fraction of MemTotal."),
-		SwapFree:       r.NewGauge("oomguard_swap_free_ratio", "SwapFree as a fraction of SwapTotal (0 without swap)."),
-		PressureSome:   r.NewGaugeVec("oomguard_pressure_some_avg10_ratio", "PSI 'some' avg10 as a fraction; cgroup is empty for the whole system.", "resource", "cgroup"),
-		PressureFull:   r.NewGaugeVec("oomguard_pressure_full_avg10_ratio", "PSI 'full' avg10 as a fraction; cgroup is empty for the whole system.", "resource", "cgroup"),
-		ScopeAvailable: r.NewGaugeVec("oomguard_scope_available_ratio", "Available memory of a scope cgroup as a fraction of its limit.", "cgroup"),
-		RefaultRate:    r.NewGauge("oomguard_workingset_refaults_per_second", "Workingset refaults per second, file and anon."),
-		TriggerActive:  r.NewGaugeVec("oomguard_trigger_active", "1 while the trigger is firing.", "trigger"),
+		Registry:         r,
+		MemAvailable:     r.NewGauge("oomguard_mem_available_ratio", "MemAvailable as a fraction of MemTotal."),
+		SwapFree:         r.NewGauge("oomguard_swap_free_ratio", "SwapFree as a fraction of SwapTotal (0 without swap)."),
+		PressureSome:     r.NewGaugeVec("oomguard_pressure_some_avg10_ratio", "PSI 'some' avg10 as a fraction; cgroup is empty for the whole system.", "resource", "cgroup"),
+		PressureFull:     r.NewGaugeVec("oomguard_pressure_full_avg10_ratio", "PSI 'full' avg10 as a fraction; cgroup is empty for the whole system.", "resource", "cgroup"),
+		ScopeAvailable:   r.NewGaugeVec("oomguard_scope_available_ratio", "Available memory of a scope cgroup as a fraction of its limit.", "cgroup"),
+		RefaultRate:      r.NewGauge("oomguard_workingset_refaults_per_second", "Workingset refaults per second, file and anon."),
+		TriggerActive:    r.NewGaugeVec("oomguard_trigger_active", "1 while the trigger is firing.", "trigger"),
+		TriggerValue:     r.NewGaugeVec("oomguard_trigger_value", "Current value of a trigger, in base units (ratios for percentages).", "trigger"),
+		TriggerThreshold: r.NewGaugeVec("oomguard_trigger_threshold", "Configured threshold of a trigger, in base units.", "trigger", "level"),
 
 		Kills:                   r.NewCounterVec("oomguard_kills_total", "Processes killed, by trigger.", "trigger"),
 		KillFailures:            r.NewCounterVec("oomguard_kill_failures_total", "Kills that failed or missed their deadline, by reason.", "reason"),
@@ -99,6 +109,7 @@ func NewDaemon(version, procRoot string) *Daemon {
 // directory at every scrape: oomguard_process_resident_memory_bytes,
 // oomguard_process_cpu_seconds_total and oomguard_process_threads.
 type Process struct {
+	mu       sync.Mutex // one reading at a time: concurrent scrapes
 	dir      string
 	rss      Gauge
 	cpu      Counter
@@ -124,6 +135,8 @@ const userHZ = 100
 
 // Update reads dir/stat and sets the metrics. Errors leave them unchanged.
 func (p *Process) Update() error {
+	p.mu.Lock()
+	defer p.mu.Unlock()
 	f, err := os.Open(filepath.Join(p.dir, "stat"))
 	if err != nil {
 		return err

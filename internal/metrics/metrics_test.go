@@ -330,3 +330,41 @@ func TestServeDaemon(t *testing.T) {
 		}
 	}
 }
+
+func FuzzParseStat(f *testing.F) {
+	b, _ := os.ReadFile("testdata/proc/self/stat")
+	f.Add(b)
+	f.Add([]byte("1 ()) R 0"))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		parseStat(b)
+	})
+}
+
+func TestConcurrentScrapes(t *testing.T) {
+	d := NewDaemon("x", "/proc")
+	done := make(chan bool)
+	for range 4 {
+		go func() {
+			for range 20 {
+				d.Registry.WriteText(io.Discard)
+			}
+			done <- true
+		}()
+	}
+	for range 4 {
+		<-done
+	}
+	var b strings.Builder
+	d.Registry.WriteText(&b)
+	ss, _ := parseText(t, strings.NewReader(b.String()))
+	// CPU must stay the process's real CPU time, not a sum over scrapes.
+	cpu := find(t, ss, "oomguard_process_cpu_seconds_total")
+	raw, _ := os.ReadFile("/proc/self/stat")
+	st, err := parseStat(raw)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if real := float64(st.utime+st.stime) / userHZ; cpu > real+0.05 {
+		t.Errorf("cpu counter %v above the real %v: concurrent scrapes double-counted", cpu, real)
+	}
+}
