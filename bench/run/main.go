@@ -14,11 +14,13 @@ package main
 import (
 	"bufio"
 	"bytes"
+	"context"
 	"flag"
 	"fmt"
 	"io"
 	"os"
 	"os/exec"
+	"os/signal"
 	"path/filepath"
 	"runtime"
 	"sort"
@@ -72,6 +74,16 @@ func main() {
 	undo, err := confine()
 	check(err)
 	defer undo()
+	// On SIGINT or SIGTERM, the running workload gets SIGTERM, and the
+	// cgroups are removed before exiting.
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	fail := func(err error) {
+		if err != nil {
+			undo()
+			check(err)
+		}
+	}
 
 	proj := filepath.Join(tmp, "proj")
 	check(os.Mkdir(proj, 0o755))
@@ -100,8 +112,8 @@ func main() {
 	for r := 0; r < *rounds; r++ {
 		for w, wl := range wls {
 			for m, md := range modes {
-				s, err := measure(*oomguard, wl, md)
-				check(err)
+				s, err := measure(ctx, *oomguard, wl, md)
+				fail(err)
 				res[w][m] = append(res[w][m], s)
 				fmt.Fprintf(os.Stderr, "round %d %-28s %-34s wall %7.3fs cpu %7.3fs\n", r+1, wl.name, md.name, s.wall.Seconds(), s.cpu.Seconds())
 			}
@@ -114,10 +126,10 @@ func main() {
 		os.Stdout.Write(buf.Bytes())
 		return
 	}
-	check(os.WriteFile(*out, buf.Bytes(), 0o644))
+	fail(os.WriteFile(*out, buf.Bytes(), 0o644))
 }
 
-func measure(oomguard string, wl workload, md mode) (sample, error) {
+func measure(ctx context.Context, oomguard string, wl workload, md mode) (sample, error) {
 	if wl.prep != nil {
 		if err := wl.prep(); err != nil {
 			return sample{}, fmt.Errorf("%s: prepare: %w", wl.name, err)
@@ -127,7 +139,9 @@ func measure(oomguard string, wl workload, md mode) (sample, error) {
 	if md.args != nil {
 		argv = append(append(append([]string{oomguard, "run"}, md.args...), "--"), wl.argv...)
 	}
-	cmd := exec.Command(argv[0], argv[1:]...)
+	cmd := exec.CommandContext(ctx, argv[0], argv[1:]...)
+	cmd.Cancel = func() error { return cmd.Process.Signal(syscall.SIGTERM) }
+	cmd.WaitDelay = 10 * time.Second
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
 	start := time.Now()

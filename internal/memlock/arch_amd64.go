@@ -44,6 +44,27 @@ func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {
 	r.Rdi = uint64(arg0)
 }
 
+// trapCode returns one word of code that makes system call nr and then
+// traps: "mov eax, nr; syscall; int3". It is immune to the value execve
+// leaves in rax, so it can be planted at a PTRACE_EVENT_EXEC stop, and needs
+// a single stop (the int3) instead of syscall-entry and -exit stops.
+func trapCode(nr uintptr) (uint64, bool) {
+	return 0xcc050f00000000b8 | uint64(uint32(nr))<<8, true
+}
+
+// trapLen is the length of trapCode: the pc after its int3.
+const trapLen = 8
+
+// setupTrap points r at trapCode planted at addr, with one argument.
+func setupTrap(r *regs, addr uintptr, arg0 uintptr) {
+	r.Rip = uint64(addr)
+	r.Orig_rax = ^uint64(0)
+	r.Rdi = uint64(arg0)
+}
+
+// setExecReturn makes r hold execve's successful return value.
+func setExecReturn(r *regs) { r.Rax = 0 }
+
 // syscallResult returns the injected call's return value (-errno on error).
 func syscallResult(r *regs) int64 { return int64(r.Rax) }
 

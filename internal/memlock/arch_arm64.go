@@ -47,6 +47,15 @@ func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {
 	r.Regs[0] = uint64(arg0)
 }
 
+// trapCode: arm64 uses the syscall-stop injection only.
+func trapCode(nr uintptr) (uint64, bool) { return 0, false }
+
+const trapLen = 0
+
+func setupTrap(r *regs, addr uintptr, arg0 uintptr) {}
+
+func setExecReturn(r *regs) { r.Regs[0] = 0 }
+
 // syscallResult returns the injected call's return value (-errno on error).
 func syscallResult(r *regs) int64 { return int64(r.Regs[0]) }
 

@@ -15,3 +15,10 @@ func pc(r *regs) uintptr                                   { return 0 }
 func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {}
 func syscallResult(r *regs) int64                          { return -1 }
 func cloneFlags(pid int) (uint64, error)                   { return 0, errArch }
+
+func trapCode(nr uintptr) (uint64, bool) { return 0, false }
+
+const trapLen = 0
+
+func setupTrap(r *regs, addr uintptr, arg0 uintptr) {}
+func setExecReturn(r *regs)                         {}

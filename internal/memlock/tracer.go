@@ -361,21 +361,7 @@ func (t *tracer) onExec(tk *task) {
 	p.lock = NotLocked
 	p.lockErr = nil
 	if p.gen <= t.maxLockGen {
-		// The exec stop is inside execve, whose return value would
-		// overwrite an injected syscall number: step to its syscall-exit
-		// stop first, where the registers are final.
-		if err := sys.PtraceSyscall(pid, 0); err != nil {
-			return
-		}
-		var ws unix.WaitStatus
-		if _, err := wait4(pid, &ws); err != nil {
-			return
-		}
-		if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP|0x80 {
-			t.handle(pid, ws)
-			return
-		}
-		if gone := t.lock(tk); gone {
+		if gone := t.lockAt(tk, true); gone {
 			return
 		}
 	}
@@ -461,9 +447,12 @@ func (t *tracer) cont(pid int, sig unix.Signal) {
 // lock injects mlockall into the task, which is in a stop where its
 // registers are final. It reports whether the task died meanwhile (its
 // status has then been handled).
-func (t *tracer) lock(tk *task) (gone bool) {
+func (t *tracer) lock(tk *task) (gone bool) { return t.lockAt(tk, false) }
+
+// lockAt is lock; atExec says the task is at its PTRACE_EVENT_EXEC stop.
+func (t *tracer) lockAt(tk *task, atExec bool) (gone bool) {
 	p := tk.p
-	ret, deferred, gone, err := t.inject(tk.tid, unix.SYS_MLOCKALL, uintptr(t.flags))
+	ret, deferred, gone, err := t.inject(tk.tid, unix.SYS_MLOCKALL, uintptr(t.flags), atExec)
 	if gone {
 		return true
 	}
@@ -495,13 +484,101 @@ func lockHint(err error) string {
 	return ""
 }
 
-// inject runs system call nr(arg0) in a stopped tracee: it writes a syscall
-// instruction over the word at the tracee's pc, points the registers at it,
-// runs the tracee to the call's syscall-exit stop, and restores text and
-// registers. Signals that arrive meanwhile are held back and returned, to be
+// inject runs system call nr(arg0) in a stopped tracee and restores it.
+// atExec says the tracee is at its PTRACE_EVENT_EXEC stop, still inside
+// execve. Signals that arrive meanwhile are held back and returned, to be
 // sent again once the tracee runs. gone reports that the tracee died (its
 // status has been handled).
-func (t *tracer) inject(pid int, nr, arg0 uintptr) (ret int64, deferred []unix.Signal, gone bool, err error) {
+func (t *tracer) inject(pid int, nr, arg0 uintptr, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error) {
+	if code, ok := trapCode(nr); ok {
+		ret, deferred, gone, err, tried := t.injectTrap(pid, code, arg0, atExec)
+		if tried {
+			return ret, deferred, gone, err
+		}
+	}
+	if atExec {
+		// execve's return value would overwrite the injected syscall
+		// number: step to its syscall-exit stop first, where the registers
+		// are final.
+		if err := sys.PtraceSyscall(pid, 0); err != nil {
+			return 0, nil, false, err
+		}
+		var ws unix.WaitStatus
+		if _, err := wait4(pid, &ws); err != nil {
+			return 0, nil, false, err
+		}
+		if !ws.Stopped() || ws.StopSignal() != unix.SIGTRAP|0x80 {
+			t.handle(pid, ws)
+			return 0, nil, true, nil
+		}
+	}
+	return t.injectSyscall(pid, nr, arg0)
+}
+
+// injectTrap plants trapCode over the word at the tracee's pc, runs it to
+// its int3 and restores text and registers: one stop per injection. tried
+// is false when the code could not be planted (nothing was changed then).
+func (t *tracer) injectTrap(pid int, code uint64, arg0 uintptr, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error, tried bool) {
+	var saved regs
+	if err := getRegs(pid, &saved); err != nil {
+		return 0, nil, false, err, true
+	}
+	addr := pc(&saved)
+	orig, err := sys.PtracePeekData(pid, addr)
+	if err != nil {
+		return 0, nil, false, nil, false
+	}
+	if err := sys.PtracePokeData(pid, addr, code); err != nil {
+		return 0, nil, false, nil, false
+	}
+	r := saved
+	setupTrap(&r, addr, arg0)
+	if err := setRegs(pid, &r); err != nil {
+		sys.PtracePokeData(pid, addr, orig)
+		return 0, nil, false, err, true
+	}
+	for {
+		if err := sys.PtraceCont(pid, 0); err != nil {
+			return 0, deferred, false, err, true
+		}
+		var ws unix.WaitStatus
+		if _, err := wait4(pid, &ws); err != nil {
+			return 0, deferred, false, err, true
+		}
+		if !ws.Stopped() || event(ws) == unix.PTRACE_EVENT_EXIT {
+			t.handle(pid, ws)
+			return 0, nil, true, nil, true
+		}
+		if event(ws) != 0 {
+			continue
+		}
+		sig := ws.StopSignal()
+		if sig == unix.SIGTRAP {
+			if err := getRegs(pid, &r); err != nil {
+				return 0, deferred, false, err, true
+			}
+			if pc(&r) == addr+trapLen {
+				break
+			}
+		}
+		// A signal arrived before the injected code ran: hold it.
+		deferred = append(deferred, sig)
+	}
+	ret = syscallResult(&r)
+	if atExec {
+		setExecReturn(&saved)
+	}
+	if err := sys.PtracePokeData(pid, addr, orig); err != nil {
+		return ret, deferred, false, err, true
+	}
+	return ret, deferred, false, setRegs(pid, &saved), true
+}
+
+// injectSyscall writes a syscall instruction over the word at the tracee's
+// pc, points the registers at it, runs the tracee through the call's
+// syscall-entry and -exit stops, and restores text and registers. The tracee
+// must be in a stop where its registers are final.
+func (t *tracer) injectSyscall(pid int, nr, arg0 uintptr) (ret int64, deferred []unix.Signal, gone bool, err error) {
 	var saved regs
 	if err := getRegs(pid, &saved); err != nil {
 		return 0, nil, false, err
