@@ -485,3 +485,16 @@ func TestExampleConfigSnippets(t *testing.T) {
 		}
 	}
 }
+
+func TestSocketGID(t *testing.T) {
+	for _, tc := range []struct {
+		group string
+		want  int
+		ok    bool
+	}{{"", -1, true}, {"0", 0, true}, {"root", 0, true}, {"no-such-group-oomguard", -1, false}} {
+		got, err := (Socket{Group: tc.group}).GID()
+		if got != tc.want || (err == nil) != tc.ok {
+			t.Errorf("GID(%q) = %d, %v", tc.group, got, err)
+		}
+	}
+}
