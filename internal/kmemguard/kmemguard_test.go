@@ -2,6 +2,7 @@ package kmemguard
 
 import (
 	"context"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strings"
@@ -86,4 +87,25 @@ func TestCheckIgnoresMissing(t *testing.T) {
 	if len(g.targets) != 0 || len(g.Report()) != 0 {
 		t.Errorf("targets %v, report %v", g.targets, g.Report())
 	}
+}
+
+func FuzzParseBudget(f *testing.F) {
+	for _, s := range []string{"/a/*=64M:kill-heaviest", "jobs=1G:report", "/a=0:report", "=:", "/a=64M"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		b, err := ParseBudget(s)
+		if err != nil {
+			if !strings.Contains(err.Error(), fmt.Sprintf("%q", s)) {
+				t.Errorf("error %q does not quote the input %q", err, s)
+			}
+			return
+		}
+		if b.Max == 0 || b.Pattern == "" {
+			t.Errorf("ParseBudget(%q) = %+v", s, b)
+		}
+		if _, err := kmembudget.ParseAction(string(b.Action)); err != nil {
+			t.Errorf("ParseBudget(%q) action %q", s, b.Action)
+		}
+	})
 }

@@ -2,6 +2,7 @@ package kmembudget
 
 import (
 	"os/exec"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -216,4 +217,20 @@ func TestPure(t *testing.T) {
 			t.Errorf("kmembudget imports %s", p)
 		}
 	}
+}
+
+func FuzzParseSize(f *testing.F) {
+	for _, s := range []string{"64M", "1G", "123456", "512KiB", "2MB", "", "x", "18446744073709551615", "16777216T"} {
+		f.Add(s)
+	}
+	f.Fuzz(func(t *testing.T, s string) {
+		n, err := ParseSize(s)
+		if err != nil {
+			return
+		}
+		// A parsed size re-parses to itself when written in bytes.
+		if m, err := ParseSize(strconv.FormatUint(n, 10)); err != nil || m != n {
+			t.Errorf("ParseSize(%q) = %d, which re-parses to %d, %v", s, n, m, err)
+		}
+	})
 }
