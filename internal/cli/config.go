@@ -19,9 +19,10 @@ var cmdConfig = &Command{
 
 const configUsage = `check [--dropins DIR] [FILE] | show [--config FILE] [--dropins DIR]
 
-  check  validates FILE (default ` + config.DefaultPath + `) and, with
-         --dropins, the drop-ins merged after it; exits 0 when valid, else 1
-         with one FILE:LINE: KEY: REASON line per problem.
+  check  validates FILE and, with --dropins, the drop-ins merged after it;
+         without FILE, ` + config.DefaultPath + ` and ` + config.DefaultDropinDir + `,
+         as the daemon reads them. Exits 0 when valid, else 1 with one
+         FILE:LINE: KEY: REASON line per problem.
   show   prints the effective configuration (defaults, file, drop-ins) as TOML.`
 
 func runConfig(ctx context.Context, env Env, args []string) error {
@@ -42,13 +43,16 @@ func runConfig(ctx context.Context, env Env, args []string) error {
 
 func configCheck(env Env, args []string) error {
 	flags := newFlagSet(env, "config check", "[--dropins DIR] [FILE]")
-	dropins := flags.String("dropins", "", "also check the *.toml drop-ins in `DIR`, merged after FILE")
+	dropins := flags.String("dropins", "", "also check the *.toml drop-ins in `DIR`, merged after FILE (default: "+config.DefaultDropinDir+" when FILE is not given, as the daemon does)")
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
 	path := config.DefaultPath
 	switch flags.NArg() {
 	case 0:
+		if !isSet(flags, "dropins") {
+			*dropins = config.DefaultDropinDir
+		}
 	case 1:
 		path = flags.Arg(0)
 	default:
@@ -64,7 +68,7 @@ func configCheck(env Env, args []string) error {
 func configShow(env Env, args []string) error {
 	flags := newFlagSet(env, "config show", "[--config FILE] [--dropins DIR]")
 	path := flags.String("config", config.DefaultPath, "configuration `FILE` (\"\" for the built-in defaults)")
-	dropins := flags.String("dropins", config.DefaultDropinDir, "drop-in `DIR` merged after FILE (\"\" for none)")
+	dropins := flags.String("dropins", "", "drop-in `DIR` merged after FILE (default: "+config.DefaultDropinDir+" unless --config is given, as the daemon does)")
 	if err := parseFlags(flags, args); err != nil {
 		return err
 	}
@@ -72,8 +76,10 @@ func configShow(env Env, args []string) error {
 		return usageErrorf("config show takes no arguments, got %q", flags.Args())
 	}
 	p := *path
-	explicit := false
-	flags.Visit(func(f *flag.Flag) { explicit = explicit || f.Name == "config" })
+	explicit := isSet(flags, "config")
+	if !explicit && !isSet(flags, "dropins") {
+		*dropins = config.DefaultDropinDir
+	}
 	// The default file may be absent: the daemon then runs on defaults and
 	// drop-ins, and show says so.
 	if !explicit {
@@ -103,4 +109,11 @@ func loadConfig(path, dropins string) (*config.Config, error) {
 		return nil, &ExitError{Code: 1, Err: fmt.Errorf("invalid configuration:\n%w", err)}
 	}
 	return c, err
+}
+
+// isSet reports whether the flag name was given on the command line.
+func isSet(fs *flag.FlagSet, name string) bool {
+	set := false
+	fs.Visit(func(f *flag.Flag) { set = set || f.Name == name })
+	return set
 }
