@@ -157,8 +157,8 @@ func TestFromKmemV1AndProcesses(t *testing.T) {
 	}
 	// Two processes share one pipe (inode 9) holding 5000 bytes: counted once.
 	ps := []Process{
-		{PID: 10, Threads: 4, PageTables: 1 << 20, Pipes: 2, PipeInodes: []uint64{9, 11}, PipeData: []uint64{5000, 0}, Sockets: 1, SocketBytes: SocketOverhead},
-		{PID: 11, Threads: 1, PageTables: 8192, Pipes: 1, PipeInodes: []uint64{9}, PipeData: []uint64{5000}},
+		{PID: 10, PipeDataRead: true, Threads: 4, PageTables: 1 << 20, Pipes: 2, PipeInodes: []uint64{9, 11}, PipeData: []uint64{5000, 0}, Sockets: 1, SocketBytes: SocketOverhead},
+		{PID: 11, PipeDataRead: true, Threads: 1, PageTables: 8192, Pipes: 1, PipeInodes: []uint64{9}, PipeData: []uint64{5000}},
 	}
 	c.AddProcesses(ps, k)
 	b := func(n string) uint64 { return *c.Breakdown[n].Bytes }
@@ -225,6 +225,13 @@ func TestProcessSelf(t *testing.T) {
 	}
 	if p.Total != p.PageTables+p.KernelStack+p.PipeBytes+p.SocketBytes || p.Accuracy["pagetables"] != Exact || p.Accuracy["pipe_bytes"] != Estimate {
 		t.Errorf("total/accuracy: %+v", p)
+	}
+	fast, err := ProcFS{NoPipeData: true}.Process(os.Getpid())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if fast.Pipes != p.Pipes || fast.PipeDataRead || !p.PipeDataRead || fast.PipeBytes != uint64(fast.Pipes)*PipeOverhead || fast.PipeBytes >= p.PipeBytes {
+		t.Errorf("NoPipeData: pipes %d bytes %d read %v; full: pipes %d bytes %d", fast.Pipes, fast.PipeBytes, fast.PipeDataRead, p.Pipes, p.PipeBytes)
 	}
 	if st, err := (ProcFS{}).StartTime(os.Getpid()); err != nil || st != p.StartTime || st == 0 {
 		t.Errorf("StartTime = %d, %v; want %d", st, err, p.StartTime)

@@ -68,8 +68,12 @@ type Process struct {
 	// PipeInodes are the inode numbers of those pipes, to count a pipe
 	// shared by several processes once per cgroup.
 	PipeInodes []uint64 `json:"-"`
-	// PipeData is the data queued in each pipe of PipeInodes, in bytes.
+	// PipeData is the data queued in each pipe of PipeInodes, in bytes
+	// (zeros when PipeDataRead is false).
 	PipeData []uint64 `json:"-"`
+	// PipeDataRead is false when the queued data was not read
+	// (ProcFS.NoPipeData): PipeBytes is then a lower bound.
+	PipeDataRead bool `json:"pipe_data_read"`
 	// Sockets is the number of distinct sockets held (exact); SocketBytes is
 	// Sockets × SocketOverhead (estimate).
 	Sockets     int    `json:"sockets"`
@@ -98,6 +102,10 @@ var processAccuracy = map[string]Accuracy{
 type ProcFS struct {
 	// Root is the procfs mount point; empty means /proc.
 	Root string
+	// NoPipeData skips reading how much data each pipe holds: pipes are
+	// still counted, and PipeBytes is the lower bound Pipes × PipeOverhead.
+	// It saves three system calls per pipe where speed matters more.
+	NoPipeData bool
 }
 
 func (p ProcFS) path(pid int, name string) string {
@@ -116,7 +124,7 @@ var ErrGone = errors.New("process is gone")
 // /proc/PID/fd/N; nothing is read from the pipe. Where the reopen is
 // refused, the pipe counts as empty. An exited process yields ErrGone.
 func (p ProcFS) Process(pid int) (Process, error) {
-	pr := Process{PID: pid, Accuracy: processAccuracy}
+	pr := Process{PID: pid, Accuracy: processAccuracy, PipeDataRead: !p.NoPipeData}
 	b, err := os.ReadFile(p.path(pid, "stat"))
 	if err != nil {
 		return pr, gone(pid, err)
@@ -185,7 +193,10 @@ func (p ProcFS) fds(pr *Process) error {
 				continue
 			}
 			seenPipe[st.Ino] = true
-			queued := pipeQueued(link)
+			var queued uint64
+			if !p.NoPipeData {
+				queued = pipeQueued(link)
+			}
 			pr.Pipes++
 			pr.PipeInodes = append(pr.PipeInodes, st.Ino)
 			pr.PipeData = append(pr.PipeData, queued)

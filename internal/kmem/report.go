@@ -199,7 +199,11 @@ func FromKmem(path string, k cgroupfs.Kmem) Cgroup {
 func (c *Cgroup) AddProcesses(ps []Process, k cgroupfs.Kmem) {
 	var threads, pt, sockets, sockBytes uint64
 	pipes := map[uint64]uint64{}
+	pipeSource := "distinct pipes in /proc/PID/fd: queued data (FIONREAD) rounded to pages + 2 KiB each"
 	for _, p := range ps {
+		if !p.PipeDataRead {
+			pipeSource = "distinct pipes in /proc/PID/fd x 2 KiB: a lower bound, queued data not read"
+		}
 		threads += uint64(p.Threads)
 		pt += p.PageTables
 		sockets += uint64(p.Sockets)
@@ -222,8 +226,7 @@ func (c *Cgroup) AddProcesses(ps []Process, k cgroupfs.Kmem) {
 	add("pagetables", Kind{Bytes: &pt, Accuracy: Exact, Source: "sum of VmPTE of member processes"})
 	add("kernel_stack", Kind{Bytes: &stacks, Count: &threads, Accuracy: Estimate,
 		Source: fmt.Sprintf("threads x %d KiB (THREAD_SIZE)", ThreadStackSize>>10)})
-	c.Breakdown["pipes"] = Kind{Bytes: &pipeBytes, Count: &nPipes, Accuracy: Estimate,
-		Source: "distinct pipes in /proc/PID/fd: queued data (FIONREAD) rounded to pages + 2 KiB each"}
+	c.Breakdown["pipes"] = Kind{Bytes: &pipeBytes, Count: &nPipes, Accuracy: Estimate, Source: pipeSource}
 	c.Breakdown["sockets"] = Kind{Bytes: &sockBytes, Count: &sockets, Accuracy: Estimate,
 		Source: "sockets in /proc/PID/fd x 2 KiB (queued data not included)"}
 	if k.Version == cgroupfs.V1 && k.Usage.OK {

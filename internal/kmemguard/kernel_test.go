@@ -419,3 +419,35 @@ func TestKillCgroupV2(t *testing.T) {
 		t.Errorf("v2 cgroup left frozen: %q", b)
 	}
 }
+
+// TestKillHeaviestMeasuresPipes: the kill path first counts pipes without
+// reading their data; when that cannot tell the heaviest apart, it measures
+// the contenders. Here A holds 1000 empty pipes (more by count) and B 100
+// full ones (more by bytes): B must be chosen.
+func TestKillHeaviestMeasuresPipes(t *testing.T) {
+	w := testbed.New(t, testbed.Options{})
+	a := kmemtest.Start(t, w, kmemtest.Spec{Pipes: 1000})
+	a.WaitReady(t, 30*time.Second)
+	b := kmemtest.Start(t, w, kmemtest.Spec{Pipes: 100, PipeData: 64 << 10})
+	b.WaitReady(t, 30*time.Second)
+	log := actionlog.New(10)
+	g, err := New(Config{Budgets: []Budget{{Pattern: w.Memory.Path, Max: 1 << 20, Action: kmembudget.KillHeaviest}}}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Check(context.Background(), time.Now())
+	select {
+	case <-b.Exited:
+	case <-time.After(10 * time.Second):
+		t.Fatalf("B (100 full pipes) not killed: %+v", log.Recent())
+	}
+	select {
+	case <-a.Exited:
+		t.Errorf("A (1000 empty pipes) was killed too")
+	default:
+	}
+	k := lastKill(t, log)
+	if k.Numbers["victim_kmem"] < 100*(64<<10) {
+		t.Errorf("victim measured at %v bytes, want >= %d (its pipe data)", k.Numbers["victim_kmem"], 100*(64<<10))
+	}
+}

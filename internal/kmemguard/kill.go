@@ -22,10 +22,20 @@ import (
 func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem.Cgroup, nums map[string]float64) {
 	cands := make([]kmembudget.Candidate, 0, len(rep.Processes))
 	for _, p := range rep.Processes {
-		cands = append(cands, kmembudget.Candidate{
-			PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, OOMScoreAdj: p.OOMScoreAdj,
-			KernelMemory: p.Total, Exiting: p.State == "Z" || p.State == "X",
-		})
+		cands = append(cands, g.candidate(p))
+	}
+	// The attribution was read without pipe data (fast); measure exactly
+	// only the processes that could still be the heaviest.
+	if cs := kmembudget.Contenders(cands, g.cfg.SelfPID); len(cs) > 1 {
+		full := kmem.ProcFS{Root: g.cfg.Proc.Root}
+		for i, c := range cands {
+			if !containsCandidate(cs, c.PID) {
+				continue
+			}
+			if p, err := full.Process(c.PID); err == nil && p.StartTime == c.StartTime {
+				cands[i] = g.candidate(p)
+			}
+		}
 	}
 	v, err := kmembudget.Heaviest(cands, g.cfg.SelfPID)
 	if err != nil {
@@ -69,6 +79,29 @@ func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem
 	g.log.Warn("kmem budget: killed the heaviest kernel-memory user", "pid", v.PID, "comm", v.Comm,
 		"cgroup", d.Cgroup, "kmem", v.KernelMemory, "exited", dead, "exit_wait", time.Since(sent))
 	g.record(a)
+}
+
+// candidate turns an attributed process into a victim candidate. Where the
+// pipe data was not read, the upper bound counts every pipe as full to
+// fs.pipe-max-size.
+func (g *Guard) candidate(p kmem.Process) kmembudget.Candidate {
+	c := kmembudget.Candidate{
+		PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, OOMScoreAdj: p.OOMScoreAdj,
+		KernelMemory: p.Total, Exiting: p.State == "Z" || p.State == "X",
+	}
+	if !p.PipeDataRead {
+		c.UpperBound = p.Total + uint64(p.Pipes)*g.pipeMax
+	}
+	return c
+}
+
+func containsCandidate(cs []kmembudget.Candidate, pid int) bool {
+	for _, c := range cs {
+		if c.PID == pid {
+			return true
+		}
+	}
+	return false
 }
 
 // errNotMember says a PID is no longer (or never was) in the cgroup.

@@ -13,6 +13,7 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -79,6 +80,7 @@ type Guard struct {
 	lastScan time.Time
 	errOnce  map[string]bool
 	inFlight map[string]bool // cgroups with an action in progress
+	pipeMax  uint64          // fs.pipe-max-size: the most one pipe holds
 }
 
 // target is one budgeted cgroup being polled.
@@ -176,7 +178,17 @@ func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {
 		return nil, errors.New("kmem guard: no budgets")
 	}
 	cfg.Budgets = budgets
-	return &Guard{cfg: cfg, log: log, actions: actions, errOnce: map[string]bool{}, inFlight: map[string]bool{}}, nil
+	pipeMax := uint64(1 << 20)
+	root := cfg.Proc.Root
+	if root == "" {
+		root = "/proc"
+	}
+	if b, err := os.ReadFile(filepath.Join(root, "sys/fs/pipe-max-size")); err == nil {
+		if n, err := strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64); err == nil && n > 0 {
+			pipeMax = n
+		}
+	}
+	return &Guard{cfg: cfg, log: log, actions: actions, errOnce: map[string]bool{}, inFlight: map[string]bool{}, pipeMax: pipeMax}, nil
 }
 
 func hasMeta(p string) bool { return strings.ContainsAny(p, `*?[\`) }
@@ -374,8 +386,12 @@ func (g *Guard) handle(ctx context.Context, d kmembudget.Decision) {
 		g.log.Warn("kmem budget breach: cgroup is gone", "cgroup", d.Cgroup, "err", err)
 		return
 	}
+	// A kill needs the victim fast: pipes are counted but their data is
+	// not read (killHeaviest measures the close contenders exactly).
+	proc := g.cfg.Proc
+	proc.NoPipeData = d.Action != kmembudget.Report
 	t0 := time.Now()
-	rep, err := kmem.ReadCgroup(cg, kmem.Options{Proc: g.cfg.Proc, Attribute: true, TopProcesses: math.MaxInt})
+	rep, err := kmem.ReadCgroup(cg, kmem.Options{Proc: proc, Attribute: true, TopProcesses: math.MaxInt})
 	took := time.Since(t0)
 	if err != nil {
 		g.log.Warn("kmem budget breach: reading the breakdown", "cgroup", d.Cgroup, "err", err)

@@ -288,8 +288,13 @@ type Candidate struct {
 	Comm      string
 	// OOMScoreAdj of -1000 protects the process.
 	OOMScoreAdj int
-	// KernelMemory is the process's attributed kernel memory in bytes.
+	// KernelMemory is the process's attributed kernel memory in bytes; a
+	// lower bound when UpperBound is above it.
 	KernelMemory uint64
+	// UpperBound is the most kernel memory the process can hold by what was
+	// read (for example pipes counted but their data not read); 0 means
+	// KernelMemory is the whole figure.
+	UpperBound uint64
 	// KernelThread and Exiting processes are never chosen.
 	KernelThread, Exiting bool
 }
@@ -319,7 +324,7 @@ func Heaviest(cs []Candidate, selfPID int) (Candidate, error) {
 	var best Candidate
 	found := false
 	for _, c := range cs {
-		if Protected(c, selfPID) != "" || c.Exiting {
+		if !eligible(c, selfPID) {
 			continue
 		}
 		if !found || c.KernelMemory > best.KernelMemory || c.KernelMemory == best.KernelMemory && c.PID < best.PID {
@@ -330,6 +335,31 @@ func Heaviest(cs []Candidate, selfPID int) (Candidate, error) {
 		return Candidate{}, ErrNoVictim
 	}
 	return best, nil
+}
+
+func (c Candidate) upper() uint64 { return max(c.UpperBound, c.KernelMemory) }
+
+func eligible(c Candidate, selfPID int) bool { return Protected(c, selfPID) == "" && !c.Exiting }
+
+// Contenders returns the eligible candidates that may be the heaviest: the
+// one with the largest lower bound and every other whose upper bound
+// reaches it. When only one is returned, Heaviest's choice is certain
+// without measuring further; otherwise measure the contenders exactly and
+// choose again.
+func Contenders(cs []Candidate, selfPID int) []Candidate {
+	var best uint64
+	for _, c := range cs {
+		if eligible(c, selfPID) && c.KernelMemory > best {
+			best = c.KernelMemory
+		}
+	}
+	var out []Candidate
+	for _, c := range cs {
+		if eligible(c, selfPID) && c.upper() >= best {
+			out = append(out, c)
+		}
+	}
+	return out
 }
 
 // FormatBytes renders n with a binary unit: "512 B", "1.5 KiB", "64.0 MiB".

@@ -194,6 +194,33 @@ func TestHeaviest(t *testing.T) {
 	}
 }
 
+func TestContenders(t *testing.T) {
+	pids := func(cs []Candidate) []int {
+		var out []int
+		for _, c := range cs {
+			out = append(out, c.PID)
+		}
+		return out
+	}
+	tests := []struct {
+		name string
+		cs   []Candidate
+		want []int
+	}{
+		{"exact figures: only the heaviest", []Candidate{{PID: 10, KernelMemory: 50}, {PID: 11, KernelMemory: 5}}, []int{10}},
+		{"a small upper bound cannot win", []Candidate{{PID: 10, KernelMemory: 50, UpperBound: 900}, {PID: 11, KernelMemory: 5, UpperBound: 49}}, []int{10}},
+		{"an upper bound that reaches the best contends", []Candidate{{PID: 10, KernelMemory: 50}, {PID: 11, KernelMemory: 5, UpperBound: 60}}, []int{10, 11}},
+		{"protected and exiting never contend", []Candidate{{PID: 1, KernelMemory: 500}, {PID: 12, Exiting: true, KernelMemory: 400},
+			{PID: 10, KernelMemory: 50}, {PID: 11, KernelMemory: 5, UpperBound: 40}}, []int{10}},
+		{"none", nil, nil},
+	}
+	for _, tt := range tests {
+		if got := pids(Contenders(tt.cs, 99)); !cmp.Equal(got, tt.want) {
+			t.Errorf("%s: Contenders = %v, want %v", tt.name, got, tt.want)
+		}
+	}
+}
+
 func TestFormatBytes(t *testing.T) {
 	for n, want := range map[uint64]string{0: "0 B", 1023: "1023 B", 1024: "1.0 KiB", 1536: "1.5 KiB", 64 << 20: "64.0 MiB", 3 << 40: "3.0 TiB"} {
 		if got := FormatBytes(n); got != want {
