@@ -22,6 +22,10 @@ type Action struct {
 	PIDs []int `json:"pids,omitempty"`
 	// Cgroup is the cgroup acted on, if any.
 	Cgroup string `json:"cgroup,omitempty"`
+	// Comm is the main victim's command name, if any.
+	Comm string `json:"comm,omitempty"`
+	// UIDs are the owners of the processes acted on, where known.
+	UIDs []int `json:"uids,omitempty"`
 	// Numbers are the values that led to the action, by name, in base units
 	// (bytes, seconds, percent).
 	Numbers map[string]float64 `json:"numbers,omitempty"`

@@ -83,6 +83,7 @@ func runDaemon(ctx context.Context, env Env, args []string) error {
 	if err != nil {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
+	d.Version = Version
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

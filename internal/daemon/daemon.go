@@ -10,12 +10,14 @@ import (
 	"log/slog"
 	"os"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/config"
 	"github.com/oomguard/oomguard/internal/control"
+	"github.com/oomguard/oomguard/internal/sdnotify"
 )
 
 // component is a part of the daemon with its own loop, such as the
@@ -33,6 +35,9 @@ type controlRegistrar interface {
 // Run; Reload swaps in a new configuration while it runs. It is not
 // reusable after Run returns.
 type Daemon struct {
+	// Version is reported by metrics (oomguard_build_info); set it before Run.
+	Version string
+
 	log     *slog.Logger
 	actions *actionlog.Log
 	started time.Time
@@ -44,6 +49,7 @@ type Daemon struct {
 
 	memory     *memoryKiller
 	components map[string]component
+	lastSteps  atomic.Uint64
 }
 
 // New checks cfg against the machine (the scope cgroups must exist) and
@@ -131,6 +137,15 @@ func (d *Daemon) Run(ctx context.Context) error {
 
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
+	obs, err := d.startObservers(ctx, cfg)
+	if err != nil {
+		l.Close()
+		return err
+	}
+	defer obs.close()
+	if d.memory != nil {
+		d.memory.hooks = obs.hooks
+	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.components)+2)
 	run := func(name string, f func(context.Context) error) {
@@ -155,9 +170,16 @@ func (d *Daemon) Run(ctx context.Context) error {
 		scopes[i] = s.Path
 	}
 	d.log.Info("daemon ready", "pid", os.Getpid(), "scopes", scopes, "dry_run", cfg.DryRun, "socket", cfg.Socket.Path)
-	notifyReady(d.log)
+	sd := sdnotify.FromEnv(os.Getenv)
+	if err := sd.Ready(fmt.Sprintf("watching %d scopes", len(scopes))); err != nil {
+		d.log.Warn("sd_notify READY failed", "err", err)
+	}
+	if timeout, ok := sdnotify.WatchdogInterval(os.Getenv, os.Getpid()); ok {
+		go sd.RunWatchdog(ctx, timeout, d.alive)
+	}
 
 	<-ctx.Done()
+	sd.Stopping()
 	wg.Wait()
 	close(errs)
 	var all []error
@@ -168,10 +190,26 @@ func (d *Daemon) Run(ctx context.Context) error {
 	return errors.Join(all...)
 }
 
+// alive reports whether the memory killer's loop made progress since the
+// last call, for the systemd watchdog: a stuck loop stops the pings.
+func (d *Daemon) alive() bool {
+	if d.memory == nil {
+		return true
+	}
+	n := d.memory.steps.Load()
+	prev := d.lastSteps.Swap(n)
+	return n != prev
+}
+
 // Reload swaps in a new configuration: triggers, rules and kill settings
 // change at once; the lineage record and in-flight victims are kept. Scope
 // and socket changes need a restart and are refused.
-func (d *Daemon) Reload(cfg *config.Config) error {
+func (d *Daemon) Reload(cfg *config.Config) (err error) {
+	defer func() {
+		if err != nil {
+			d.actions.Record(actionlog.Action{Kind: "reload-failed", Trigger: "sighup", Reason: err.Error()})
+		}
+	}()
 	old := d.config()
 	if fmt.Sprint(old.Scope) != fmt.Sprint(cfg.Scope) || old.Socket != cfg.Socket {
 		return errors.New("reload: scope and socket changes need a restart")

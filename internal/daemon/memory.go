@@ -8,12 +8,14 @@ import (
 	"os"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/config"
+	"github.com/oomguard/oomguard/internal/hooks"
 	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/scan"
 )
@@ -39,6 +41,8 @@ type memoryKiller struct {
 	actions *actionlog.Log
 	scopes  []cgroupfs.Cgroup
 	wake    waker
+	hooks   *hooks.Runner // set before Run; nil runs no hooks
+	steps   atomic.Uint64 // loop iterations, for the watchdog
 
 	mu       sync.Mutex // guards the fields below and the scanner
 	scan     snapshotter
@@ -127,6 +131,7 @@ func (m *memoryKiller) Run(ctx context.Context) error {
 
 // step takes one snapshot, decides and acts, and returns how long to sleep.
 func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
+	m.steps.Add(1)
 	m.mu.Lock()
 	snap := &m.snap
 	snap.Time = now
@@ -182,6 +187,17 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	for _, mb := range c.Members {
 		victim.Members = append(victim.Members, action.Member{PID: mb.PID, StartTime: mb.StartTime})
 	}
+	uids := ownerUIDs(c.PIDs)
+	if m.hooks != nil {
+		ev := hooks.Event{PID: c.Victim, PIDs: c.PIDs, Comm: c.Comm, Cgroup: c.Cgroup, Trigger: dec.Verdict.Trigger,
+			Reason: dec.Reason, RSSBytes: c.RSS}
+		if len(uids) > 0 {
+			ev.UID = uids[0]
+		}
+		if err := m.hooks.PreKill(ctx, ev); err != nil {
+			m.log.Warn("pre-kill hook failed; killing anyway", "victim", c.Victim, "err", err)
+		}
+	}
 	m.log.Info("kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm, "signal", dec.Signal.String(),
 		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "reason", dec.Reason)
 	begin := time.Now()
@@ -200,7 +216,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		kind = "term"
 	}
 	m.actions.Record(actionlog.Action{Kind: kind, Trigger: dec.Verdict.Trigger, Reason: dec.Reason,
-		PIDs: c.PIDs, Cgroup: c.Cgroup, Numbers: numbers})
+		PIDs: c.PIDs, Cgroup: c.Cgroup, Comm: c.Comm, UIDs: uids, Numbers: numbers})
 	now := time.Now()
 	switch {
 	case len(res.StillAlive) == 0 && res.Err == nil:
@@ -228,7 +244,7 @@ func (m *memoryKiller) dryRunKill(dec policy.Decision, now time.Time) {
 	m.log.Warn("dry-run: would kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm,
 		"signal", dec.Signal.String(), "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "reason", dec.Reason)
 	m.actions.Record(actionlog.Action{Kind: "kill", Trigger: dec.Verdict.Trigger, Reason: dec.Reason,
-		PIDs: c.PIDs, Cgroup: c.Cgroup, Numbers: dec.Verdict.Numbers, DryRun: true})
+		PIDs: c.PIDs, Cgroup: c.Cgroup, Comm: c.Comm, Numbers: dec.Verdict.Numbers, DryRun: true})
 }
 
 // noteError logs a read error once per distinct message.

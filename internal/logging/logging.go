@@ -11,6 +11,8 @@ import (
 	"os"
 	"strings"
 	"sync"
+
+	"golang.org/x/sys/unix"
 )
 
 // Format selects how log lines are written.
@@ -36,11 +38,12 @@ func ParseLevel(s string) (slog.Level, error) {
 	return l, nil
 }
 
-// New returns a logger writing to w at level and above.
+// New returns a logger writing to w at level and above. With Auto, it
+// writes Journal lines when w is the file that $JOURNAL_STREAM names.
 func New(w io.Writer, level slog.Level, f Format) *slog.Logger {
 	if f == Auto || f == "" {
 		f = Text
-		if os.Getenv("JOURNAL_STREAM") != "" {
+		if file, ok := w.(*os.File); ok && IsJournalStream(os.Getenv, file) {
 			f = Journal
 		}
 	}
@@ -48,6 +51,22 @@ func New(w io.Writer, level slog.Level, f Format) *slog.Logger {
 		return slog.New(&journalHandler{w: w, level: level, mu: new(sync.Mutex)})
 	}
 	return slog.New(slog.NewTextHandler(w, &slog.HandlerOptions{Level: level}))
+}
+
+// IsJournalStream reports whether f is connected to the journal, as
+// $JOURNAL_STREAM ("DEVICE:INODE", set by systemd for the service's stdout
+// and stderr) says. A child that inherits the variable but writes
+// elsewhere is not fooled.
+func IsJournalStream(getenv func(string) string, f *os.File) bool {
+	var dev, ino uint64
+	if _, err := fmt.Sscanf(getenv("JOURNAL_STREAM"), "%d:%d", &dev, &ino); err != nil {
+		return false
+	}
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		return false
+	}
+	return uint64(st.Dev) == dev && st.Ino == ino
 }
 
 // journalHandler writes one line per record, prefixed with the sd-daemon

@@ -2,9 +2,13 @@ package logging
 
 import (
 	"bytes"
+	"fmt"
+	"os"
 	"log/slog"
 	"strings"
 	"testing"
+
+	"golang.org/x/sys/unix"
 )
 
 func TestJournalPriorities(t *testing.T) {
@@ -38,5 +42,27 @@ func TestLevelFilterAndParse(t *testing.T) {
 	}
 	if _, err := ParseLevel("loud"); err == nil || !strings.Contains(err.Error(), `"loud"`) {
 		t.Fatalf("ParseLevel(loud) = %v", err)
+	}
+}
+
+func TestIsJournalStream(t *testing.T) {
+	f, err := os.CreateTemp(t.TempDir(), "stderr")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	var st unix.Stat_t
+	if err := unix.Fstat(int(f.Fd()), &st); err != nil {
+		t.Fatal(err)
+	}
+	env := func(v string) func(string) string { return func(string) string { return v } }
+	match := fmt.Sprintf("%d:%d", st.Dev, st.Ino)
+	if !IsJournalStream(env(match), f) {
+		t.Errorf("JOURNAL_STREAM=%s names the file, but it was not recognised", match)
+	}
+	for _, v := range []string{"", "garbage", fmt.Sprintf("%d:%d", st.Dev, st.Ino+1)} {
+		if IsJournalStream(env(v), f) {
+			t.Errorf("JOURNAL_STREAM=%q wrongly taken for the journal", v)
+		}
 	}
 }
