@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 need=()
-for pkg in gcc libc6-dev make bash coreutils procps util-linux psmisc; do
+for pkg in gcc libc6-dev make bash coreutils procps util-linux dbus-daemon dpkg; do
 	dpkg-query -W -f='${Status}' "$pkg" 2>/dev/null | grep -q "install ok installed" || need+=("$pkg")
 done
 for extra in ${OOMGUARD_EXTRA_PACKAGES:-}; do

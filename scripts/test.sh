@@ -11,4 +11,10 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
-go test -count=1 -timeout 30m "$@" ./...
+go test -count=1 -timeout 40m "$@" ./...
+# Modules of their own: packaging (builds and checks the .deb) and the
+# benchmark programs (built and vetted; they run only when asked).
+for mod in packaging bench/scan bench/vm; do
+	[ -f "$mod/go.mod" ] || continue
+	(cd "$mod" && go vet ./... && go test -count=1 -timeout 20m ./...)
+done

@@ -7,6 +7,7 @@ import (
 	"io/fs"
 	"os"
 	"os/signal"
+	"path/filepath"
 	"syscall"
 
 	"github.com/oomguard/oomguard/internal/config"
@@ -44,23 +45,30 @@ func (s configSource) load() (*config.Config, error) {
 func daemonConfigSource(env Env, args []string) (configSource, error) {
 	fset := newFlagSet(env, "daemon", "[--config FILE] [--scope DIR]... [--dry-run] [--socket PATH] [flags]")
 	src := configSource{flags: config.RegisterFlags(fset)}
-	path := fset.String("config", "", "read the configuration from `FILE` (default "+config.DefaultPath+" and "+config.DefaultDropinDir+"/*.toml when present)")
+	path := fset.String("config", "", "read the configuration from `FILE` (default "+config.DefaultPath+" when present)")
+	dropins := fset.String("dropins", "", "merge *.toml drop-ins from `DIR` after the file (default "+config.DefaultDropinDir+" with the default file)")
 	if err := parseFlags(fset, args); err != nil {
 		return src, err
 	}
 	if fset.NArg() > 0 {
 		return src, usageErrorf("unexpected argument %q", fset.Arg(0))
 	}
+	src.dropins = *dropins
 	switch {
 	case *path != "":
 		src.path = *path
+		if *dropins == "" && filepath.Clean(*path) == config.DefaultPath {
+			src.dropins = config.DefaultDropinDir
+		}
 	default:
 		if _, err := os.Stat(config.DefaultPath); err == nil {
 			src.path = config.DefaultPath
 		} else if !errors.Is(err, fs.ErrNotExist) {
 			return src, fmt.Errorf("config %s: %w", config.DefaultPath, err)
 		}
-		src.dropins = config.DefaultDropinDir
+		if *dropins == "" {
+			src.dropins = config.DefaultDropinDir
+		}
 	}
 	return src, nil
 }
