@@ -174,6 +174,18 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	if frozen == nil {
 		rep.Method = "sigstop"
 	}
+	// The frozen cgroup's processes, read once: members found there need
+	// no signal to stop.
+	inFrozen := map[int32]bool{}
+	if frozen != nil {
+		frozen.Walk(func(sub cgroupfs.Cgroup) error {
+			pids, _ := sub.Procs()
+			for _, p := range pids {
+				inFrozen[int32(p)] = true
+			}
+			return nil
+		})
+	}
 	// Stop sweeps: every member not inside the frozen cgroup is
 	// SIGSTOPped; repeat until two sweeps in a row find no new member.
 	quiet := 0
@@ -193,7 +205,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 			if fd == nil {
 				continue
 			}
-			if frozen != nil && c.inCgroup(m.PID, *frozen) {
+			if inFrozen[m.PID] || (frozen != nil && c.inCgroup(m.PID, *frozen)) {
 				continue // frozen already
 			}
 			if err := fd.SendSignal(unix.SIGSTOP); err != nil {

@@ -108,6 +108,7 @@ type Guard struct {
 	killed  atomic.Uint64
 	maxLag  atomic.Int64
 	rt      atomic.Bool
+	tid     atomic.Int64
 }
 
 // Stats counts what a Guard did.
@@ -123,6 +124,9 @@ type Stats struct {
 	MaxLag time.Duration
 	// RealTime tells whether the event thread runs at SCHED_FIFO.
 	RealTime bool
+	// ThreadCPU is the CPU time the event thread used (it also detects
+	// and contains).
+	ThreadCPU time.Duration
 }
 
 // New subscribes to the proc connector (so no event after New is missed)
@@ -180,7 +184,7 @@ func (g *Guard) Stats() Stats {
 	g.mu.Unlock()
 	return Stats{Events: g.conn.Stats(), Lineage: ls, Resyncs: g.resyncs.Load(), Wrong: g.wrong.Load(),
 		Found: g.found.Load(), Killed: g.killed.Load(), Filtered: g.conn.Filtered(),
-		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load()}
+		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load(), ThreadCPU: threadCPU(g.cfg.ProcRoot, g.tid.Load())}
 }
 
 // DetectorConfig returns the effective detection thresholds.
@@ -207,6 +211,7 @@ func (g *Guard) Run(ctx context.Context) error {
 	// One OS thread does everything, at real-time priority when allowed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
+	g.tid.Store(int64(unix.Gettid()))
 	if g.cfg.Priority > 0 {
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(g.cfg.Priority)}
 		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
@@ -521,4 +526,26 @@ func readPgscan(procRoot string) (uint64, error) {
 		}
 	}
 	return sum, sc.Err()
+}
+
+// threadCPU returns utime+stime of thread tid of this process.
+func threadCPU(procRoot string, tid int64) time.Duration {
+	if tid == 0 {
+		return 0
+	}
+	b, err := os.ReadFile(fmt.Sprintf("%s/self/task/%d/stat", procRoot, tid))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := bytes.Fields(b[i+1:])
+	if len(f) < 13 {
+		return 0
+	}
+	u, _ := strconv.ParseUint(string(f[11]), 10, 64)
+	s, _ := strconv.ParseUint(string(f[12]), 10, 64)
+	return time.Duration(u+s) * (time.Second / 100)
 }

@@ -285,7 +285,7 @@ func TestEventLossResyncsAndKillsNothing(t *testing.T) {
 		RcvBuf:   1,
 		Detector: forkbomb.Config{MinFamily: 20},
 	})
-	cmd := g.Command("timeout", "120", "sh", "-c", "seq 3000 | xargs -P 32 -n 1 true")
+	cmd := g.Command("timeout", "120", "sh", "-c", "seq 1500 | xargs -P 32 -n 1 true")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("xargs: %v\n%s", err, out)
 	}

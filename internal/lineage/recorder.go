@@ -60,6 +60,8 @@ type Record struct {
 	gen                             uint32
 	mark                            uint32
 	used                            bool
+	// early: created by an exec whose fork event had not arrived yet.
+	early bool
 }
 
 // CommString returns Comm as a string.
@@ -119,6 +121,18 @@ type Recorder struct {
 
 	scratch []ID
 	adds    []ID
+
+	// exits of unknown processes, in case their fork event comes later.
+	early    [64]earlyExit
+	earlyPos int
+}
+
+// earlyExit is an exit event seen before the fork event of its process:
+// the kernel sends the fork event after waking the child, which may run,
+// exec and exit on another CPU first.
+type earlyExit struct {
+	pid int32
+	t   time.Duration
 }
 
 // New returns an empty Recorder holding only the Root sentinel.
@@ -263,16 +277,41 @@ func (r *Recorder) forget(id ID) {
 // Fork records that process parent forked process pid at t. Callers pass
 // processes only: a thread creation (pid != tgid) is not a fork here.
 func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
-	if old, ok := r.live[pid]; ok {
-		if d := r.recs[old].Born - t; d < dupTolerance && d > -dupTolerance {
-			return // already learned from a scan that raced the event
-		}
-		r.exit(old, t) // its exit was lost
-	}
 	pid0, ok := r.live[parent]
 	if !ok {
 		pid0 = Root
 		r.stats.UnknownParent++
+	}
+	if old, ok := r.live[pid]; ok {
+		o := &r.recs[old]
+		if o.early {
+			// Its exec came first: hang the images under their parent.
+			top := old
+			for r.recs[top].Exec && r.recs[top].Parent > Root {
+				top = r.recs[top].Parent
+			}
+			r.unlink(top)
+			r.link(top, pid0)
+			for i := old; ; i = r.recs[i].Parent {
+				c := &r.recs[i]
+				c.PPID, c.Born, c.early, c.Scanned = parent, t, false, false
+				if i == top {
+					break
+				}
+			}
+			r.recs[top].Start = t
+			return
+		}
+		if d := o.Born - t; d < dupTolerance && d > -dupTolerance {
+			return // already learned from a scan that raced the event
+		}
+		r.exit(old, t) // its exit was lost
+	}
+	for i := range r.early {
+		if e := &r.early[i]; e.pid == pid && e.t >= t {
+			e.pid = 0 // exited before we heard of its birth
+			return
+		}
 	}
 	id := r.alloc()
 	if id == None {
@@ -313,7 +352,7 @@ func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
 		o.Alive, o.End = false, t
 		r.link(id, old)
 	} else {
-		c.Born, c.Scanned = t, true
+		c.Born, c.Scanned, c.early = t, true, true
 		r.link(id, Root)
 	}
 	if comm != nil {
@@ -327,7 +366,10 @@ func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
 func (r *Recorder) Exit(pid int32, t time.Duration) {
 	if id, ok := r.live[pid]; ok {
 		r.exit(id, t)
+		return
 	}
+	r.early[r.earlyPos] = earlyExit{pid: pid, t: t}
+	r.earlyPos = (r.earlyPos + 1) % len(r.early)
 }
 
 func (r *Recorder) exit(id ID, t time.Duration) {

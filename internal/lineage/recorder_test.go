@@ -327,3 +327,23 @@ func TestScanSelf(t *testing.T) {
 		t.Fatalf("scan of /proc found %d processes, pid 1 %v", len(procs), found)
 	}
 }
+
+func TestEventsBeforeTheirFork(t *testing.T) {
+	// The kernel sends a fork event after waking the child, so the child's
+	// exec or exit can arrive first.
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}}, 0)
+	run(r, []step{{'f', 1, 10, 1 * ms}, {'e', 11, 0, 3 * ms}, {'f', 11, 12, 4 * ms}, {'f', 10, 11, 2 * ms}})
+	if got := shape(r); got != "(1+(10+(11+(12+))))" {
+		t.Fatalf("exec before fork: tree %s", got)
+	}
+	id, _ := r.Lookup(11)
+	if c := r.Get(id); c.PPID != 10 || c.Born != 2*ms || c.Scanned {
+		t.Fatalf("relinked record %+v", c)
+	}
+	// An exit before the fork leaves no phantom live process.
+	run(r, []step{{'x', 20, 0, 6 * ms}, {'f', 10, 20, 5 * ms}})
+	if _, ok := r.Lookup(20); ok || r.LiveCount() != 4 {
+		t.Fatalf("phantom process after exit-before-fork: live %d, tree %s", r.LiveCount(), shape(r))
+	}
+}
