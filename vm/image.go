@@ -125,6 +125,13 @@ func envFile(cfg Config) []byte {
 		root = "disk"
 	}
 	fmt.Fprintf(&b, "VM_ROOT=%s\nVM_ZRAM_MB=%d\n", root, cfg.ZramMiB)
+	if cfg.ScratchMiB > 0 {
+		dev := "/dev/vda"
+		if cfg.Root == RootDisk {
+			dev = "/dev/vdb"
+		}
+		fmt.Fprintf(&b, "export SCRATCH_DEV=%s\n", dev)
+	}
 	for _, k := range sortedKeys(cfg.Env) {
 		fmt.Fprintf(&b, "export %s=%s\n", k, shellQuote(cfg.Env[k]))
 	}

@@ -163,3 +163,23 @@ func oomguardBinary(t *testing.T) string {
 	t.Logf("guest oomguard binary: %s", og)
 	return og
 }
+
+// TestActionFaults runs oomguard's own killer (internal/action, built into
+// the static guest program guest/actiontest) against faults that need root
+// and a kernel of our own: a PID reused between choosing and killing, a
+// frozen victim, a victim stuck in D state on a throttled scratch disk,
+// and process_mrelease on a large victim.
+func TestActionFaults(t *testing.T) {
+	require(t)
+	at, err := buildGo(t, "./guest/actiontest", "actiontest")
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := append(guestFiles(t), File{Path: "/test/bin/actiontest", Source: at})
+	cfg := Config{Files: files, ScratchMiB: 16, ScratchBPS: 128 << 10}
+	results, res, err := RunScenarios(context.Background(), cfg, []Scenario{scenario(t, "action-faults", "")})
+	if res != nil {
+		t.Logf("boot took %v", res.Elapsed)
+	}
+	report(t, results, res, err)
+}

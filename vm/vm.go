@@ -68,6 +68,11 @@ type Config struct {
 	DiskMiB int
 	// DiskBPS throttles the disk to this many bytes per second (0: none).
 	DiskBPS int64
+	// ScratchMiB, when positive, adds an empty raw virtio disk of this
+	// size (no file system); the guest finds its device in $SCRATCH_DEV.
+	ScratchMiB int
+	// ScratchBPS throttles the scratch disk to this many bytes per second.
+	ScratchBPS int64
 	// ZramMiB, when positive, gives the guest swap on a zram device of
 	// this size.
 	ZramMiB int
@@ -184,9 +189,19 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 			return nil, err
 		}
 	}
+	var scratch string
+	if cfg.ScratchMiB > 0 {
+		scratch = filepath.Join(work, "scratch.img")
+		if err := os.WriteFile(scratch, nil, 0o644); err != nil {
+			return nil, fmt.Errorf("vm: scratch disk: %w", err)
+		}
+		if err := os.Truncate(scratch, int64(cfg.ScratchMiB)<<20); err != nil {
+			return nil, fmt.Errorf("vm: scratch disk: %w", err)
+		}
+	}
 	consolePath := filepath.Join(work, "console.log")
 	resultPath := filepath.Join(work, "result")
-	args := qemuArgs(cfg, kernelPath, initrd, disk, consolePath, resultPath)
+	args := qemuArgs(cfg, kernelPath, initrd, disk, scratch, consolePath, resultPath)
 
 	runCtx, cancel := context.WithTimeout(ctx, cfg.Timeout)
 	defer cancel()
@@ -249,7 +264,7 @@ func parseVerdict(b []byte) (code int, body []byte, ok bool) {
 	return code, b[:i], true
 }
 
-func qemuArgs(cfg Config, kernel, initrd, disk, console, result string) []string {
+func qemuArgs(cfg Config, kernel, initrd, disk, scratch, console, result string) []string {
 	cmdline := []string{
 		"console=ttyS0", "panic=-1", "oops=panic", "loglevel=4",
 		"mitigations=off", "nokaslr", "tsc=reliable", "no_timer_check",
@@ -276,6 +291,13 @@ func qemuArgs(cfg Config, kernel, initrd, disk, console, result string) []string
 			drive += ",throttling.bps-total=" + strconv.FormatInt(cfg.DiskBPS, 10)
 		}
 		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive=root")
+	}
+	if scratch != "" {
+		drive := "if=none,id=scratch,format=raw,cache=none,aio=threads,file=" + scratch
+		if cfg.ScratchBPS > 0 {
+			drive += ",throttling.bps-total=" + strconv.FormatInt(cfg.ScratchBPS, 10)
+		}
+		args = append(args, "-drive", drive, "-device", "virtio-blk-pci,drive=scratch")
 	}
 	return args
 }

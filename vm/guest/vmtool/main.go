@@ -18,6 +18,11 @@ import (
 	"unsafe"
 )
 
+// init keeps main on the main thread, so that a blocking syscall of a
+// subcommand (dwrite's D state) shows in /proc/PID/stat, which reports
+// the thread-group leader.
+func init() { runtime.LockOSThread() }
+
 func main() {
 	if len(os.Args) < 2 {
 		fmt.Fprintln(os.Stderr, "usage: vmtool hog|psi|dentries|pipes|pagetables|threads|probe|json ...")
@@ -33,6 +38,7 @@ func main() {
 		"probe":      probe,
 		"json":       jsonGet,
 		"reader":     reader,
+		"dwrite":     dwrite,
 		"bench":      bench,
 	}
 	f, ok := cmds[os.Args[1]]
@@ -390,5 +396,28 @@ func jsonGet(args []string) error {
 		return nil
 	}
 	fmt.Println(string(b))
+	return nil
+}
+
+// dwrite writes -kb KiB to a block device with O_DIRECT|O_SYNC in 1 MiB
+// requests: on a throttled disk the writer sits in D state.
+func dwrite(args []string) error {
+	fs := flag.NewFlagSet("dwrite", flag.ExitOnError)
+	dev := fs.String("dev", "/dev/vdb", "block device")
+	kb := fs.Int("kb", 256, "KiB to write")
+	fs.Parse(args)
+	fd, err := syscall.Open(*dev, syscall.O_WRONLY|syscall.O_DIRECT|syscall.O_SYNC, 0)
+	if err != nil {
+		return fmt.Errorf("open %s: %w", *dev, err)
+	}
+	buf, err := syscall.Mmap(-1, 0, 1<<20, syscall.PROT_READ|syscall.PROT_WRITE, syscall.MAP_PRIVATE|syscall.MAP_ANONYMOUS)
+	if err != nil {
+		return err
+	}
+	for off := 0; off < *kb<<10; off += 1 << 20 {
+		if _, err := syscall.Pwrite(fd, buf, int64(off)); err != nil {
+			return fmt.Errorf("write %s at %d: %w", *dev, off, err)
+		}
+	}
 	return nil
 }
