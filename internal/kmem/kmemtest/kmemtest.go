@@ -32,7 +32,7 @@ type Spec struct {
 	Threads int
 	// CrossAt, when not 0, makes the inflater print "cross MONO WALL"
 	// (CLOCK_MONOTONIC and CLOCK_REALTIME nanoseconds) the first time its memory cgroup's kmem usage is above
-	// CrossAt bytes, checked after every small step.
+	// CrossAt bytes, checked after every object.
 	CrossAt uint64
 	// Delay slows each step (every 64 objects) down by this much.
 	Delay time.Duration
@@ -82,10 +82,13 @@ func Start(t testing.TB, g *testbed.Group, s Spec) *Inflater {
 			switch {
 			case len(f) == 1 && f[0] == "ready":
 				close(in.Ready)
-			case len(f) == 3 && f[0] == "cross":
-				mono, _ := strconv.ParseInt(f[1], 10, 64)
-				wall, _ := strconv.ParseInt(f[2], 10, 64)
-				in.Crossed <- Crossing{Monotonic: time.Duration(mono), Wall: time.Unix(0, wall)}
+			case len(f) == 5 && f[0] == "cross":
+				var n [4]int64
+				for i := range n {
+					n[i], _ = strconv.ParseInt(f[i+1], 10, 64)
+				}
+				in.Crossed <- Crossing{Monotonic: time.Duration(n[0]), Wall: time.Unix(0, n[1]),
+					BelowMonotonic: time.Duration(n[2]), BelowWall: time.Unix(0, n[3])}
 			}
 		}
 		// EOF: the subreaper, which shares the pipe, has exited, so the
@@ -108,12 +111,18 @@ func (in *Inflater) WaitReady(t testing.TB, timeout time.Duration) {
 }
 
 // Crossing is when the inflater saw its cgroup's kmem usage cross
-// Spec.CrossAt, on two clocks.
+// Spec.CrossAt, on two clocks. The usage is checked after every object, so
+// the true crossing lies between the last check below (Below*) and the
+// first above (Monotonic, Wall); latencies measured from Below* are upper
+// bounds.
 type Crossing struct {
 	// Monotonic is CLOCK_MONOTONIC, to compare with MonotonicNow.
 	Monotonic time.Duration
 	// Wall is CLOCK_REALTIME, to compare with recorded action times.
 	Wall time.Time
+	// BelowMonotonic and BelowWall are the last check that was not above.
+	BelowMonotonic time.Duration
+	BelowWall      time.Time
 }
 
 // MonotonicNow reads CLOCK_MONOTONIC, the clock of Crossing.Monotonic.
@@ -130,7 +139,8 @@ func (s Spec) String() string {
 
 // source: argv = DIR NFILES NPIPES PIPEDATA NMAPS NTHREADS USAGEFILE CROSSAT DELAYUS.
 // Threads first, then pipes, then mappings, then files; after each step of
-// 64 objects it checks the kmem usage file against CROSSAT. It prints
+// 64 objects it sleeps DELAYUS; after every object it checks the kmem
+// usage file against CROSSAT. It prints
 // "ready" when done and then sleeps until killed.
 const source = `
 #define _GNU_SOURCE
@@ -152,25 +162,38 @@ static unsigned long long crossat;
 static int crossed;
 static long delayus;
 
-static void step(void) {
-	if (delayus > 0) usleep(delayus);
+static long long ns(clockid_t c) {
+	struct timespec ts;
+	clock_gettime(c, &ts);
+	return (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec;
+}
+
+static long long below_mono, below_wall;
+
+/* check reads the cgroup's kmem usage and reports the first crossing. */
+static void check(void) {
 	if (crossat == 0 || crossed) return;
 	int fd = open(usagefile, O_RDONLY);
 	if (fd < 0) return;
 	char b[64];
 	ssize_t n = read(fd, b, sizeof b - 1);
+	long long mono = ns(CLOCK_MONOTONIC), wall = ns(CLOCK_REALTIME);
 	close(fd);
 	if (n <= 0) return;
 	b[n] = 0;
 	if (strtoull(b, NULL, 10) > crossat) {
-		struct timespec ts, rt;
-		clock_gettime(CLOCK_MONOTONIC, &ts);
-		clock_gettime(CLOCK_REALTIME, &rt);
-		printf("cross %lld %lld\n", (long long)ts.tv_sec * 1000000000LL + ts.tv_nsec,
-			(long long)rt.tv_sec * 1000000000LL + rt.tv_nsec);
+		printf("cross %lld %lld %lld %lld\n", mono, wall, below_mono, below_wall);
 		fflush(stdout);
 		crossed = 1;
+	} else {
+		below_mono = ns(CLOCK_MONOTONIC);
+		below_wall = ns(CLOCK_REALTIME);
 	}
+}
+
+static void step(void) {
+	if (delayus > 0) usleep(delayus);
+	check();
 }
 
 static void *sleeper(void *arg) { (void)arg; for (;;) pause(); return NULL; }
@@ -192,7 +215,7 @@ int main(int argc, char **argv) {
 	for (int i = 0; i < nthreads; i++) {
 		pthread_t t;
 		if (pthread_create(&t, &at, sleeper, NULL) != 0) { fprintf(stderr, "inflate: thread %d failed\n", i); return 1; }
-		if (i % 64 == 63) step();
+		if (i % 64 == 63) step(); else check();
 	}
 	step();
 
@@ -202,7 +225,7 @@ int main(int argc, char **argv) {
 		int p[2];
 		if (pipe(p) != 0) { perror("inflate: pipe"); return 1; }
 		if (pipedata > 0 && write(p[1], data, pipedata) != pipedata) { perror("inflate: write"); return 1; }
-		if (i % 64 == 63) step();
+		if (i % 64 == 63) step(); else check();
 	}
 	step();
 
@@ -214,7 +237,7 @@ int main(int argc, char **argv) {
 		char *p = base + (size_t)i * huge;
 		if (mmap(p, 4096, PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_FIXED, -1, 0) == MAP_FAILED) { perror("inflate: mmap"); return 1; }
 		p[0] = 1;
-		if (i % 64 == 63) step();
+		if (i % 64 == 63) step(); else check();
 	}
 	step();
 
@@ -224,7 +247,7 @@ int main(int argc, char **argv) {
 		int fd = open(path, O_CREAT | O_WRONLY | O_CLOEXEC, 0600);
 		if (fd < 0) { perror("inflate: create"); return 1; }
 		close(fd);
-		if (i % 64 == 63) step();
+		if (i % 64 == 63) step(); else check();
 	}
 	step();
 	printf("ready\n");
