@@ -140,15 +140,28 @@ type Kill struct {
 	KillCgroup bool `toml:"kill_cgroup"`
 }
 
-// ForkBomb configures fork-bomb detection on the process lineage.
+// ForkBomb configures fork-bomb detection on the process lineage. A family
+// is a bomb when it is big (MinFamily), recent (MinYoungFraction of it
+// younger than MaxAge, or births at MinRate), and replicating (MinDepth
+// forks deep, or MinOrphanFraction of it orphaned by dead ancestors). The
+// defaults, and the reasoning behind them, are in etc/oomguard.toml.
 type ForkBomb struct {
 	Enabled bool `toml:"enabled"`
-	// MinFamily is the least number of live descendants of a bomb.
+	// MinFamily is the least number of live members of a bomb.
 	MinFamily int `toml:"min_family"`
-	// MinRate is the least growth of the family, in processes per second.
+	// MinRate is a birth rate, in processes per second over the last
+	// second, that counts as recent whatever the members' age.
 	MinRate float64 `toml:"min_rate"`
-	// MaxAge: a family whose root is older than this is not a bomb.
+	// MaxAge: members younger than this count as young.
 	MaxAge Duration `toml:"max_age"`
+	// MinYoungFraction is the share of young members that counts as recent.
+	MinYoungFraction float64 `toml:"min_young_fraction"`
+	// MinDepth is the fork depth below the family's root that counts as
+	// replicating.
+	MinDepth int `toml:"min_depth"`
+	// MinOrphanFraction is the share of members with a dead parent that
+	// counts as replicating.
+	MinOrphanFraction float64 `toml:"min_orphan_fraction"`
 }
 
 // Kmem holds the per-cgroup kernel-memory budgets.
@@ -219,11 +232,12 @@ func Default() *Config {
 			Sustain:              Duration(3e9),
 			AvailableSoftPercent: 20,
 		},
-		Kill:     Kill{Deadline: Duration(2e9), Mrelease: true},
-		ForkBomb: ForkBomb{Enabled: true, MinFamily: 100, MinRate: 100, MaxAge: Duration(60e9)},
-		Hooks:    Hooks{Timeout: Duration(5e9)},
-		Notify:   Notify{DBus: true},
-		Log:      Log{Level: "info", Format: "auto"},
+		Kill: Kill{Deadline: Duration(2e9), Mrelease: true},
+		ForkBomb: ForkBomb{Enabled: true, MinFamily: 200, MinRate: 2000, MaxAge: Duration(60e9),
+			MinYoungFraction: 0.8, MinDepth: 6, MinOrphanFraction: 0.3},
+		Hooks:  Hooks{Timeout: Duration(5e9)},
+		Notify: Notify{DBus: true},
+		Log:    Log{Level: "info", Format: "auto"},
 	}
 }
 

@@ -109,6 +109,17 @@ func (c *Config) Validate() error {
 			v.errorf("forkbomb.min_rate", "min_rate must be above 0 processes per second")
 		}
 		v.between("forkbomb.max_age", c.ForkBomb.MaxAge, time.Second, time.Hour)
+		for _, f := range []struct {
+			key string
+			val float64
+		}{{"forkbomb.min_young_fraction", c.ForkBomb.MinYoungFraction}, {"forkbomb.min_orphan_fraction", c.ForkBomb.MinOrphanFraction}} {
+			if !(f.val > 0 && f.val <= 1) {
+				v.errorf(f.key, "%s %v: want a fraction above 0 and at most 1", f.key[len("forkbomb."):], f.val)
+			}
+		}
+		if c.ForkBomb.MinDepth < 1 {
+			v.errorf("forkbomb.min_depth", "min_depth %d: want at least 1", c.ForkBomb.MinDepth)
+		}
 	}
 
 	for i, b := range c.Kmem.Budget {

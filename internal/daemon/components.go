@@ -20,10 +20,14 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 			Scopes: d.scopes,
 			DryRun: cfg.DryRun,
 			Detector: forkbomb.Config{
-				MinFamily: cfg.ForkBomb.MinFamily,
-				MinRate:   cfg.ForkBomb.MinRate,
-				YouthAge:  time.Duration(cfg.ForkBomb.MaxAge),
-			}.WithDefaults(),
+				MinFamily:         cfg.ForkBomb.MinFamily,
+				YouthAge:          time.Duration(cfg.ForkBomb.MaxAge),
+				MinYoungFraction:  cfg.ForkBomb.MinYoungFraction,
+				RateWindow:        time.Second,
+				MinRate:           cfg.ForkBomb.MinRate,
+				MinDepth:          cfg.ForkBomb.MinDepth,
+				MinOrphanFraction: cfg.ForkBomb.MinOrphanFraction,
+			},
 		}, d.log.With("part", "forkbomb"), d.actions)
 		if err != nil {
 			return fmt.Errorf("fork-bomb guard: %w (disable it with --no-forkbomb)", err)
