@@ -38,21 +38,22 @@ type KmemCounters struct {
 	MaxUsage Value
 	// Failcnt is *failcnt: how often the kernel's counter hit its limit.
 	Failcnt Value
-	// Limit is *limit_in_bytes. Since Linux 5.16 the kernel accepts writes
-	// to memory.kmem.limit_in_bytes and ignores them; it limits nothing.
+	// Limit is *limit_in_bytes. Current kernels (this 6.18 one included)
+	// accept writes to memory.kmem.limit_in_bytes and ignore them: it
+	// limits nothing.
 	Limit Value
 }
 
 // KmemStat holds the kernel-memory fields of a v2 memory.stat, in bytes.
 // Fields the running kernel does not print are absent (OK false).
 type KmemStat struct {
-	Kernel            Value // all kernel memory charged (Linux 5.18+)
+	Kernel            Value // all kernel memory charged; absent on older kernels
 	Slab              Value
 	SlabReclaimable   Value
 	SlabUnreclaimable Value
 	KernelStack       Value
 	PageTables        Value
-	SecPageTables     Value // secondary (KVM, IOMMU) page tables, Linux 6.1+
+	SecPageTables     Value // secondary (KVM, IOMMU) page tables; absent on older kernels
 	Percpu            Value
 	Sock              Value // socket buffers; not part of "kernel"
 	Vmalloc           Value
@@ -65,8 +66,8 @@ type Kmem struct {
 	// Usage is the kernel memory charged to the cgroup and its descendants:
 	// v1 memory.kmem.usage_in_bytes, v2 memory.stat "kernel".
 	Usage Value
-	// UsageDerived is true when v2 memory.stat has no "kernel" field (before
-	// Linux 5.18) and Usage is the sum of slab, kernel_stack, pagetables,
+	// UsageDerived is true when v2 memory.stat has no "kernel" field (older
+	// kernels) and Usage is the sum of slab, kernel_stack, pagetables,
 	// sec_pagetables, percpu and vmalloc: a lower bound.
 	UsageDerived bool
 	// V1 are the v1 memory.kmem.* counters (zero on v2).

@@ -22,7 +22,7 @@ type Slab struct {
 }
 
 // Slabinfo is the system-wide slab usage, the only per-cache view this
-// kernel gives (v1 memory.kmem.slabinfo is empty since Linux 5.9). It is
+// kernel gives (v1 memory.kmem.slabinfo is empty on current kernels). It is
 // context for a cgroup's figures, not part of them.
 type Slabinfo struct {
 	// Source is the file read.
