@@ -515,6 +515,12 @@ func (t *tracer) inject(pid int, nr, arg0 uintptr, atExec bool) (ret int64, defe
 	return t.injectSyscall(pid, nr, arg0)
 }
 
+// maxInjectStops bounds the stops one injection may take: a tracee that
+// keeps receiving signals is given up on (and restored) rather than spun.
+const maxInjectStops = 64
+
+var errInjectStops = errors.New("injection interrupted by too many signals")
+
 // injectTrap plants trapCode over the word at the tracee's pc, runs it to
 // its int3 and restores text and registers: one stop per injection. tried
 // is false when the code could not be planted (nothing was changed then).
@@ -537,7 +543,12 @@ func (t *tracer) injectTrap(pid int, code uint64, arg0 uintptr, atExec bool) (re
 		sys.PtracePokeData(pid, addr, orig)
 		return 0, nil, false, err, true
 	}
-	for {
+	for stops := 0; ; stops++ {
+		if stops == maxInjectStops {
+			sys.PtracePokeData(pid, addr, orig)
+			setRegs(pid, &saved)
+			return 0, deferred, false, errInjectStops, true
+		}
 		if err := sys.PtraceCont(pid, 0); err != nil {
 			return 0, deferred, false, err, true
 		}
@@ -603,7 +614,11 @@ func (t *tracer) injectSyscall(pid int, nr, arg0 uintptr) (ret int64, deferred [
 		}
 		return setRegs(pid, &saved)
 	}
-	for phase := 0; phase < 2; {
+	for phase, stops := 0, 0; phase < 2; stops++ {
+		if stops == maxInjectStops {
+			restore()
+			return 0, deferred, false, errInjectStops
+		}
 		if err := sys.PtraceSyscall(pid, 0); err != nil {
 			return 0, deferred, false, err
 		}
