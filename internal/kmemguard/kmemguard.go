@@ -10,9 +10,11 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"math"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -352,7 +354,7 @@ func (g *Guard) rescan() {
 func (g *Guard) Report() []kmem.DaemonCgroup {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	var out []kmem.DaemonCgroup
+	out := []kmem.DaemonCgroup{}
 	for _, s := range g.tracker.States() {
 		out = append(out, kmem.DaemonCgroup{
 			Path: s.Cgroup, Limit: s.Budget.Max, Low: s.Budget.LowMark(), Failcnt: s.Failcnt,
@@ -413,8 +415,8 @@ func (g *Guard) handle(ctx context.Context, d kmembudget.Decision) {
 	}
 	attrs := []any{"cgroup", d.Cgroup, "usage", d.Usage, "max", d.Budget.Max, "failcnt", d.Failcnt,
 		"action", string(d.Action), "dry_run", g.cfg.DryRun, "attribution", took}
-	for k, v := range bd {
-		attrs = append(attrs, "kmem_"+k, v)
+	for _, k := range slices.Sorted(maps.Keys(bd)) {
+		attrs = append(attrs, "kmem_"+k, bd[k])
 	}
 	g.log.Warn("kmem budget breach", attrs...)
 	g.record(actionlog.Action{Time: d.Time, Kind: "kmem-breach", Trigger: "kmem-budget", Reason: reason, Cgroup: d.Cgroup,
