@@ -228,3 +228,49 @@ func reap() {
 		}
 	}
 }
+
+// selfCgroup is a memory cgroup this process moves into for the
+// measurements, and the one it came from.
+type selfCgroup struct {
+	cg, home cgroupfs.Cgroup
+}
+
+// newSelfCgroup creates a child of our memory cgroup, without a limit of its
+// own, and moves this process (all its threads) into it.
+func newSelfCgroup(name string) (*selfCgroup, error) {
+	own, err := ownMemoryCgroup()
+	if err != nil {
+		return nil, err
+	}
+	home, err := cgroupfs.Open(own)
+	if err != nil {
+		return nil, err
+	}
+	dir := filepath.Join(own, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("create cgroup: %w", err)
+	}
+	cg, err := cgroupfs.Open(dir)
+	if err == nil {
+		err = cg.AddProc(os.Getpid())
+	}
+	if err != nil {
+		os.Remove(dir)
+		return nil, err
+	}
+	return &selfCgroup{cg: cg, home: home}, nil
+}
+
+// leave moves this process back and removes the cgroup.
+func (s *selfCgroup) leave() {
+	if err := s.home.AddProc(os.Getpid()); err != nil {
+		fmt.Fprintln(os.Stderr, "bench/scan: cleanup:", err)
+	}
+	for i := 0; i < 500; i++ {
+		if err := os.Remove(s.cg.Path); err == nil || os.IsNotExist(err) {
+			return
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	fmt.Fprintln(os.Stderr, "bench/scan: cleanup: cannot remove", s.cg.Path)
+}

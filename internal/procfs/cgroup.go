@@ -19,7 +19,7 @@ func (r *Reader) Cgroup(pid int, controller string) ([]byte, error) {
 	if err == ErrNoCgroupLine {
 		return nil, &pathErr{path: string(r.buf.path[:len(r.buf.path)-1]), err: err}
 	}
-	return p, r.parsed("cgroup", err)
+	return p, r.parsed(err)
 }
 
 // pathErr is an error about a file that is no syntax error.

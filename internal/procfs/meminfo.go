@@ -16,7 +16,7 @@ func (r *Reader) Meminfo(m *Meminfo) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("meminfo", parseMeminfo(b, m))
+	return r.parsed(parseMeminfo(b, m))
 }
 
 // parseMeminfo parses /proc/meminfo: lines of "Key:   N kB" (or "Key: N"

@@ -7,7 +7,7 @@ func (r *Reader) OOMScoreAdj(pid int) (int, error) {
 		return 0, err
 	}
 	v, err := parseOOMScoreAdj(b)
-	return v, r.parsed("oom_score_adj", err)
+	return v, r.parsed(err)
 }
 
 // parseOOMScoreAdj parses one signed number and a newline.

@@ -85,7 +85,7 @@ func (r *Reader) ReadStat(f *PIDFile, s *Stat) error {
 	}
 	if err := parseStat(b, s); err != nil {
 		r.setFilePath(f)
-		return r.parsed("stat", err)
+		return r.parsed(err)
 	}
 	return nil
 }
@@ -98,7 +98,7 @@ func (r *Reader) ReadStatus(f *PIDFile, s *Status) error {
 	}
 	if err := parseStatus(b, s); err != nil {
 		r.setFilePath(f)
-		return r.parsed("status", err)
+		return r.parsed(err)
 	}
 	return nil
 }
@@ -112,7 +112,7 @@ func (r *Reader) ReadOOMScoreAdj(f *PIDFile) (int, error) {
 	v, err := parseOOMScoreAdj(b)
 	if err != nil {
 		r.setFilePath(f)
-		return 0, r.parsed("oom_score_adj", err)
+		return 0, r.parsed(err)
 	}
 	return v, nil
 }

@@ -9,7 +9,7 @@ func (r *Reader) Pressure(resource string, p *policy.PressureFile) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed(resource, ParsePressure(b, p))
+	return r.parsed(ParsePressure(b, p))
 }
 
 // ParsePressure parses a PSI file, /proc/pressure/* or a cgroup's

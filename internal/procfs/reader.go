@@ -49,7 +49,7 @@ func (r *Reader) setPIDPath(pid int, name string) {
 }
 
 // parsed names the file of the last read in a parser's error.
-func (r *Reader) parsed(_ string, err error) error {
+func (r *Reader) parsed(err error) error {
 	if err == nil {
 		return nil
 	}

@@ -54,7 +54,7 @@ func (r *Reader) Stat(pid int, s *Stat) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("stat", parseStat(b, s))
+	return r.parsed(parseStat(b, s))
 }
 
 // layoutFields maps stat field numbers 26-28 and 45-51 to Layout indexes.

@@ -22,7 +22,7 @@ func (r *Reader) Status(pid int, s *Status) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("status", parseStatus(b, s))
+	return r.parsed(parseStatus(b, s))
 }
 
 // parseStatus parses /proc/PID/status: lines of "Key:\tvalue". Only the lines

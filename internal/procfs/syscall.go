@@ -23,7 +23,7 @@ func (r *Reader) Syscall(pid int, s *Syscall) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("syscall", parseSyscall(b, s))
+	return r.parsed(parseSyscall(b, s))
 }
 
 // parseSyscall parses "running", "-1 SP PC" or "NR A0 A1 A2 A3 A4 A5 SP PC"
@@ -88,5 +88,5 @@ func (r *Reader) TaskSyscall(pid, tid int, s *Syscall) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("syscall", parseSyscall(b, s))
+	return r.parsed(parseSyscall(b, s))
 }

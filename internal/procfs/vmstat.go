@@ -16,7 +16,7 @@ func (r *Reader) Vmstat(v *Vmstat) error {
 	if err != nil {
 		return err
 	}
-	return r.parsed("vmstat", parseVmstat(b, v))
+	return r.parsed(parseVmstat(b, v))
 }
 
 // parseVmstat parses /proc/vmstat: lines of "name value".
