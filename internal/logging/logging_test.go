@@ -3,8 +3,8 @@ package logging
 import (
 	"bytes"
 	"fmt"
-	"os"
 	"log/slog"
+	"os"
 	"strings"
 	"testing"
 
