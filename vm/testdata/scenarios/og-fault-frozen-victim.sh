@@ -9,9 +9,11 @@ mkcg box/by
 mkcg box/ice
 start box/by vmtool hog -mb 16; by=$!
 start box/ice vmtool hog -mb 150 -rate 40; hog=$!
-# Freeze the hog once it is over memory.high (stalled in reclaim).
-over() { [ "$(cat $cg/box/memory.current)" -gt 120000000 ]; }
-wait_for 30 over || fail "hog never reached memory.high"
+# Freeze the hog once the scope is within 3 % of memory.high (stalled in
+# reclaim): the daemon must see a scope out of memory whose only candidate
+# is frozen.
+over() { [ "$(cat $cg/box/memory.current)" -gt 130000000 ]; }
+wait_for 60 over || fail "hog never reached memory.high: memory.current $(cat $cg/box/memory.current)"
 echo 1 >$cg/box/ice/cgroup.freeze
 wait_for 10 grep -q "frozen 1" $cg/box/ice/cgroup.events || fail "hog not frozen"
 oomguard daemon --scope $cg/box >/tmp/daemon.log 2>&1 &

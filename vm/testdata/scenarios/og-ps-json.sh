@@ -3,10 +3,10 @@
 . /test/lib.sh
 need ps scope json
 mkcg box memory.max 256M
-start box vmtool hog -mb 16; shell=$!
-start box vmtool hog -mb 100; hog=$!
-start box vmtool hog -mb 48; editor=$!
-sleep 2
+start box vmtool hog -mb 16 -marker /tmp/m1; shell=$!
+start box vmtool hog -mb 100 -marker /tmp/m2; hog=$!
+start box vmtool hog -mb 48 -marker /tmp/m3; editor=$!
+wait_for 60 [ -e /tmp/m1 -a -e /tmp/m2 -a -e /tmp/m3 ] || fail "the three processes did not finish allocating"
 oomguard ps --scope $cg/box --json >/tmp/ps.json 2>/tmp/ps.err || { cat /tmp/ps.err; fail "oomguard ps exited $?"; }
 head -c 3000 /tmp/ps.json; echo
 vmtool json . </tmp/ps.json >/dev/null || fail "oomguard ps --json printed invalid JSON"

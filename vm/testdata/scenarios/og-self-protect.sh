@@ -5,10 +5,13 @@ need daemon scope
 mkcg box memory.max 128M
 oomguard daemon --scope $cg/box >/tmp/daemon.log 2>&1 &
 d=$!
-sleep 3
+protected() {
+	adj=$(cat /proc/$d/oom_score_adj)
+	lck=$(awk '/^VmLck/ { print $2 }' /proc/$d/status)
+	[ "$adj" = -1000 ] && [ "${lck:-0}" -gt 0 ]
+}
+wait_for 20 protected
 alive $d || { cat /tmp/daemon.log; fail "daemon exited at start"; }
-adj=$(cat /proc/$d/oom_score_adj)
-lck=$(awk '/^VmLck/ { print $2 }' /proc/$d/status)
 echo "oom_score_adj=$adj VmLck=${lck}kB"
 grep -E '^(VmRSS|VmLck|Threads)' /proc/$d/status
 kill $d; wait $d 2>/dev/null
