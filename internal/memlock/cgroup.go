@@ -220,3 +220,16 @@ func (rc *runCgroups) remove(timeout time.Duration) error {
 	}
 	return errors.Join(errs...)
 }
+
+// signal sends sig to every process in the cgroups. A nil rc does nothing.
+func (rc *runCgroups) signal(sig unix.Signal) {
+	if rc == nil {
+		return
+	}
+	for _, c := range rc.dirs {
+		pids, _ := c.Procs()
+		for _, pid := range pids {
+			unix.Kill(pid, sig)
+		}
+	}
+}

@@ -159,6 +159,12 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		for {
 			select {
 			case s := <-sigc:
+				if !t.rootAlive.Load() {
+					// The command has exited; what it left behind in its
+					// cgroup (which Run waits for) gets the signal.
+					cgs.signal(s.(unix.Signal))
+					continue
+				}
 				t.forward(st.pid, s.(unix.Signal), interactive)
 			case <-done:
 				return

@@ -71,7 +71,7 @@ type tracer struct {
 	root    *proc
 	rootPid int
 	tasks   map[int]*task
-	procs   []*proc // every traced process, for the report
+	procs   []*proc // every traced process, kept for the report only
 	failed  int
 	statBuf []byte
 
@@ -268,7 +268,7 @@ func (t *tracer) onChild(parent *task) {
 			sharesMM: flags&unix.CLONE_VM != 0,
 		}
 		child.p = p
-		if p.gen <= t.maxTraceGen {
+		if t.report {
 			t.procs = append(t.procs, p)
 		}
 	}
@@ -430,7 +430,7 @@ func (t *tracer) adoptWaiting(dead *proc) {
 		} else if parent := t.tasks[st.PPid]; parent == nil || parent.p == nil {
 			p := &proc{pid: tid, gen: dead.gen + 1, parent: dead, comm: dead.comm}
 			tk.known, tk.p = true, p
-			if p.gen <= t.maxTraceGen {
+			if t.report {
 				t.procs = append(t.procs, p)
 			}
 		} else {
