@@ -13,131 +13,122 @@ import (
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
-// TestRecordEventSequences records the proc connector events of real bombs
-// and legitimate workloads into internal/policy/forkbomb/testdata, where the
-// detector's replay tests read them. Regenerate with:
-//
-//	OOMGUARD_RECORD=1 go test ./bench/forkbomb -run TestRecordEventSequences -v -timeout 60m
-//
-// Only the workload's own subtree (by fork ancestry from its subreaper) is
-// kept. Format, one event per line, times in µs from the first event:
-// "f PARENT CHILD T", "e PID T COMM", "x PID T".
-func TestRecordEventSequences(t *testing.T) {
-	if os.Getenv("OOMGUARD_RECORD") == "" {
-		t.Skip("set OOMGUARD_RECORD=1 to record event sequences")
+// recorder captures the proc connector events of one workload's subtree
+// (by fork ancestry from its subreaper) for the detector's replay tests in
+// internal/policy/forkbomb/testdata. Format, one event per line, times in µs
+// from the first event: "f PARENT CHILD T", "e PID T COMM", "x PID T".
+type recorder struct {
+	c     *procconn.Conn
+	in    map[int32]bool
+	lines []string
+	t0    time.Duration
+	forks int
+	stop  chan struct{}
+	done  chan struct{}
+}
+
+func startRecorder(t *testing.T) *recorder {
+	c, err := procconn.Open(procconn.Options{})
+	if err != nil {
+		t.Fatal(err)
 	}
-	testbed.Require(t)
-	forkLoop := testbed.CompileC(t, forkLoopC)
-	slow := testbed.CompileC(t, slowBombC)
-	dir := t.TempDir()
-	os.Chmod(dir, 0o755)
-	chain := filepath.Join(dir, "bomb.sh")
-	os.WriteFile(chain, []byte("#!/bin/sh\nsh -c \"exec sh $0\" &\nsh -c \"exec sh $0\" &\n"), 0o755)
-	var mk strings.Builder
-	mk.WriteString("all:")
-	for i := 0; i < 300; i++ {
-		fmt.Fprintf(&mk, " f%d.o", i)
-		os.WriteFile(filepath.Join(dir, fmt.Sprintf("f%d.c", i)), []byte(fmt.Sprintf("int f%d(int x) { return x * %d; }\n", i, i)), 0o644)
-	}
-	mk.WriteString("\n%.o: %.c\n\tcc -O0 -c $< -o $@\n")
-	os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk.String()), 0o644)
-	mod := filepath.Join(dir, "mod")
-	os.MkdirAll(mod, 0o755)
-	os.WriteFile(filepath.Join(mod, "go.mod"), []byte("module example.com/gen\n\ngo 1.22\n"), 0o644)
-	for i := 0; i < 24; i++ {
-		pd := filepath.Join(mod, fmt.Sprintf("p%d", i))
-		os.MkdirAll(pd, 0o755)
-		os.WriteFile(filepath.Join(pd, "p.go"), []byte(fmt.Sprintf("package p%d\n\n// F computes.\nfunc F(x int) int { return x * %d }\n", i, i)), 0o644)
-	}
-	for _, w := range []struct {
-		file string
-		argv []string
-		dir  string
-		bomb bool
-	}{
-		{"bomb-bash.events.gz", []string{"bash", "-c", "b(){ b|b & }; b"}, dir, true},
-		{"bomb-forkloop.events.gz", []string{forkLoop}, dir, true},
-		{"bomb-execchain.events.gz", []string{"sh", chain}, dir, true},
-		{"bomb-slow.events.gz", []string{slow}, dir, true},
-		{"legit-make-j16.events.gz", []string{"make", "-s", "-j16"}, dir, false},
-		{"legit-xargs-P32.events.gz", []string{"sh", "-c", "seq 5000 | xargs -P 32 -n 1 true"}, dir, false},
-		{"legit-shell-loop.events.gz", []string{"sh", "-c", "i=0; while [ $i -lt 10000 ]; do /bin/true; i=$((i+1)); done"}, dir, false},
-		{"legit-go-build.events.gz", []string{"go", "build", "-p", "4", "./..."}, mod, false},
-	} {
-		g := testbed.New(t, testbed.Options{PidsMax: 2000, MemoryLimit: 1 << 30})
-		c, err := procconn.Open(procconn.Options{})
-		if err != nil {
-			t.Fatal(err)
-		}
-		cmd := g.Command("timeout", append([]string{"600"}, w.argv...)...)
-		cmd.Dir = w.dir
-		cmd.Env = append(os.Environ(), "GOCACHE="+filepath.Join(mod, ".cache"), "GOFLAGS=-mod=mod", "GOTOOLCHAIN=local")
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		done := make(chan error, 1)
-		go func() { done <- cmd.Wait() }()
-		in := map[int32]bool{int32(cmd.Process.Pid): true}
-		var lines []string
-		var t0 time.Duration
+	return &recorder{c: c, in: map[int32]bool{}, stop: make(chan struct{}), done: make(chan struct{})}
+}
+
+// follow records the subtree of root until Finish; maxForks > 0 stops
+// recording after that many forks.
+func (r *recorder) follow(root int, maxForks int) {
+	r.in[int32(root)] = true
+	go func() {
+		defer close(r.done)
 		evs := make([]procconn.Event, 256)
-		forks := 0
-		finished := false
-		limit := time.Now().Add(10 * time.Minute)
-		for !finished && time.Now().Before(limit) {
+		for {
 			select {
-			case <-done:
-				finished = true
+			case <-r.stop:
+				return
 			default:
 			}
-			if w.bomb && forks >= 3000 {
-				break
+			if maxForks > 0 && r.forks >= maxForks {
+				return
 			}
-			n, err := c.Read(evs, 50*time.Millisecond)
-			if err != nil {
-				t.Logf("%s: %v", w.file, err)
-			}
+			n, _ := r.c.Read(evs, 20*time.Millisecond)
 			for _, e := range evs[:n] {
 				if e.IsThread() {
 					continue
 				}
-				if t0 == 0 {
-					t0 = e.Time
+				if r.t0 == 0 {
+					r.t0 = e.Time
 				}
-				us := (e.Time - t0).Microseconds()
+				us := (e.Time - r.t0).Microseconds()
 				switch e.What {
 				case procconn.WhatFork:
-					if in[e.ParentTGID] {
-						in[e.TGID] = true
-						forks++
-						lines = append(lines, fmt.Sprintf("f %d %d %d", e.ParentTGID, e.TGID, us))
+					if r.in[e.ParentTGID] {
+						r.in[e.TGID] = true
+						r.forks++
+						r.lines = append(r.lines, fmt.Sprintf("f %d %d %d", e.ParentTGID, e.TGID, us))
 					}
 				case procconn.WhatExec:
-					if in[e.TGID] {
+					if r.in[e.TGID] {
 						comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", e.TGID))
-						lines = append(lines, fmt.Sprintf("e %d %d %s", e.TGID, us, strings.TrimSpace(string(comm))))
+						r.lines = append(r.lines, fmt.Sprintf("e %d %d %s", e.TGID, us, strings.TrimSpace(string(comm))))
 					}
 				case procconn.WhatExit:
-					if in[e.TGID] {
-						lines = append(lines, fmt.Sprintf("x %d %d", e.TGID, us))
+					if r.in[e.TGID] {
+						r.lines = append(r.lines, fmt.Sprintf("x %d %d", e.TGID, us))
 					}
 				}
 			}
 		}
-		c.Close()
-		g.KillAll()
-		<-done
-		path := filepath.Join("..", "..", "internal", "policy", "forkbomb", "testdata", w.file)
-		os.MkdirAll(filepath.Dir(path), 0o755)
-		f, err := os.Create(path)
-		if err != nil {
+	}()
+}
+
+// finish stops recording and writes the file.
+func (r *recorder) finish(t *testing.T, file, what string) {
+	close(r.stop)
+	<-r.done
+	r.c.Close()
+	path := filepath.Join("..", "..", "internal", "policy", "forkbomb", "testdata", file)
+	os.MkdirAll(filepath.Dir(path), 0o755)
+	f, err := os.Create(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	z := gzip.NewWriter(f)
+	fmt.Fprintf(z, "# %s: recorded %s on Linux %s; %d events, %d forks\n", what, time.Now().UTC().Format(time.RFC3339), kernel(), len(r.lines), r.forks)
+	z.Write([]byte(strings.Join(r.lines, "\n") + "\n"))
+	z.Close()
+	f.Close()
+	t.Logf("%s: %d events, %d forks", file, len(r.lines), r.forks)
+}
+
+// TestRecordBombSequences records the bombs' event sequences (the
+// legitimate workloads are recorded by TestForkbombBench, during its
+// with-guard runs, when OOMGUARD_RECORD is set). Regenerate with:
+//
+//	OOMGUARD_RECORD=1 go test ./bench/forkbomb -run TestRecordBombSequences -v
+func TestRecordBombSequences(t *testing.T) {
+	if os.Getenv("OOMGUARD_RECORD") == "" {
+		t.Skip("set OOMGUARD_RECORD=1 to record event sequences")
+	}
+	testbed.Require(t)
+	for _, b := range bombList(t) {
+		if b.atCap {
+			continue
+		}
+		g := testbed.New(t, testbed.Options{PidsMax: 2000})
+		rec := startRecorder(t)
+		cmd := g.Command("timeout", append([]string{"30"}, b.argv...)...)
+		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		z := gzip.NewWriter(f)
-		fmt.Fprintf(z, "# %s: recorded %s on %s; %d events\n", strings.Join(w.argv, " "), time.Now().UTC().Format(time.RFC3339), kernel(), len(lines))
-		z.Write([]byte(strings.Join(lines, "\n") + "\n"))
-		z.Close()
-		f.Close()
-		t.Logf("%s: %d events, %d forks", w.file, len(lines), forks)
+		rec.follow(cmd.Process.Pid, 3000)
+		deadline := time.Now().Add(20 * time.Second)
+		for time.Now().Before(deadline) && len(g.Procs()) < 1500 {
+			time.Sleep(10 * time.Millisecond)
+		}
+		time.Sleep(100 * time.Millisecond)
+		rec.finish(t, "bomb-"+b.file+".events.gz", strings.Join(b.argv, " "))
+		g.KillAll()
+		cmd.Wait()
 	}
 }

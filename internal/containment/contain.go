@@ -162,7 +162,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	var frozen *cgroupfs.Cgroup
 	if !o.NoFreeze {
 		if cg, ok := c.ownCgroup(members, fam); ok {
-			if err := cg.Freeze(o.FreezeTimeout); err == nil {
+			if err := freeze(cg, o.FreezeTimeout); err == nil {
 				frozen = &cg
 				rep.Cgroup = cg.Path
 				rep.Method = "freeze-" + cg.Version.String()
@@ -214,7 +214,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		}
 		if fresh == 0 {
 			quiet++
-			time.Sleep(2 * time.Millisecond)
+			nap(2 * time.Millisecond)
 		} else {
 			quiet = 0
 		}
@@ -525,5 +525,42 @@ func (c *container) wait(timeout time.Duration) int {
 func (c *container) closeAll() {
 	for _, fd := range c.fds {
 		fd.Close()
+	}
+}
+
+// nap sleeps in a raw nanosleep(2) rather than time.Sleep: the caller may
+// be a real-time thread locked to its goroutine, and a Go timer wake-up
+// needs another runtime thread, which a bomb's thousands of runnable tasks
+// can starve for seconds.
+func nap(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	}
+}
+
+// freeze is cgroupfs.Cgroup.Freeze with nap between polls.
+func freeze(cg cgroupfs.Cgroup, timeout time.Duration) error {
+	deadline := time.Now().Add(timeout)
+	for {
+		var err error
+		if cg.Version == cgroupfs.V2 {
+			err = cg.WriteFile("cgroup.freeze", "1")
+		} else {
+			err = cg.WriteFile("freezer.state", "FROZEN")
+		}
+		if err != nil {
+			return err
+		}
+		frozen, err := cg.Frozen()
+		if err != nil {
+			return err
+		}
+		if frozen {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("freeze %s: not frozen after %v", cg.Path, timeout)
+		}
+		nap(time.Millisecond)
 	}
 }

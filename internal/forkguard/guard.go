@@ -60,9 +60,13 @@ type Config struct {
 	// whose containment failed) is not reported again; 0 means 10 s, the
 	// seed's rest time.
 	Cooldown time.Duration
-	// Priority is the SCHED_FIFO priority of the event thread, so that a
-	// bomb's thousands of runnable tasks cannot starve the killer; 0 means
-	// 1, negative leaves the thread at normal priority.
+	// Priority is the SCHED_FIFO priority of the event thread (which also
+	// detects and contains), so that a bomb's thousands of runnable tasks
+	// cannot starve it; it is set with SCHED_RESET_ON_FORK so nothing
+	// forked inherits it. The rest of the process keeps its policy (making
+	// every thread real-time was tried: anything the process then forks,
+	// such as a test's workloads, inherits it, and a real-time fork loop
+	// stalls the machine). 0 means 1; negative leaves the thread alone.
 	Priority int
 	// ProcRoot is the proc filesystem, "/proc".
 	ProcRoot string
@@ -213,12 +217,15 @@ func (g *Guard) Run(ctx context.Context) error {
 	defer runtime.UnlockOSThread()
 	g.tid.Store(int64(unix.Gettid()))
 	if g.cfg.Priority > 0 {
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(g.cfg.Priority)}
+		// SCHED_RESET_ON_FORK: nothing forked from this thread may inherit
+		// the real-time policy.
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(g.cfg.Priority),
+			Flags: schedFlagResetOnFork}
 		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
 			g.log.Warn("forkguard: cannot raise the event thread to SCHED_FIFO; a bomb may starve it", "err", err)
 		} else {
 			g.rt.Store(true)
-			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: 0 /* SCHED_OTHER */}, 0)
+			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr}, 0)
 		}
 	}
 	g.monoMinusBoot = monoMinusBoot()
@@ -549,3 +556,6 @@ func threadCPU(procRoot string, tid int64) time.Duration {
 	s, _ := strconv.ParseUint(string(f[12]), 10, 64)
 	return time.Duration(u+s) * (time.Second / 100)
 }
+
+// schedFlagResetOnFork is SCHED_FLAG_RESET_ON_FORK of sched_setattr(2).
+const schedFlagResetOnFork = 0x01

@@ -152,7 +152,7 @@ func TestBombsAreContained(t *testing.T) {
 		{name: "bomb sitting at pids.max", argv: []string{forkLoop}, atCap: true, method: "freeze-v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2})
+			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2, MemoryLimit: 1 << 30})
 			var by int
 			if tc.shared {
 				by = bystander(t, g)

@@ -62,6 +62,9 @@ type Record struct {
 	used                            bool
 	// early: created by an exec whose fork event had not arrived yet.
 	early bool
+	// adoptable: linked to Root because its parent was unknown; a late
+	// fork event of the parent takes it back.
+	adoptable bool
 }
 
 // CommString returns Comm as a string.
@@ -122,18 +125,19 @@ type Recorder struct {
 	scratch []ID
 	adds    []ID
 
-	// exits of unknown processes, in case their fork event comes later.
-	early    [64]earlyExit
-	earlyPos int
+	// Recent exits, in case a fork event comes after the exit of the
+	// process it created: the kernel sends the fork event after waking
+	// the child, and a preempted parent can send it long after the child
+	// (and its own children) ran, forked and exited on another CPU.
+	exits    map[int32]time.Duration
+	exitRing []int32
+	exitPos  int
+	// adoptable counts records under Root waiting for their parent.
+	adoptable int
 }
 
-// earlyExit is an exit event seen before the fork event of its process:
-// the kernel sends the fork event after waking the child, which may run,
-// exec and exit on another CPU first.
-type earlyExit struct {
-	pid int32
-	t   time.Duration
-}
+// exitMemory is how many recent exits are remembered.
+const exitMemory = 8192
 
 // New returns an empty Recorder holding only the Root sentinel.
 func New(cfg Config) *Recorder {
@@ -143,7 +147,8 @@ func New(cfg Config) *Recorder {
 	if cfg.AgeInterval <= 0 {
 		cfg.AgeInterval = 30 * time.Second
 	}
-	r := &Recorder{cfg: cfg, live: make(map[int32]ID, 1024), recs: make([]Record, 1, 1024)}
+	r := &Recorder{cfg: cfg, live: make(map[int32]ID, 1024), recs: make([]Record, 1, 1024),
+		exits: make(map[int32]time.Duration, exitMemory), exitRing: make([]int32, exitMemory)}
 	r.recs[0] = Record{Parent: None, FirstChild: None, NextSibling: None, prevSibling: None, used: true, Alive: true}
 	copy(r.recs[0].Comm[:], "(root)")
 	return r
@@ -254,6 +259,10 @@ func (r *Recorder) release(id ID) {
 		}
 		p := c.Parent
 		r.unlink(id)
+		if c.adoptable {
+			c.adoptable = false
+			r.adoptable--
+		}
 		c.used = false
 		r.free = append(r.free, id)
 		id = p
@@ -292,6 +301,8 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 			}
 			r.unlink(top)
 			r.link(top, pid0)
+			r.recs[top].adoptable = false
+			r.adoptable--
 			for i := old; ; i = r.recs[i].Parent {
 				c := &r.recs[i]
 				c.PPID, c.Born, c.early, c.Scanned = parent, t, false, false
@@ -300,6 +311,7 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 				}
 			}
 			r.recs[top].Start = t
+			r.adopt(top, pid, t)
 			return
 		}
 		if d := o.Born - t; d < dupTolerance && d > -dupTolerance {
@@ -307,11 +319,10 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 		}
 		r.exit(old, t) // its exit was lost
 	}
-	for i := range r.early {
-		if e := &r.early[i]; e.pid == pid && e.t >= t {
-			e.pid = 0 // exited before we heard of its birth
-			return
-		}
+	end, exited := r.exits[pid]
+	exited = exited && end >= t
+	if exited && r.adoptable == 0 {
+		return // born and gone before we heard of it, childless
 	}
 	id := r.alloc()
 	if id == None {
@@ -320,13 +331,45 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 	c := &r.recs[id]
 	c.PID, c.PPID = pid, parent
 	c.Born, c.Start = t, t
-	c.Alive = true
 	if pid0 != Root {
 		c.Comm = r.recs[pid0].Comm
 	}
 	r.link(id, pid0)
+	if pid0 == Root && parent != 0 {
+		c.adoptable = true
+		r.adoptable++
+	}
+	if exited {
+		// A dead record, kept only if it takes back children whose fork
+		// events came before its own.
+		c.End, c.Exited = end, true
+		r.adopt(id, pid, t)
+		r.release(id)
+		return
+	}
+	c.Alive = true
 	r.live[pid] = id
+	r.adopt(id, pid, t)
 	r.noteGrowth()
+}
+
+// adopt moves the records under Root that wait for parent pid (born at or
+// after t) under id.
+func (r *Recorder) adopt(id ID, pid int32, t time.Duration) {
+	if r.adoptable == 0 {
+		return
+	}
+	for ch := r.recs[Root].FirstChild; ch != None; {
+		next := r.recs[ch].NextSibling
+		c := &r.recs[ch]
+		if c.adoptable && c.PPID == pid && c.Born >= t-dupTolerance && ch != id {
+			c.adoptable = false
+			r.adoptable--
+			r.unlink(ch)
+			r.link(ch, id)
+		}
+		ch = next
+	}
 }
 
 // dupTolerance is how far apart a fork event's time and a scan's start time
@@ -352,7 +395,8 @@ func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
 		o.Alive, o.End = false, t
 		r.link(id, old)
 	} else {
-		c.Born, c.Scanned, c.early = t, true, true
+		c.Born, c.Scanned, c.early, c.adoptable = t, true, true, true
+		r.adoptable++
 		r.link(id, Root)
 	}
 	if comm != nil {
@@ -366,10 +410,13 @@ func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
 func (r *Recorder) Exit(pid int32, t time.Duration) {
 	if id, ok := r.live[pid]; ok {
 		r.exit(id, t)
-		return
 	}
-	r.early[r.earlyPos] = earlyExit{pid: pid, t: t}
-	r.earlyPos = (r.earlyPos + 1) % len(r.early)
+	if old := r.exitRing[r.exitPos]; old != 0 {
+		delete(r.exits, old)
+	}
+	r.exitRing[r.exitPos] = pid
+	r.exitPos = (r.exitPos + 1) % len(r.exitRing)
+	r.exits[pid] = t
 }
 
 func (r *Recorder) exit(id ID, t time.Duration) {
@@ -448,6 +495,19 @@ func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
 		r.link(id, parent)
 		r.live[p.PID] = id
 		diff++
+	}
+	// Start times tick every 10 ms and PIDs wrap, so a child may have been
+	// added before its parent: link such records now.
+	for ch := r.recs[Root].FirstChild; ch != None; {
+		next := r.recs[ch].NextSibling
+		c := &r.recs[ch]
+		if c.Scanned && c.mark == r.epoch && c.PPID != 0 {
+			if p, ok := r.live[c.PPID]; ok && p != ch {
+				r.unlink(ch)
+				r.link(ch, p)
+			}
+		}
+		ch = next
 	}
 	r.adds = add[:0]
 	r.noteGrowth()

@@ -189,6 +189,15 @@ func TestReconcile(t *testing.T) {
 	}
 }
 
+func TestReconcileChildBeforeParent(t *testing.T) {
+	// Same start tick, and the child's PID is lower (PIDs wrapped).
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}, {PID: 300, PPID: 1, Born: time.Second}, {PID: 5, PPID: 300, Born: time.Second}}, 2*time.Second)
+	if got := shape(r); got != "(1+(300+(5+)))" {
+		t.Fatalf("tree %s", got)
+	}
+}
+
 func TestAgingQuiescence(t *testing.T) {
 	setup := func() *Recorder {
 		r := New(Config{AgeInterval: 30 * time.Second})
@@ -345,5 +354,30 @@ func TestEventsBeforeTheirFork(t *testing.T) {
 	run(r, []step{{'x', 20, 0, 6 * ms}, {'f', 10, 20, 5 * ms}})
 	if _, ok := r.Lookup(20); ok || r.LiveCount() != 4 {
 		t.Fatalf("phantom process after exit-before-fork: live %d, tree %s", r.LiveCount(), shape(r))
+	}
+}
+
+func TestLateForkEventTakesBackItsChildren(t *testing.T) {
+	// Parent 10 is preempted between waking child 11 and sending the fork
+	// event: 11 forks 12 and exits before the event arrives.
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}}, 0)
+	run(r, []step{{'f', 1, 10, 1 * ms}, {'f', 11, 12, 3 * ms}, {'x', 11, 0, 4 * ms}, {'f', 10, 11, 2 * ms}})
+	if got := shape(r); got != "(1+(10+(11-(12+))))" {
+		t.Fatalf("tree %s", got)
+	}
+	if r.LiveCount() != 3 {
+		t.Fatalf("live %d, want 3 (no phantom 11)", r.LiveCount())
+	}
+	// A late fork of a childless process that already exited leaves
+	// nothing.
+	run(r, []step{{'x', 20, 0, 6 * ms}, {'f', 10, 20, 5 * ms}})
+	if _, ok := r.Lookup(20); ok || r.Stats().Records != 4 {
+		t.Fatalf("late fork of an exited process: %+v, tree %s", r.Stats(), shape(r))
+	}
+	// The same PID reused later is a new, live process.
+	r.Fork(10, 20, 10*ms)
+	if _, ok := r.Lookup(20); !ok {
+		t.Fatal("reused PID not recorded")
 	}
 }

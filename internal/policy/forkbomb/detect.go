@@ -20,6 +20,11 @@ import (
 //     the family's root, or at least MinOrphanFraction of the live members
 //     have a dead parent.
 //
+// or, for bombs whose parents exit at once (the hardest kind, and the kind
+// that gives itself away soonest), when it is recent as above and has at
+// least OrphanFamily live members, at least OrphanFamilyFraction of them
+// orphans, and a depth of at least MinDepth.
+//
 // The defaults, and why:
 //
 //   - MinFamily 200. Legitimate parallel work is bounded by its job count:
@@ -44,26 +49,36 @@ import (
 //     for their children; a daemonising double fork orphans one process,
 //     not a third of a family of 200. A bash bomb's parents exit at once,
 //     so nearly all its members are orphans.
+//   - OrphanFamily 50, OrphanFamilyFraction 0.5. A family that is six or
+//     more forks deep with half its members orphaned is replicating through
+//     exiting parents: no build, test runner or job pool looks like that
+//     (their trees are at most four deep and their parents wait), while a
+//     bash bomb has that shape from its third generation. Catching it at 50
+//     instead of 200 saves two generations.
 type Config struct {
-	MinFamily         int
-	YouthAge          time.Duration
-	MinYoungFraction  float64
-	RateWindow        time.Duration
-	MinRate           float64
-	MinDepth          int
-	MinOrphanFraction float64
+	MinFamily            int
+	YouthAge             time.Duration
+	MinYoungFraction     float64
+	RateWindow           time.Duration
+	MinRate              float64
+	MinDepth             int
+	MinOrphanFraction    float64
+	OrphanFamily         int
+	OrphanFamilyFraction float64
 }
 
 // DefaultConfig returns the documented defaults.
 func DefaultConfig() Config {
 	return Config{
-		MinFamily:         200,
-		YouthAge:          60 * time.Second,
-		MinYoungFraction:  0.8,
-		RateWindow:        time.Second,
-		MinRate:           2000,
-		MinDepth:          6,
-		MinOrphanFraction: 0.3,
+		MinFamily:            200,
+		YouthAge:             60 * time.Second,
+		MinYoungFraction:     0.8,
+		RateWindow:           time.Second,
+		MinRate:              2000,
+		MinDepth:             6,
+		MinOrphanFraction:    0.3,
+		OrphanFamily:         50,
+		OrphanFamilyFraction: 0.5,
 	}
 }
 
@@ -90,6 +105,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.MinOrphanFraction <= 0 {
 		c.MinOrphanFraction = d.MinOrphanFraction
+	}
+	if c.OrphanFamily <= 0 {
+		c.OrphanFamily = d.OrphanFamily
+	}
+	if c.OrphanFamilyFraction <= 0 {
+		c.OrphanFamilyFraction = d.OrphanFamilyFraction
 	}
 	return c
 }
@@ -270,14 +291,19 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 
 func (d *Detector) qualifies(s *stats) bool {
 	live := float64(s.live)
-	if s.live < int32(d.cfg.MinFamily) {
+	if s.live < int32(min(d.cfg.MinFamily, d.cfg.OrphanFamily)) {
 		return false
 	}
 	rate := float64(s.births) / d.cfg.RateWindow.Seconds()
 	if float64(s.young) < d.cfg.MinYoungFraction*live && rate < d.cfg.MinRate {
 		return false
 	}
-	return int(s.depth) >= d.cfg.MinDepth || float64(s.orphans) >= d.cfg.MinOrphanFraction*live
+	deep := int(s.depth) >= d.cfg.MinDepth
+	orphans := float64(s.orphans)
+	if s.live >= int32(d.cfg.OrphanFamily) && deep && orphans >= d.cfg.OrphanFamilyFraction*live {
+		return true
+	}
+	return s.live >= int32(d.cfg.MinFamily) && (deep || orphans >= d.cfg.MinOrphanFraction*live)
 }
 
 // eligible reports whether r may be the root of a family to kill: a young

@@ -245,6 +245,20 @@ func daemonizers(s *sim) {
 	s.advance(time.Second)
 }
 
+// backgroundLauncher is a script that starts 150 background jobs and exits:
+// all orphans, but one level deep.
+func backgroundLauncher(s *sim) {
+	sh := s.fork(500)
+	s.exec(sh, "sh")
+	for i := 0; i < 150; i++ {
+		c := s.fork(sh)
+		s.exec(c, "sleep")
+		s.advance(200 * time.Microsecond)
+	}
+	s.exit(sh)
+	s.advance(time.Second)
+}
+
 func TestDetector(t *testing.T) {
 	for _, w := range []workload{
 		{name: "bash bomb with exiting parents", bomb: true, run: bashBomb},
@@ -257,6 +271,7 @@ func TestDetector(t *testing.T) {
 		{name: "parallel go build", run: goBuild},
 		{name: "prefork pool of 400", run: preforkPool},
 		{name: "300 double-forking daemons", run: daemonizers},
+		{name: "script backgrounding 150 jobs and exiting", run: backgroundLauncher},
 	} {
 		t.Run(w.name, func(t *testing.T) {
 			s := newSim(t)
@@ -271,9 +286,10 @@ func TestDetector(t *testing.T) {
 				t.Fatalf("bomb not found (live %d): %+v", s.live(), s.found)
 			}
 			v := s.found[0]
-			if v.Live >= 1000 || v.Live < s.det.Config().MinFamily {
-				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, s.det.Config().MinFamily)
+			if v.Live >= 1000 || v.Live < s.det.Config().OrphanFamily {
+				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, s.det.Config().OrphanFamily)
 			}
+			t.Logf("found at %d live: %+v", v.Live, v)
 			// The family is everything the bomb started: its root is the
 			// first process of the bomb (child of the login shell 500).
 			if r := s.rec.Get(v.Root); r.PPID != 500 {

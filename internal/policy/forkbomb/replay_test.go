@@ -1,0 +1,97 @@
+package forkbomb
+
+import (
+	"bufio"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/lineage"
+)
+
+// TestReplayRecorded replays event sequences recorded from real workloads on
+// the real kernel (see bench/forkbomb/record_test.go) through the recorder,
+// running the detector every 10 ms of event time, as the daemon does.
+// bomb-* files must be found before their family reaches 1,000 live
+// members; legit-* files must never be flagged.
+func TestReplayRecorded(t *testing.T) {
+	files, _ := filepath.Glob(filepath.Join("testdata", "*.events.gz"))
+	if len(files) == 0 {
+		t.Fatal("no recorded sequences in testdata; record them with bench/forkbomb TestRecordEventSequences")
+	}
+	for _, file := range files {
+		name := strings.TrimSuffix(filepath.Base(file), ".events.gz")
+		t.Run(name, func(t *testing.T) {
+			f, err := os.Open(file)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer f.Close()
+			z, err := gzip.NewReader(f)
+			if err != nil {
+				t.Fatal(err)
+			}
+			rec := lineage.New(lineage.Config{})
+			// The machine as a seed scan sees it: init and an old shell
+			// that is the workload's subreaper's parent.
+			base := 1000 * time.Second
+			rec.Reconcile([]lineage.Proc{{PID: 1}}, base)
+			det := New(Config{})
+			var found []Verdict
+			var last time.Duration
+			var peak, events int
+			sc := bufio.NewScanner(z)
+			for sc.Scan() && len(found) == 0 {
+				f := strings.Fields(sc.Text())
+				if len(f) < 3 || f[0] == "#" {
+					continue
+				}
+				num := func(i int) int64 { v, _ := strconv.ParseInt(f[i], 10, 64); return v }
+				var now time.Duration
+				switch f[0] {
+				case "f":
+					now = base + time.Duration(num(3))*time.Microsecond
+					rec.Fork(int32(num(1)), int32(num(2)), now)
+				case "e":
+					now = base + time.Duration(num(2))*time.Microsecond
+					comm := ""
+					if len(f) > 3 {
+						comm = f[3]
+					}
+					rec.Exec(int32(num(1)), now, []byte(comm))
+				case "x":
+					now = base + time.Duration(num(2))*time.Microsecond
+					rec.Exit(int32(num(1)), now)
+				default:
+					continue
+				}
+				events++
+				peak = max(peak, rec.LiveCount())
+				if now-last >= 10*time.Millisecond {
+					last = now
+					found = det.Detect(Input{Lineage: rec, Now: now}, nil)
+				}
+			}
+			if err := sc.Err(); err != nil {
+				t.Fatal(err)
+			}
+			bomb := strings.HasPrefix(name, "bomb-")
+			t.Logf("%d events, peak %d live, found %d", events, peak, len(found))
+			switch {
+			case bomb && len(found) == 0:
+				t.Fatalf("bomb not found (peak live %d)", peak)
+			case bomb && found[0].Live >= 1000:
+				t.Fatalf("bomb found only at %d live members", found[0].Live)
+			case !bomb && len(found) > 0:
+				t.Fatalf("false positive: %+v", found[0])
+			}
+			if bomb {
+				t.Logf("found: %+v", found[0])
+			}
+		})
+	}
+}
