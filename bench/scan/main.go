@@ -185,7 +185,7 @@ func measure(passes int, self *cgroupfs.Cgroup) (results, error) {
 	if _, err := procfsPass(); err != nil { // warm the dentry cache and heap
 		return res, err
 	}
-	for _, keep := range []scan.Keep{scan.KeepDefault, scan.KeepAll, scan.KeepNone} {
+	for _, keep := range []scan.Keep{scan.KeepDefault, scan.KeepOOMScoreAdj | scan.KeepStat, scan.KeepAll, scan.KeepNone} {
 		ph := phase{keep: keep}
 		s := scan.New(scan.Config{SelfPID: os.Getpid(), KeepOpen: keep})
 		var snap policy.Snapshot
@@ -350,10 +350,13 @@ func report(w io.Writer, r results, nGroups, perGroup, passes int) error {
 		p("KeepOpen %s: %.1f× wall, %.1f× CPU (%s)", ph.keep, pns/ons, pcpu/ocpu, verdict(min(pns/ons, pcpu/ocpu) >= 57.0/14))
 	}
 	p(".\n\n**Kernel memory of kept files**, measured as the drop of memory.kmem.usage_in_bytes of the benchmark's own memory cgroup when the scanner closes them: ")
-	for i, ph := range r.phases {
-		if i > 0 {
-			p("; ")
+	sep := ""
+	for _, ph := range r.phases {
+		if ph.keptAtClose == 0 {
+			continue
 		}
+		p("%s", sep)
+		sep = "; "
 		p("KeepOpen %s: %.0f KiB for %d processes, %.0f bytes per process", ph.keep, float64(ph.kmemFreed)/1024, ph.keptAtClose, float64(ph.kmemFreed)/float64(max(ph.keptAtClose, 1)))
 	}
 	p(". Files with a seq_file (stat, status) keep a page-sized buffer each while open, which is why only oom_score_adj is kept by default.\n\n")
