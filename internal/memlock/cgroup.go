@@ -100,6 +100,9 @@ func createCgroups(paths Paths, l Limits, name string) (*runCgroups, error) {
 	if root := paths.v2Root(); root != "" && hasControllers(root, l) {
 		if _, ok := own[""]; ok {
 			parent := filepath.Join(root, own[""])
+			if err := enableControllers(parent, l); err != nil {
+				return fail(err)
+			}
 			c, err := mkCgroup(parent, name)
 			if err != nil {
 				return fail(err)
@@ -232,4 +235,44 @@ func (rc *runCgroups) signal(sig unix.Signal) {
 			unix.Kill(pid, sig)
 		}
 	}
+}
+
+// enableControllers makes sure the v2 parent passes the memory (and pids)
+// controllers to its children.
+func enableControllers(parent string, l Limits) error {
+	pc, err := cgroupfs.Open(parent)
+	if err != nil {
+		return err
+	}
+	b, err := pc.ReadFile("cgroup.subtree_control")
+	if err != nil {
+		return err
+	}
+	have := strings.Fields(string(b))
+	var want []string
+	if l.memory() {
+		want = append(want, "memory")
+	}
+	if l.PidsMax != 0 {
+		want = append(want, "pids")
+	}
+	for _, c := range want {
+		found := false
+		for _, h := range have {
+			found = found || h == c
+		}
+		if found {
+			continue
+		}
+		if err := pc.WriteFile("cgroup.subtree_control", "+"+c); err != nil {
+			hint := ""
+			if errors.Is(err, unix.EBUSY) {
+				hint = " (the cgroup holds processes itself; start oomguard in a cgroup of its own, e.g. systemd-run --scope -p Delegate=yes oomguard run ...)"
+			} else if errors.Is(err, os.ErrPermission) {
+				hint = ": " + cgroupHint
+			}
+			return fmt.Errorf("enable the %s controller for the command's cgroup: %w%s", c, err, hint)
+		}
+	}
+	return nil
 }
