@@ -68,7 +68,7 @@ func startPair(t *testing.T, mode string) (*testbed.Group, int, int) {
 	bin := testbed.CompileC(t, sharersSource)
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
 	g.Start(bin, mode)
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 2 }) {
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 2 }) {
 		t.Fatalf("%s: group has %v, want 2 processes", mode, g.Procs())
 	}
 	pids := g.Procs()
@@ -160,7 +160,7 @@ func TestKernelScopedScanExact(t *testing.T) {
 	for i := 0; i < 3; i++ {
 		g.Start("sleep", "60")
 	}
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 3 && allExeced(p, "sleep\x0060\x00") }) {
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 3 && allExeced(p, "sleep\x0060\x00") }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	// Move one sleeper into a child memory cgroup: still in scope.
@@ -221,7 +221,7 @@ func containsLine(s, suffix string) bool {
 func TestKernelExitMidScan(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 50})
 	g.Start("sh", "-c", "while :; do /bin/true & /bin/true; wait; done")
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) > 0 }) {
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) > 0 }) {
 		t.Fatal("the loop did not start")
 	}
 	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}})
@@ -254,7 +254,7 @@ func testSteadyState(t *testing.T, keep Keep) {
 	bin := testbed.CompileC(t, sharersSource)
 	g.Start(bin, "vfork")
 	g.Start(bin, "clonevm")
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 9 && allHaveCmdline(p) }) {
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 9 && allHaveCmdline(p) }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep})
@@ -295,7 +295,7 @@ func TestKernelKeptFilesClosed(t *testing.T) {
 	for i := 0; i < 5; i++ {
 		g.Start("sleep", "60")
 	}
-	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 5 }) {
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 5 }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	fds := func() int {

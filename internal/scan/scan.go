@@ -852,8 +852,9 @@ func (s *Scanner) vforkCall(pid int) bool {
 // pid's mm right now, as kcmp(KCMP_VM) tells: the killer calls it right
 // before killing, with every PID of the victim's scope, so that a sharer the
 // last snapshot missed is killed too. Candidates that have exited are left
-// out. It fails when pid itself has exited. A pid without an mm (exited,
-// kernel thread) has no sharers.
+// out, and so are candidates kcmp may not compare (EPERM: processes this
+// one may not ptrace). It fails when pid itself has exited. A pid without
+// an mm (exited, kernel thread) has no sharers.
 func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 	if err := s.r.Stat(pid, &s.stat); err != nil {
 		return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
@@ -866,18 +867,20 @@ func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 		if c == pid || slices.Contains(out, c) {
 			continue
 		}
-		same, err := sys.SameMM(pid, c)
-		if err != nil {
-			if errors.Is(err, unix.ESRCH) {
-				if _, err := sys.SameMM(pid, pid); err != nil {
-					return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
-				}
-				continue
+		r, errno := sys.KcmpErrno(pid, c, sys.KcmpVM, 0, 0)
+		switch errno {
+		case 0:
+			if r == 0 {
+				out = append(out, c)
 			}
-			return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
-		}
-		if same {
-			out = append(out, c)
+		case unix.ESRCH, unix.EPERM:
+			// One of the two is gone, or c is out of our reach (a
+			// process we may not ptrace cannot be ours to kill).
+			if _, e := sys.KcmpErrno(pid, pid, sys.KcmpVM, 0, 0); e != 0 {
+				return nil, fmt.Errorf("confirm mm group of %d: kcmp: %w", pid, e)
+			}
+		default:
+			return nil, fmt.Errorf("confirm mm group of %d: kcmp with %d: %w", pid, c, errno)
 		}
 	}
 	return out, nil

@@ -158,3 +158,22 @@ func TestGroupBucketDeadProcess(t *testing.T) {
 		}
 	}
 }
+
+func TestConfirmGroupEdges(t *testing.T) {
+	s := New(Config{})
+	if _, err := s.ConfirmGroup(1<<22, []int{1}); err == nil {
+		t.Error("ConfirmGroup of a PID that does not exist succeeded")
+	}
+	// A kernel thread has no mm, so nothing shares it (kcmp would call two
+	// mm-less tasks equal).
+	got, err := s.ConfirmGroup(2, []int{1, 2, os.Getpid()})
+	if err != nil || !slices.Equal(got, []int{2}) {
+		t.Errorf("ConfirmGroup(kthreadd) = %v, %v; want [2]", got, err)
+	}
+	if os.Geteuid() == 0 {
+		got, err = s.ConfirmGroup(os.Getpid(), []int{1, os.Getppid(), os.Getpid(), 1 << 22})
+		if err != nil || !slices.Equal(got, []int{os.Getpid()}) {
+			t.Errorf("ConfirmGroup(self) = %v, %v; want only itself", got, err)
+		}
+	}
+}
