@@ -55,9 +55,14 @@ cleanup_cgroups() {
 	for d in $(find $cg -mindepth 1 -type d | sort -r); do
 		echo 1 >$d/cgroup.kill 2>/dev/null
 	done
-	sleep 0.2
 	for d in $(find $cg -mindepth 1 -type d | sort -r); do
-		rmdir $d 2>/dev/null || { sleep 0.3; rmdir $d 2>/dev/null; } || echo "runner: cannot remove $d" >&2
+		i=0
+		while ! rmdir $d 2>/dev/null; do
+			i=$((i+1))
+			[ $i -lt 100 ] || { echo "runner: cannot remove $d" >&2; break; }
+			echo 1 >$d/cgroup.kill 2>/dev/null
+			usleep 100000
+		done
 	done
 	swapoff -a 2>/dev/null; [ "${VM_ZRAM_MB:-0}" -gt 0 ] && swapon /dev/zram0 2>/dev/null
 	true

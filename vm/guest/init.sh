@@ -11,8 +11,17 @@ export PATH=/bin:/sbin:/usr/bin:/usr/sbin
 
 say() { echo "vm-init: $*" >/dev/console; }
 verdict() {
-	# The last line on the result port is the verdict the harness reads.
-	printf '\n@@vm-verdict %s\n' "$1" >/dev/ttyS1
+	# End every other process of the guest (a runaway test, a fork bomb),
+	# then write the verdict: the last line on the result port is what the
+	# harness reads. Opening the port is retried: it can fail for a moment
+	# while a killed writer's close is in progress.
+	kill -9 -1 2>/dev/null
+	i=0
+	until printf '\n@@vm-verdict %s\n' "$1" 2>/dev/null >/dev/ttyS1; do
+		i=$((i+1))
+		[ $i -lt 50 ] || { say "cannot write the verdict to ttyS1"; break; }
+		usleep 100000
+	done
 	sync
 	poweroff -f
 	reboot -f
@@ -56,4 +65,11 @@ hostname oomguard-vm
 cd /test
 # The test's stdout goes to the result port, stderr to the console.
 sh /test/run.sh >/dev/ttyS1 2>/dev/console </dev/null
-verdict "rc=$?"
+rc=$?
+# Logs a test registered in /tmp/vm-logs reach the console even when the
+# test itself was killed (for example by a killer under test).
+for f in $(cat /tmp/vm-logs 2>/dev/null); do
+	echo "=== tail of $f" >/dev/console
+	tail -40 "$f" >/dev/console 2>&1
+done
+verdict "rc=$rc"

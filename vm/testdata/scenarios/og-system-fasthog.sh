@@ -9,6 +9,7 @@ mkcg wl
 start by vmtool hog -mb 16 -touch-every 1s; shell=$!
 start by vmtool hog -mb 64 -touch-every 1s; editor=$!
 sleep 1
+echo /tmp/daemon.log >>/tmp/vm-logs
 oomguard daemon >/tmp/daemon.log 2>&1 &
 d=$!
 sleep 2

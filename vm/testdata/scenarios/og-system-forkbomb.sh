@@ -1,0 +1,31 @@
+# System-wide: the unscoped daemon ends a fork bomb started by a shell
+# script, and spares the bomb's ancestors (this scenario's shell and the
+# launcher between it and the bomb) and the bystanders.
+. /test/lib.sh
+need daemon
+mkcg by
+mkcg wl
+start by vmtool hog -mb 16 -touch-every 1s; shell=$!
+echo /tmp/daemon.log >>/tmp/vm-logs
+oomguard daemon >/tmp/daemon.log 2>&1 &
+d=$!
+sleep 2
+alive $d || { cat /tmp/daemon.log; fail "daemon exited at start"; }
+# launcher: a long-lived parent of the bomb, like a terminal's shell.
+start wl sh -c 'sh -c "exec 2>/dev/null; b() { b | b & }; b; sleep 1000" & wait'
+launcher=$!
+t0=$(ms)
+grown() { [ "$(cat $cg/wl/cgroup.procs | wc -l)" -ge 20 ]; }
+wait_for 30 grown || fail "the bomb never grew to 20 processes"
+bombgone() { [ "$(cat $cg/wl/cgroup.procs | wc -l)" -le 1 ]; }
+wait_for 60 bombgone
+r=$?
+log "after $(($(ms) - t0)) ms: $(cat $cg/wl/cgroup.procs | wc -l) processes left in wl"
+alive $d; dalive=$?
+kill $d; wait $d 2>/dev/null
+echo "--- daemon log"; grep -v "kill step" /tmp/daemon.log | tail -20; echo "---"
+[ $r = 0 ] || fail "the fork bomb is still running after 60 s"
+[ $dalive = 0 ] || fail "the daemon died"
+alive $shell || fail "bystander 'shell' died"
+alive $launcher || fail "the bomb's launcher (its parent shell, $launcher) was killed"
+echo "PASS: this scenario's own shell, the bomb's ancestor, survived too"
