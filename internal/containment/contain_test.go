@@ -1,0 +1,185 @@
+package containment
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+func monoMinusBoot() time.Duration {
+	var m, b unix.Timespec
+	unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
+	unix.ClockGettime(unix.CLOCK_BOOTTIME, &b)
+	return time.Duration(m.Nano() - b.Nano())
+}
+
+func stat(t *testing.T, pid int) lineage.Proc {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, ok := lineage.ParseStat(b)
+	if !ok {
+		t.Fatalf("bad stat of %d", pid)
+	}
+	return p
+}
+
+// family returns a Family of the live descendants of root (by /proc
+// parent links), root included.
+func family(t *testing.T, root int, off time.Duration) Family {
+	return func(out []Target) []Target {
+		procs, _ := lineage.Scan("/proc", off)
+		in := map[int32]bool{int32(root): true}
+		for changed := true; changed; {
+			changed = false
+			for _, p := range procs {
+				if !in[p.PID] && in[p.PPID] {
+					in[p.PID] = true
+					changed = true
+				}
+			}
+		}
+		for _, p := range procs {
+			if in[p.PID] {
+				out = append(out, Target{PID: p.PID, Born: p.Born})
+			}
+		}
+		return out
+	}
+}
+
+func alive(pid int) bool {
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+	return err == nil && !strings.Contains(string(b), ") Z ")
+}
+
+func startFamily(t *testing.T, g *testbed.Group, n int) int {
+	before := g.Procs()
+	g.Start("sh", "-c", fmt.Sprintf("i=0; while [ $i -lt %d ]; do sleep 60 & i=$((i+1)); done; wait", n))
+	var root int
+	if !g.WaitProcs(10*time.Second, func(p []int) bool {
+		var fresh []int
+		for _, x := range p {
+			if !slices.Contains(before, x) {
+				fresh = append(fresh, x)
+			}
+		}
+		if len(fresh) < n+1 {
+			return false
+		}
+		slices.Sort(fresh)
+		for _, x := range fresh {
+			if stat(t, x).PPID != 0 && !slices.Contains(fresh, int(stat(t, x).PPID)) {
+				root = x
+			}
+		}
+		return root != 0
+	}) {
+		t.Fatal("family did not start")
+	}
+	return root
+}
+
+func TestContain(t *testing.T) {
+	testbed.Require(t)
+	mounts, err := FindMounts("/proc/self/mountinfo")
+	if err != nil || mounts.V1Freezer == "" {
+		t.Fatalf("mounts %+v, %v", mounts, err)
+	}
+	off := monoMinusBoot()
+	for _, tc := range []struct {
+		name     string
+		shared   bool
+		noFreeze bool
+		want     string
+	}{
+		{name: "own cgroup is frozen", want: "freeze-v1"},
+		{name: "shared cgroup: SIGSTOP", shared: true, want: "sigstop"},
+		{name: "forced SIGSTOP", noFreeze: true, want: "sigstop"},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{PidsMax: 100})
+			var by int
+			if tc.shared {
+				g.Start("sleep", "60")
+				g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 1 })
+				by = g.Procs()[0]
+			}
+			root := startFamily(t, g, 20)
+			members := family(t, root, off)(nil)
+			if len(members) != 21 {
+				t.Fatalf("family of %d has %d members", root, len(members))
+			}
+			rep, err := Contain(context.Background(), family(t, root, off), Options{Mounts: mounts, Self: os.Getpid(),
+				MonoMinusBoot: off, NoFreeze: tc.noFreeze})
+			if err != nil {
+				t.Fatal(err)
+			}
+			if rep.Method != tc.want || len(rep.PIDs) != 21 || rep.Survivors != 0 {
+				t.Fatalf("report %+v, want %s with 21 killed", rep, tc.want)
+			}
+			for _, m := range members {
+				if alive(int(m.PID)) {
+					t.Fatalf("member %d survived", m.PID)
+				}
+			}
+			if tc.shared && !alive(by) {
+				t.Fatal("bystander in the shared cgroup was killed")
+			}
+			if !tc.shared && tc.want == "freeze-v1" {
+				if st, _ := g.Freezer.ReadFile("freezer.state"); !strings.HasPrefix(string(st), "THAWED") {
+					t.Fatalf("freezer left %q", st)
+				}
+			}
+		})
+	}
+}
+
+func TestContainSkipsReusedPIDAndProtected(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 10})
+	g.Start("sleep", "60")
+	g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 1 })
+	pid := g.Procs()[0]
+	off := monoMinusBoot()
+	born := stat(t, pid).Born + off
+	fam := func(out []Target) []Target {
+		// The lineage remembers an older process under this PID, plus
+		// PID 1 and ourselves.
+		return append(out, Target{PID: int32(pid), Born: born - time.Second}, Target{PID: 1}, Target{PID: int32(os.Getpid())})
+	}
+	rep, err := Contain(context.Background(), fam, Options{Self: os.Getpid(), MonoMinusBoot: off})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.PIDs) != 0 || len(rep.Skipped) != 3 {
+		t.Fatalf("report %+v: want nothing killed, 3 skipped", rep)
+	}
+	if !alive(pid) {
+		t.Fatal("process with a reused PID was killed")
+	}
+}
+
+func TestFindMounts(t *testing.T) {
+	p := filepath.Join(t.TempDir(), "mountinfo")
+	os.WriteFile(p, []byte(`30 22 0:27 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+36 30 0:33 / /sys/fs/cgroup/freezer rw,relatime - cgroup cgroup rw,freezer
+38 30 0:35 / /sys/fs/cgroup/pids rw,relatime - cgroup cgroup rw,pids
+40 30 0:37 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+`), 0o644)
+	m, err := FindMounts(p)
+	if err != nil || m != (Mounts{V1Freezer: "/sys/fs/cgroup/freezer", V2: "/sys/fs/cgroup/unified"}) {
+		t.Fatalf("FindMounts = %+v, %v", m, err)
+	}
+}
