@@ -64,7 +64,7 @@ func load(dataDir string) ([]loaded, error) {
 		if err := json.Unmarshal(b, &l.Run); err != nil {
 			return nil, fmt.Errorf("%s: %w", f, err)
 		}
-		if len(l.Result) > 0 {
+		if len(l.Result) > 0 && string(l.Result) != "null" {
 			l.res = &result{}
 			if err := json.Unmarshal(l.Result, l.res); err != nil {
 				return nil, fmt.Errorf("%s: result: %w", f, err)
@@ -174,10 +174,11 @@ func report(repo, dataDir string) error {
 	fmt.Fprintf(&b, "- Configurations: root on the initramfs (`ram`, never evictable) or on an ext4 virtio disk throttled to 32 MiB/s (`disk`); no swap or 256 MiB of zram swap.\n")
 	fmt.Fprintf(&b, "- Every run: bystanders \"shell\" (16 MiB) and \"editor\" (64 MiB) touching their memory every second, a probe reading a file and running `/bin/true` every 100 ms, the workload in its own cgroup, the killer at its defaults (earlyoom: Debian's `-r 3600`; oomguard: `oomguard daemon`, unscoped; kernel: nothing).\n")
 	fmt.Fprintf(&b, "- Onset: MemAvailable below 10 %% of MemTotal (thrash: the hog stops growing at 14 %%; fork bomb: its start). Episode: onset to the workload's end (every process of it gone). Release: onset to MemAvailable back above 40 %%. Stall: the probe's longest iteration, lateness included.\n")
-	fmt.Fprintf(&b, "- Times in ms: median [min–max] over the repetitions; \"never\" means the workload outlived the window (40 s, slow leak 60 s).\n")
+	fmt.Fprintf(&b, "- Times in ms: median [min–max] over the repetitions; \"never\" means the workload outlived the run's window (%s).\n", windows(runs))
 	fmt.Fprintf(&b, "- Runs were taken %s on a host shared with other builds (load average far above its 2 cores at times), so absolute times are inflated and noisy; compare killers within one configuration, which ran interleaved.\n\n", dates(runs))
 
 	var skipped []string
+	var targets []string
 	for _, c := range configs {
 		var rows []string
 		for _, sc := range scenarios {
@@ -231,6 +232,9 @@ func report(repo, dataDir string) error {
 				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2],
 					ratio(s[0], stats["earlyoom"][0]), ratio(s[0], stats["kernel"][0]), h))
 			}
+			if og, ok := stats["oomguard"]; ok {
+				targets = append(targets, targetRows(c, sc, og, stats, hurt)...)
+			}
 			if len(stats) > 0 {
 				name := fmt.Sprintf("%s-%s.png", c.Name, sc)
 				if err := plotScenario(filepath.Join(plotDir, name), c.Name, sc, runs); err != nil {
@@ -246,6 +250,13 @@ func report(repo, dataDir string) error {
 		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | episode / earlyoom | episode / kernel | hurt (bystanders, killer) |\n")
 		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(rows, "\n"))
+		b.WriteString("\n\n")
+	}
+	if len(targets) > 0 {
+		b.WriteString("## oomguard against the issue's targets\n\n")
+		b.WriteString("Medians of this run's repetitions. \"episode\" compares onset-to-end times.\n\n")
+		b.WriteString("| configuration | scenario | target | measured | verdict |\n|---|---|---|---|---|\n")
+		b.WriteString(strings.Join(targets, "\n"))
 		b.WriteString("\n\n")
 	}
 	if len(skipped) > 0 {
@@ -364,4 +375,67 @@ func plotScenario(path, cfg, sc string, runs []loaded) error {
 		return err
 	}
 	return f.Close()
+}
+
+// targetRows checks oomguard's medians against the targets of issue 7.
+func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt map[string]string) []string {
+	var rows []string
+	add := func(target, measured string, ok bool) {
+		v := "met"
+		if !ok {
+			v = "**missed**"
+		}
+		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", c.Name, sc, target, measured, v))
+	}
+	ep := og[0]
+	if eo, ok := stats["earlyoom"]; ok && sc != "thrash" {
+		limit, label := 0.5, "episode ≤ 0.5× earlyoom's"
+		if c.Zram > 0 {
+			limit, label = 0.25, "episode ≤ 0.25× earlyoom's"
+		}
+		switch {
+		case ep.med < 0:
+			add(label, "never ended", false)
+		case eo[0].med < 0:
+			add(label, fmt.Sprintf("%.0f ms; earlyoom never ended it", ep.med), true)
+		default:
+			add(label, fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", ep.med, eo[0].med, ep.med/eo[0].med), ep.med <= limit*eo[0].med)
+		}
+		add("worst stall ≤ earlyoom's", fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med), og[2].med <= eo[2].med)
+	}
+	if sc == "thrash" {
+		add("ends the thrash within 5 s", ep.String()+" ms", ep.med >= 0 && ep.med <= 5000)
+	}
+	if k, ok := stats["kernel"]; ok && k[2].med > 0 {
+		add("worst stall a fraction of the kernel-only run's", fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", og[2].med, k[2].med, og[2].med/k[2].med), og[2].med < k[2].med)
+	}
+	h := hurt["oomguard"]
+	var what []string
+	if ep.never > 0 {
+		what = append(what, fmt.Sprintf("workload not ended in %d/%d runs", ep.never, ep.n))
+	}
+	if h != "" {
+		what = append(what, "hurt: "+h)
+	}
+	if len(what) == 0 {
+		what = append(what, "workload ended; nothing else hurt")
+	}
+	add("right victim, no bystander hurt", strings.Join(what, "; "), h == "" && ep.never == 0)
+	return rows
+}
+
+// windows describes the windows the runs used: the current bench waits 30 s
+// after the onset (at most 150 s after the start); older data waited a
+// fixed time after the start.
+func windows(runs []loaded) string {
+	seen := map[int64]bool{}
+	var ws []string
+	for _, r := range runs {
+		if r.res != nil && !seen[r.res.WindowMs] {
+			seen[r.res.WindowMs] = true
+			ws = append(ws, fmt.Sprintf("%d s", r.res.WindowMs/1000))
+		}
+	}
+	slices.Sort(ws)
+	return "window_ms in the raw data: " + strings.Join(ws, ", ") + "; runs from bench versions before 2026-11-25 11:20 counted it from the workload's start, later ones from the onset, capped at 150 s"
 }

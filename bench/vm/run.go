@@ -65,6 +65,7 @@ type guest struct {
 const script = `
 . /etc/vm/env
 mkdir -p /run
+echo /tmp/killer.log >>/tmp/vm-logs
 kpid=0
 case $KILLER in
 kernel) ;;
@@ -72,7 +73,7 @@ earlyoom) /usr/bin/earlyoom -r 3600 >/tmp/killer.log 2>&1 & kpid=$! ;;
 oomguard) /test/bin/oomguard daemon >/tmp/killer.log 2>&1 & kpid=$! ;;
 esac
 sleep 1
-/test/bin/vmtool bench -scenario $SCENARIO -killer $KILLER -killer-pid $kpid -window $WINDOW -cache-file /test/data/cache.bin
+/test/bin/vmtool bench -scenario $SCENARIO -killer $KILLER -killer-pid $kpid -window $WINDOW -max $MAXRUN -cache-file /test/data/cache.bin
 echo "@@killer-log"
 tail -40 /tmp/killer.log 2>/dev/null
 [ $kpid = 0 ] || kill $kpid
@@ -175,16 +176,12 @@ func sharedLibs(bin string) ([]string, error) {
 	return libs, nil
 }
 
-// window is how long a run may last after the workload starts: long
-// enough for the kernel to end a slow leak, bounded where nothing acts.
-func window(scenario string) time.Duration {
-	switch scenario {
-	case "slowleak":
-		return 60 * time.Second
-	default:
-		return 40 * time.Second
-	}
-}
+// window is how long a run waits for the workload's end after the onset
+// of pressure; a run never lasts more than maxRun after the start.
+const (
+	window = 30 * time.Second
+	maxRun = 150 * time.Second
+)
 
 func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, rep int) Run {
 	r := Run{Config: c.Name, Scenario: scenario, Killer: killer, Rep: rep, Kernel: g.kernel, Qemu: g.qemu, CPU: g.cpu, Date: time.Now().UTC().Format(time.RFC3339)}
@@ -196,7 +193,6 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 		r.Skipped = "thrash needs evictable file pages: disk root only"
 		return r
 	}
-	w := window(scenario)
 	files := g.files
 	if scenario == "thrash" {
 		files = append(slices.Clip(files), vm.File{Path: "/test/data/cache.bin", Source: g.cacheFile, Mode: 0o644})
@@ -208,8 +204,8 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 		DiskMiB: 512,
 		DiskBPS: 32 << 20,
 		ZramMiB: c.Zram,
-		Timeout: w + 90*time.Second,
-		Env:     map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": w.String()},
+		Timeout: maxRun + 90*time.Second,
+		Env:     map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": window.String(), "MAXRUN": maxRun.String()},
 	}
 	res, err := vm.Run(ctx, cfg)
 	if res != nil {

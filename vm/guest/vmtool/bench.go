@@ -110,7 +110,8 @@ func bench(args []string) error {
 	fs := flag.NewFlagSet("bench", flag.ExitOnError)
 	scenario := fs.String("scenario", "fasthog", "fasthog|slowleak|thrash|clonevm|forkbomb|kmembomb")
 	killer := fs.String("killer", "kernel", "name recorded in the result")
-	window := fs.Duration("window", 40*time.Second, "longest run after the workload starts")
+	window := fs.Duration("window", 30*time.Second, "how long to wait for the end after the onset of pressure (after the start when none)")
+	maxRun := fs.Duration("max", 150*time.Second, "longest run after the workload starts")
 	after := fs.Duration("after", 3*time.Second, "how long to keep sampling after the workload ended")
 	cacheFile := fs.String("cache-file", "", "file read by the thrash scenario's active reader")
 	killerPID := fs.Int("killer-pid", 0, "PID of the killer, to report whether it survived")
@@ -222,7 +223,16 @@ func bench(args []string) error {
 	if *scenario == "forkbomb" || *scenario == "thrash" {
 		res.OnsetMs = 0
 	}
-	deadline := start.Add(*window)
+	deadline := func() time.Time {
+		from := start
+		if res.OnsetMs > 0 {
+			from = start.Add(time.Duration(res.OnsetMs) * time.Millisecond)
+		}
+		if d := from.Add(*window); d.Before(start.Add(*maxRun)) {
+			return d
+		}
+		return start.Add(*maxRun)
+	}
 	var endAt time.Time
 	seen := false
 	for {
@@ -265,7 +275,7 @@ func bench(args []string) error {
 		if !endAt.IsZero() && time.Since(endAt) > *after {
 			break
 		}
-		if endAt.IsZero() && time.Now().After(deadline) {
+		if endAt.IsZero() && time.Now().After(deadline()) {
 			break
 		}
 		time.Sleep(50 * time.Millisecond)
