@@ -11,7 +11,6 @@ bash scripts/setup.sh
 make install
 /usr/local/sbin/oomguard config check /etc/oomguard/oomguard.toml
 if [ -d /run/systemd/system ]; then
-	sed -i 's|/usr/sbin/oomguard|/usr/local/sbin/oomguard|g' /lib/systemd/system/oomguard.service
 	systemctl daemon-reload
 	systemctl enable --now oomguard.service
 	systemctl --no-pager status oomguard.service
