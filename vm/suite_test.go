@@ -7,6 +7,9 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/testbed"
 )
 
 // buildGo builds a static binary of the Go package at pkg (a path relative
@@ -187,4 +190,35 @@ func TestActionFaults(t *testing.T) {
 		t.Logf("boot took %v", res.Elapsed)
 	}
 	report(t, results, res, err)
+}
+
+// TestOomguardScale gives the guest 1.5 GiB and 30,000 extra processes
+// (guest/manyprocs: clone(CLONE_VM) children) and reports the scan time of
+// oomguard ps (through the daemon and alone), of oomguard tree, and the
+// daemon's resident memory; it fails if any of them fails or the daemon
+// dies. SCALE_N overrides the count.
+func TestOomguardScale(t *testing.T) {
+	require(t)
+	og := oomguardBinary(t)
+	mp := testbed.CompileC(t, manyprocsSource(t), "-static")
+	n := os.Getenv("SCALE_N")
+	if n == "" {
+		n = "30000"
+	}
+	files := append(guestFiles(t), File{Path: "/test/bin/oomguard", Source: og}, File{Path: "/test/bin/manyprocs", Source: mp})
+	sc := scenario(t, "og-scale", "SCALE_N="+n+"\n")
+	sc.Timeout = 8 * time.Minute
+	results, res, err := RunScenarios(context.Background(), Config{Files: files, MemoryMiB: 1536}, []Scenario{sc})
+	if res != nil {
+		t.Logf("boot took %v", res.Elapsed)
+	}
+	report(t, results, res, err)
+}
+
+func manyprocsSource(t *testing.T) string {
+	b, err := os.ReadFile("guest/manyprocs.c")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return string(b)
 }
