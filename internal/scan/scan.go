@@ -278,6 +278,14 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 // of the scopes (or of the machine when unscoped), sorted by PID. A process
 // that exits during the pass is left out, not an error.
 //
+// Every pass reads stat, status and oom_score_adj of each process. Comm,
+// Cmdline and Cgroup strings are cached per process (PID and start time)
+// and read again only when its comm or address-space layout changes (exec
+// draws a new layout). Scoped, Cgroup is the cgroup the pass found the
+// process in, so moves within the scope show at once; unscoped, it is read
+// from /proc/PID/cgroup (the v1 memory line, else the v2 line) when the
+// process is first seen, and a later move shows only after an exec.
+//
 // Address-space groups: processes sharing an mm get the same MMGroup, the
 // lowest PID among them; a process without an mm (kernel thread, zombie,
 // process past exit_mm) gets 0. Candidates are bucketed by the mm's layout
