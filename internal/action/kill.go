@@ -19,7 +19,8 @@ const DefaultDeadline = 5 * time.Second
 
 // Member is one process of a victim, named by PID and pinned by start time.
 type Member struct {
-	// PID is the process (thread-group) ID.
+	// PID is the process (thread-group) ID; pidfd_open refuses the ID of
+	// a thread that is not its group's leader.
 	PID int
 	// StartTime is field 22 of /proc/PID/stat (clock ticks since boot) as
 	// observed when the victim was chosen. Kill signals the member only if
