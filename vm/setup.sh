@@ -27,9 +27,10 @@ installed() {
 	dpkg-query -W -f='${Status}' "$1" 2>/dev/null | grep -q "install ok installed"
 }
 
-# Host tools: qemu, and what builds the images (mke2fs, cpio is done in Go).
+# Host tools: qemu, mke2fs for disk roots, xz to extract vmlinux (the cpio
+# archives are written in Go).
 need=()
-for pkg in qemu-system-x86 e2fsprogs; do
+for pkg in qemu-system-x86 e2fsprogs xz-utils; do
 	installed "$pkg" || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
