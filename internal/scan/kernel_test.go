@@ -350,3 +350,40 @@ func allHaveCmdline(pids []int) bool {
 	}
 	return true
 }
+
+// A v2 scope (here without the memory controller) is scanned the same way,
+// and Cgroup is the path of the "0::" line; System reports the scope's PSI.
+func TestKernelScopedScanV2(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20, V2: true})
+	for i := 0; i < 2; i++ {
+		g.Start("sleep", "60")
+	}
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 2 && allExeced(p, "sleep\x0060\x00") }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	s := New(Config{Scopes: []cgroupfs.Cgroup{*g.V2Cgroup}})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	want := g.Procs()
+	slices.Sort(want)
+	var got []int
+	for _, p := range snap.Processes {
+		got = append(got, p.PID)
+		b, err := os.ReadFile("/proc/" + strconv.Itoa(p.PID) + "/cgroup")
+		if err != nil || !containsLine(string(b), "0::"+p.Cgroup) || p.Cgroup == "" {
+			t.Errorf("pid %d: Cgroup %q, /proc/PID/cgroup %q", p.PID, p.Cgroup, b)
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("scan found %v, group has %v", got, want)
+	}
+	if err := s.System(&snap); err != nil {
+		t.Fatal(err)
+	}
+	sc := snap.Scopes[0]
+	if sc.Path != g.V2Cgroup.Path || !sc.Pressure.Memory.Valid || !sc.Pressure.IO.Valid || sc.Limit != 0 || sc.RefaultFile != -1 {
+		t.Errorf("v2 scope without memory controller: %+v", sc)
+	}
+}
