@@ -26,6 +26,9 @@ type snapshotter interface {
 	System(snap *policy.Snapshot) error
 	// Processes fills the process list, restricted to the scopes.
 	Processes(snap *policy.Snapshot) error
+	// ConfirmGroup returns pid and every process of candidates that shares
+	// pid's mm right now, as kcmp tells.
+	ConfirmGroup(pid int, candidates []int) ([]int, error)
 }
 
 // waker wakes the loop early when an event source saw something.
@@ -159,6 +162,9 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		m.log.Warn("victim skipped", "pid", s.PID, "reason", s.Reason)
 		m.actions.Record(actionlog.Action{Kind: "skip", Trigger: v.Trigger, Reason: s.Reason, PIDs: []int{s.PID}})
 	}
+	if dec.Kind == policy.DecideKill {
+		m.confirmSharers(&dec)
+	}
 	dryRun, grace, act, pol := m.dryRun, m.grace, m.act, m.policy
 	m.mu.Unlock()
 
@@ -176,6 +182,40 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		return 0
 	}
 	return 20 * time.Millisecond
+}
+
+// confirmSharers asks kcmp, right before the kill, which processes of the
+// snapshot share the victim's mm now, and adds any the last grouping missed
+// (a sharer created since, or one whose layout was caught changing), so
+// that every sharer gets SIGKILL before the mm is reaped. m.mu is held.
+func (m *memoryKiller) confirmSharers(dec *policy.Decision) {
+	c := &dec.Victim
+	all := make([]int, 0, len(m.snap.Processes))
+	for i := range m.snap.Processes {
+		all = append(all, m.snap.Processes[i].PID)
+	}
+	sharers, err := m.scan.ConfirmGroup(c.Victim, all)
+	if err != nil {
+		m.log.Debug("confirm mm group", "victim", c.Victim, "err", err)
+		return
+	}
+	known := map[int]bool{}
+	for _, p := range c.PIDs {
+		known[p] = true
+	}
+	for _, pid := range sharers {
+		if known[pid] {
+			continue
+		}
+		for i := range m.snap.Processes {
+			p := &m.snap.Processes[i]
+			if p.PID == pid {
+				m.log.Info("kill: adding a sharer of the victim's mm", "victim", c.Victim, "pid", pid, "comm", p.Comm)
+				c.PIDs = append(c.PIDs, pid)
+				c.Members = append(c.Members, policy.Member{PID: pid, PPID: p.PPID, StartTime: p.StartTime, Comm: p.Comm})
+			}
+		}
+	}
 }
 
 func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, dec policy.Decision) {

@@ -6,6 +6,7 @@ import (
 	"log/slog"
 	"os"
 	"runtime/debug"
+	"strconv"
 
 	"golang.org/x/sys/unix"
 )
@@ -33,8 +34,19 @@ func protectSelf(log *slog.Logger, procRoot string) {
 		log.Warn("self-protection: cannot set own oom_score_adj to -1000; the kernel OOM killer may pick oomguard",
 			"err", err, "fix", "grant CAP_SYS_RESOURCE (the unit sets OOMScoreAdjust=-1000)")
 	}
-	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, -10); err != nil {
-		log.Debug("self-protection: cannot raise CPU priority", "err", err)
+	// setpriority(PRIO_PROCESS) renices one thread on Linux: renice every
+	// thread the runtime has started; threads it starts later inherit the
+	// value from the thread that creates them.
+	tasks, _ := os.ReadDir(fmt.Sprintf("%s/%d/task", procRoot, os.Getpid()))
+	for _, t := range tasks {
+		tid, err := strconv.Atoi(t.Name())
+		if err != nil {
+			continue
+		}
+		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, -10); err != nil {
+			log.Debug("self-protection: cannot raise CPU priority", "tid", tid, "err", err)
+			break
+		}
 	}
 }
 

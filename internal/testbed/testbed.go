@@ -214,11 +214,11 @@ func (g *Group) WaitProcs(timeout time.Duration, cond func(pids []int) bool) boo
 }
 
 // KillAll ends every process in the group the safe way: freeze, wait until
-// frozen, SIGKILL every member, thaw, wait until empty.
+// frozen, SIGKILL every member, thaw, wait until empty. A group that cannot
+// be frozen (a task waiting in a paused memcg OOM never freezes) is killed
+// all the same, since such tasks are killable; the error then says so.
 func (g *Group) KillAll() error {
-	if err := g.Freezer.Freeze(10 * time.Second); err != nil {
-		return err
-	}
+	freezeErr := g.Freezer.Freeze(10 * time.Second)
 	for round := 0; round < 100; round++ {
 		pids, err := g.Freezer.Procs()
 		if err != nil {
@@ -241,6 +241,9 @@ func (g *Group) KillAll() error {
 	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) == 0 }) {
 		return fmt.Errorf("testbed: %s still has processes %v", g.Freezer.Path, g.Procs())
 	}
+	if freezeErr != nil {
+		return fmt.Errorf("testbed: killed without freezing first: %w", freezeErr)
+	}
 	return nil
 }
 
@@ -249,9 +252,19 @@ func (g *Group) destroy() {
 		g.t.Errorf("testbed cleanup: %v", err)
 	}
 	for _, r := range g.reapers {
-		if r.Process != nil {
-			r.Process.Kill()
-			r.Wait()
+		if r.Process == nil {
+			continue
+		}
+		r.Process.Kill()
+		// Wait also waits for the copying of a non-file Stdout or Stderr,
+		// which a surviving workload could hold open forever; a test may
+		// also have waited already. Do not let either hang the cleanup.
+		done := make(chan struct{})
+		go func() { r.Wait(); close(done) }()
+		select {
+		case <-done:
+		case <-time.After(10 * time.Second):
+			g.t.Errorf("testbed cleanup: subreaper %d did not finish within 10s", r.Process.Pid)
 		}
 	}
 	for _, c := range g.Cgroups() {
