@@ -354,11 +354,12 @@ func (g *Guard) resync(seed bool) error {
 	if err != nil {
 		return fmt.Errorf("forkguard: %w", err)
 	}
-	// Events that raced the scan: apply them first, duplicates are merged.
-	g.drain()
 	g.mu.Lock()
 	diff := g.rec.Reconcile(procs, t)
 	g.mu.Unlock()
+	// Events that raced the scan come after it: a fork already seen by
+	// the scan is merged, and parents are known by now.
+	g.drain()
 	if seed {
 		return nil
 	}

@@ -501,8 +501,12 @@ func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
 	for ch := r.recs[Root].FirstChild; ch != None; {
 		next := r.recs[ch].NextSibling
 		c := &r.recs[ch]
-		if c.Scanned && c.mark == r.epoch && c.PPID != 0 {
-			if p, ok := r.live[c.PPID]; ok && p != ch {
+		if (c.Scanned || c.adoptable) && c.PPID != 0 {
+			if p, ok := r.live[c.PPID]; ok && p != ch && !r.isAncestor(ch, p) {
+				if c.adoptable {
+					c.adoptable = false
+					r.adoptable--
+				}
 				r.unlink(ch)
 				r.link(ch, p)
 			}
@@ -512,6 +516,16 @@ func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
 	r.adds = add[:0]
 	r.noteGrowth()
 	return diff
+}
+
+// isAncestor reports whether a is id or one of its ancestors.
+func (r *Recorder) isAncestor(a, id ID) bool {
+	for ; id > Root; id = r.recs[id].Parent {
+		if id == a {
+			return true
+		}
+	}
+	return false
 }
 
 func (r *Recorder) noteGrowth() {

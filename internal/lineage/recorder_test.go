@@ -198,6 +198,17 @@ func TestReconcileChildBeforeParent(t *testing.T) {
 	}
 }
 
+func TestReconcileTakesInForksOfUnknownParents(t *testing.T) {
+	// A fork event applied before the seed scan hangs under Root; the
+	// scan then brings its parent.
+	r := New(Config{})
+	r.Fork(300, 301, time.Second)
+	r.Reconcile([]Proc{{PID: 1}, {PID: 300, PPID: 1, Born: 500 * ms}, {PID: 301, PPID: 300, Born: time.Second}}, 2*time.Second)
+	if got := shape(r); got != "(1+(300+(301+)))" {
+		t.Fatalf("tree %s", got)
+	}
+}
+
 func TestAgingQuiescence(t *testing.T) {
 	setup := func() *Recorder {
 		r := New(Config{AgeInterval: 30 * time.Second})
