@@ -7,6 +7,8 @@ import (
 	"unsafe"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 // Value is one number read from a control file. OK is false when the file
@@ -327,7 +329,7 @@ func ParseKmemStat(b []byte, s *KmemStat) error {
 			return fmt.Errorf("line %d: want \"name value\", got %q", line, l)
 		}
 		name, num := l[:sp], l[sp+1:]
-		n, ok := parseDigits(num)
+		n, ok := procfs.ParseUint(num)
 		if !ok {
 			return fmt.Errorf("line %d: bad number %q for %q", line, num, name)
 		}
@@ -369,28 +371,9 @@ func (s *KmemStat) field(name []byte) *Value {
 // newline.
 func parseUintFile(b []byte) (uint64, error) {
 	t := bytes.TrimSpace(b)
-	n, ok := parseDigits(t)
+	n, ok := procfs.ParseUint(t)
 	if !ok {
 		return 0, fmt.Errorf("want one unsigned number, got %q", b)
 	}
 	return n, nil
-}
-
-// parseDigits parses a non-empty run of decimal digits that fits uint64.
-func parseDigits(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (^uint64(0)-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
 }

@@ -73,7 +73,7 @@ func parseMemoryStat(b []byte, s *MemoryStat) error {
 		if !ok {
 			return lineErr(n, "line is not \"name value\"")
 		}
-		v, ok := parseUint(num)
+		v, ok := procfs.ParseUint(num)
 		if !ok {
 			return lineErr(n, "value is not a number")
 		}
@@ -176,7 +176,7 @@ func parseOOMControl(b []byte, o *OOMControl) error {
 		if !ok {
 			return lineErr(n, "line is not \"name value\"")
 		}
-		v, ok := parseUint(num)
+		v, ok := procfs.ParseUint(num)
 		if !ok {
 			return lineErr(n, "value is not a number")
 		}
@@ -208,7 +208,7 @@ func parseMemoryEvents(b []byte, e *MemoryEvents) error {
 		if !ok {
 			return lineErr(n, "line is not \"name value\"")
 		}
-		v, ok := parseUint(num)
+		v, ok := procfs.ParseUint(num)
 		if !ok {
 			return lineErr(n, "value is not a number")
 		}
@@ -241,7 +241,7 @@ func parseLimit(b []byte) (uint64, error) {
 	if string(b) == "max" {
 		return 0, nil
 	}
-	v, ok := parseUint(b)
+	v, ok := procfs.ParseUint(b)
 	if !ok {
 		return 0, lineErr(1, "not a number or \"max\"")
 	}
@@ -392,7 +392,7 @@ func (m *MemoryReader) readMemory(out *policy.ScopeMemory) error {
 
 // parseOne parses a file holding one unsigned number.
 func parseOne(b []byte) (uint64, error) {
-	v, ok := parseUint(bytes.TrimRight(b, "\n"))
+	v, ok := procfs.ParseUint(bytes.TrimRight(b, "\n"))
 	if !ok {
 		return 0, lineErr(1, "not a number")
 	}

@@ -32,24 +32,6 @@ func twoFields(line []byte) (key, value []byte, ok bool) {
 	return nil, nil, false
 }
 
-func parseUint(b []byte) (uint64, bool) {
-	if len(b) == 0 || len(b) > 20 {
-		return 0, false
-	}
-	var n uint64
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		d := uint64(c - '0')
-		if n > (^uint64(0)-d)/10 {
-			return 0, false
-		}
-		n = n*10 + d
-	}
-	return n, true
-}
-
 // lineErr is a syntax error at line n (0: the file as a whole); readers turn
 // it into a *procfs.ParseError naming the file with procfs.WithPath.
 func lineErr(n int, msg string) error { return procfs.SyntaxError(n, msg) }

@@ -49,7 +49,7 @@ func cgroupPath(b []byte, controller string) ([]byte, error) {
 		if !ok1 || !ok2 {
 			return nil, errAt(n, "not \"id:controllers:path\"")
 		}
-		if _, isNum := parseUint(id); !isNum {
+		if _, isNum := ParseUint(id); !isNum {
 			return nil, errAt(n, "hierarchy ID is not a number")
 		}
 		if len(path) == 0 || path[0] != '/' {

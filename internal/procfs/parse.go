@@ -29,8 +29,11 @@ func nextField(b []byte) (field, rest []byte) {
 	return b[i:j], b[j:]
 }
 
-// parseUint parses a decimal number that fits in 64 bits.
-func parseUint(b []byte) (uint64, bool) {
+// ParseUint parses b as an unsigned decimal number that fits in 64 bits: one
+// to twenty ASCII digits, no sign, blanks or other text. ok is false for
+// anything else, including overflow. It does not allocate, which is why the
+// kernel-file parsers of procfs and cgroupfs use it instead of strconv.
+func ParseUint(b []byte) (uint64, bool) {
 	if len(b) == 0 || len(b) > 20 {
 		return 0, false
 	}
@@ -55,7 +58,7 @@ func parseInt(b []byte) (int64, bool) {
 		neg = b[0] == '-'
 		b = b[1:]
 	}
-	u, ok := parseUint(b)
+	u, ok := ParseUint(b)
 	if !ok || u > 1<<63 || (!neg && u == 1<<63) {
 		return 0, false
 	}
@@ -104,13 +107,13 @@ func parseDecimal(b []byte) (float64, bool) {
 			break
 		}
 	}
-	n, ok := parseUint(ip)
+	n, ok := ParseUint(ip)
 	if !ok || len(fp) > 18 {
 		return 0, false
 	}
 	v := float64(n)
 	if len(fp) > 0 {
-		f, ok := parseUint(fp)
+		f, ok := ParseUint(fp)
 		if !ok {
 			return 0, false
 		}
@@ -127,7 +130,7 @@ func parseDecimal(b []byte) (float64, bool) {
 // when the kB unit follows. Any other trailing text is an error.
 func parseKB(b []byte) (uint64, bool) {
 	num, rest := nextField(b)
-	n, ok := parseUint(num)
+	n, ok := ParseUint(num)
 	if !ok {
 		return 0, false
 	}

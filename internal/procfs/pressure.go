@@ -63,7 +63,7 @@ func ParsePressure(b []byte, p *policy.PressureFile) error {
 					dst.Avg300, got = v, got|4
 				}
 			case "total":
-				v, ok := parseUint(value)
+				v, ok := ParseUint(value)
 				if !ok {
 					return errAt(n, "total is not a number")
 				}

@@ -111,7 +111,7 @@ func parseStat(b []byte, s *Stat) error {
 		v, ok := parseInt(f)
 		var u uint64
 		if !ok {
-			if u, ok = parseUint(f); !ok {
+			if u, ok = ParseUint(f); !ok {
 				return errAt(1, "field "+fieldName(field)+" is not a number")
 			}
 		} else {

@@ -46,8 +46,8 @@ func parseStatus(b []byte, s *Status) error {
 			if string(key) == "Uid" {
 				real, rest := nextField(value)
 				eff, _ := nextField(rest)
-				r, ok1 := parseUint(real)
-				e, ok2 := parseUint(eff)
+				r, ok1 := ParseUint(real)
+				e, ok2 := ParseUint(eff)
 				if !ok1 || !ok2 {
 					return errAt(n, "Uid is not numbers")
 				}

@@ -33,7 +33,7 @@ func parseVmstat(b []byte, v *Vmstat) error {
 		if extra, _ := nextField(rest); len(key) == 0 || len(extra) != 0 {
 			return errAt(n, "line is not \"name value\"")
 		}
-		x, ok := parseUint(num)
+		x, ok := ParseUint(num)
 		if !ok {
 			return errAt(n, "value is not a number")
 		}
