@@ -185,6 +185,9 @@ func writeReport(w io.Writer, wls []workload, res [][][]sample, rounds int) {
 	fmt.Fprintf(w, "Machine: %s, Linux %s, %d CPUs, %s; load average at the end: %s.\n\n", host, release, runtime.NumCPU(), runtime.Version(), strings.TrimSpace(string(load)))
 	fmt.Fprintf(w, "Each workload runs bare and under each `oomguard run` mode in %d interleaved rounds. Wall time is given as the best round (noise from other load on the machine only adds time) and the median; CPU time is user+system of the whole process tree, oomguard's tracer included. Every ratio is to bare, measured in the same run. The target is a wall ratio of at most 1.3 under `--mlock --recursive`.\n\n", rounds)
 	fmt.Fprintf(w, "Modes: *run (no tracing)* only wraps (the command starts under PTRACE_TRACEME and is released at once); *--trace* takes the same ptrace stops as locking without injecting; *--mlock* alone traces and locks the command only; *--recursive* covers every descendant.\n\n")
+	if noisy(res, string(load)) {
+		fmt.Fprintf(w, "**Caveat: this run was noisy.** The machine had other load (load average above the CPU count, or bare rounds spread by more than 20%%), so wall times mostly measure that load, not oomguard; a ratio below 1 is noise. The CPU-time ratios are the trustworthy figures here; rerun on a quiet machine for wall ratios.\n\n")
+	}
 	for wi, wl := range wls {
 		fmt.Fprintf(w, "## %s\n\n", wl.name)
 		fmt.Fprintln(w, "| mode | wall, best | best / bare | wall, median | median / bare | CPU, median | CPU / bare |")
@@ -200,6 +203,27 @@ func writeReport(w io.Writer, wls []workload, res [][][]sample, rounds int) {
 		}
 		fmt.Fprintln(w)
 	}
+}
+
+// noisy reports whether other load disturbed the run: a 1-minute load
+// average above the CPU count, or bare rounds spread by more than 20%.
+func noisy(res [][][]sample, loadavg string) bool {
+	if f := strings.Fields(loadavg); len(f) > 0 {
+		if l, err := strconv.ParseFloat(f[0], 64); err == nil && l > float64(runtime.NumCPU()) {
+			return true
+		}
+	}
+	for _, w := range res {
+		lo, _ := stat(w[0], wallOf)
+		hi := lo
+		for _, s := range w[0] {
+			hi = max(hi, s.wall)
+		}
+		if float64(hi) > 1.2*float64(lo) {
+			return true
+		}
+	}
+	return false
 }
 
 func utsString(b []int8) string {
