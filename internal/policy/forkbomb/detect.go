@@ -270,6 +270,20 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		if !d.qe[id] || d.cov[id] {
 			continue
 		}
+		// Climb to the bomb's launcher: an eligible parent whose family is
+		// this one plus at most a few others (timeout, a wrapper shell)
+		// belongs to it, even when those few tip its fractions below the
+		// thresholds.
+		for p := r.Parent; p > lineage.Root; p = rec.Get(p).Parent {
+			ps := &d.st[p]
+			if !d.eligible(rec.Get(p), in, youngCut) || ps.live > s.live+max(2, s.live/20) {
+				break
+			}
+			id, r, s = p, rec.Get(p), ps
+		}
+		if slices.ContainsFunc(out, func(v Verdict) bool { return v.Root == id }) {
+			continue
+		}
 		out = append(out, Verdict{
 			Root:      id,
 			RootRef:   rec.Ref(id),
