@@ -11,54 +11,35 @@ import (
 	"github.com/oomguard/oomguard/internal/procfs"
 )
 
-// Value is one number read from a control file. OK is false when the file
-// or the field is absent on this kernel: absent is not zero.
-type Value struct {
-	N  uint64
-	OK bool
-}
-
-// Some returns a present Value holding n.
-func Some(n uint64) Value { return Value{N: n, OK: true} }
-
-// Ptr returns a pointer to the number, or nil when absent (JSON null).
-func (v Value) Ptr() *uint64 {
-	if !v.OK {
-		return nil
-	}
-	n := v.N
-	return &n
-}
-
 // KmemCounters are the four counters of one v1 kmem page counter
 // (memory.kmem.* or memory.kmem.tcp.*).
 type KmemCounters struct {
 	// Usage is *usage_in_bytes.
-	Usage Value
+	Usage Val
 	// MaxUsage is *max_usage_in_bytes, the high-water mark since the
 	// cgroup was created or the file was reset.
-	MaxUsage Value
+	MaxUsage Val
 	// Failcnt is *failcnt: how often the kernel's counter hit its limit.
-	Failcnt Value
+	Failcnt Val
 	// Limit is *limit_in_bytes. Current kernels (this 6.18 one included)
 	// accept writes to memory.kmem.limit_in_bytes and ignore them: it
 	// limits nothing.
-	Limit Value
+	Limit Val
 }
 
 // KmemStat holds the kernel-memory fields of a v2 memory.stat, in bytes.
 // Fields the running kernel does not print are absent (OK false).
 type KmemStat struct {
-	Kernel            Value // all kernel memory charged; absent on older kernels
-	Slab              Value
-	SlabReclaimable   Value
-	SlabUnreclaimable Value
-	KernelStack       Value
-	PageTables        Value
-	SecPageTables     Value // secondary (KVM, IOMMU) page tables; absent on older kernels
-	Percpu            Value
-	Sock              Value // socket buffers; not part of "kernel"
-	Vmalloc           Value
+	Kernel            Val // all kernel memory charged; absent on older kernels
+	Slab              Val
+	SlabReclaimable   Val
+	SlabUnreclaimable Val
+	KernelStack       Val
+	PageTables        Val
+	SecPageTables     Val // secondary (KVM, IOMMU) page tables; absent on older kernels
+	Percpu            Val
+	Sock              Val // socket buffers; not part of "kernel"
+	Vmalloc           Val
 }
 
 // Kmem is the kernel memory of one cgroup as the kernel reports it.
@@ -67,7 +48,7 @@ type Kmem struct {
 	Version Version
 	// Usage is the kernel memory charged to the cgroup and its descendants:
 	// v1 memory.kmem.usage_in_bytes, v2 memory.stat "kernel".
-	Usage Value
+	Usage Val
 	// UsageDerived is true when v2 memory.stat has no "kernel" field (older
 	// kernels) and Usage is the sum of slab, kernel_stack, pagetables,
 	// sec_pagetables, percpu and vmalloc: a lower bound.
@@ -192,7 +173,7 @@ func (r *KmemReader) read(k *Kmem, last int) error {
 		return err
 	}
 	k.Usage = k.V1.Usage
-	dst := [...]*Value{
+	dst := [...]*Val{
 		fileMaxUsage:    &k.V1.MaxUsage,
 		fileFailcnt:     &k.V1.Failcnt,
 		fileLimit:       &k.V1.Limit,
@@ -221,15 +202,15 @@ func (c Cgroup) ReadKmem() (Kmem, error) {
 	return k, err
 }
 
-func (r *KmemReader) readUint(i int) (Value, error) {
+func (r *KmemReader) readUint(i int) (Val, error) {
 	if err := r.load(i); err != nil {
-		return Value{}, err
+		return Val{}, err
 	}
 	n, err := parseUintFile(r.buf)
 	if err != nil {
-		return Value{}, fmt.Errorf("parse %s: %w", r.paths[i].name, err)
+		return Val{}, fmt.Errorf("parse %s: %w", r.paths[i].name, err)
 	}
-	return Some(n), nil
+	return procfs.Some(n), nil
 }
 
 func (r *KmemReader) readStat(s *KmemStat) error {
@@ -282,12 +263,12 @@ var atFDCWD = unix.AT_FDCWD
 // sec_pagetables, percpu and vmalloc, with derived true. Socket memory is
 // not included, as in the kernel's own "kernel" figure. Total is absent only
 // when none of the parts is present.
-func (s KmemStat) Total() (total Value, derived bool) {
+func (s KmemStat) Total() (total Val, derived bool) {
 	if s.Kernel.OK {
 		return s.Kernel, false
 	}
-	var sum Value
-	add := func(v Value) {
+	var sum Val
+	add := func(v Val) {
 		if v.OK {
 			sum.N += v.N
 			sum.OK = true
@@ -334,13 +315,13 @@ func ParseKmemStat(b []byte, s *KmemStat) error {
 			return fmt.Errorf("line %d: bad number %q for %q", line, num, name)
 		}
 		if dst := s.field(name); dst != nil {
-			*dst = Some(n)
+			*dst = procfs.Some(n)
 		}
 	}
 	return nil
 }
 
-func (s *KmemStat) field(name []byte) *Value {
+func (s *KmemStat) field(name []byte) *Val {
 	// string(name) in a switch does not allocate.
 	switch string(name) {
 	case "kernel":

@@ -8,6 +8,8 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 func fixture(t *testing.T, v Version, dir string) Cgroup {
@@ -25,25 +27,25 @@ func TestReadKmemV2Fixtures(t *testing.T) {
 		want Kmem
 	}{{
 		dir: "v2/kernel-6.1-arm64",
-		want: Kmem{Version: V2, Usage: Some(188416), Stat: KmemStat{
-			Kernel: Some(188416), Slab: Some(18752), SlabReclaimable: Some(0), SlabUnreclaimable: Some(18752),
-			KernelStack: Some(16384), PageTables: Some(81920), SecPageTables: Some(0), Percpu: Some(0),
-			Sock: Some(0), Vmalloc: Some(0),
+		want: Kmem{Version: V2, Usage: procfs.Some(188416), Stat: KmemStat{
+			Kernel: procfs.Some(188416), Slab: procfs.Some(18752), SlabReclaimable: procfs.Some(0), SlabUnreclaimable: procfs.Some(18752),
+			KernelStack: procfs.Some(16384), PageTables: procfs.Some(81920), SecPageTables: procfs.Some(0), Percpu: procfs.Some(0),
+			Sock: procfs.Some(0), Vmalloc: procfs.Some(0),
 		}},
 	}, {
 		dir: "v2/kernel-6.x-container",
-		want: Kmem{Version: V2, Usage: Some(167936000), Stat: KmemStat{
-			Kernel: Some(167936000), Slab: Some(37174240), SlabReclaimable: Some(4199912), SlabUnreclaimable: Some(32974328),
-			KernelStack: Some(81346560), PageTables: Some(42930176), SecPageTables: Some(0), Percpu: Some(126200),
-			Sock: Some(0), Vmalloc: Some(1236992),
+		want: Kmem{Version: V2, Usage: procfs.Some(167936000), Stat: KmemStat{
+			Kernel: procfs.Some(167936000), Slab: procfs.Some(37174240), SlabReclaimable: procfs.Some(4199912), SlabUnreclaimable: procfs.Some(32974328),
+			KernelStack: procfs.Some(81346560), PageTables: procfs.Some(42930176), SecPageTables: procfs.Some(0), Percpu: procfs.Some(126200),
+			Sock: procfs.Some(0), Vmalloc: procfs.Some(1236992),
 		}},
 	}, {
 		// No "kernel", "sec_pagetables" or "vmalloc": the total is derived
 		// from the parts, and the missing fields stay absent, not zero.
 		dir: "v2/kernel-5.10-edited",
-		want: Kmem{Version: V2, Usage: Some(18752 + 16384 + 81920 + 0), UsageDerived: true, Stat: KmemStat{
-			Slab: Some(18752), SlabReclaimable: Some(0), SlabUnreclaimable: Some(18752),
-			KernelStack: Some(16384), PageTables: Some(81920), Percpu: Some(0), Sock: Some(0),
+		want: Kmem{Version: V2, Usage: procfs.Some(18752 + 16384 + 81920 + 0), UsageDerived: true, Stat: KmemStat{
+			Slab: procfs.Some(18752), SlabReclaimable: procfs.Some(0), SlabUnreclaimable: procfs.Some(18752),
+			KernelStack: procfs.Some(16384), PageTables: procfs.Some(81920), Percpu: procfs.Some(0), Sock: procfs.Some(0),
 		}},
 	}}
 	for _, tt := range tests {
@@ -82,18 +84,18 @@ func TestReadKmemV1Fixture(t *testing.T) {
 	}
 	want := Kmem{
 		Version: V1,
-		Usage:   Some(read("memory.kmem.usage_in_bytes")),
+		Usage:   procfs.Some(read("memory.kmem.usage_in_bytes")),
 		V1: KmemCounters{
-			Usage:    Some(read("memory.kmem.usage_in_bytes")),
-			MaxUsage: Some(read("memory.kmem.max_usage_in_bytes")),
-			Failcnt:  Some(read("memory.kmem.failcnt")),
-			Limit:    Some(9223372036854771712),
+			Usage:    procfs.Some(read("memory.kmem.usage_in_bytes")),
+			MaxUsage: procfs.Some(read("memory.kmem.max_usage_in_bytes")),
+			Failcnt:  procfs.Some(read("memory.kmem.failcnt")),
+			Limit:    procfs.Some(9223372036854771712),
 		},
 		TCP: KmemCounters{
-			Usage:    Some(read("memory.kmem.tcp.usage_in_bytes")),
-			MaxUsage: Some(read("memory.kmem.tcp.max_usage_in_bytes")),
-			Failcnt:  Some(read("memory.kmem.tcp.failcnt")),
-			Limit:    Some(9223372036854771712),
+			Usage:    procfs.Some(read("memory.kmem.tcp.usage_in_bytes")),
+			MaxUsage: procfs.Some(read("memory.kmem.tcp.max_usage_in_bytes")),
+			Failcnt:  procfs.Some(read("memory.kmem.tcp.failcnt")),
+			Limit:    procfs.Some(9223372036854771712),
 		},
 	}
 	if d := cmp.Diff(want, got); d != "" {
@@ -149,11 +151,11 @@ func TestParseKmemStat(t *testing.T) {
 		wantErr bool
 	}{
 		{"empty", "", KmemStat{}, false},
-		{"no trailing newline", "kernel 5", KmemStat{Kernel: Some(5)}, false},
-		{"zero is present", "sock 0\n", KmemStat{Sock: Some(0)}, false},
-		{"unknown fields ignored", "anon 1\nfoo_bar 2\nvmalloc 3\n", KmemStat{Vmalloc: Some(3)}, false},
-		{"blank lines", "\n\npercpu 7\n\n", KmemStat{Percpu: Some(7)}, false},
-		{"max uint64", "kernel 18446744073709551615\n", KmemStat{Kernel: Some(^uint64(0))}, false},
+		{"no trailing newline", "kernel 5", KmemStat{Kernel: procfs.Some(5)}, false},
+		{"zero is present", "sock 0\n", KmemStat{Sock: procfs.Some(0)}, false},
+		{"unknown fields ignored", "anon 1\nfoo_bar 2\nvmalloc 3\n", KmemStat{Vmalloc: procfs.Some(3)}, false},
+		{"blank lines", "\n\npercpu 7\n\n", KmemStat{Percpu: procfs.Some(7)}, false},
+		{"max uint64", "kernel 18446744073709551615\n", KmemStat{Kernel: procfs.Some(^uint64(0))}, false},
 		{"overflow", "kernel 18446744073709551616\n", KmemStat{}, true},
 		{"negative", "kernel -1\n", KmemStat{}, true},
 		{"no value", "kernel\n", KmemStat{}, true},
@@ -179,12 +181,12 @@ func TestParseKmemStat(t *testing.T) {
 
 func TestKmemStatTotalFallback(t *testing.T) {
 	// Only the two slab halves: summed.
-	s := KmemStat{SlabReclaimable: Some(10), SlabUnreclaimable: Some(20), KernelStack: Some(5)}
-	if got, derived := s.Total(); got != Some(35) || !derived {
+	s := KmemStat{SlabReclaimable: procfs.Some(10), SlabUnreclaimable: procfs.Some(20), KernelStack: procfs.Some(5)}
+	if got, derived := s.Total(); got != procfs.Some(35) || !derived {
 		t.Errorf("Total() = %v, %v; want 35, derived", got, derived)
 	}
 	// Sock is not kernel memory in the kernel's own sense.
-	s = KmemStat{Sock: Some(100)}
+	s = KmemStat{Sock: procfs.Some(100)}
 	if got, _ := s.Total(); got.OK {
 		t.Errorf("Total() of sock only = %v, want absent", got)
 	}

@@ -38,8 +38,10 @@ type MemoryStat struct {
 	HierarchicalMemoryLimit Val
 }
 
-// Val is a number read from a control file; OK is false when the file did
-// not have it, which is not the same as zero.
+// Val is a number read from a control file, in the memory and kernel-memory
+// figures alike; OK is false when the file or field is absent on this
+// kernel, which is not the same as zero. procfs.Some makes a present one and
+// Val.Ptr gives JSON's null for an absent one.
 type Val = procfs.Val
 
 // OOMControl is v1 memory.oom_control.

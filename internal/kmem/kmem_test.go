@@ -9,6 +9,7 @@ import (
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -148,9 +149,9 @@ func TestFromKmemV2(t *testing.T) {
 }
 
 func TestFromKmemV1AndProcesses(t *testing.T) {
-	k := cgroupfs.Kmem{Version: cgroupfs.V1, Usage: cgroupfs.Some(10 << 20),
-		V1:  cgroupfs.KmemCounters{Usage: cgroupfs.Some(10 << 20), MaxUsage: cgroupfs.Some(12 << 20), Failcnt: cgroupfs.Some(0)},
-		TCP: cgroupfs.KmemCounters{Usage: cgroupfs.Some(4096)}}
+	k := cgroupfs.Kmem{Version: cgroupfs.V1, Usage: procfs.Some(10 << 20),
+		V1:  cgroupfs.KmemCounters{Usage: procfs.Some(10 << 20), MaxUsage: procfs.Some(12 << 20), Failcnt: procfs.Some(0)},
+		TCP: cgroupfs.KmemCounters{Usage: procfs.Some(4096)}}
 	c := FromKmem("/m", k)
 	if *c.MaxUsage != 12<<20 || *c.Failcnt != 0 || c.FailcntSource != "kernel memory.kmem.failcnt" || *c.Breakdown["tcp"].Bytes != 4096 {
 		t.Errorf("v1 entry: %+v", c)

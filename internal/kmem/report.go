@@ -143,7 +143,7 @@ func u64(v uint64) *uint64 { return &v }
 // per-process attribution.
 func FromKmem(path string, k cgroupfs.Kmem) Cgroup {
 	c := Cgroup{Path: path, Version: k.Version.String(), Breakdown: map[string]Kind{}, Usage: k.Usage.Ptr()}
-	exact := func(v cgroupfs.Value, src string) Kind {
+	exact := func(v cgroupfs.Val, src string) Kind {
 		return Kind{Bytes: v.Ptr(), Accuracy: Exact, Source: src}
 	}
 	if k.Version == cgroupfs.V2 {
@@ -152,7 +152,7 @@ func FromKmem(path string, k cgroupfs.Kmem) Cgroup {
 			c.UsageSource = "derived: memory.stat slab+kernel_stack+pagetables+sec_pagetables+percpu+vmalloc (no kernel field on this kernel; a lower bound)"
 		}
 		s := k.Stat
-		for name, v := range map[string]cgroupfs.Value{
+		for name, v := range map[string]cgroupfs.Val{
 			"slab": s.Slab, "slab_reclaimable": s.SlabReclaimable, "slab_unreclaimable": s.SlabUnreclaimable,
 			"kernel_stack": s.KernelStack, "pagetables": s.PageTables, "sec_pagetables": s.SecPageTables,
 			"percpu": s.Percpu, "sock": s.Sock, "vmalloc": s.Vmalloc,

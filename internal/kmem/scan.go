@@ -5,6 +5,7 @@ import (
 	"os"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 // Summary is one cgroup's kernel-memory summary from a ranking pass.
@@ -28,7 +29,7 @@ func Scan(roots []cgroupfs.Cgroup) ([]Summary, error) {
 			if c.Version == cgroupfs.V1 {
 				var u uint64
 				if u, _, err = r.Usage(); err == nil {
-					k.Usage, k.V1.Usage = cgroupfs.Some(u), cgroupfs.Some(u)
+					k.Usage, k.V1.Usage = procfs.Some(u), procfs.Some(u)
 				}
 			} else {
 				err = r.ReadSummary(&k)

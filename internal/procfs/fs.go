@@ -39,6 +39,19 @@ type Val struct {
 // Get returns the number and whether the kernel provided it.
 func (v Val) Get() (uint64, bool) { return v.N, v.OK }
 
+// Some returns a present Val holding n.
+func Some(n uint64) Val { return Val{N: n, OK: true} }
+
+// Ptr returns a pointer to a copy of the number, or nil when it is absent,
+// so that encoding/json writes an absent value as null.
+func (v Val) Ptr() *uint64 {
+	if !v.OK {
+		return nil
+	}
+	n := v.N
+	return &n
+}
+
 func (v *Val) set(n uint64) { v.N, v.OK = n, true }
 
 // ErrSyntax is wrapped by every parse error: the file's content was not what
