@@ -196,15 +196,16 @@ func TestActionFaults(t *testing.T) {
 // (guest/manyprocs: clone(CLONE_VM) children) and reports the scan time of
 // oomguard ps (through the daemon and alone), of oomguard tree, and the
 // daemon's resident memory; it fails if any of them fails or the daemon
-// dies. SCALE_N overrides the count.
+// dies. It is a measurement that takes minutes under emulation, so it runs
+// only when OOMGUARD_VM_SCALE gives the process count (30000 in the issue).
 func TestOomguardScale(t *testing.T) {
+	n := os.Getenv("OOMGUARD_VM_SCALE")
+	if n == "" {
+		t.Skip("scale measurement not requested: set OOMGUARD_VM_SCALE=30000 (takes minutes under emulation)")
+	}
 	require(t)
 	og := oomguardBinary(t)
 	mp := testbed.CompileC(t, manyprocsSource(t), "-static")
-	n := os.Getenv("SCALE_N")
-	if n == "" {
-		n = "30000"
-	}
 	files := append(guestFiles(t), File{Path: "/test/bin/oomguard", Source: og}, File{Path: "/test/bin/manyprocs", Source: mp})
 	sc := scenario(t, "og-scale", "SCALE_N="+n+"\n")
 	sc.Timeout = 8 * time.Minute
