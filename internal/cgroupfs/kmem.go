@@ -297,11 +297,7 @@ func ParseKmemStat(b []byte, s *KmemStat) error {
 	for len(b) > 0 {
 		line++
 		var l []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			l, b = b[:i], b[i+1:]
-		} else {
-			l, b = b, nil
-		}
+		l, b = cutLine(b)
 		if len(l) == 0 {
 			continue
 		}

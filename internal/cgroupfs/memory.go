@@ -65,35 +65,21 @@ type MemoryEvents struct {
 func parseMemoryStat(b []byte, s *MemoryStat) error {
 	*s = MemoryStat{}
 	var fromTotal [32]bool
-	for n := 1; len(b) > 0; n++ {
-		var line []byte
-		line, b = cutLine(b)
-		if len(line) == 0 {
-			continue
-		}
-		key, num, ok := twoFields(line)
-		if !ok {
-			return lineErr(n, "line is not \"name value\"")
-		}
-		v, ok := procfs.ParseUint(num)
-		if !ok {
-			return lineErr(n, "value is not a number")
-		}
+	return eachStat(b, func(key []byte, v uint64) {
 		total := false
 		if bytes.HasPrefix(key, []byte("total_")) {
 			key, total = key[len("total_"):], true
 		}
 		i := statIndex(key)
 		if i < 0 {
-			continue
+			return
 		}
 		if fromTotal[i] && !total {
-			continue
+			return
 		}
 		fromTotal[i] = total
 		statField(s, i).N, statField(s, i).OK = v, true
-	}
-	return nil
+	})
 }
 
 // statIndex numbers the memory.stat names oomguard keeps; -1 for others.
@@ -168,28 +154,18 @@ func statField(s *MemoryStat, i int) *Val {
 func parseOOMControl(b []byte, o *OOMControl) error {
 	*o = OOMControl{}
 	seen := 0
-	for n := 1; len(b) > 0; n++ {
-		var line []byte
-		line, b = cutLine(b)
-		if len(line) == 0 {
-			continue
-		}
-		key, num, ok := twoFields(line)
-		if !ok {
-			return lineErr(n, "line is not \"name value\"")
-		}
-		v, ok := procfs.ParseUint(num)
-		if !ok {
-			return lineErr(n, "value is not a number")
-		}
+	err := eachStat(b, func(key []byte, v uint64) {
 		switch string(key) {
 		case "oom_kill_disable":
 			o.OOMKillDisable, seen = v != 0, seen|1
 		case "under_oom":
 			o.UnderOOM, seen = v != 0, seen|2
 		case "oom_kill":
-			o.OOMKill = Val{N: v, OK: true}
+			o.OOMKill = procfs.Some(v)
 		}
+	})
+	if err != nil {
+		return err
 	}
 	if seen != 3 {
 		return lineErr(0, "no oom_kill_disable or under_oom")
@@ -200,20 +176,7 @@ func parseOOMControl(b []byte, o *OOMControl) error {
 // parseMemoryEvents parses v2 memory.events (or memory.events.local).
 func parseMemoryEvents(b []byte, e *MemoryEvents) error {
 	*e = MemoryEvents{}
-	for n := 1; len(b) > 0; n++ {
-		var line []byte
-		line, b = cutLine(b)
-		if len(line) == 0 {
-			continue
-		}
-		key, num, ok := twoFields(line)
-		if !ok {
-			return lineErr(n, "line is not \"name value\"")
-		}
-		v, ok := procfs.ParseUint(num)
-		if !ok {
-			return lineErr(n, "value is not a number")
-		}
+	return eachStat(b, func(key []byte, v uint64) {
 		var f *Val
 		switch string(key) {
 		case "low":
@@ -229,11 +192,10 @@ func parseMemoryEvents(b []byte, e *MemoryEvents) error {
 		case "oom_group_kill":
 			f = &e.OOMGroupKill
 		default:
-			continue
+			return
 		}
 		f.N, f.OK = v, true
-	}
-	return nil
+	})
 }
 
 // parseLimit parses a file holding one number or "max" (v2 memory.max,
@@ -403,30 +365,27 @@ func parseOne(b []byte) (uint64, error) {
 
 // MemoryStat reads and parses c's memory.stat.
 func (c Cgroup) MemoryStat() (MemoryStat, error) {
-	var s MemoryStat
-	b, err := c.ReadFile("memory.stat")
-	if err != nil {
-		return s, err
-	}
-	return s, procfs.WithPath(c.File("memory.stat"), parseMemoryStat(b, &s))
+	return readParsed(c, "memory.stat", parseMemoryStat)
 }
 
 // OOMControl reads and parses c's v1 memory.oom_control.
 func (c Cgroup) OOMControl() (OOMControl, error) {
-	var o OOMControl
-	b, err := c.ReadFile("memory.oom_control")
-	if err != nil {
-		return o, err
-	}
-	return o, procfs.WithPath(c.File("memory.oom_control"), parseOOMControl(b, &o))
+	return readParsed(c, "memory.oom_control", parseOOMControl)
 }
 
 // MemoryEvents reads and parses c's v2 memory.events.
 func (c Cgroup) MemoryEvents() (MemoryEvents, error) {
-	var e MemoryEvents
-	b, err := c.ReadFile("memory.events")
+	return readParsed(c, "memory.events", parseMemoryEvents)
+}
+
+// readParsed reads c's file name once and parses it into a new T; a parse
+// error names the file.
+func readParsed[T any](c Cgroup, name string, parse func([]byte, *T) error) (T, error) {
+	var v T
+	b, err := c.ReadFile(name)
 	if err != nil {
-		return e, err
+		return v, err
 	}
-	return e, procfs.WithPath(c.File("memory.events"), parseMemoryEvents(b, &e))
+	err = parse(b, &v)
+	return v, procfs.WithPath(c.File(name), err)
 }

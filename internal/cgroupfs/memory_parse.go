@@ -4,6 +4,32 @@ import "github.com/oomguard/oomguard/internal/procfs"
 
 // Allocation-free scanning helpers for the memory and pressure parsers.
 
+// eachStat calls f with the name and value of every "name value" line of
+// b (memory.stat, memory.events, memory.oom_control), in order, skipping
+// blank lines. A malformed line ends it with a syntax error for that line;
+// f has then seen the lines before it.
+func eachStat(b []byte, f func(key []byte, v uint64)) error {
+	for n := 1; len(b) > 0; n++ {
+		var line []byte
+		line, b = cutLine(b)
+		if len(line) == 0 {
+			continue
+		}
+		key, num, ok := twoFields(line)
+		if !ok {
+			return lineErr(n, "line is not \"name value\"")
+		}
+		v, ok := procfs.ParseUint(num)
+		if !ok {
+			return lineErr(n, "value is not a number")
+		}
+		f(key, v)
+	}
+	return nil
+}
+
+// cutLine splits b at the first newline. A last line without a newline is
+// returned whole.
 func cutLine(b []byte) (line, rest []byte) {
 	for i, c := range b {
 		if c == '\n' {

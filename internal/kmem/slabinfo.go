@@ -63,11 +63,7 @@ func ParseSlabinfo(b []byte) ([]Slab, error) {
 	for len(b) > 0 {
 		line++
 		var l []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			l, b = b[:i], b[i+1:]
-		} else {
-			l, b = b, nil
-		}
+		l, b, _ = bytes.Cut(b, []byte("\n"))
 		if line == 1 {
 			if !bytes.HasPrefix(l, []byte("slabinfo - version: 2.")) {
 				return nil, fmt.Errorf("line 1: unsupported header %q", clip(l))
