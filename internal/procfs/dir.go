@@ -89,7 +89,7 @@ func eachDirent(b []byte, fn func(name []byte, typ uint8) error) error {
 // numeric entries of /proc) and returns the extended slice.
 func (d *DirReader) PIDs(fs FS, dst []int) ([]int, error) {
 	err := d.Entries(fs.Root, func(name []byte, typ uint8) error {
-		if pid, ok := atoiPID(name); ok {
+		if pid, ok := ParsePID(name); ok {
 			dst = append(dst, pid)
 		}
 		return nil
@@ -97,8 +97,10 @@ func (d *DirReader) PIDs(fs FS, dst []int) ([]int, error) {
 	return dst, err
 }
 
-// atoiPID parses a positive decimal PID.
-func atoiPID(b []byte) (int, bool) {
+// ParsePID parses b as a positive decimal process or thread ID of at most
+// ten digits, as /proc entry names and cgroup.procs lines hold them. ok is
+// false for anything else, zero included. It does not allocate.
+func ParsePID(b []byte) (int, bool) {
 	if len(b) == 0 || len(b) > 10 {
 		return 0, false
 	}
@@ -121,7 +123,7 @@ func (d *DirReader) Tasks(fs FS, pid int, dst []int) ([]int, error) {
 	p = append(p, "/task"...)
 	d.path = append(p, 0)
 	err := d.entries(func(name []byte, typ uint8) error {
-		if tid, ok := atoiPID(name); ok {
+		if tid, ok := ParsePID(name); ok {
 			dst = append(dst, tid)
 		}
 		return nil

@@ -26,3 +26,19 @@ func FuzzParseUint(f *testing.F) {
 		}
 	})
 }
+
+// FuzzParsePID checks ParsePID against strconv.ParseUint: a PID is one to
+// ten plain digits with a value above zero.
+func FuzzParsePID(f *testing.F) {
+	for _, s := range []string{"1", "4194304", "0", "00", "0012", "", "-1", "+1", "12a", "self", "9999999999", "10000000000"} {
+		f.Add([]byte(s))
+	}
+	f.Fuzz(func(t *testing.T, b []byte) {
+		got, ok := ParsePID(b)
+		want, err := strconv.ParseUint(string(b), 10, 64)
+		wantOK := err == nil && len(b) <= 10 && want > 0
+		if ok != wantOK || ok && uint64(got) != want {
+			t.Errorf("ParsePID(%q) = %d, %v; want %d, %v", b, got, ok, want, wantOK)
+		}
+	})
+}

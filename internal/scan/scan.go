@@ -395,7 +395,7 @@ func (s *Scanner) walk(scope, depth int) error {
 		if len(line) == 0 {
 			continue
 		}
-		pid, ok := atoi(line)
+		pid, ok := procfs.ParsePID(line)
 		if !ok {
 			return fmt.Errorf("parse %s/cgroup.procs: bad pid %q", s.path, line)
 		}
@@ -436,20 +436,6 @@ func (s *Scanner) cgroupOf(scope int) string {
 	}
 	s.dirs[string(s.path)] = &dirEntry{path: p, gen: s.gen}
 	return p
-}
-
-func atoi(b []byte) (int, bool) {
-	if len(b) == 0 || len(b) > 10 {
-		return 0, false
-	}
-	n := 0
-	for _, c := range b {
-		if c < '0' || c > '9' {
-			return 0, false
-		}
-		n = n*10 + int(c-'0')
-	}
-	return n, n > 0
 }
 
 // Keep names /proc/PID files a Scanner keeps open between passes.
