@@ -12,15 +12,6 @@ import (
 	"github.com/oomguard/oomguard/internal/procfs"
 )
 
-func fixture(t *testing.T, v Version, dir string) Cgroup {
-	t.Helper()
-	abs, err := filepath.Abs(filepath.Join("testdata", "kmem", dir))
-	if err != nil {
-		t.Fatal(err)
-	}
-	return Cgroup{Path: abs, Version: v}
-}
-
 func TestReadKmemV2Fixtures(t *testing.T) {
 	tests := []struct {
 		dir  string
@@ -50,14 +41,14 @@ func TestReadKmemV2Fixtures(t *testing.T) {
 	}}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
-			got, err := fixture(t, V2, tt.dir).ReadKmem()
+			got, err := testdataCgroup(t, V2, "kmem", tt.dir).ReadKmem()
 			if err != nil {
 				t.Fatal(err)
 			}
 			if d := cmp.Diff(tt.want, got); d != "" {
 				t.Errorf("ReadKmem (-want +got):\n%s", d)
 			}
-			u, derived, err := fixture(t, V2, tt.dir).KmemReader().Usage()
+			u, derived, err := testdataCgroup(t, V2, "kmem", tt.dir).KmemReader().Usage()
 			if err != nil || u != tt.want.Usage.N || derived != tt.want.UsageDerived {
 				t.Errorf("Usage() = %d, %v, %v; want %d, %v", u, derived, err, tt.want.Usage.N, tt.want.UsageDerived)
 			}
@@ -66,7 +57,7 @@ func TestReadKmemV2Fixtures(t *testing.T) {
 }
 
 func TestReadKmemV1Fixture(t *testing.T) {
-	cg := fixture(t, V1, "v1/kernel-6.18")
+	cg := testdataCgroup(t, V1, "kmem", "v1/kernel-6.18")
 	read := func(name string) uint64 {
 		b, err := os.ReadFile(cg.File(name))
 		if err != nil {
@@ -108,7 +99,7 @@ func TestReadKmemV1Fixture(t *testing.T) {
 
 func TestReadKmemErrors(t *testing.T) {
 	// Malformed file: the error names the file.
-	_, err := fixture(t, V1, "v1/malformed").ReadKmem()
+	_, err := testdataCgroup(t, V1, "kmem", "v1/malformed").ReadKmem()
 	if err == nil || !strings.Contains(err.Error(), "memory.kmem.usage_in_bytes") {
 		t.Errorf("malformed usage: err = %v, want one naming memory.kmem.usage_in_bytes", err)
 	}
@@ -193,7 +184,7 @@ func TestKmemStatTotalFallback(t *testing.T) {
 }
 
 func TestKmemReaderDoesNotAllocate(t *testing.T) {
-	for _, c := range []Cgroup{fixture(t, V1, "v1/kernel-6.18"), fixture(t, V2, "v2/kernel-6.x-container")} {
+	for _, c := range []Cgroup{testdataCgroup(t, V1, "kmem", "v1/kernel-6.18"), testdataCgroup(t, V2, "kmem", "v2/kernel-6.x-container")} {
 		r := c.KmemReader()
 		var k Kmem
 		if err := r.Read(&k); err != nil {
@@ -268,7 +259,7 @@ func formatUint(n uint64) string {
 
 func TestReadSummaryV1(t *testing.T) {
 	var full, sum Kmem
-	r := fixture(t, V1, "v1/kernel-6.18").KmemReader()
+	r := testdataCgroup(t, V1, "kmem", "v1/kernel-6.18").KmemReader()
 	if err := r.Read(&full); err != nil {
 		t.Fatal(err)
 	}

@@ -12,9 +12,11 @@ import (
 	"github.com/oomguard/oomguard/internal/procfs"
 )
 
-func fixtureCgroup(t testing.TB, dir string, v Version) Cgroup {
+// testdataCgroup is the recorded cgroup directory testdata/elem... as a
+// Cgroup of version v.
+func testdataCgroup(t testing.TB, v Version, elem ...string) Cgroup {
 	t.Helper()
-	abs, err := filepath.Abs(filepath.Join("testdata/memory", dir))
+	abs, err := filepath.Abs(filepath.Join(append([]string{"testdata"}, elem...)...))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -52,7 +54,7 @@ func TestMemoryReaderFixtures(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.dir, func(t *testing.T) {
-			c := fixtureCgroup(t, tt.dir, tt.v)
+			c := testdataCgroup(t, tt.v, "memory", tt.dir)
 			tt.want.Path = c.Path
 			r := NewMemoryReader(c)
 			var got policy.ScopeMemory
@@ -68,7 +70,7 @@ func TestMemoryReaderFixtures(t *testing.T) {
 }
 
 func TestMemoryReaderDetails(t *testing.T) {
-	r := NewMemoryReader(fixtureCgroup(t, "v1/hog", V1))
+	r := NewMemoryReader(testdataCgroup(t, V1, "memory", "v1/hog"))
 	var sm policy.ScopeMemory
 	if err := r.Read(&sm); err != nil {
 		t.Fatal(err)
@@ -79,7 +81,7 @@ func TestMemoryReaderDetails(t *testing.T) {
 	if r.Stat.Anon != (val(1044480)) || r.Stat.File != (val(12288)) || r.Stat.Kernel.OK {
 		t.Errorf("v1 stat: rss %v cache %v kernel %v (kernel is v2 only)", r.Stat.Anon, r.Stat.File, r.Stat.Kernel)
 	}
-	r = NewMemoryReader(fixtureCgroup(t, "v2/app", V2))
+	r = NewMemoryReader(testdataCgroup(t, V2, "memory", "v2/app"))
 	if err := r.Read(&sm); err != nil {
 		t.Fatal(err)
 	}
@@ -163,7 +165,7 @@ func TestMemoryReaderErrorsNameFile(t *testing.T) {
 }
 
 func TestMemoryReaderAllocs(t *testing.T) {
-	for _, c := range []Cgroup{fixtureCgroup(t, "v1/hog", V1), fixtureCgroup(t, "v2/app", V2), fixtureCgroup(t, "v2/nomem", V2)} {
+	for _, c := range []Cgroup{testdataCgroup(t, V1, "memory", "v1/hog"), testdataCgroup(t, V2, "memory", "v2/app"), testdataCgroup(t, V2, "memory", "v2/nomem")} {
 		r := NewMemoryReader(c)
 		var sm policy.ScopeMemory
 		if err := r.Read(&sm); err != nil {

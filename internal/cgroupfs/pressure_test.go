@@ -7,11 +7,11 @@ import (
 )
 
 func TestCgroupPressure(t *testing.T) {
-	p, err := fixtureCgroup(t, "v2/app", V2).Pressure("io")
+	p, err := testdataCgroup(t, V2, "memory", "v2/app").Pressure("io")
 	if err != nil || !p.Valid || p.Some.Avg10 != 75 || p.Full.Total != 88123456 {
 		t.Errorf("io.pressure = %+v, %v", p, err)
 	}
-	if _, err := fixtureCgroup(t, "v1/hog", V1).Pressure("memory"); !errors.Is(err, fs.ErrNotExist) {
+	if _, err := testdataCgroup(t, V1, "memory", "v1/hog").Pressure("memory"); !errors.Is(err, fs.ErrNotExist) {
 		t.Errorf("v1 has no pressure files: err = %v", err)
 	}
 }
