@@ -19,7 +19,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
-	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/sys"
 )
 
@@ -307,7 +307,7 @@ func (c *container) open(m Target) *sys.PidFD {
 		c.skip(m.PID, "gone")
 		return nil
 	}
-	p, ok := lineage.ParseStat(c.buf[:n])
+	p, ok := procscan.ParseStat(c.buf[:n])
 	if !ok {
 		c.skip(m.PID, "gone (zombie)")
 		return nil
@@ -410,7 +410,7 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, set map[int32]bool) bool {
 				progress = true // gone: nothing to protect
 				continue
 			}
-			st, ok := lineage.ParseStat(c.buf[:n])
+			st, ok := procscan.ParseStat(c.buf[:n])
 			if !ok {
 				progress = true
 				continue
@@ -484,7 +484,7 @@ func (c *container) adoptFromCgroup(cg cgroupfs.Cgroup, members []Target) {
 			if err != nil {
 				continue
 			}
-			st, ok := lineage.ParseStat(c.buf[:n])
+			st, ok := procscan.ParseStat(c.buf[:n])
 			if !ok || st.Born+c.o.MonoMinusBoot < first-bornTolerance {
 				continue
 			}

@@ -13,6 +13,7 @@ import (
 	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -28,7 +29,7 @@ func stat(t *testing.T, pid int) lineage.Proc {
 	if err != nil {
 		t.Fatal(err)
 	}
-	p, ok := lineage.ParseStat(b)
+	p, ok := procscan.ParseStat(b)
 	if !ok {
 		t.Fatalf("bad stat of %d", pid)
 	}
@@ -39,7 +40,7 @@ func stat(t *testing.T, pid int) lineage.Proc {
 // parent links), root included.
 func family(t *testing.T, root int, off time.Duration) Family {
 	return func(out []Target) []Target {
-		procs, _ := lineage.Scan("/proc", off)
+		procs, _ := procscan.Scan("/proc", off)
 		in := map[int32]bool{int32(root): true}
 		for changed := true; changed; {
 			changed = false

@@ -25,6 +25,7 @@ import (
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/containment"
 	"github.com/oomguard/oomguard/internal/lineage"
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/policy/forkbomb"
 	"github.com/oomguard/oomguard/internal/procconn"
 )
@@ -350,7 +351,7 @@ func (g *Guard) drain() {
 func (g *Guard) resync(seed bool) error {
 	t := now()
 	g.lastResync = t
-	procs, err := lineage.Scan(g.cfg.ProcRoot, g.monoMinusBoot)
+	procs, err := procscan.Scan(g.cfg.ProcRoot, g.monoMinusBoot)
 	if err != nil {
 		return fmt.Errorf("forkguard: %w", err)
 	}

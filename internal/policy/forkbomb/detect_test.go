@@ -2,6 +2,8 @@ package forkbomb
 
 import (
 	"math/rand/v2"
+	"os/exec"
+	"strings"
 	"testing"
 	"time"
 
@@ -381,6 +383,20 @@ func TestOldSiblingUnderDeadAncestorIsSpared(t *testing.T) {
 	for _, m := range Members(s.rec, got[0].Root, nil, nil) {
 		if m.PID == daemon {
 			t.Fatal("old daemon under the dead ancestor is in the family")
+		}
+	}
+}
+
+// TestNoIO keeps the detector pure: nothing it depends on does I/O.
+func TestNoIO(t *testing.T) {
+	out, err := exec.Command("go", "list", "-deps", ".").Output()
+	if err != nil {
+		t.Skipf("go list: %v", err)
+	}
+	for _, dep := range strings.Fields(string(out)) {
+		switch dep {
+		case "os", "os/exec", "net", "golang.org/x/sys/unix": // (time pulls in syscall)
+			t.Errorf("detector depends on %s", dep)
 		}
 	}
 }

@@ -1,8 +1,11 @@
-package lineage
+// Package procscan reads /proc into lineage.Proc values for seeding and
+// resynchronising the lineage recorder.
+package procscan
 
 import (
 	"bytes"
 	"fmt"
+	"github.com/oomguard/oomguard/internal/lineage"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -16,12 +19,13 @@ const pfKthread = 0x00200000
 // Linux architecture oomguard runs on).
 const userHZ = 100
 
-// Scan reads every process in procRoot (normally "/proc") for Reconcile.
+// Scan reads every process in procRoot (normally "/proc") for
+// lineage.Recorder.Reconcile.
 // monoMinusBoot converts /proc's boot-time-based start times to the
 // CLOCK_MONOTONIC of proc connector events: pass CLOCK_MONOTONIC minus
 // CLOCK_BOOTTIME, read together. Zombies are left out: they have exited.
 // Processes that vanish during the scan are skipped.
-func Scan(procRoot string, monoMinusBoot time.Duration) ([]Proc, error) {
+func Scan(procRoot string, monoMinusBoot time.Duration) ([]lineage.Proc, error) {
 	d, err := os.Open(procRoot)
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", procRoot, err)
@@ -31,7 +35,7 @@ func Scan(procRoot string, monoMinusBoot time.Duration) ([]Proc, error) {
 	if err != nil {
 		return nil, fmt.Errorf("scan %s: %w", procRoot, err)
 	}
-	out := make([]Proc, 0, len(names))
+	out := make([]lineage.Proc, 0, len(names))
 	buf := make([]byte, 1024)
 	for _, name := range names {
 		pid, err := strconv.Atoi(name)
@@ -67,7 +71,7 @@ func readFile(path string, buf []byte) (int, error) {
 
 // ParseStat parses /proc/PID/stat into a Proc with Born in CLOCK_BOOTTIME.
 // ok is false for zombies, dead tasks and malformed lines.
-func ParseStat(b []byte) (p Proc, ok bool) {
+func ParseStat(b []byte) (p lineage.Proc, ok bool) {
 	open := bytes.IndexByte(b, '(')
 	close := bytes.LastIndexByte(b, ')')
 	if open <= 0 || close < open || close+2 > len(b) {
