@@ -4,7 +4,7 @@ import (
 	"bytes"
 	"errors"
 	"fmt"
-	"unsafe"
+	"os"
 
 	"golang.org/x/sys/unix"
 
@@ -69,15 +69,8 @@ type Kmem struct {
 // safe for concurrent use.
 type KmemReader struct {
 	cg    Cgroup
-	paths [kmemFileCount]cpath
-	buf   []byte
-}
-
-// cpath is a control file path kept NUL-terminated for openat(2), so opening
-// it does not allocate.
-type cpath struct {
-	name string // the file's name, for errors
-	z    []byte // absolute path followed by NUL
+	paths [kmemFileCount]string
+	buf   procfs.Buffer
 }
 
 const (
@@ -107,10 +100,9 @@ var kmemFileNames = [kmemFileCount]string{
 
 // KmemReader returns a reader of c's kernel-memory files.
 func (c Cgroup) KmemReader() *KmemReader {
-	r := &KmemReader{cg: c, buf: make([]byte, 0, 8192)}
+	r := &KmemReader{cg: c}
 	for i, n := range kmemFileNames {
-		p := c.File(n)
-		r.paths[i] = cpath{name: p, z: append([]byte(p), 0)}
+		r.paths[i] = c.File(n)
 	}
 	return r
 }
@@ -203,60 +195,46 @@ func (c Cgroup) ReadKmem() (Kmem, error) {
 }
 
 func (r *KmemReader) readUint(i int) (Val, error) {
-	if err := r.load(i); err != nil {
+	b, err := r.load(i)
+	if err != nil {
 		return Val{}, err
 	}
-	n, err := parseUintFile(r.buf)
+	n, err := parseUintFile(b)
 	if err != nil {
-		return Val{}, fmt.Errorf("parse %s: %w", r.paths[i].name, err)
+		return Val{}, fmt.Errorf("parse %s: %w", r.paths[i], err)
 	}
 	return procfs.Some(n), nil
 }
 
 func (r *KmemReader) readStat(s *KmemStat) error {
-	if err := r.load(fileStat); err != nil {
+	b, err := r.load(fileStat)
+	if err != nil {
 		return err
 	}
-	if err := ParseKmemStat(r.buf, s); err != nil {
-		return fmt.Errorf("parse %s: %w", r.paths[fileStat].name, err)
+	if err := ParseKmemStat(b, s); err != nil {
+		return fmt.Errorf("parse %s: %w", r.paths[fileStat], err)
 	}
 	return nil
 }
 
-// load reads file i to end of file into r.buf with openat/read/close on the
-// prepared NUL-terminated path: no allocation unless the buffer must grow.
-func (r *KmemReader) load(i int) error {
-	p := &r.paths[i]
-	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&p.z[0])),
-		uintptr(unix.O_RDONLY|unix.O_CLOEXEC), 0, 0, 0)
-	if e != 0 {
-		if e == unix.ENOENT {
-			return fmt.Errorf("read %s: %w", p.name, ErrNoKmem)
+// load reads file i to end of file into r.buf, without allocating once the
+// buffer has grown to the largest file. The bytes are valid until the next
+// load. A missing file is ErrNoKmem.
+func (r *KmemReader) load(i int) ([]byte, error) {
+	b, err := r.buf.ReadFile(r.paths[i])
+	if err != nil {
+		if errors.Is(err, unix.ENOENT) {
+			return nil, fmt.Errorf("read %s: %w", r.paths[i], ErrNoKmem)
 		}
-		return fmt.Errorf("read %s: %w", p.name, e)
+		// The path is in our message; keep the errno alone.
+		var pe *os.PathError
+		if errors.As(err, &pe) {
+			err = pe.Err
+		}
+		return nil, fmt.Errorf("read %s: %w", r.paths[i], err)
 	}
-	defer unix.Close(int(fd))
-	r.buf = r.buf[:0]
-	for {
-		if len(r.buf) == cap(r.buf) {
-			r.buf = append(r.buf, 0)[:len(r.buf)]
-		}
-		n, err := unix.Read(int(fd), r.buf[len(r.buf):cap(r.buf)])
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return fmt.Errorf("read %s: %w", p.name, err)
-		}
-		if n == 0 {
-			return nil
-		}
-		r.buf = r.buf[:len(r.buf)+n]
-	}
+	return b, nil
 }
-
-// atFDCWD is AT_FDCWD as a variable, so it converts to uintptr.
-var atFDCWD = unix.AT_FDCWD
 
 // Total returns the kernel memory in s: the "kernel" field where present,
 // otherwise the sum of slab (or its two halves), kernel_stack, pagetables,
