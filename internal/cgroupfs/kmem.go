@@ -275,7 +275,7 @@ func ParseKmemStat(b []byte, s *KmemStat) error {
 	for len(b) > 0 {
 		line++
 		var l []byte
-		l, b = cutLine(b)
+		l, b, _ = bytes.Cut(b, []byte("\n"))
 		if len(l) == 0 {
 			continue
 		}

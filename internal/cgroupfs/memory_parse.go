@@ -1,6 +1,10 @@
 package cgroupfs
 
-import "github.com/oomguard/oomguard/internal/procfs"
+import (
+	"bytes"
+
+	"github.com/oomguard/oomguard/internal/procfs"
+)
 
 // Allocation-free scanning helpers for the memory and pressure parsers.
 
@@ -11,7 +15,7 @@ import "github.com/oomguard/oomguard/internal/procfs"
 func eachStat(b []byte, f func(key []byte, v uint64)) error {
 	for n := 1; len(b) > 0; n++ {
 		var line []byte
-		line, b = cutLine(b)
+		line, b, _ = bytes.Cut(b, []byte("\n"))
 		if len(line) == 0 {
 			continue
 		}
@@ -26,17 +30,6 @@ func eachStat(b []byte, f func(key []byte, v uint64)) error {
 		f(key, v)
 	}
 	return nil
-}
-
-// cutLine splits b at the first newline. A last line without a newline is
-// returned whole.
-func cutLine(b []byte) (line, rest []byte) {
-	for i, c := range b {
-		if c == '\n' {
-			return b[:i], b[i+1:]
-		}
-	}
-	return b, nil
 }
 
 // twoFields splits "name value" (one space, as the kernel writes it).
