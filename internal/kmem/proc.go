@@ -320,11 +320,7 @@ func ParseStatus(b []byte) (Status, error) {
 	threads := false
 	for len(b) > 0 {
 		var l []byte
-		if i := bytes.IndexByte(b, '\n'); i >= 0 {
-			l, b = b[:i], b[i+1:]
-		} else {
-			l, b = b, nil
-		}
+		l, b, _ = bytes.Cut(b, []byte("\n"))
 		k, v, ok := bytes.Cut(l, []byte{':'})
 		if !ok {
 			continue
