@@ -175,6 +175,11 @@ func report(repo, dataDir string) error {
 	fmt.Fprintf(&b, "- Every run: bystanders \"shell\" (16 MiB) and \"editor\" (64 MiB) touching their memory every second, a probe reading a file and running `/bin/true` every 100 ms, the workload in its own cgroup, the killer at its defaults (earlyoom: Debian's `-r 3600`; oomguard: `oomguard daemon`, unscoped; kernel: nothing).\n")
 	fmt.Fprintf(&b, "- Onset: MemAvailable below 10 %% of MemTotal (thrash: the hog stops growing at 14 %%; fork bomb: its start). Episode: onset to the workload's end (every process of it gone). Release: onset to MemAvailable back above 40 %%. Stall: the probe's longest iteration, lateness included.\n")
 	fmt.Fprintf(&b, "- Times in ms: median [min–max] over the repetitions; \"never\" means the workload outlived the run's window (%s).\n", windows(runs))
+	reps := 0
+	for _, r := range runs {
+		reps = max(reps, r.Rep)
+	}
+	fmt.Fprintf(&b, "- Repetitions per configuration, scenario and killer: %d%s.\n", reps, map[bool]string{true: " (a single run: medians are that run, no ranges; rerun with -reps 3 or more before drawing conclusions)", false: ""}[reps == 1])
 	fmt.Fprintf(&b, "- Runs were taken %s on a host shared with other builds (load average far above its 2 cores at times), so absolute times are inflated and noisy; compare killers within one configuration, which ran interleaved.\n\n", dates(runs))
 
 	var skipped []string
