@@ -9,6 +9,7 @@ import (
 	"strings"
 	"text/tabwriter"
 
+	"github.com/oomguard/oomguard/internal/config"
 	"github.com/oomguard/oomguard/internal/memlock"
 )
 
@@ -201,10 +202,11 @@ func (f *sizeFlag) String() string {
 }
 
 func (f *sizeFlag) Set(s string) error {
-	v, err := parseRunSize(s)
+	size, err := config.ParseSize(s)
 	if err != nil {
 		return err
 	}
+	v := size.Bytes()
 	if v == 0 {
 		return fmt.Errorf("size must be positive")
 	}
@@ -212,35 +214,3 @@ func (f *sizeFlag) Set(s string) error {
 	return nil
 }
 
-func parseRunSize(s string) (uint64, error) {
-	t := strings.TrimSpace(s)
-	i := 0
-	for i < len(t) && t[i] >= '0' && t[i] <= '9' {
-		i++
-	}
-	if i == 0 {
-		return 0, fmt.Errorf("bad size %q: want a number with an optional K, M, G or T suffix", s)
-	}
-	n, err := strconv.ParseUint(t[:i], 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("bad size %q: %w", s, err)
-	}
-	shift := 0
-	switch strings.TrimSuffix(strings.TrimSuffix(t[i:], "B"), "i") {
-	case "":
-	case "K", "k":
-		shift = 10
-	case "M", "m":
-		shift = 20
-	case "G", "g":
-		shift = 30
-	case "T", "t":
-		shift = 40
-	default:
-		return 0, fmt.Errorf("bad size %q: unknown suffix %q", s, t[i:])
-	}
-	if n > (^uint64(0))>>shift {
-		return 0, fmt.Errorf("bad size %q: too large", s)
-	}
-	return n << shift, nil
-}
