@@ -70,6 +70,7 @@ cleanup_cgroups() {
 run_scenario() {
 	name=$1 secs=$2
 	echo "@@begin $name"
+	rm -f /tmp/vm-logs
 	mkdir -p $cg/vm-scenario
 	(
 		echo 0 >$cg/vm-scenario/cgroup.procs
