@@ -30,9 +30,11 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 			},
 		}, d.log.With("part", "forkbomb"), d.actions)
 		if err != nil {
-			return fmt.Errorf("fork-bomb guard: %w (disable it with --no-forkbomb)", err)
+			// The memory killer is worth running without it.
+			d.log.Error("fork-bomb guard off: cannot start it (it needs CAP_NET_ADMIN for the proc connector); --no-forkbomb silences this", "err", err)
+		} else {
+			d.components["fork-bomb guard"] = g
 		}
-		d.components["fork-bomb guard"] = g
 	}
 	if len(cfg.Kmem.Budget) > 0 {
 		var budgets []kmembudget.Budget
