@@ -179,6 +179,7 @@ type Detector struct {
 	st    []stats
 	qe    []bool
 	cov   []bool
+	anc   []bool // ancestors of oomguard itself: their families hold it
 }
 
 type stats struct {
@@ -205,8 +206,18 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		d.st = make([]stats, n, n+n/2)
 		d.qe = make([]bool, n, n+n/2)
 		d.cov = make([]bool, n, n+n/2)
+		d.anc = make([]bool, n, n+n/2)
 	}
-	d.st, d.qe, d.cov = d.st[:n], d.qe[:n], d.cov[:n]
+	d.st, d.qe, d.cov, d.anc = d.st[:n], d.qe[:n], d.cov[:n], d.anc[:n]
+	// A family that holds oomguard itself is never a bomb's: killing it
+	// would kill the killer and whatever started it (a supervisor, a
+	// test runner, a login shell) along with the bomb.
+	clear(d.anc)
+	if self, ok := rec.Lookup(in.Self); ok && in.Self > 0 {
+		for a := rec.Get(self).Parent; a > lineage.Root; a = rec.Get(a).Parent {
+			d.anc[a] = true
+		}
+	}
 	order := d.order[:0]
 	order = append(order, lineage.Root)
 	for i := 0; i < len(order); i++ {
@@ -264,19 +275,20 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 	for _, id := range order {
 		r := rec.Get(id)
 		s := &d.st[id]
-		d.qe[id] = id != lineage.Root && d.qualifies(s) && d.eligible(r, in, youngCut)
+		d.qe[id] = id != lineage.Root && !d.anc[id] && d.qualifies(s) && d.eligible(r, in, youngCut)
 		// covered: some ancestor is already a verdict's root.
 		d.cov[id] = r.Parent != lineage.None && (d.cov[r.Parent] || d.qe[r.Parent])
 		if !d.qe[id] || d.cov[id] {
 			continue
 		}
 		// Climb to the bomb's launcher: an eligible parent whose family is
-		// this one plus at most a few others (timeout, a wrapper shell)
-		// belongs to it, even when those few tip its fractions below the
-		// thresholds.
+		// this one plus at most two others (timeout, a wrapper shell)
+		// belongs to it, even when those two tip its fractions below the
+		// thresholds. Anything wider (a runner with bystanders beside the
+		// bomb) or holding oomguard is not the bomb's.
 		for p := r.Parent; p > lineage.Root; p = rec.Get(p).Parent {
 			ps := &d.st[p]
-			if !d.eligible(rec.Get(p), in, youngCut) || ps.live > s.live+max(2, s.live/20) {
+			if d.anc[p] || !d.eligible(rec.Get(p), in, youngCut) || ps.live > s.live+2 {
 				break
 			}
 			id, r, s = p, rec.Get(p), ps

@@ -400,3 +400,52 @@ func TestNoIO(t *testing.T) {
 		}
 	}
 }
+
+// TestNeverClimbsIntoOomguardsFamily: a young test runner started the
+// bystanders, oomguard itself and a bomb. The verdict's root is the bomb's
+// shell, never the runner, so neither oomguard nor the bystanders are in the
+// family that gets killed.
+func TestNeverClimbsIntoOomguardsFamily(t *testing.T) {
+	s := newSim(t)
+	s.now += 10 * time.Second
+	runner := s.fork(500)
+	s.exec(runner, "vmtool")
+	var bystanders []int32
+	for _, name := range []string{"shell", "editor", "probe"} {
+		b := s.fork(runner)
+		s.exec(b, name)
+		bystanders = append(bystanders, b)
+	}
+	self := s.fork(runner)
+	s.exec(self, "oomguard")
+	s.advance(ms)
+	shell := s.fork(runner)
+	s.exec(shell, "bash")
+	frontier := []int32{shell}
+	for len(s.found) == 0 && s.live() < 3000 {
+		var next []int32
+		for _, p := range frontier {
+			a, b := s.fork(p), s.fork(p)
+			if p != shell {
+				s.exit(p)
+			}
+			next = append(next, a, b)
+		}
+		frontier = next
+		s.advance(5 * ms)
+	}
+	s.found = s.det.Detect(Input{Lineage: s.rec, Now: s.now, Self: self}, nil)
+	if len(s.found) == 0 {
+		t.Fatalf("the bomb was not found (%d live)", s.live())
+	}
+	for _, v := range s.found {
+		if v.RootPID == runner {
+			t.Fatalf("verdict rooted at the runner %d, whose family holds oomguard %d and bystanders %v", runner, self, bystanders)
+		}
+		for _, m := range Members(s.rec, v.Root, nil, nil) {
+			if m.PID == self || m.PID == runner || m.PID == bystanders[0] || m.PID == bystanders[1] || m.PID == bystanders[2] {
+				t.Fatalf("family of %d includes %d (runner %d, oomguard %d, bystanders %v)", v.RootPID, m.PID, runner, self, bystanders)
+			}
+		}
+	}
+}
