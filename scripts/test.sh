@@ -11,7 +11,9 @@ if [ -n "$unformatted" ]; then
 	exit 1
 fi
 go vet ./...
-go test -count=1 -timeout 40m "$@" ./...
+# One package at a time: the real-kernel suites (fork bombs, memory hogs,
+# the qemu guest) measure timing and must not starve each other.
+go test -p 1 -count=1 -timeout 60m "$@" ./...
 # Modules of their own: packaging (builds and checks the .deb) and the
 # benchmark programs (built and vetted; they run only when asked).
 for mod in packaging bench/scan bench/vm; do

@@ -19,6 +19,12 @@ import (
 // runCgroups are the cgroups created for one command.
 type runCgroups struct {
 	dirs []cgroupfs.Cgroup
+	// selfLeaf is set when oomguard moved itself out of its own v2 cgroup
+	// (parent) into a leaf, so that parent could pass controllers down;
+	// enabled are the controllers it enabled there. remove undoes both.
+	selfLeaf string
+	parent   string
+	enabled  []string
 }
 
 // ownCgroups parses /proc/self/cgroup: controller name -> path ("" is the
@@ -100,7 +106,8 @@ func createCgroups(paths Paths, l Limits, name string) (*runCgroups, error) {
 	if root := paths.v2Root(); root != "" && hasControllers(root, l) {
 		if _, ok := own[""]; ok {
 			parent := filepath.Join(root, own[""])
-			if err := enableControllers(parent, l); err != nil {
+			rc.parent = parent
+			if err := enableControllers(parent, l, rc); err != nil {
 				return fail(err)
 			}
 			c, err := mkCgroup(parent, name)
@@ -221,6 +228,26 @@ func (rc *runCgroups) remove(timeout time.Duration) error {
 			time.Sleep(5 * time.Millisecond)
 		}
 	}
+	if rc.selfLeaf != "" {
+		// Back into the cgroup oomguard came from: first stop passing the
+		// controllers it enabled, since a cgroup that passes them cannot
+		// hold a process.
+		pc, err := cgroupfs.Open(rc.parent)
+		if err == nil {
+			for _, c := range rc.enabled {
+				if werr := pc.WriteFile("cgroup.subtree_control", "-"+c); werr != nil {
+					errs = append(errs, werr)
+				}
+			}
+			err = pc.AddProc(os.Getpid())
+		}
+		if err == nil {
+			err = os.Remove(rc.selfLeaf)
+		}
+		if err != nil {
+			errs = append(errs, fmt.Errorf("return from %s to %s: %w", rc.selfLeaf, rc.parent, err))
+		}
+	}
 	return errors.Join(errs...)
 }
 
@@ -238,8 +265,11 @@ func (rc *runCgroups) signal(sig unix.Signal) {
 }
 
 // enableControllers makes sure the v2 parent passes the memory (and pids)
-// controllers to its children.
-func enableControllers(parent string, l Limits) error {
+// controllers to its children. cgroup v2 lets a cgroup pass them on only
+// while it holds no process itself: when oomguard is alone in parent (as
+// under systemd-run --scope), it moves into a leaf of its own first, which
+// rc.remove undoes; with other processes there, it fails with the fix.
+func enableControllers(parent string, l Limits, rc *runCgroups) error {
 	pc, err := cgroupfs.Open(parent)
 	if err != nil {
 		return err
@@ -256,23 +286,54 @@ func enableControllers(parent string, l Limits) error {
 	if l.PidsMax != 0 {
 		want = append(want, "pids")
 	}
+	var missing []string
 	for _, c := range want {
 		found := false
 		for _, h := range have {
 			found = found || h == c
 		}
-		if found {
-			continue
+		if !found {
+			missing = append(missing, c)
 		}
+	}
+	if len(missing) == 0 {
+		return nil
+	}
+	// A cgroup that holds processes cannot pass on memory (EBUSY), and
+	// passing on a threaded controller such as pids would make it a thread
+	// root whose domain children refuse processes (EOPNOTSUPP): it must be
+	// empty first. The root cgroup is exempt from both rules.
+	isRoot := !pc.Has("cgroup.type")
+	if pids, err := pc.Procs(); err != nil {
+		return err
+	} else if len(pids) > 0 && !isRoot {
+		if !aloneIn(pc) {
+			return fmt.Errorf("enable %s for the command's cgroup: %s holds other processes; start oomguard in a cgroup of its own, e.g. systemd-run --scope -p Delegate=yes oomguard run ...", strings.Join(missing, ", "), parent)
+		}
+		leaf, err := mkCgroup(parent, fmt.Sprintf("oomguard-run-%d-self", os.Getpid()))
+		if err != nil {
+			return err
+		}
+		rc.selfLeaf = leaf.Path
+		if err := leaf.AddProc(os.Getpid()); err != nil {
+			return fmt.Errorf("move oomguard into %s so that %s can pass on controllers: %w", leaf.Path, parent, err)
+		}
+	}
+	for _, c := range missing {
 		if err := pc.WriteFile("cgroup.subtree_control", "+"+c); err != nil {
 			hint := ""
-			if errors.Is(err, unix.EBUSY) {
-				hint = " (the cgroup holds processes itself; start oomguard in a cgroup of its own, e.g. systemd-run --scope -p Delegate=yes oomguard run ...)"
-			} else if errors.Is(err, os.ErrPermission) {
+			if errors.Is(err, os.ErrPermission) {
 				hint = ": " + cgroupHint
 			}
 			return fmt.Errorf("enable the %s controller for the command's cgroup: %w%s", c, err, hint)
 		}
+		rc.enabled = append(rc.enabled, c)
 	}
 	return nil
+}
+
+// aloneIn reports whether this process is the only one in c.
+func aloneIn(c cgroupfs.Cgroup) bool {
+	pids, err := c.Procs()
+	return err == nil && len(pids) == 1 && pids[0] == os.Getpid()
 }

@@ -281,17 +281,38 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		if !d.qe[id] || d.cov[id] {
 			continue
 		}
-		// Climb to the bomb's launcher: an eligible parent whose family is
-		// this one plus at most two others (timeout, a wrapper shell)
-		// belongs to it, even when those two tip its fractions below the
-		// thresholds. Anything wider (a runner with bystanders beside the
-		// bomb) or holding oomguard is not the bomb's.
+		// Climb to the bomb's launcher through dead ancestors: a dead
+		// parent whose family is this one plus at most two others (a
+		// wrapper that exited) belongs to it, even when those two tip its
+		// fractions below the thresholds. A live parent (a shell or a
+		// timeout waiting for the bomb) is left alone: it forks nothing and
+		// ends by itself once the bomb is gone. Anything wider (a runner
+		// with bystanders beside the bomb) or holding oomguard is not the
+		// bomb's.
 		for p := r.Parent; p > lineage.Root; p = rec.Get(p).Parent {
 			ps := &d.st[p]
-			if d.anc[p] || !d.eligible(rec.Get(p), in, youngCut) || ps.live > s.live+2 {
+			pr := rec.Get(p)
+			if d.anc[p] || pr.Alive || !d.eligible(pr, in, youngCut) || ps.live > s.live+2 {
 				break
 			}
 			id, r, s = p, rec.Get(p), ps
+		}
+		// Step down past live wrappers: a live root with a single child (a
+		// shell or timeout that started the bomb and waits for it) is not
+		// the bomb; its child's family is. A bomb's live root forks more
+		// than once (a C fork loop), so it stays. A record whose process
+		// lives on as a later image (after exec) counts as live.
+		for r.Alive || !r.Exited {
+			only := lineage.None
+			n := 0
+			for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+				only = ch
+				n++
+			}
+			if n != 1 || !d.qualifies(&d.st[only]) {
+				break
+			}
+			id, r, s = only, rec.Get(only), &d.st[only]
 		}
 		if slices.ContainsFunc(out, func(v Verdict) bool { return v.Root == id }) {
 			continue

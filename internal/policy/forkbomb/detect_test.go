@@ -330,9 +330,12 @@ func TestScopeAndProtection(t *testing.T) {
 	if len(got) != 1 || got[0].RootPID != members[0] || got[0].Live != 400 {
 		t.Fatalf("scoped detect = %+v, want root %d with 400 live", got, members[0])
 	}
+	// Unscoped, the young shell is in reach, but it only started the bomb
+	// and waits: a live parent with one child is stepped past, so it is
+	// spared.
 	got = det.Detect(Input{Lineage: s.rec, Now: s.now}, nil)
-	if len(got) != 1 || got[0].RootPID != sh {
-		t.Fatalf("unscoped detect = %+v, want root %d (the young shell)", got, sh)
+	if len(got) != 1 || got[0].RootPID != members[0] {
+		t.Fatalf("unscoped detect = %+v, want root %d (the bomb below the waiting shell %d)", got, members[0], sh)
 	}
 	got = det.Detect(Input{Lineage: s.rec, Now: s.now, Scope: NewPIDSet([]int{1, 500})}, nil)
 	if len(got) != 0 {
@@ -445,6 +448,40 @@ func TestNeverClimbsIntoOomguardsFamily(t *testing.T) {
 		for _, m := range Members(s.rec, v.Root, nil, nil) {
 			if m.PID == self || m.PID == runner || m.PID == bystanders[0] || m.PID == bystanders[1] || m.PID == bystanders[2] {
 				t.Fatalf("family of %d includes %d (runner %d, oomguard %d, bystanders %v)", v.RootPID, m.PID, runner, self, bystanders)
+			}
+		}
+	}
+}
+
+// TestSparesLiveLauncher: `sh -c 'sh -c "b(){ b|b & }; b; sleep 1000" & wait'`:
+// the outer shell only waits for its one child; the family to kill is the
+// inner shell's, not the launcher's.
+func TestSparesLiveLauncher(t *testing.T) {
+	s := newSim(t)
+	launcher := s.fork(500)
+	s.exec(launcher, "sh")
+	inner := s.fork(launcher)
+	s.exec(inner, "sh")
+	sleeper := s.fork(inner)
+	s.exec(sleeper, "sleep")
+	frontier := []int32{s.fork(inner)}
+	for len(s.found) == 0 && s.live() < 3000 {
+		var next []int32
+		for _, p := range frontier {
+			a, b := s.fork(p), s.fork(p)
+			s.exit(p)
+			next = append(next, a, b)
+		}
+		frontier = next
+		s.advance(5 * ms)
+	}
+	if len(s.found) == 0 {
+		t.Fatalf("the bomb was not found (%d live)", s.live())
+	}
+	for _, v := range s.found {
+		for _, m := range Members(s.rec, v.Root, nil, nil) {
+			if m.PID == launcher {
+				t.Fatalf("family of %d includes the live launcher %d", v.RootPID, launcher)
 			}
 		}
 	}
