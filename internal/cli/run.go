@@ -213,4 +213,3 @@ func (f *sizeFlag) Set(s string) error {
 	f.v = v
 	return nil
 }
-
