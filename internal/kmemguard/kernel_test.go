@@ -185,11 +185,15 @@ func TestKillCgroupV1(t *testing.T) {
 		t.Errorf("small sibling %d survived kill-cgroup", s.small)
 	}
 	s.checkBystander(t)
+	// The guard records the kill after its victims are gone: give it a
+	// moment to.
 	var kill *actionlog.Action
-	for _, a := range s.log.Recent() {
-		if a.Kind == "kill" {
-			a := a
-			kill = &a
+	for deadline := time.Now().Add(5 * time.Second); kill == nil && time.Now().Before(deadline); time.Sleep(10 * time.Millisecond) {
+		for _, a := range s.log.Recent() {
+			if a.Kind == "kill" {
+				a := a
+				kill = &a
+			}
 		}
 	}
 	if kill == nil || len(kill.PIDs) != 2 || !strings.Contains(kill.Reason, "v1 freezer") {
