@@ -51,7 +51,7 @@ type Config struct {
 	NoFilter bool
 	// DetectInterval is the least time between detection passes while
 	// processes are being forked; 0 means 10 ms. Without forks a pass runs
-	// every second (a bomb sitting at a pids limit forks no more).
+	// every 10 s (a bomb sitting at a pids limit forks no more).
 	DetectInterval time.Duration
 	// ResyncHold is how long after a resynchronisation that found the
 	// lineage wrong no family is killed (only logged): the lineage is
@@ -212,6 +212,9 @@ func monoMinusBoot() time.Duration {
 
 // Run seeds the lineage from /proc, then follows events, detects and
 // contains bombs until ctx is done. It closes the proc connector on return.
+// idleDetectInterval is how often a detection pass runs when nothing forks.
+const idleDetectInterval = 10 * time.Second
+
 func (g *Guard) Run(ctx context.Context) error {
 	defer g.conn.Close()
 	// One OS thread does everything, at real-time priority when allowed.
@@ -278,8 +281,11 @@ func (g *Guard) Run(ctx context.Context) error {
 		// Detection passes cost O(records) (plus a scope read when a
 		// candidate shows up); on a busy machine they are spaced so that
 		// they take at most 5% of the thread's time.
+		// Without forks the lineage only ages, which makes no family more
+		// bomb-like; a pass every 10 s still catches a bomb stuck at its
+		// pids limit that forks no more, and keeps an idle daemon idle.
 		gap := max(g.cfg.DetectInterval, 20*g.lastCost)
-		if (g.forks > 0 && t-g.lastDetect >= gap) || t-g.lastDetect >= time.Second {
+		if (g.forks > 0 && t-g.lastDetect >= gap) || t-g.lastDetect >= idleDetectInterval {
 			g.detect(ctx, t)
 		}
 	}
