@@ -210,11 +210,19 @@ func monoMinusBoot() time.Duration {
 	return time.Duration(m.Nano() - b.Nano())
 }
 
-// Run seeds the lineage from /proc, then follows events, detects and
-// contains bombs until ctx is done. It closes the proc connector on return.
 // idleDetectInterval is how often a detection pass runs when nothing forks.
 const idleDetectInterval = 10 * time.Second
 
+// idleAfter is how long without events makes the event loop idle: it then
+// waits in the network poller (no thread blocked in a system call, so Go's
+// monitor thread can sleep) instead of polling the socket on its own
+// real-time thread every 100 ms. The first event of a burst wakes it within
+// microseconds on a machine that is not yet loaded, and the loop then reads
+// on its own thread again.
+const idleAfter = time.Second
+
+// Run seeds the lineage from /proc, then follows events, detects and
+// contains bombs until ctx is done. It closes the proc connector on return.
 func (g *Guard) Run(ctx context.Context) error {
 	defer g.conn.Close()
 	// One OS thread does everything, at real-time priority when allowed.
@@ -242,8 +250,28 @@ func (g *Guard) Run(ctx context.Context) error {
 	g.log.Info("forkguard: watching", "processes", g.rec.LiveCount(), "filter", g.conn.Filtered(),
 		"scopes", len(g.cfg.Scopes), "dry_run", g.cfg.DryRun)
 	lastTick := now()
+	lastEvent := lastTick
+	stop := context.AfterFunc(ctx, g.conn.Interrupt)
+	defer stop()
 	for ctx.Err() == nil {
-		n, err := g.conn.Read(g.evs, 100*time.Millisecond)
+		queued := true
+		if t := now(); t-lastEvent >= idleAfter {
+			// Quiet: park in the network poller until an event or the
+			// next detection pass is due (see procconn.Conn.WaitIdle).
+			wait := max(idleDetectInterval-(t-g.lastDetect), time.Millisecond)
+			var err error
+			if queued, err = g.conn.WaitIdle(wait); err != nil {
+				return fmt.Errorf("forkguard: %w", err)
+			}
+			if ctx.Err() != nil {
+				break
+			}
+		}
+		var n int
+		var err error
+		if queued {
+			n, err = g.conn.Read(g.evs, 100*time.Millisecond)
+		}
 		if err != nil && !errors.Is(err, procconn.ErrLost) {
 			return fmt.Errorf("forkguard: %w", err)
 		}
@@ -252,6 +280,9 @@ func (g *Guard) Run(ctx context.Context) error {
 		g.apply(g.evs[:n], true)
 		g.mu.Unlock()
 		t := now()
+		if n > 0 || lost {
+			lastEvent = t
+		}
 		if n > 0 {
 			if lag := int64(t - g.evs[n-1].Time); lag > g.maxLag.Load() {
 				g.maxLag.Store(lag)

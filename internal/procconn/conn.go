@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -125,6 +126,15 @@ type Conn struct {
 	buf      []byte
 	pfd      []unix.PollFd
 
+	// file wraps fd for Go's network poller, so that WaitIdle parks the
+	// goroutine instead of blocking a thread in poll(2); raw and readyFn
+	// are made once so that WaitIdle does not allocate.
+	file        *os.File
+	raw         rawConn
+	readyFn     func(fd uintptr) bool
+	readyPfd    [1]unix.PollFd
+	interrupted atomic.Bool
+
 	// per-CPU next expected sequence number (+1, so 0 means unknown)
 	next []uint32
 
@@ -160,7 +170,22 @@ func Open(o Options) (*Conn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
+	// The socket is non-blocking, so os.NewFile registers it with the
+	// network poller. From here on the file owns fd.
+	c.file = os.NewFile(uintptr(fd), "proc-connector")
+	raw, err := c.file.SyscallConn()
+	if err != nil {
+		c.file.Close()
+		return nil, fmt.Errorf("proc connector: %w", err)
+	}
+	c.raw = raw
+	c.readyFn = c.ready
 	return c, nil
+}
+
+// rawConn is the part of syscall.RawConn WaitIdle uses.
+type rawConn interface {
+	Read(f func(fd uintptr) (done bool)) error
 }
 
 // Filtered reports whether the kernel-side event filter is in use.
@@ -213,6 +238,54 @@ func (c *Conn) Read(evs []Event, timeout time.Duration) (int, error) {
 		return 0, nil
 	}
 	return c.recv(evs)
+}
+
+// WaitIdle waits up to timeout for an event (or an error such as an
+// overrun) to be queued, without holding a thread in a system call: the
+// calling goroutine is parked in Go's network poller, so a daemon waiting
+// here costs no CPU at all, where Read's poll(2) keeps the runtime's
+// monitor thread waking every few milliseconds while it blocks. It reports
+// whether something is queued. Interrupt ends a wait early. It does not
+// allocate.
+//
+// Read blocks a (possibly real-time) thread of the caller's choosing and
+// wakes it directly; WaitIdle is woken by whichever runtime thread polls the
+// network poller, which is fast on an idle machine but may starve on a
+// saturated one. Use WaitIdle while nothing happens and Read once events
+// flow.
+func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
+	if c.closed.Load() {
+		return false, fmt.Errorf("proc connector: wait: %w", unix.EBADF)
+	}
+	if err := c.file.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return false, fmt.Errorf("proc connector: set wait deadline: %w", err)
+	}
+	if c.interrupted.Load() {
+		return false, nil
+	}
+	err := c.raw.Read(c.readyFn)
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return false, nil
+	}
+	return false, fmt.Errorf("proc connector: wait: %w", err)
+}
+
+// ready reports whether the socket has something to read (data, or an
+// error such as ENOBUFS that Read reports as ErrLost).
+func (c *Conn) ready(fd uintptr) bool {
+	c.readyPfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+	n, err := unix.Poll(c.readyPfd[:], 0)
+	return err == nil && n > 0
+}
+
+// Interrupt ends a WaitIdle in progress, and every later one, at once. It
+// is safe from any goroutine; Read is not affected.
+func (c *Conn) Interrupt() {
+	c.interrupted.Store(true)
+	c.file.SetReadDeadline(time.Unix(1, 0))
 }
 
 // TryRead is Read without waiting: 0, nil when nothing is queued.
@@ -349,7 +422,7 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.control(mcastIgnore)
-	return unix.Close(c.fd)
+	return c.file.Close()
 }
 
 // kernelAtLeast reports whether the running kernel's release is at least

@@ -138,3 +138,67 @@ func TestDecodeAndSequenceGaps(t *testing.T) {
 		t.Fatalf("decode allocates %v times per datagram", allocs)
 	}
 }
+
+// WaitIdle parks until an event is queued, and Interrupt ends a long wait
+// at once.
+func TestWaitIdle(t *testing.T) {
+	requireRoot(t)
+	c, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// Drain what the machine queued so far, then start a child: its fork
+	// must end a wait long before the timeout.
+	evs := make([]Event, 64)
+	for {
+		n, err := c.TryRead(evs)
+		if err != nil && !errors.Is(err, ErrLost) {
+			t.Fatal(err)
+		}
+		if n == 0 && err == nil {
+			break
+		}
+	}
+	done := make(chan error, 1)
+	go func() { done <- exec.Command("/bin/true").Run() }()
+	start := time.Now()
+	queued, err := c.WaitIdle(10 * time.Second)
+	if err != nil || !queued {
+		t.Fatalf("WaitIdle = %v, %v; want an event", queued, err)
+	}
+	if d := time.Since(start); d > 5*time.Second {
+		t.Errorf("WaitIdle took %v to see a fork", d)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	// Interrupt from another goroutine ends a wait that has nothing to see.
+	for {
+		if n, err := c.TryRead(evs); n == 0 && err == nil {
+			break
+		}
+	}
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.Interrupt()
+	}()
+	start = time.Now()
+	for time.Since(start) < 10*time.Second {
+		queued, err = c.WaitIdle(10 * time.Second)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !queued {
+			break
+		}
+		c.TryRead(evs) // another process of the machine forked: wait again
+	}
+	if d := time.Since(start); d > 5*time.Second || queued {
+		t.Errorf("after Interrupt, WaitIdle returned %v after %v", queued, d)
+	}
+	// Later waits return at once.
+	if queued, err := c.WaitIdle(10 * time.Second); queued || err != nil {
+		t.Errorf("WaitIdle after Interrupt = %v, %v", queued, err)
+	}
+}
