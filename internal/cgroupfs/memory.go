@@ -255,6 +255,15 @@ func NewMemoryReader(c Cgroup) *MemoryReader {
 // Cgroup returns the cgroup m reads.
 func (m *MemoryReader) Cgroup() Cgroup { return m.cg }
 
+// KeepFiles makes m keep the cgroup's files open between reads (see
+// procfs.Buffer.KeepFiles): a daemon polling its scopes once a second
+// then makes one system call per file, and wakes nothing else in the Go
+// runtime. Close them with CloseFiles.
+func (m *MemoryReader) KeepFiles() { m.buf.KeepFiles() }
+
+// CloseFiles closes the files KeepFiles kept open.
+func (m *MemoryReader) CloseFiles() { m.buf.CloseFiles() }
+
 // Read fills out with the cgroup's memory state: usage, limit (v1: the
 // lowest limit in force, from hierarchical_memory_limit), memory.high,
 // reclaimable inactive file cache, file refaults, OOM kills and the cgroup's

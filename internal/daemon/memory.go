@@ -29,6 +29,9 @@ type snapshotter interface {
 	// ConfirmGroup returns pid and every process of candidates that shares
 	// pid's mm right now, as kcmp tells.
 	ConfirmGroup(pid int, candidates []int) ([]int, error)
+	// ReadRefaultsBelow limits reading the system's refault counter to
+	// MemAvailable under pct percent (see scan.Scanner).
+	ReadRefaultsBelow(pct float64)
 }
 
 // waker wakes the loop early when an event source saw something.
@@ -91,6 +94,14 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.triggers = t
+	// /proc/vmstat's refault counter feeds only the thrash trigger, which
+	// needs available memory under its soft level; reading starts 10
+	// points above it, so that a rate is known by the time it matters.
+	if t.Thrash.Enabled {
+		m.scan.ReadRefaultsBelow(min(t.Thrash.AvailPercent+10, 100))
+	} else {
+		m.scan.ReadRefaultsBelow(-1)
+	}
 	m.policy = policy.NewKiller(kc, PolicyRules(cfg))
 	m.grace = kc.TermGrace
 	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease}

@@ -5,11 +5,15 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"runtime"
 	"runtime/debug"
 	"strconv"
 
 	"golang.org/x/sys/unix"
 )
+
+// maxProcs caps the daemon's GOMAXPROCS.
+const maxProcs = 4
 
 // protectSelf makes the daemon hard to starve or kill: it locks its memory
 // (on fault, so Go's large reservations do not become resident), asks the
@@ -20,6 +24,11 @@ func protectSelf(log *slog.Logger, procRoot string) {
 	// The runtime must not let the heap balloon while the machine is short of
 	// memory: collect more eagerly above a modest soft limit.
 	debug.SetMemoryLimit(32 << 20)
+	// Fix GOMAXPROCS (at most maxProcs: the daemon's work is a few serial
+	// loops). Setting it also stops the runtime from re-reading the CPU
+	// affinity and cgroup CPU limit every second, which is most of what an
+	// idle daemon would otherwise spend.
+	runtime.GOMAXPROCS(min(runtime.GOMAXPROCS(0), maxProcs))
 
 	if err := unix.Mlockall(unix.MCL_CURRENT | unix.MCL_FUTURE | unix.MCL_ONFAULT); err != nil {
 		if errors.Is(err, unix.EINVAL) {

@@ -14,6 +14,9 @@ import (
 type Buffer struct {
 	data []byte
 	path []byte // NUL-terminated path scratch
+	// keep and kept: see KeepFiles.
+	keep bool
+	kept []keptFile
 }
 
 // minBuf is the first size of a Buffer's data: enough for /proc/PID/status.
@@ -23,6 +26,11 @@ const minBuf = 4096
 // when the file is larger than it.
 func (b *Buffer) ReadFile(path string) ([]byte, error) {
 	b.path = append(append(b.path[:0], path...), 0)
+	if b.keep {
+		if d, ok := b.readKept(path, ""); ok {
+			return d, nil
+		}
+	}
 	return b.read(0, false)
 }
 

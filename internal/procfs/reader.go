@@ -12,6 +12,8 @@ import "strconv"
 type Reader struct {
 	fs  FS
 	buf Buffer
+	// keepSys: see KeepSystemFiles.
+	keepSys bool
 }
 
 // NewReader returns a Reader of fs.
@@ -28,6 +30,11 @@ func (r *Reader) readRoot(dir, name string, single bool) ([]byte, error) {
 	p = append(p, dir...)
 	p = append(append(p, name...), 0)
 	r.buf.path = p
+	if r.keepSys {
+		if b, ok := r.buf.readKept(dir, name); ok {
+			return b, nil
+		}
+	}
 	return r.buf.read(0, single)
 }
 

@@ -73,6 +73,10 @@ type Scanner struct {
 	stat    procfs.Stat
 	status  procfs.Status
 	sc      procfs.Syscall
+	// pageSize converts stat's RSS (pages) to bytes.
+	pageSize uint64
+	// refaultsBelow: see ReadRefaultsBelow.
+	refaultsBelow float64
 
 	pids    []int
 	found   []found
@@ -100,11 +104,18 @@ type PassStats struct {
 	Kcmp int
 	// Kept is how many processes have files kept open (Config.KeepOpen).
 	Kept int
+	// StatusRead is how many status files the pass read (see statusDue).
+	StatusRead int
 }
 
-// Close closes the files the Scanner keeps open and empties its cache. The
-// Scanner stays usable.
+// Close closes the files the Scanner keeps open (the processes' files and
+// the system-wide files System reads) and empties its cache. The Scanner
+// stays usable.
 func (s *Scanner) Close() error {
+	s.r.CloseSystemFiles()
+	for _, m := range s.mem {
+		m.CloseFiles()
+	}
 	for pid, e := range s.cache {
 		s.closeFiles(&e)
 		delete(s.cache, pid)
@@ -161,6 +172,13 @@ type entry struct {
 	// kept says some are open.
 	files [nFiles]procfs.PIDFile
 	kept  bool
+	// What the last read of status said, and the RSS (from stat, in
+	// pages) at that read; see statusDue.
+	uid            int
+	swap, pte      uint64
+	hasMM, kthread bool
+	rssAtStatus    int64
+	statusGen      uint32
 }
 
 // dirEntry is a cgroup directory's path as /proc/PID/cgroup shows it, and
@@ -189,14 +207,16 @@ func New(cfg Config) *Scanner {
 	}
 	fs := procfs.NewFS(cfg.ProcRoot)
 	s := &Scanner{
-		cfg:     cfg,
-		fs:      fs,
-		r:       fs.NewReader(),
-		dirs:    make(map[string]*dirEntry),
-		cache:   make(map[int]entry),
-		keep:    cfg.KeepOpen,
-		maxKept: cfg.MaxKept,
+		cfg:      cfg,
+		fs:       fs,
+		r:        fs.NewReader(),
+		dirs:     make(map[string]*dirEntry),
+		cache:    make(map[int]entry),
+		keep:     cfg.KeepOpen,
+		maxKept:  cfg.MaxKept,
+		pageSize: uint64(unix.Getpagesize()),
 	}
+	s.r.KeepSystemFiles()
 	if s.keep == 0 {
 		s.keep = KeepDefault
 	}
@@ -211,11 +231,22 @@ func New(cfg Config) *Scanner {
 	}
 	mounts := readMounts(fs.Path("self/mountinfo"))
 	for _, c := range cfg.Scopes {
-		s.mem = append(s.mem, cgroupfs.NewMemoryReader(c))
+		mr := cgroupfs.NewMemoryReader(c)
+		mr.KeepFiles()
+		s.mem = append(s.mem, mr)
 		s.scopeMount = append(s.scopeMount, mounts.find(c.Path))
 	}
 	return s
 }
+
+// ReadRefaultsBelow makes System read /proc/vmstat (and set
+// Snapshot.RefaultFile) only while MemAvailable is under pct percent of
+// MemTotal; above it RefaultFile is -1. The thrash trigger, the only user
+// of the counter, cannot fire with that much memory available, and vmstat
+// is the largest file an idle daemon reads each second. 0, the default,
+// reads it always; a negative pct never. Scopes' counters, read from their
+// memory.stat, are not affected.
+func (s *Scanner) ReadRefaultsBelow(pct float64) { s.refaultsBelow = pct }
 
 // System fills snap.Memory, snap.Pressure, snap.RefaultFile, snap.Scopes
 // (reusing its capacity), snap.SelfPID and snap.PageSize. The caller sets snap.Time.
@@ -248,11 +279,13 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 		}
 	}
 	snap.RefaultFile = -1
-	if err := s.r.Vmstat(&s.vmstat); err != nil {
-		return err
-	}
-	if v := s.vmstat.WorkingsetRefaultFile; v.OK {
-		snap.RefaultFile = int64(v.N)
+	if s.refaultsBelow == 0 || 100*float64(m.MemAvailable.N) < s.refaultsBelow*float64(max(m.MemTotal.N, 1)) {
+		if err := s.r.Vmstat(&s.vmstat); err != nil {
+			return err
+		}
+		if v := s.vmstat.WorkingsetRefaultFile; v.OK {
+			snap.RefaultFile = int64(v.N)
+		}
 	}
 	snap.Scopes = snap.Scopes[:0]
 	var sum int64
@@ -278,7 +311,9 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 // of the scopes (or of the machine when unscoped), sorted by PID. A process
 // that exits during the pass is left out, not an error.
 //
-// Every pass reads stat, status and oom_score_adj of each process. Comm,
+// Every pass reads stat and oom_score_adj of each process, and its status
+// when it is new, when its RSS moved, or every 16th pass (see statusDue);
+// swap, page tables and owner come from the last status read. Comm,
 // Cmdline and Cgroup strings are cached per process (PID and start time)
 // and read again only when its comm or address-space layout changes (exec
 // draws a new layout). Scoped, Cgroup is the cgroup the pass found the
@@ -536,19 +571,28 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		PID: f.pid, PPID: st.PPID, StartTime: st.StartTime, State: st.State,
 		KernelThread: st.KernelThread(), Exiting: st.Exiting(), Scope: f.scope,
 	}
-	ss := &s.status
-	if e.files[fileStatus].IsOpen() {
-		err = r.ReadStatus(&e.files[fileStatus], ss)
+	if !hit || e.files[fileStatus].IsOpen() || s.statusDue(&e, f.pid, st.RSS) {
+		ss := &s.status
+		if e.files[fileStatus].IsOpen() {
+			err = r.ReadStatus(&e.files[fileStatus], ss)
+		} else {
+			err = r.Status(f.pid, ss)
+		}
+		if err != nil {
+			s.forget(f.pid, &e, hit)
+			return p, false, skipGone(err)
+		}
+		s.stats.StatusRead++
+		e.uid, e.swap, e.pte = int(ss.UID.N), ss.VmSwap.N, ss.VmPTE.N
+		e.kthread = ss.Kthread.OK && ss.Kthread.N == 1
+		e.hasMM = ss.VmSize.OK
+		e.rssAtStatus, e.statusGen = st.RSS, s.gen
+		p.RSS = ss.VmRSS.N
 	} else {
-		err = r.Status(f.pid, ss)
+		p.RSS = uint64(max(st.RSS, 0)) * s.pageSize
 	}
-	if err != nil {
-		s.forget(f.pid, &e, hit)
-		return p, false, skipGone(err)
-	}
-	p.UID = int(ss.UID.N)
-	p.RSS, p.Swap, p.PageTables = ss.VmRSS.N, ss.VmSwap.N, ss.VmPTE.N
-	if ss.Kthread.OK && ss.Kthread.N == 1 {
+	p.UID, p.Swap, p.PageTables = e.uid, e.swap, e.pte
+	if e.kthread {
 		p.KernelThread = true
 	}
 	if e.files[fileOOM].IsOpen() {
@@ -587,10 +631,38 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	// Only a process with an mm has Vm* lines in its status. (The layout
 	// in stat reads as zeros without ptrace access to the process, so it
 	// cannot tell.)
-	if !p.KernelThread && ss.VmSize.OK {
+	if !p.KernelThread && e.hasMM {
 		p.MMGroup = -1 // has an mm: groupMMs numbers it
 	}
 	return p, true, nil
+}
+
+// statusRefreshPasses bounds how many passes a cached process goes without
+// a read of its status file; statusRefreshSlack is the RSS change (in
+// pages, besides a sixteenth of the RSS) that makes it read at once.
+const (
+	statusRefreshPasses = 16
+	statusRefreshSlack  = 256
+)
+
+// statusDue reports whether a cached process's status must be read again
+// in this pass. stat gives RSS, state, parent and flags every pass; status
+// adds swap, page tables and the owner, which are kept from its last read
+// unless: the RSS has moved by more than a sixteenth (plus 1 MiB of 4 KiB
+// pages) since then, which is how swapping out or in and page-table growth
+// show; or statusRefreshPasses passes have gone by. Refreshes by age are
+// spread over passes by PID, so no pass reads every status at once.
+// Skipping status saves three system calls per process, most of a pass's
+// cost (see bench/scan).
+func (s *Scanner) statusDue(e *entry, pid int, rss int64) bool {
+	d := rss - e.rssAtStatus
+	if d < 0 {
+		d = -d
+	}
+	if d > e.rssAtStatus/16+statusRefreshSlack {
+		return true
+	}
+	return s.gen-e.statusGen >= statusRefreshPasses || (s.gen+uint32(pid))%statusRefreshPasses == 0
 }
 
 // forget drops a cached process that failed to read (it exited).

@@ -4,6 +4,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"testing"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
@@ -174,6 +175,95 @@ func TestConfirmGroupEdges(t *testing.T) {
 		got, err = s.ConfirmGroup(os.Getpid(), []int{1, os.Getppid(), os.Getpid(), 1 << 22})
 		if err != nil || !slices.Equal(got, []int{os.Getpid()}) {
 			t.Errorf("ConfirmGroup(self) = %v, %v; want only itself", got, err)
+		}
+	}
+}
+
+// A cached process's status is read again when its RSS (from stat) moves,
+// and at least every statusRefreshPasses passes; in between, swap and page
+// tables come from the last read.
+func TestStatusRefresh(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(procFixture)); err != nil {
+		t.Fatal(err)
+	}
+	statPath := filepath.Join(root, "15042", "stat")
+	statusPath := filepath.Join(root, "15042", "status")
+	stat0, _ := os.ReadFile(statPath)
+	status0, _ := os.ReadFile(statusPath)
+	setSwap := func(kB string) {
+		b := strings.Replace(string(status0), "VmSwap:\t       0 kB", "VmSwap:\t"+kB+" kB", 1)
+		if b == string(status0) {
+			t.Fatal("fixture has no VmSwap line to change")
+		}
+		if err := os.WriteFile(statusPath, []byte(b), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s := New(Config{ProcRoot: root, KeepOpen: KeepNone})
+	var snap policy.Snapshot
+	pass := func() policy.Process {
+		t.Helper()
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range snap.Processes {
+			if p.PID == 15042 {
+				return p
+			}
+		}
+		t.Fatal("15042 missing")
+		return policy.Process{}
+	}
+	if p := pass(); p.Swap != 0 || p.PageTables != 52<<10 || p.RSS != 1820<<10 {
+		t.Fatalf("first pass: %+v", p)
+	}
+	setSwap("4096")
+	// Pass 2: RSS unchanged, not its refresh slot: cached swap, RSS from stat.
+	if p := pass(); p.Swap != 0 || p.RSS != 411*uint64(os.Getpagesize()) {
+		t.Errorf("pass 2 (cached): swap %d rss %d", p.Swap, p.RSS)
+	}
+	// RSS moves by 300 pages (> 411/16 + 256): status is read again.
+	if err := os.WriteFile(statPath, []byte(strings.Replace(string(stat0), " 411 ", " 711 ", 1)), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if p := pass(); p.Swap != 4096<<10 {
+		t.Errorf("pass 3 (RSS moved): swap %d, want %d", p.Swap, 4096<<10)
+	}
+	setSwap("8192")
+	// Its refresh slot comes within statusRefreshPasses passes, not before
+	// (gen + PID divisible by 16: pass 14 here).
+	for gen := 4; gen <= 3+statusRefreshPasses; gen++ {
+		p := pass()
+		want := uint64(4096 << 10)
+		if gen >= 14 {
+			want = 8192 << 10
+		}
+		if p.Swap != want {
+			t.Errorf("pass %d: swap %d, want %d", gen, p.Swap, want)
+		}
+		if gen == 14 && s.LastPass().StatusRead == 0 {
+			t.Errorf("pass %d read no status", gen)
+		}
+	}
+}
+
+// With ReadRefaultsBelow, /proc/vmstat is read only while MemAvailable is
+// under the level (the fixture has 98% available).
+func TestReadRefaultsBelow(t *testing.T) {
+	root, _ := filepath.Abs(procFixture)
+	s := New(Config{ProcRoot: root})
+	var snap policy.Snapshot
+	for _, c := range []struct {
+		pct  float64
+		read bool
+	}{{0, true}, {30, false}, {99, true}, {-1, false}} {
+		s.ReadRefaultsBelow(c.pct)
+		if err := s.System(&snap); err != nil {
+			t.Fatal(err)
+		}
+		if got := snap.RefaultFile >= 0; got != c.read {
+			t.Errorf("ReadRefaultsBelow(%v): RefaultFile %d, want read=%v", c.pct, snap.RefaultFile, c.read)
 		}
 	}
 }
