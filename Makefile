@@ -4,13 +4,19 @@ GO ?= go
 VERSION ?= $(shell git describe --tags --always --dirty 2>/dev/null || echo dev)
 LDFLAGS := -X github.com/oomguard/oomguard/internal/cli.Version=$(VERSION)
 
-.PHONY: build test install deb clean
+.PHONY: build test vm-test install deb clean
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -ldflags "$(LDFLAGS)" -o bin/oomguard ./cmd/oomguard
 
 test:
 	bash scripts/test.sh
+
+# The qemu VM suite alone (cgroup v2, system-wide scenarios, fault
+# injection); vm/setup.sh installs qemu and the guest kernel.
+vm-test:
+	bash vm/setup.sh
+	$(GO) test -count=1 -timeout 30m -v ./vm/
 
 install: build
 	install -D -m 0755 bin/oomguard $(DESTDIR)$(PREFIX)/sbin/oomguard
