@@ -13,9 +13,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"os"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"time"
 
@@ -126,14 +126,12 @@ type Conn struct {
 	buf      []byte
 	pfd      []unix.PollFd
 
-	// file wraps fd for Go's network poller, so that WaitIdle parks the
-	// goroutine instead of blocking a thread in poll(2); raw and readyFn
-	// are made once so that WaitIdle does not allocate.
-	file        *os.File
-	raw         rawConn
-	readyFn     func(fd uintptr) bool
-	readyPfd    [1]unix.PollFd
+	// wake is an eventfd that Interrupt writes to end a WaitIdle; wpfd
+	// is WaitIdle's poll set (the socket and wake).
+	wake        int
+	wpfd        [2]unix.PollFd
 	interrupted atomic.Bool
+	wakeMu      sync.Mutex // orders Interrupt's write before Close's close
 
 	// per-CPU next expected sequence number (+1, so 0 means unknown)
 	next []uint32
@@ -170,22 +168,13 @@ func Open(o Options) (*Conn, error) {
 		unix.Close(fd)
 		return nil, err
 	}
-	// The socket is non-blocking, so os.NewFile registers it with the
-	// network poller. From here on the file owns fd.
-	c.file = os.NewFile(uintptr(fd), "proc-connector")
-	raw, err := c.file.SyscallConn()
+	c.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
 	if err != nil {
-		c.file.Close()
-		return nil, fmt.Errorf("proc connector: %w", err)
+		c.control(mcastIgnore)
+		unix.Close(fd)
+		return nil, fmt.Errorf("proc connector: eventfd: %w", err)
 	}
-	c.raw = raw
-	c.readyFn = c.ready
 	return c, nil
-}
-
-// rawConn is the part of syscall.RawConn WaitIdle uses.
-type rawConn interface {
-	Read(f func(fd uintptr) (done bool)) error
 }
 
 // Filtered reports whether the kernel-side event filter is in use.
@@ -241,51 +230,48 @@ func (c *Conn) Read(evs []Event, timeout time.Duration) (int, error) {
 }
 
 // WaitIdle waits up to timeout for an event (or an error such as an
-// overrun) to be queued, without holding a thread in a system call: the
-// calling goroutine is parked in Go's network poller, so a daemon waiting
-// here costs no CPU at all, where Read's poll(2) keeps the runtime's
-// monitor thread waking every few milliseconds while it blocks. It reports
-// whether something is queued. Interrupt ends a wait early. It does not
-// allocate.
+// overrun) to be queued, in poll(2) on the calling thread, and reports
+// whether something is. Interrupt ends the wait early, from any goroutine.
+// It does not allocate.
 //
-// Read blocks a (possibly real-time) thread of the caller's choosing and
-// wakes it directly; WaitIdle is woken by whichever runtime thread polls the
-// network poller, which is fast on an idle machine but may starve on a
-// saturated one. Use WaitIdle while nothing happens and Read once events
-// flow.
+// The socket is deliberately not registered with Go's network poller:
+// that would wake the poller's thread for every datagram the kernel
+// queues, even while nobody waits for one, which on a busy machine costs
+// every fork and exec a cross-CPU wake-up. A caller that is busy should
+// therefore sleep and then drain with TryRead, and wait here only when
+// nothing has come for a while.
 func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	if c.closed.Load() {
 		return false, fmt.Errorf("proc connector: wait: %w", unix.EBADF)
 	}
-	if err := c.file.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return false, fmt.Errorf("proc connector: set wait deadline: %w", err)
-	}
 	if c.interrupted.Load() {
 		return false, nil
 	}
-	err := c.raw.Read(c.readyFn)
-	switch {
-	case err == nil:
-		return true, nil
-	case errors.Is(err, os.ErrDeadlineExceeded):
-		return false, nil
+	c.wpfd[0] = unix.PollFd{Fd: int32(c.fd), Events: unix.POLLIN}
+	c.wpfd[1] = unix.PollFd{Fd: int32(c.wake), Events: unix.POLLIN}
+	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
+	for {
+		n, err := unix.Poll(c.wpfd[:], ms)
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil {
+			return false, fmt.Errorf("proc connector: poll: %w", err)
+		}
+		return n > 0 && c.wpfd[0].Revents != 0, nil
 	}
-	return false, fmt.Errorf("proc connector: wait: %w", err)
 }
 
-// ready reports whether the socket has something to read (data, or an
-// error such as ENOBUFS that Read reports as ErrLost).
-func (c *Conn) ready(fd uintptr) bool {
-	c.readyPfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-	n, err := unix.Poll(c.readyPfd[:], 0)
-	return err == nil && n > 0
-}
-
-// Interrupt ends a WaitIdle in progress, and every later one, at once. It
-// is safe from any goroutine; Read is not affected.
+// Interrupt ends a WaitIdle in progress, and makes every later one return
+// at once. It is safe from any goroutine; Read is not affected.
 func (c *Conn) Interrupt() {
 	c.interrupted.Store(true)
-	c.file.SetReadDeadline(time.Unix(1, 0))
+	c.wakeMu.Lock()
+	defer c.wakeMu.Unlock()
+	if !c.closed.Load() {
+		var one = [8]byte{1}
+		unix.Write(c.wake, one[:])
+	}
 }
 
 // TryRead is Read without waiting: 0, nil when nothing is queued.
@@ -422,7 +408,10 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.control(mcastIgnore)
-	return c.file.Close()
+	c.wakeMu.Lock()
+	unix.Close(c.wake)
+	c.wakeMu.Unlock()
+	return unix.Close(c.fd)
 }
 
 // kernelAtLeast reports whether the running kernel's release is at least
