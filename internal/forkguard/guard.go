@@ -213,6 +213,19 @@ func monoMinusBoot() time.Duration {
 // idleDetectInterval is how often a detection pass runs when nothing forks.
 const idleDetectInterval = 10 * time.Second
 
+// sleepThread sleeps d on the calling (locked, maybe real-time) thread
+// itself: clock_nanosleep as a raw system call wakes this thread straight
+// from the kernel's timer. time.Sleep would need the runtime's timer thread
+// to run first and hand the goroutine back, two more threads to schedule
+// on a machine a bomb saturates; and a non-raw call would keep Go's monitor
+// thread polling while it lasts. A signal cuts it short, which the loop
+// does not mind.
+func sleepThread(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	unix.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, uintptr(unix.CLOCK_MONOTONIC), 0,
+		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
+}
+
 // idleAfter is how long without events makes the event loop idle (see
 // Run); coalesceDelay is how long an active loop sleeps between takes;
 // hotBatch is how many events one take must hold for the loop to treat
@@ -273,7 +286,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		switch t := now(); {
 		case hot:
 		case t-lastEvent < idleAfter:
-			time.Sleep(coalesceDelay)
+			sleepThread(coalesceDelay)
 		default:
 			wait := idleDetectInterval - (t - g.lastDetect)
 			if g.forks > 0 {
