@@ -29,7 +29,9 @@ type Config struct {
 	Scope []string `toml:"scope"`
 	// DryRun makes the daemon report what it would kill without killing.
 	DryRun bool `toml:"dry_run"`
-	// Interval is the period of the memory poll between events.
+	// Interval is the period of the memory poll between events. The
+	// daemon stretches it up to 4 times while memory is far from every
+	// level, and shortens it near one.
 	Interval Duration `toml:"interval"`
 
 	Socket      Socket      `toml:"socket"`

@@ -1,0 +1,50 @@
+package daemon
+
+import (
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/policy"
+)
+
+func TestStretchInterval(t *testing.T) {
+	const gib = 1 << 30
+	trig := policy.Triggers{
+		MemAvail: policy.MemAvailTrigger{Enabled: true, MemTermPercent: 10},
+		Scope:    policy.ScopeTrigger{Enabled: true, TermPercent: 10},
+	}
+	machine := func(total, avail uint64, memSome float64) *policy.Snapshot {
+		s := &policy.Snapshot{Memory: policy.Memory{Total: total, Available: avail}}
+		s.Pressure.Memory = policy.PressureFile{Valid: true, Some: policy.Pressure{Avg10: memSome}}
+		return s
+	}
+	scoped := func(limit, usage uint64) *policy.Snapshot {
+		s := machine(24*gib, 23*gib, 0)
+		s.Scopes = []policy.ScopeMemory{{Limit: limit, Usage: usage}}
+		return s
+	}
+	for _, c := range []struct {
+		name string
+		snap *policy.Snapshot
+		trig policy.Triggers
+		want time.Duration
+	}{
+		// 23 GiB available, term level 2.4 GiB: 20.6 GiB of headroom is
+		// 3.5 s at 6,000 MiB/s.
+		{"large idle machine", machine(24*gib, 23*gib, 0), trig, 3515733333 * time.Nanosecond},
+		// 64 GiB of headroom would be 10 s: capped at 4 intervals.
+		{"capped", machine(128*gib, 120*gib, 0), trig, 4 * time.Second},
+		// 4 GiB of headroom is under a second at the fill rate: no stretch.
+		{"small headroom", machine(8*gib, 4*gib+819*(1<<20), 0), trig, time.Second},
+		{"memory pressure", machine(24*gib, 23*gib, 2), trig, time.Second},
+		{"MemAvailable trigger off", machine(24*gib, 23*gib, 0), policy.Triggers{}, time.Second},
+		// Scoped: the scope's headroom counts, not the machine's.
+		{"scope of 1 GiB", scoped(gib, 100<<20), trig, time.Second},
+		{"scope of 64 GiB", scoped(64*gib, gib), trig, 4 * time.Second},
+		{"scope without limit", scoped(^uint64(0), gib), trig, time.Second},
+	} {
+		if got := stretchInterval(time.Second, c.snap, &c.trig); got != c.want {
+			t.Errorf("%s: %v, want %v", c.name, got, c.want)
+		}
+	}
+}
