@@ -213,32 +213,20 @@ func monoMinusBoot() time.Duration {
 // idleDetectInterval is how often a detection pass runs when nothing forks.
 const idleDetectInterval = 10 * time.Second
 
-// sleepThread sleeps d on the calling (locked, maybe real-time) thread
-// itself: clock_nanosleep as a raw system call wakes this thread straight
-// from the kernel's timer. time.Sleep would need the runtime's timer thread
-// to run first and hand the goroutine back, two more threads to schedule
-// on a machine a bomb saturates; and a non-raw call would keep Go's monitor
-// thread polling while it lasts. A signal cuts it short, which the loop
-// does not mind.
-func sleepThread(d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	unix.RawSyscall6(unix.SYS_CLOCK_NANOSLEEP, uintptr(unix.CLOCK_MONOTONIC), 0,
-		uintptr(unsafe.Pointer(&ts)), 0, 0, 0)
-}
-
-// idleAfter is how long without events makes the event loop idle (see
-// Run); coalesceDelay is how long an active loop sleeps between takes;
+// idleAfterEmpty is how many takes in a row must find nothing for the
+// event loop to go idle (see Run); coalesceDelay is how long an active
+// loop sleeps between takes;
 // hotBatch is how many events one take must hold for the loop to treat
 // them as a burst. Waking once per event would cost a busy machine's
 // legitimate workloads several percent of their wall time (each wake-up
 // is a cross-CPU interrupt charged to the forking process, and a thread
-// blocked in poll(2) keeps Go's monitor thread spinning). The delay adds
+// blocked in poll(2) keeps Go's monitor thread polling). The delay adds
 // at most coalesceDelay to a detection: a few dozen members of the
 // fastest bomb, whose first take already holds a burst.
 const (
-	idleAfter     = time.Second
-	coalesceDelay = 5 * time.Millisecond
-	hotBatch      = 64
+	idleAfterEmpty = 2
+	coalesceDelay  = 5 * time.Millisecond
+	hotBatch       = 64
 )
 
 // Run seeds the lineage from /proc, then follows events, detects and
@@ -272,21 +260,22 @@ func (g *Guard) Run(ctx context.Context) error {
 	lastTick := now()
 	stop := context.AfterFunc(ctx, g.conn.Interrupt)
 	defer stop()
-	// The loop reads in one of three ways. Idle (nothing for idleAfter):
-	// block in poll(2) until an event or the next detection pass. Active:
-	// sleep coalesceDelay, then take everything queued, so that a busy
-	// machine's trickle of forks and execs costs a wake-up every few
-	// milliseconds, not one per event. Hot (the last take held a burst of
-	// hotBatch events or more: a bomb): take again at once.
+	// The loop reads in one of three ways. Idle (the last idleAfterEmpty
+	// takes found nothing): park in the network poller until an event or
+	// the next detection pass (procconn.Conn.WaitIdle). Active: sleep
+	// coalesceDelay, then take everything queued, so that a busy machine's
+	// trickle of forks and execs costs a wake-up every few milliseconds,
+	// not one per event. Hot (the last take held a burst of hotBatch
+	// events or more: a bomb): take again at once.
 	hot := false
-	lastEvent := now()
+	empty := idleAfterEmpty // takes in a row that found nothing
 	for ctx.Err() == nil {
 		var n int
 		var err error
 		switch t := now(); {
 		case hot:
-		case t-lastEvent < idleAfter:
-			sleepThread(coalesceDelay)
+		case empty < idleAfterEmpty:
+			time.Sleep(coalesceDelay)
 		default:
 			wait := idleDetectInterval - (t - g.lastDetect)
 			if g.forks > 0 {
@@ -317,7 +306,9 @@ func (g *Guard) Run(ctx context.Context) error {
 		g.mu.Unlock()
 		t := now()
 		if n > 0 || lost {
-			lastEvent = t
+			empty = 0
+		} else {
+			empty++
 		}
 		if n > 0 {
 			if lag := int64(t - g.evs[n-1].Time); lag > g.maxLag.Load() {

@@ -13,6 +13,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"os"
 	"strconv"
 	"strings"
 	"sync"
@@ -126,12 +127,12 @@ type Conn struct {
 	buf      []byte
 	pfd      []unix.PollFd
 
-	// wake is an eventfd that Interrupt writes to end a WaitIdle; wpfd
-	// is WaitIdle's poll set (the socket and wake).
-	wake        int
-	wpfd        [2]unix.PollFd
-	interrupted atomic.Bool
-	wakeMu      sync.Mutex // orders Interrupt's write before Close's close
+	// waitFile is the descriptor a WaitIdle in progress waits on;
+	// interrupted is set by Interrupt. waitMu guards both.
+	waitMu      sync.Mutex
+	waitFile    *os.File
+	interrupted bool
+	rpfd        [1]unix.PollFd
 
 	// per-CPU next expected sequence number (+1, so 0 means unknown)
 	next []uint32
@@ -167,12 +168,6 @@ func Open(o Options) (*Conn, error) {
 	if err := c.control(mcastListen); err != nil {
 		unix.Close(fd)
 		return nil, err
-	}
-	c.wake, err = unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-	if err != nil {
-		c.control(mcastIgnore)
-		unix.Close(fd)
-		return nil, fmt.Errorf("proc connector: eventfd: %w", err)
 	}
 	return c, nil
 }
@@ -230,47 +225,71 @@ func (c *Conn) Read(evs []Event, timeout time.Duration) (int, error) {
 }
 
 // WaitIdle waits up to timeout for an event (or an error such as an
-// overrun) to be queued, in poll(2) on the calling thread, and reports
-// whether something is. Interrupt ends the wait early, from any goroutine.
-// It does not allocate.
+// overrun) to be queued, and reports whether something is. The calling
+// goroutine is parked in Go's network poller, so no thread sits in a
+// system call (which would keep the runtime's monitor thread polling every
+// few milliseconds). Interrupt ends the wait early, from any goroutine.
 //
-// The socket is deliberately not registered with Go's network poller:
-// that would wake the poller's thread for every datagram the kernel
-// queues, even while nobody waits for one, which on a busy machine costs
-// every fork and exec a cross-CPU wake-up. A caller that is busy should
-// therefore sleep and then drain with TryRead, and wait here only when
-// nothing has come for a while.
+// The socket is registered with the poller only for the wait, through a
+// duplicate descriptor closed at the end: registered for good, every
+// datagram the kernel queues would wake the poller's thread, even while
+// nobody waits, which on a busy machine costs each fork and exec a
+// cross-CPU wake-up. A busy caller should therefore sleep and drain with
+// TryRead, and wait here only when nothing has come for a while. Each call
+// costs a few system calls and allocations.
 func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	if c.closed.Load() {
 		return false, fmt.Errorf("proc connector: wait: %w", unix.EBADF)
 	}
-	if c.interrupted.Load() {
+	dup, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if err != nil {
+		return false, fmt.Errorf("proc connector: dup for wait: %w", err)
+	}
+	// The descriptor is non-blocking (the flag belongs to the open file
+	// both share), so os.NewFile registers it with the poller.
+	f := os.NewFile(uintptr(dup), "proc-connector")
+	defer f.Close() // unregisters, then closes the duplicate
+	raw, err := f.SyscallConn()
+	if err != nil {
+		return false, fmt.Errorf("proc connector: wait: %w", err)
+	}
+	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+		return false, fmt.Errorf("proc connector: wait deadline: %w", err)
+	}
+	c.waitMu.Lock()
+	if c.interrupted {
+		c.waitMu.Unlock()
 		return false, nil
 	}
-	c.wpfd[0] = unix.PollFd{Fd: int32(c.fd), Events: unix.POLLIN}
-	c.wpfd[1] = unix.PollFd{Fd: int32(c.wake), Events: unix.POLLIN}
-	ms := int((timeout + time.Millisecond - 1) / time.Millisecond)
-	for {
-		n, err := unix.Poll(c.wpfd[:], ms)
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return false, fmt.Errorf("proc connector: poll: %w", err)
-		}
-		return n > 0 && c.wpfd[0].Revents != 0, nil
+	c.waitFile = f
+	c.waitMu.Unlock()
+	defer func() {
+		c.waitMu.Lock()
+		c.waitFile = nil
+		c.waitMu.Unlock()
+	}()
+	err = raw.Read(func(fd uintptr) bool {
+		c.rpfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		n, err := unix.Poll(c.rpfd[:], 0)
+		return err == nil && n > 0
+	})
+	switch {
+	case err == nil:
+		return true, nil
+	case errors.Is(err, os.ErrDeadlineExceeded):
+		return false, nil
 	}
+	return false, fmt.Errorf("proc connector: wait: %w", err)
 }
 
 // Interrupt ends a WaitIdle in progress, and makes every later one return
 // at once. It is safe from any goroutine; Read is not affected.
 func (c *Conn) Interrupt() {
-	c.interrupted.Store(true)
-	c.wakeMu.Lock()
-	defer c.wakeMu.Unlock()
-	if !c.closed.Load() {
-		var one = [8]byte{1}
-		unix.Write(c.wake, one[:])
+	c.waitMu.Lock()
+	defer c.waitMu.Unlock()
+	c.interrupted = true
+	if c.waitFile != nil {
+		c.waitFile.SetReadDeadline(time.Unix(1, 0))
 	}
 }
 
@@ -408,9 +427,6 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.control(mcastIgnore)
-	c.wakeMu.Lock()
-	unix.Close(c.wake)
-	c.wakeMu.Unlock()
 	return unix.Close(c.fd)
 }
 
