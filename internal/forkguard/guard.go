@@ -215,9 +215,8 @@ const idleDetectInterval = 10 * time.Second
 
 // idleAfterEmpty is how many takes in a row must find nothing for the
 // event loop to go idle (see Run); coalesceDelay is how long an active
-// loop sleeps between takes;
-// hotBatch is how many events one take must hold for the loop to treat
-// them as a burst. Waking once per event would cost a busy machine's
+// loop sleeps between takes; hotBatch is how many events one take must
+// hold for the loop to treat them as a burst. Waking once per event would cost a busy machine's
 // legitimate workloads several percent of their wall time (each wake-up
 // is a cross-CPU interrupt charged to the forking process, and a thread
 // blocked in poll(2) keeps Go's monitor thread polling). The delay adds
@@ -228,6 +227,11 @@ const (
 	coalesceDelay  = 5 * time.Millisecond
 	hotBatch       = 64
 )
+
+// detectGap is the least time between detection passes while processes
+// fork: DetectInterval, or 20 times the last pass's cost, so that passes
+// take at most 5 % of the event thread on a machine with many records.
+func (g *Guard) detectGap() time.Duration { return max(g.cfg.DetectInterval, 20*g.lastCost) }
 
 // Run seeds the lineage from /proc, then follows events, detects and
 // contains bombs until ctx is done. It closes the proc connector on return.
@@ -279,7 +283,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		default:
 			wait := idleDetectInterval - (t - g.lastDetect)
 			if g.forks > 0 {
-				wait = min(wait, max(g.cfg.DetectInterval, 20*g.lastCost)-(t-g.lastDetect))
+				wait = min(wait, g.detectGap()-(t-g.lastDetect))
 			}
 			if _, err := g.conn.WaitIdle(max(wait, time.Millisecond)); err != nil {
 				return fmt.Errorf("forkguard: %w", err)
@@ -342,7 +346,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		// Without forks the lineage only ages, which makes no family more
 		// bomb-like; a pass every 10 s still catches a bomb stuck at its
 		// pids limit that forks no more, and keeps an idle daemon idle.
-		gap := max(g.cfg.DetectInterval, 20*g.lastCost)
+		gap := g.detectGap()
 		if (g.forks > 0 && t-g.lastDetect >= gap) || t-g.lastDetect >= idleDetectInterval {
 			g.detect(ctx, t)
 		}

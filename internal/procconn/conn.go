@@ -132,7 +132,6 @@ type Conn struct {
 	waitMu      sync.Mutex
 	waitFile    *os.File
 	interrupted bool
-	rpfd        [1]unix.PollFd
 
 	// per-CPU next expected sequence number (+1, so 0 means unknown)
 	next []uint32
@@ -269,8 +268,8 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 		c.waitMu.Unlock()
 	}()
 	err = raw.Read(func(fd uintptr) bool {
-		c.rpfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		n, err := unix.Poll(c.rpfd[:], 0)
+		c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
+		n, err := unix.Poll(c.pfd, 0)
 		return err == nil && n > 0
 	})
 	switch {

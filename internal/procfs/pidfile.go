@@ -48,30 +48,11 @@ func (f *PIDFile) Close() error {
 // fill the buffer is the whole file (the files read this way are produced
 // whole by one read).
 func (r *Reader) pread(f *PIDFile) ([]byte, error) {
-	b := &r.buf
-	if cap(b.data) < minBuf {
-		b.data = make([]byte, minBuf)
+	d, err := r.buf.preadAll(f.fd-1, false)
+	if err != nil {
+		return nil, &os.PathError{Op: "read", Path: r.fs.Root + "/" + strconv.Itoa(f.pid) + "/" + f.name, Err: err}
 	}
-	b.data = b.data[:cap(b.data)]
-	n := 0
-	for {
-		if n == len(b.data) {
-			grown := make([]byte, 2*len(b.data))
-			copy(grown, b.data)
-			b.data = grown
-		}
-		m, err := unix.Pread(f.fd-1, b.data[n:], int64(n))
-		if err == unix.EINTR {
-			continue
-		}
-		if err != nil {
-			return nil, &os.PathError{Op: "read", Path: r.fs.Root + "/" + strconv.Itoa(f.pid) + "/" + f.name, Err: err}
-		}
-		n += m
-		if m == 0 || n < len(b.data) {
-			return b.data[:n], nil
-		}
-	}
+	return d, nil
 }
 
 // setFilePath points r's error path at f (only when a parse fails).

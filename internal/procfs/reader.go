@@ -12,8 +12,6 @@ import "strconv"
 type Reader struct {
 	fs  FS
 	buf Buffer
-	// keepSys: see KeepSystemFiles.
-	keepSys bool
 }
 
 // NewReader returns a Reader of fs.
@@ -30,7 +28,7 @@ func (r *Reader) readRoot(dir, name string, single bool) ([]byte, error) {
 	p = append(p, dir...)
 	p = append(append(p, name...), 0)
 	r.buf.path = p
-	if r.keepSys {
+	if r.buf.keep {
 		if b, ok := r.buf.readKept(dir, name); ok {
 			return b, nil
 		}

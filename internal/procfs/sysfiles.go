@@ -38,7 +38,7 @@ func (b *Buffer) CloseFiles() {
 
 // KeepSystemFiles makes r keep the system-wide files it reads (meminfo,
 // vmstat, pressure/*) open: see Buffer.KeepFiles.
-func (r *Reader) KeepSystemFiles() { r.keepSys = true }
+func (r *Reader) KeepSystemFiles() { r.buf.KeepFiles() }
 
 // CloseSystemFiles closes the files KeepSystemFiles kept open.
 func (r *Reader) CloseSystemFiles() { r.buf.CloseFiles() }
@@ -62,6 +62,20 @@ func (b *Buffer) readKept(dir, name string) (data []byte, ok bool) {
 		b.kept = append(b.kept, keptFile{dir: dir, name: name, fd: fd})
 	}
 	fd := b.kept[i].fd
+	d, err := b.preadAll(fd, true)
+	if err != nil {
+		unix.Close(fd)
+		b.kept = append(b.kept[:i], b.kept[i+1:]...)
+		return nil, false
+	}
+	return d, true
+}
+
+// preadAll reads the file open as fd from offset 0 into b.data, growing
+// it as needed. A read that does not fill the buffer is the whole file:
+// the files read this way are produced whole by one read. raw makes each
+// pread a raw system call (see KeepFiles).
+func (b *Buffer) preadAll(fd int, raw bool) ([]byte, error) {
 	if cap(b.data) < minBuf {
 		b.data = make([]byte, minBuf)
 	}
@@ -73,20 +87,26 @@ func (b *Buffer) readKept(dir, name string) (data []byte, ok bool) {
 			copy(grown, b.data)
 			b.data = grown
 		}
-		m, _, e := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&b.data[n])),
-			uintptr(len(b.data)-n), uintptr(n), 0, 0)
-		if e == unix.EINTR {
+		var m int
+		var err error
+		if raw {
+			r, _, e := unix.RawSyscall6(unix.SYS_PREAD64, uintptr(fd), uintptr(unsafe.Pointer(&b.data[n])),
+				uintptr(len(b.data)-n), uintptr(n), 0, 0)
+			if m = int(r); e != 0 {
+				err = e
+			}
+		} else {
+			m, err = unix.Pread(fd, b.data[n:], int64(n))
+		}
+		if err == unix.EINTR {
 			continue
 		}
-		if e != 0 {
-			unix.Close(fd)
-			b.kept = append(b.kept[:i], b.kept[i+1:]...)
-			return nil, false
+		if err != nil {
+			return nil, err
 		}
-		// A read that does not fill the buffer is the whole file.
-		if m == 0 || n+int(m) < len(b.data) {
-			return b.data[:n+int(m)], true
+		n += m
+		if m == 0 || n < len(b.data) {
+			return b.data[:n], nil
 		}
-		n += int(m)
 	}
 }
