@@ -50,8 +50,8 @@ type Config struct {
 	// NoFilter turns off the kernel-side event filter.
 	NoFilter bool
 	// DetectInterval is the least time between detection passes while
-	// processes are being forked; 0 means 10 ms. Without forks a pass runs
-	// every 10 s (a bomb sitting at a pids limit forks no more).
+	// processes are being forked; 0 means 10 ms. Without forks no pass runs
+	// (see Guard.nextPass), unless a verdict was deferred.
 	DetectInterval time.Duration
 	// ResyncHold is how long after a resynchronisation that found the
 	// lineage wrong no family is killed (only logged): the lineage is
@@ -98,7 +98,8 @@ type Guard struct {
 	members  []forkbomb.Member
 
 	monoMinusBoot time.Duration
-	forks         int // forks since the last detection pass
+	forks         int           // forks since the last detection pass
+	recheckAt     time.Duration // when a deferred verdict is due again; 0: none (see nextPass)
 	lastDetect    time.Duration
 	lastCost      time.Duration
 	lastGaps      uint64
@@ -210,9 +211,6 @@ func monoMinusBoot() time.Duration {
 	return time.Duration(m.Nano() - b.Nano())
 }
 
-// idleDetectInterval is how often a detection pass runs when nothing forks.
-const idleDetectInterval = 10 * time.Second
-
 // idleAfterEmpty is how many takes in a row must find nothing for the
 // event loop to go idle (see Run); coalesceDelay is how long an active
 // loop sleeps between takes; hotBatch is how many events one take must
@@ -232,6 +230,26 @@ const (
 // fork: DetectInterval, or 20 times the last pass's cost, so that passes
 // take at most 5 % of the event thread on a machine with many records.
 func (g *Guard) detectGap() time.Duration { return max(g.cfg.DetectInterval, 20*g.lastCost) }
+
+// nextPass returns when the next detection pass is due, and false when
+// none is. A pass is due detectGap after the last one once anything has
+// forked since, and when a deferred verdict (the hold after lost events,
+// a family's cooldown) comes up again. Otherwise no pass can find a new
+// bomb: without events the lineage only ages, and age makes no family
+// more bomb-like (its young fraction and birth rate only fall). A bomb
+// that fills its pids limit and then sits there was forking, so a pass
+// ran while it grew; one that was there before the guard started is in
+// the seed, whose pass runs at once. So an idle guard sleeps until the
+// next event, and costs nothing on an idle machine.
+func (g *Guard) nextPass() (time.Duration, bool) {
+	switch {
+	case g.forks > 0:
+		return g.lastDetect + g.detectGap(), true
+	case g.recheckAt > 0:
+		return g.recheckAt, true
+	}
+	return 0, false
+}
 
 // Run seeds the lineage from /proc, then follows events, detects and
 // contains bombs until ctx is done. It closes the proc connector on return.
@@ -281,11 +299,11 @@ func (g *Guard) Run(ctx context.Context) error {
 		case empty < idleAfterEmpty:
 			time.Sleep(coalesceDelay)
 		default:
-			wait := idleDetectInterval - (t - g.lastDetect)
-			if g.forks > 0 {
-				wait = min(wait, g.detectGap()-(t-g.lastDetect))
+			wait := time.Duration(-1) // until an event
+			if due, ok := g.nextPass(); ok {
+				wait = max(due-t, time.Millisecond)
 			}
-			if _, err := g.conn.WaitIdle(max(wait, time.Millisecond)); err != nil {
+			if _, err := g.conn.WaitIdle(wait); err != nil {
 				return fmt.Errorf("forkguard: %w", err)
 			}
 		}
@@ -343,11 +361,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		// Detection passes cost O(records) (plus a scope read when a
 		// candidate shows up); on a busy machine they are spaced so that
 		// they take at most 5% of the thread's time.
-		// Without forks the lineage only ages, which makes no family more
-		// bomb-like; a pass every 10 s still catches a bomb stuck at its
-		// pids limit that forks no more, and keeps an idle daemon idle.
-		gap := g.detectGap()
-		if (g.forks > 0 && t-g.lastDetect >= gap) || t-g.lastDetect >= idleDetectInterval {
+		if due, ok := g.nextPass(); ok && t >= due {
 			g.detect(ctx, t)
 		}
 	}
@@ -430,10 +444,12 @@ func (g *Guard) resync(seed bool) error {
 	// the scan is merged, and parents are known by now.
 	g.drain()
 	if seed {
+		g.recheck(t) // a bomb already running is caught by the first pass
 		return nil
 	}
 	g.resyncs.Add(1)
 	if diff > 0 {
+		g.recheck(t)
 		g.wrong.Add(1)
 		g.holdUntil = t + g.cfg.ResyncHold
 		g.log.Warn("forkguard: events were lost; lineage resynchronised from /proc", "corrected", diff,
@@ -470,6 +486,7 @@ func (g *Guard) scopeSet() (*forkbomb.PIDSet, error) {
 func (g *Guard) detect(ctx context.Context, t time.Duration) {
 	g.lastDetect = t
 	g.forks = 0
+	g.recheckAt = 0
 	g.mu.Lock()
 	g.verdicts = g.det.Detect(forkbomb.Input{Lineage: g.rec, Now: t, Self: g.self}, g.verdicts[:0])
 	g.mu.Unlock()
@@ -480,6 +497,7 @@ func (g *Guard) detect(ctx context.Context, t time.Duration) {
 	scope, err := g.scopeSet()
 	if err != nil {
 		g.log.Error("forkguard: scope", "err", err)
+		g.recheck(t + time.Second)
 		return
 	}
 	if scope != nil {
@@ -494,16 +512,25 @@ func (g *Guard) detect(ctx context.Context, t time.Duration) {
 		}
 	}
 	for _, v := range g.verdicts {
-		if _, ok := g.cooldown[v.RootRef]; ok {
+		if until, ok := g.cooldown[v.RootRef]; ok {
+			g.recheck(until)
 			continue
 		}
 		if t < g.holdUntil {
+			g.recheck(g.holdUntil)
 			g.log.Warn("forkguard: bomb-like family found during the hold after lost events; not acting yet",
 				"root", v.RootPID, "size", v.Live)
 			continue
 		}
 		g.found.Add(1)
 		g.contain(ctx, v, scope)
+	}
+}
+
+// recheck asks for a detection pass at t, or sooner.
+func (g *Guard) recheck(t time.Duration) {
+	if g.recheckAt == 0 || t < g.recheckAt {
+		g.recheckAt = t
 	}
 }
 
@@ -525,6 +552,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	}
 	if g.cfg.DryRun {
 		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
+		g.recheck(g.cooldown[v.RootRef])
 		g.mu.Lock()
 		g.members = forkbomb.Members(g.rec, v.Root, scope, g.members[:0])
 		g.mu.Unlock()
@@ -585,6 +613,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	}
 	if err != nil {
 		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
+		g.recheck(g.cooldown[v.RootRef])
 		g.log.Error("forkguard: containment incomplete", "err", err, "reason", reason)
 		a.Reason += fmt.Sprintf(" (incomplete: %v)", err)
 	} else {

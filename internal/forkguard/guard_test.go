@@ -423,3 +423,38 @@ func GenerateGoModule(t *testing.T, n int) string {
 	}
 	return dir
 }
+
+// A guard that has nothing to do sleeps until the next event, so a
+// verdict it had to defer must bring it back on its own: a dry-run guard
+// reports a bomb that sits silent at its pids limit (no fork succeeds, so
+// no event comes) again once the family's cooldown ends.
+func TestDeferredVerdictIsCheckedAgainWithoutEvents(t *testing.T) {
+	testbed.Require(t)
+	forkLoop := testbed.CompileC(t, forkLoopC)
+	g := testbed.New(t, testbed.Options{PidsMax: 400, MemoryLimit: 1 << 30})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}, DryRun: true, Cooldown: time.Second})
+	cmd := g.Start("timeout", "30", forkLoop)
+	defer func() { go cmd.Wait() }()
+	deadline := time.Now().Add(15 * time.Second)
+	for r.g.Stats().Found < 1 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if r.g.Stats().Found < 1 {
+		t.Fatalf("bomb not reported; stats %+v", r.g.Stats())
+	}
+	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) >= 390 }) {
+		t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
+	}
+	// Now the family is silent; each report after this one is a recheck.
+	found := r.g.Stats().Found
+	deadline = time.Now().Add(5 * time.Second)
+	for r.g.Stats().Found < found+2 && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+	}
+	if got := r.g.Stats().Found; got < found+2 {
+		t.Fatalf("a silent bomb was reported %d more times in 5 s with a 1 s cooldown, want at least 2", got-found)
+	}
+	if n := len(g.Procs()); n < 390 {
+		t.Fatalf("dry-run guard: %d of the bomb's processes left, want all", n)
+	}
+}

@@ -224,7 +224,8 @@ func (c *Conn) Read(evs []Event, timeout time.Duration) (int, error) {
 }
 
 // WaitIdle waits up to timeout for an event (or an error such as an
-// overrun) to be queued, and reports whether something is. The calling
+// overrun) to be queued, and reports whether something is. A negative
+// timeout waits with no deadline, and so sets no timer. The calling
 // goroutine is parked in Go's network poller, so no thread sits in a
 // system call (which would keep the runtime's monitor thread polling every
 // few milliseconds). Interrupt ends the wait early, from any goroutine.
@@ -252,8 +253,10 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	if err != nil {
 		return false, fmt.Errorf("proc connector: wait: %w", err)
 	}
-	if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
-		return false, fmt.Errorf("proc connector: wait deadline: %w", err)
+	if timeout >= 0 {
+		if err := f.SetReadDeadline(time.Now().Add(timeout)); err != nil {
+			return false, fmt.Errorf("proc connector: wait deadline: %w", err)
+		}
 	}
 	c.waitMu.Lock()
 	if c.interrupted {
