@@ -12,6 +12,7 @@ func TestStretchInterval(t *testing.T) {
 	trig := policy.Triggers{
 		MemAvail: policy.MemAvailTrigger{Enabled: true, MemTermPercent: 10},
 		Scope:    policy.ScopeTrigger{Enabled: true, TermPercent: 10},
+		Thrash:   policy.ThrashTrigger{Enabled: true, AvailPercent: 20},
 	}
 	machine := func(total, avail uint64, memSome float64) *policy.Snapshot {
 		s := &policy.Snapshot{Memory: policy.Memory{Total: total, Available: avail}}
@@ -20,30 +21,46 @@ func TestStretchInterval(t *testing.T) {
 	}
 	scoped := func(limit, usage uint64) *policy.Snapshot {
 		s := machine(24*gib, 23*gib, 0)
-		s.Scopes = []policy.ScopeMemory{{Limit: limit, Usage: usage}}
+		s.Scopes = []policy.ScopeMemory{{Path: "/cg", Limit: limit, Usage: usage}}
 		return s
 	}
 	for _, c := range []struct {
 		name string
 		snap *policy.Snapshot
 		trig policy.Triggers
-		want time.Duration
+		// watched is the usage threshold armed on /cg, 0 for none.
+		watched uint64
+		want    time.Duration
 	}{
 		// 23 GiB available, term level 2.4 GiB: 20.6 GiB of headroom is
 		// 3.5 s at 6,000 MiB/s.
-		{"large idle machine", machine(24*gib, 23*gib, 0), trig, 3515733333 * time.Nanosecond},
+		{"large idle machine", machine(24*gib, 23*gib, 0), trig, 0, 3515733333 * time.Nanosecond},
 		// 64 GiB of headroom would be 10 s: capped at 4 intervals.
-		{"capped", machine(128*gib, 120*gib, 0), trig, 4 * time.Second},
+		{"capped", machine(128*gib, 120*gib, 0), trig, 0, 4 * time.Second},
 		// 4 GiB of headroom is under a second at the fill rate: no stretch.
-		{"small headroom", machine(8*gib, 4*gib+819*(1<<20), 0), trig, time.Second},
-		{"memory pressure", machine(24*gib, 23*gib, 2), trig, time.Second},
-		{"MemAvailable trigger off", machine(24*gib, 23*gib, 0), policy.Triggers{}, time.Second},
+		{"small headroom", machine(8*gib, 4*gib+819*(1<<20), 0), trig, 0, time.Second},
+		{"memory pressure", machine(24*gib, 23*gib, 2), trig, 0, time.Second},
+		{"MemAvailable trigger off", machine(24*gib, 23*gib, 0), policy.Triggers{}, 0, time.Second},
 		// Scoped: the scope's headroom counts, not the machine's.
-		{"scope of 1 GiB", scoped(gib, 100<<20), trig, time.Second},
-		{"scope of 64 GiB", scoped(64*gib, gib), trig, 4 * time.Second},
-		{"scope without limit", scoped(^uint64(0), gib), trig, time.Second},
+		{"scope of 1 GiB", scoped(gib, 100<<20), trig, 0, time.Second},
+		{"scope of 64 GiB", scoped(64*gib, gib), trig, 0, 4 * time.Second},
+		{"scope without limit", scoped(^uint64(0), gib), trig, 0, time.Second},
+		// A usage threshold at the SIGTERM level (90 % of 1 GiB) wakes the
+		// loop before the scope can get there: the poll need not size by
+		// its headroom while usage is under the thrash soft level (80 %).
+		{"watched scope", scoped(gib, 100<<20), trig, gib / 10 * 9, 4 * time.Second},
+		{"watched scope in the thrash band", scoped(gib, gib/100*85), trig, gib / 10 * 9, time.Second},
+		{"watched scope, thrash off", scoped(gib, gib/100*85), policy.Triggers{Scope: trig.Scope}, gib / 10 * 9, 4 * time.Second},
+		{"watched scope past the threshold", scoped(gib, gib/100*95), policy.Triggers{Scope: trig.Scope}, gib / 10 * 9, time.Second},
+		// A threshold above the SIGTERM level (the limit was lowered, or
+		// the level raised, after it was armed) would fire too late.
+		{"stale threshold", scoped(gib, 100<<20), trig, gib / 100 * 95, time.Second},
 	} {
-		if got := stretchInterval(time.Second, c.snap, &c.trig); got != c.want {
+		var watched map[string]uint64
+		if c.watched > 0 {
+			watched = map[string]uint64{"/cg": c.watched}
+		}
+		if got := stretchInterval(time.Second, c.snap, &c.trig, watched); got != c.want {
 			t.Errorf("%s: %v, want %v", c.name, got, c.want)
 		}
 	}

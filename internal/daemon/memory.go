@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"log/slog"
+	"math"
 	"os"
 	"strings"
 	"sync"
@@ -18,6 +19,7 @@ import (
 	"github.com/oomguard/oomguard/internal/hooks"
 	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/scan"
+	"github.com/oomguard/oomguard/internal/source"
 )
 
 // snapshotter fills snapshots from the kernel.
@@ -47,8 +49,9 @@ type memoryKiller struct {
 	actions *actionlog.Log
 	scopes  []cgroupfs.Cgroup
 	wake    waker
-	hooks   *hooks.Runner // set before Run; nil runs no hooks
-	steps   atomic.Uint64 // loop iterations, for the watchdog
+	watched map[string]uint64 // scope path: lowest usage threshold armed (see openWakeSources)
+	hooks   *hooks.Runner     // set before Run; nil runs no hooks
+	steps   atomic.Uint64     // loop iterations, for the watchdog
 
 	mu       sync.Mutex // guards the fields below and the scanner
 	scan     snapshotter
@@ -77,7 +80,7 @@ func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 	if err := m.reconfigure(cfg); err != nil {
 		return nil, err
 	}
-	m.wake = openWakeSources(cfg, scopes, m.log)
+	m.wake, m.watched = openWakeSources(cfg, scopes, m.log)
 	return m, nil
 }
 
@@ -116,30 +119,45 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	return nil
 }
 
-// Run loops until ctx ends.
+// Run loops until ctx ends. It sleeps on a source.Alarm, which an idle
+// daemon wakes from at a fraction of a Go timer's cost; a Go timer stands
+// in where the kernel refuses the Alarm's timerfd.
 func (m *memoryKiller) Run(ctx context.Context) error {
 	var wakeC <-chan struct{}
 	if m.wake != nil {
 		wakeC = m.wake.C()
 		defer m.wake.Close()
 	}
-	timer := time.NewTimer(0)
-	defer timer.Stop()
+	var tick <-chan struct{}
+	alarm, err := source.NewAlarm()
+	if err != nil {
+		m.log.Warn("memory poll: sleeping on a Go timer instead", "err", err)
+	} else {
+		defer alarm.Close()
+		tick = alarm.C()
+	}
 	for {
+		next := max(m.step(ctx, time.Now()), time.Nanosecond)
+		var late <-chan time.Time
+		if alarm == nil {
+			late = time.After(next)
+		} else {
+			select { // an expiry that raced an event wake is stale
+			case <-tick:
+			default:
+			}
+			if err := alarm.Set(next); err != nil {
+				m.noteError("memory poll", err)
+				late = time.After(next)
+			}
+		}
 		select {
 		case <-ctx.Done():
 			return nil
-		case <-timer.C:
+		case <-tick:
+		case <-late:
 		case <-wakeC:
 		}
-		next := m.step(ctx, time.Now())
-		if !timer.Stop() {
-			select {
-			case <-timer.C:
-			default:
-			}
-		}
-		timer.Reset(next)
 	}
 }
 
@@ -328,7 +346,7 @@ func (m *memoryKiller) nextInterval(snap *policy.Snapshot) time.Duration {
 	case headroom < 25:
 		return min(m.interval, 100*time.Millisecond)
 	default:
-		return stretchInterval(m.interval, snap, &m.triggers)
+		return stretchInterval(m.interval, snap, &m.triggers, m.watched)
 	}
 }
 
@@ -349,11 +367,19 @@ const (
 // triggers keep their pace. Event sources (PSI triggers, cgroup usage
 // thresholds and memory.events) still wake the loop at once; the stretch
 // only saves an idle daemon's wake-ups.
-func stretchInterval(interval time.Duration, snap *policy.Snapshot, t *policy.Triggers) time.Duration {
+//
+// A scope whose usage is below a usage threshold the kernel watches
+// (watched: scope path to the lowest armed threshold in bytes, at or
+// below its SIGTERM level) bounds nothing: available memory is at least
+// limit − usage, so it cannot fall to the SIGTERM level before usage
+// crosses the threshold, and that crossing wakes the loop. The scope's
+// usage must also be under the thrash trigger's soft level, which no
+// event watches; a scope that passes it is seen at the next poll.
+func stretchInterval(interval time.Duration, snap *policy.Snapshot, t *policy.Triggers, watched map[string]uint64) time.Duration {
 	if p := snap.Pressure.Memory; p.Valid && p.Some.Avg10 >= 1 {
 		return interval
 	}
-	headroom := -1.0
+	headroom := math.Inf(1)
 	if len(snap.Scopes) == 0 {
 		if !t.MemAvail.Enabled || snap.Memory.Total == 0 {
 			return interval
@@ -365,14 +391,24 @@ func stretchInterval(interval time.Duration, snap *policy.Snapshot, t *policy.Tr
 		if s.Limit == 0 || s.Limit == ^uint64(0) || !t.Scope.Enabled {
 			return interval // a scope without a limit: no headroom to size by
 		}
-		avail := float64(s.Limit) - float64(s.Usage) + float64(s.ReclaimableFile)
-		h := avail - t.Scope.TermPercent/100*float64(s.Limit)
-		if headroom < 0 || h < headroom {
-			headroom = h
+		limit := float64(s.Limit)
+		if at, ok := watched[s.Path]; ok && float64(at) <= (1-t.Scope.TermPercent/100)*limit {
+			soft := limit
+			if t.Thrash.Enabled {
+				soft = (1 - t.Thrash.AvailPercent/100) * limit
+			}
+			if s.Usage < at && float64(s.Usage) < soft {
+				continue
+			}
 		}
+		avail := limit - float64(s.Usage) + float64(s.ReclaimableFile)
+		headroom = min(headroom, avail-t.Scope.TermPercent/100*limit)
 	}
 	if headroom <= 0 {
 		return interval
+	}
+	if math.IsInf(headroom, 1) {
+		return maxStretch * interval
 	}
 	d := time.Duration(headroom / maxFillRate * float64(time.Second))
 	return min(max(d, interval), maxStretch*interval)

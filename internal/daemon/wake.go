@@ -31,14 +31,25 @@ func (e *eventWaker) Close() error {
 // openWakeSources opens every event source that can tell the memory killer
 // to look now. A source the kernel refuses is logged and left out: the poll
 // still covers what it would have seen.
-func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger) waker {
+//
+// It also returns, for each scope with a usage threshold armed, the lowest
+// such threshold in bytes: below it, the kernel tells the loop when usage
+// crosses it, and the poll may slow down (see stretchInterval).
+func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger) (waker, map[string]uint64) {
 	var srcs []source.Source
-	add := func(s source.Source, err error, what string, attrs ...any) {
+	type usageWatch struct {
+		path string
+		at   uint64
+		src  int // index in srcs
+	}
+	var watches []usageWatch
+	add := func(s source.Source, err error, what string, attrs ...any) bool {
 		if err != nil {
 			log.Warn("event source unavailable; polling covers it", append(attrs, "source", what, "err", err)...)
-			return
+			return false
 		}
 		srcs = append(srcs, s)
+		return true
 	}
 	for _, sc := range scopes {
 		switch {
@@ -51,7 +62,9 @@ func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 					}
 					at := uint64(float64(limit) * (1 - pct.Ratio()))
 					s, err := source.OpenUsageThreshold(sc, at)
-					add(s, err, "usage threshold", "cgroup", sc.Path, "bytes", at)
+					if add(s, err, "usage threshold", "cgroup", sc.Path, "bytes", at) {
+						watches = append(watches, usageWatch{sc.Path, at, len(srcs) - 1})
+					}
 				}
 			}
 			s, err := source.OpenOOMNotifier(sc)
@@ -78,7 +91,7 @@ func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 		}
 	}
 	if len(srcs) == 0 {
-		return nil
+		return nil, nil
 	}
 	if len(srcs) > source.MaxSources {
 		log.Warn("too many event sources; the rest are polled", "sources", len(srcs), "max", source.MaxSources)
@@ -90,7 +103,16 @@ func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 	w, err := source.NewWaker(log, srcs...)
 	if err != nil {
 		log.Warn("event sources unavailable; polling only", "err", err)
-		return nil
+		return nil, nil
+	}
+	watched := map[string]uint64{}
+	for _, u := range watches {
+		if u.src >= len(srcs) {
+			continue // left out above
+		}
+		if at, ok := watched[u.path]; !ok || u.at < at {
+			watched[u.path] = u.at
+		}
 	}
 	for _, s := range w.Sources() {
 		log.Debug("event source", "name", s.Name())
@@ -108,5 +130,5 @@ func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 			}
 		}
 	}()
-	return e
+	return e, watched
 }
