@@ -28,24 +28,36 @@ import (
 
 var write = flag.Bool("write", false, "measure a long window and write docs/benchmarks/idle.md")
 
-// sample is one daemon's cost over the window.
+// sample is one daemon's cost over one window, beside earlyoom's in the
+// same window.
 type sample struct {
 	name      string
 	rssKiB    int64 // VmRSS at the end of the window
 	hwmKiB    int64 // VmHWM: the peak
 	cpuNanos  int64 // time on a CPU during the window, all threads
+	eoNanos   int64 // earlyoom's in the same window; -1 without earlyoom
 	windowSec float64
+	forkRate  float64 // forks a second on the machine during the window
 }
 
-func (s sample) cpuPercent() float64 {
-	return 100 * float64(s.cpuNanos) / 1e9 / s.windowSec
+func (s sample) cpuPercent() float64 { return 100 * float64(s.cpuNanos) / 1e9 / s.windowSec }
+
+func (s sample) eoPercent() float64 { return 100 * float64(s.eoNanos) / 1e9 / s.windowSec }
+
+// daemon is one oomguard configuration measured.
+type daemon struct {
+	name string
+	args []string
 }
 
+// TestIdleCost runs earlyoom for the whole test and, beside it, one
+// oomguard configuration at a time: each window compares one oomguard
+// with earlyoom, side by side, and nothing else of ours runs then.
 func TestIdleCost(t *testing.T) {
 	testbed.Require(t)
-	window := 5 * time.Second
+	window, warmup, rounds := 5*time.Second, 3*time.Second, 1
 	if *write {
-		window = 120 * time.Second
+		window, warmup, rounds = 45*time.Second, 10*time.Second, 2
 	}
 	dir := t.TempDir()
 	bin := filepath.Join(dir, "oomguard")
@@ -54,94 +66,116 @@ func TestIdleCost(t *testing.T) {
 		t.Fatalf("build oomguard: %v\n%s", err, out)
 	}
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20})
-
-	type daemon struct {
-		name string
-		args []string
-	}
+	sock := filepath.Join(dir, "oomguard.sock")
 	daemons := []daemon{
-		{"oomguard, scoped to a test cgroup", []string{bin, "daemon", "--scope", g.Memory.Path, "--socket", filepath.Join(dir, "a.sock"), "--no-dbus"}},
-		{"oomguard --dry-run, whole machine", []string{bin, "daemon", "--dry-run", "--socket", filepath.Join(dir, "b.sock"), "--no-dbus"}},
-		{"oomguard --dry-run --no-forkbomb, whole machine", []string{bin, "daemon", "--dry-run", "--no-forkbomb", "--socket", filepath.Join(dir, "c.sock"), "--no-dbus"}},
+		{"oomguard, scoped to a test cgroup", []string{bin, "daemon", "--scope", g.Memory.Path, "--socket", sock, "--no-dbus"}},
+		{"oomguard --dry-run, whole machine", []string{bin, "daemon", "--dry-run", "--socket", sock, "--no-dbus"}},
+		{"oomguard --dry-run --no-forkbomb, whole machine", []string{bin, "daemon", "--dry-run", "--no-forkbomb", "--socket", sock, "--no-dbus"}},
 	}
+	eoPID := -1
 	if eo := earlyoomBinary(t); eo != "" {
-		daemons = append(daemons, daemon{"earlyoom --dryrun (defaults)", []string{eo, "--dryrun"}})
+		eoPID = start(t, eo, "--dryrun").Process.Pid
 	} else {
 		t.Log("earlyoom is not available: measured without it")
 	}
-
-	var cmds []*exec.Cmd
-	for _, d := range daemons {
-		cmd := exec.Command(d.args[0], d.args[1:]...)
-		cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-		var logs bytes.Buffer
-		cmd.Stdout, cmd.Stderr = &logs, &logs
-		if err := cmd.Start(); err != nil {
-			t.Fatalf("start %s: %v", d.name, err)
-		}
-		cmds = append(cmds, cmd)
-		t.Cleanup(func() {
-			cmd.Process.Signal(syscall.SIGTERM)
-			cmd.Wait()
-			if t.Failed() {
-				t.Logf("%s log:\n%s", d.args[0], logs.String())
+	var samples [][]sample // by daemon, one per round
+	samples = make([][]sample, len(daemons))
+	for r := 0; r < rounds; r++ {
+		for i, d := range daemons {
+			cmd := start(t, d.args...)
+			time.Sleep(warmup) // start-up is not idle
+			s := measure(t, cmd.Process.Pid, eoPID, window)
+			s.name = d.name
+			stop(cmd)
+			t.Logf("round %d: %-48s RSS %5.1f MiB (peak %5.1f)  CPU %.4f%% of a core, earlyoom %.4f%%, machine %.1f forks/s",
+				r+1, s.name, float64(s.rssKiB)/1024, float64(s.hwmKiB)/1024, s.cpuPercent(), s.eoPercent(), s.forkRate)
+			if s.rssKiB <= 0 {
+				t.Errorf("%s: no RSS measured", s.name)
 			}
-		})
-	}
-	time.Sleep(2 * time.Second) // start-up is not idle
-	start := make([]int64, len(cmds))
-	for i, c := range cmds {
-		start[i] = cpuNanos(t, c.Process.Pid)
-	}
-	begin := time.Now()
-	forksBefore := forkCount(t)
-	time.Sleep(window)
-	forkRate := float64(forkCount(t)-forksBefore) / time.Since(begin).Seconds()
-	t.Logf("the machine forked %.0f processes a second during the window", forkRate)
-	var samples []sample
-	for i, c := range cmds {
-		s := sample{name: daemons[i].name, windowSec: time.Since(begin).Seconds()}
-		s.cpuNanos = cpuNanos(t, c.Process.Pid) - start[i]
-		s.rssKiB, s.hwmKiB = statusKiB(t, c.Process.Pid, "VmRSS:"), statusKiB(t, c.Process.Pid, "VmHWM:")
-		samples = append(samples, s)
-	}
-	for _, s := range samples {
-		t.Logf("%-40s RSS %6.1f MiB (peak %6.1f MiB)  CPU %.3f%% of a core over %.0fs",
-			s.name, float64(s.rssKiB)/1024, float64(s.hwmKiB)/1024, s.cpuPercent(), s.windowSec)
-		if s.rssKiB <= 0 {
-			t.Errorf("%s: no RSS measured", s.name)
+			samples[i] = append(samples[i], s)
 		}
 	}
 	if *write {
-		writeDoc(t, samples, forkRate)
+		writeDoc(t, samples, window, warmup)
 	}
 }
 
-func writeDoc(t *testing.T, samples []sample, forkRate float64) {
+// start starts a daemon that the test stops at its end at the latest.
+func start(t *testing.T, args ...string) *exec.Cmd {
+	cmd := exec.Command(args[0], args[1:]...)
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
+	logs := &bytes.Buffer{}
+	cmd.Stdout, cmd.Stderr = logs, logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("start %s: %v", args[0], err)
+	}
+	t.Cleanup(func() {
+		stop(cmd)
+		if t.Failed() {
+			t.Logf("%s log:\n%s", args[0], logs.String())
+		}
+	})
+	return cmd
+}
+
+// stop ends a daemon with SIGTERM; a second call does nothing.
+func stop(cmd *exec.Cmd) {
+	if cmd.ProcessState != nil {
+		return
+	}
+	cmd.Process.Signal(syscall.SIGTERM)
+	cmd.Wait()
+}
+
+// measure samples pid (and earlyoom's eoPID, when > 0) over window. It
+// forks nothing: a fork would be an event for the guard measured.
+func measure(t *testing.T, pid, eoPID int, window time.Duration) sample {
+	cpu0, eo0 := cpuNanos(t, pid), int64(0)
+	if eoPID > 0 {
+		eo0 = cpuNanos(t, eoPID)
+	}
+	begin := time.Now()
+	forks0 := forkCount(t)
+	time.Sleep(window)
+	s := sample{windowSec: time.Since(begin).Seconds(), eoNanos: -1}
+	s.forkRate = float64(forkCount(t)-forks0) / s.windowSec
+	s.cpuNanos = cpuNanos(t, pid) - cpu0
+	if eoPID > 0 {
+		s.eoNanos = cpuNanos(t, eoPID) - eo0
+	}
+	s.rssKiB, s.hwmKiB = statusKiB(t, pid, "VmRSS:"), statusKiB(t, pid, "VmHWM:")
+	return s
+}
+
+func writeDoc(t *testing.T, samples [][]sample, window, warmup time.Duration) {
 	var b strings.Builder
 	kernel, _ := os.ReadFile("/proc/sys/kernel/osrelease")
 	fmt.Fprintf(&b, "# Idle cost: oomguard beside earlyoom\n\n")
 	fmt.Fprintf(&b, "Generated by `go test ./bench/idle -run TestIdleCost -count=1 -v -args -write` on %s, kernel %s, %d CPUs.\n\n",
 		time.Now().UTC().Format("2006-01-02 15:04 MST"), strings.TrimSpace(string(kernel)), runtime.NumCPU())
-	b.WriteString("All daemons run at the same time, in the same window, on an otherwise idle machine; CPU is the time the daemon's threads spent on a CPU over the window after a 2 s start-up (the first field of /proc/PID/task/*/schedstat, in nanoseconds, so even earlyoom's small figure is measured, not rounded to 10 ms ticks), RSS is VmRSS at its end. The oomguard daemons run with their defaults (fork-bomb guard on, 1 s poll, D-Bus off since this machine has no system bus); earlyoom runs at its defaults with `--dryrun`. Targets: RSS at most 12 MiB, idle CPU no higher than earlyoom's.\n\n")
-	b.WriteString("| daemon | RSS (MiB) | peak RSS (MiB) | CPU (% of a core) | CPU / earlyoom |\n|---|---|---|---|---|\n")
-	var eo float64 = -1
-	for _, s := range samples {
-		if strings.HasPrefix(s.name, "earlyoom") {
-			eo = s.cpuPercent()
+	fmt.Fprintf(&b, "earlyoom (Debian's binary, at its defaults with `--dryrun`) runs for the whole benchmark. Beside it, one oomguard configuration at a time runs for a %.0f s window after a %.0f s start-up (start-up is not idle), in %d rounds that take the configurations in turn; so each window compares one oomguard with earlyoom, side by side, on an otherwise idle machine. CPU is the time the daemon's threads spent on a CPU in the window (the first field of /proc/PID/task/*/schedstat, in nanoseconds, so even earlyoom's small figure is measured, not rounded to 10 ms ticks); RSS is VmRSS at the end of the last window. The oomguard daemons run with their defaults (fork-bomb guard on, D-Bus off since this machine has no system bus). The harness forks nothing during a window, since each fork is an event for the fork-bomb guard. Targets: RSS at most 12 MiB, idle CPU no higher than earlyoom's.\n\n",
+		window.Seconds(), warmup.Seconds(), len(samples[0]))
+	b.WriteString("| daemon | RSS (MiB) | peak RSS (MiB) | CPU (% of a core), per round | earlyoom in the same windows | CPU / earlyoom, per round | machine forks/s |\n|---|---|---|---|---|---|---|\n")
+	for _, ss := range samples {
+		last := ss[len(ss)-1]
+		var cpu, eo, ratio, forks []string
+		for _, s := range ss {
+			cpu = append(cpu, fmt.Sprintf("%.4f", s.cpuPercent()))
+			forks = append(forks, fmt.Sprintf("%.1f", s.forkRate))
+			switch {
+			case s.eoNanos < 0:
+				eo, ratio = append(eo, "-"), append(ratio, "-")
+			case s.eoNanos == 0:
+				eo, ratio = append(eo, "0"), append(ratio, "(earlyoom used no CPU)")
+			default:
+				eo = append(eo, fmt.Sprintf("%.4f", s.eoPercent()))
+				ratio = append(ratio, fmt.Sprintf("%.2f", float64(s.cpuNanos)/float64(s.eoNanos)))
+			}
 		}
+		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %s | %s | %s |\n", last.name, float64(last.rssKiB)/1024, float64(last.hwmKiB)/1024,
+			strings.Join(cpu, ", "), strings.Join(eo, ", "), strings.Join(ratio, ", "), strings.Join(forks, ", "))
 	}
-	for _, s := range samples {
-		ratio := "-"
-		if eo > 0 {
-			ratio = fmt.Sprintf("%.2f", s.cpuPercent()/eo)
-		} else if eo == 0 {
-			ratio = "(earlyoom used no CPU)"
-		}
-		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %.3f | %s |\n", s.name, float64(s.rssKiB)/1024, float64(s.hwmKiB)/1024, s.cpuPercent(), ratio)
-	}
-	b.WriteString(fmt.Sprintf("\nDuring the window the machine forked %.0f processes a second (the `processes` counter of /proc/stat): the fork-bomb guard handles every fork, exec and exit event of the machine, so its share grows with that rate, and the run without it shows what the memory killer alone costs.\n", forkRate))
-	b.WriteString(fmt.Sprintf("\nWindow: %.0f s.\n", samples[0].windowSec))
+	b.WriteString("\nThe fork-bomb guard handles every fork, exec and exit event of the machine, so its share grows with the machine's fork rate (last column); on an idle machine it sleeps until the next event. The run without it shows what the memory killer alone costs.\n")
 	if err := os.WriteFile("../../docs/benchmarks/idle.md", []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
