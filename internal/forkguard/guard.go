@@ -4,7 +4,6 @@
 package forkguard
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -28,6 +27,8 @@ import (
 	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/policy/forkbomb"
 	"github.com/oomguard/oomguard/internal/procconn"
+	"github.com/oomguard/oomguard/internal/procfs"
+	"github.com/oomguard/oomguard/internal/source"
 )
 
 // Config configures a Guard. The zero value watches the whole machine with
@@ -107,6 +108,7 @@ type Guard struct {
 	holdUntil     time.Duration
 	cooldown      map[lineage.Ref]time.Duration
 	pgscan        uint64
+	vmstat        *procfs.Reader // kept open; used by the Run goroutine only
 
 	ready   chan struct{}
 	resyncs atomic.Uint64
@@ -198,11 +200,20 @@ func (g *Guard) Stats() Stats {
 func (g *Guard) DetectorConfig() forkbomb.Config { return g.det.Config() }
 
 // now returns CLOCK_MONOTONIC, the clock of proc connector timestamps.
-func now() time.Duration {
+//
+// The clock is read once through clock_gettime(2), and after that through
+// Go's own monotonic clock, which is CLOCK_MONOTONIC read through the vDSO:
+// x/sys's ClockGettime is a real system call, and one made through package
+// syscall wakes Go's monitor thread, which on an idle machine cost every
+// lone fork a handful of context switches.
+func now() time.Duration { return monoBase + time.Since(timeBase) }
+
+// monoBase is CLOCK_MONOTONIC at timeBase.
+var monoBase, timeBase = func() (time.Duration, time.Time) {
 	var ts unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &ts)
-	return time.Duration(ts.Nano())
-}
+	return time.Duration(ts.Nano()), time.Now()
+}()
 
 func monoMinusBoot() time.Duration {
 	var m, b unix.Timespec
@@ -219,9 +230,11 @@ func monoMinusBoot() time.Duration {
 // is a cross-CPU interrupt charged to the forking process, and a thread
 // blocked in poll(2) keeps Go's monitor thread polling). The delay adds
 // at most coalesceDelay to a detection: a few dozen members of the
-// fastest bomb, whose first take already holds a burst.
+// fastest bomb, whose first take already holds a burst. One empty take
+// is enough to go idle: a lone process's fork, exec and exit then cost
+// two wake-ups, the one its fork causes and one after coalesceDelay.
 const (
-	idleAfterEmpty = 2
+	idleAfterEmpty = 1
 	coalesceDelay  = 5 * time.Millisecond
 	hotBatch       = 64
 )
@@ -255,6 +268,11 @@ func (g *Guard) nextPass() (time.Duration, bool) {
 // contains bombs until ctx is done. It closes the proc connector on return.
 func (g *Guard) Run(ctx context.Context) error {
 	defer g.conn.Close()
+	defer func() {
+		if g.vmstat != nil {
+			g.vmstat.CloseSystemFiles()
+		}
+	}()
 	// One OS thread does everything, at real-time priority when allowed.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
@@ -275,7 +293,7 @@ func (g *Guard) Run(ctx context.Context) error {
 	if err := g.resync(true); err != nil {
 		return err
 	}
-	g.pgscan, _ = readPgscan(g.cfg.ProcRoot)
+	g.pgscan, _ = g.readPgscan()
 	close(g.ready)
 	g.log.Info("forkguard: watching", "processes", g.rec.LiveCount(), "filter", g.conn.Filtered(),
 		"scopes", len(g.cfg.Scopes), "dry_run", g.cfg.DryRun)
@@ -289,6 +307,14 @@ func (g *Guard) Run(ctx context.Context) error {
 	// trickle of forks and execs costs a wake-up every few milliseconds,
 	// not one per event. Hot (the last take held a burst of hotBatch
 	// events or more: a bomb): take again at once.
+	// The active loop sleeps on an Alarm: unlike time.Sleep, it does not
+	// wake Go's monitor thread (see source.Alarm).
+	alarm, err := source.NewAlarm()
+	if err != nil {
+		g.log.Warn("forkguard: sleeping on Go timers instead", "err", err)
+	} else {
+		defer alarm.Close()
+	}
 	hot := false
 	empty := idleAfterEmpty // takes in a row that found nothing
 	for ctx.Err() == nil {
@@ -297,7 +323,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		switch t := now(); {
 		case hot:
 		case empty < idleAfterEmpty:
-			time.Sleep(coalesceDelay)
+			g.pause(ctx, alarm)
 		default:
 			wait := time.Duration(-1) // until an event
 			if due, ok := g.nextPass(); ok {
@@ -352,7 +378,7 @@ func (g *Guard) Run(ctx context.Context) error {
 		}
 		if t-lastTick >= time.Second {
 			lastTick = t
-			pg, _ := readPgscan(g.cfg.ProcRoot)
+			pg, _ := g.readPgscan()
 			g.mu.Lock()
 			g.rec.Tick(t, pg != g.pgscan)
 			g.mu.Unlock()
@@ -366,6 +392,18 @@ func (g *Guard) Run(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// pause sleeps coalesceDelay, on alarm when there is one.
+func (g *Guard) pause(ctx context.Context, alarm *source.Alarm) {
+	if alarm == nil || alarm.Set(coalesceDelay) != nil {
+		time.Sleep(coalesceDelay)
+		return
+	}
+	select {
+	case <-alarm.C():
+	case <-ctx.Done():
+	}
 }
 
 // apply feeds events to the recorder. g.mu must be held.
@@ -397,14 +435,17 @@ func (g *Guard) readComm(pid int32) []byte {
 	p = append(p, '/')
 	p = strconv.AppendInt(p, int64(pid), 10)
 	p = append(p, "/comm\x00"...)
+	// Raw system calls (a /proc file never blocks): one made through
+	// package syscall wakes Go's monitor thread, which costs an idle
+	// machine's lone exec several context switches.
 	atFDCWD := unix.AT_FDCWD
-	fd, _, e := unix.Syscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&p[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
+	fd, _, e := unix.RawSyscall6(unix.SYS_OPENAT, uintptr(atFDCWD), uintptr(unsafe.Pointer(&p[0])), unix.O_RDONLY|unix.O_CLOEXEC, 0, 0, 0)
 	if e != 0 {
 		return nil
 	}
-	n, err := unix.Read(int(fd), g.commBuf[:])
-	unix.Close(int(fd))
-	if err != nil || n <= 0 {
+	n, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&g.commBuf[0])), uintptr(len(g.commBuf)))
+	unix.RawSyscall(unix.SYS_CLOSE, fd, 0, 0)
+	if e != 0 || int(n) <= 0 {
 		return nil
 	}
 	return bytes.TrimRight(g.commBuf[:n], "\n")
@@ -629,23 +670,19 @@ func (g *Guard) record(a actionlog.Action) {
 	}
 }
 
-// readPgscan returns pgscan_kswapd + pgscan_direct from /proc/vmstat.
-func readPgscan(procRoot string) (uint64, error) {
-	f, err := os.Open(procRoot + "/vmstat")
-	if err != nil {
+// readPgscan returns pgscan_kswapd + pgscan_direct from /proc/vmstat,
+// which it keeps open and reads with one raw pread (see
+// procfs.Buffer.KeepFiles).
+func (g *Guard) readPgscan() (uint64, error) {
+	if g.vmstat == nil {
+		g.vmstat = procfs.NewFS(g.cfg.ProcRoot).NewReader()
+		g.vmstat.KeepSystemFiles()
+	}
+	var v procfs.Vmstat
+	if err := g.vmstat.Vmstat(&v); err != nil {
 		return 0, err
 	}
-	defer f.Close()
-	var sum uint64
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Bytes()
-		if bytes.HasPrefix(line, []byte("pgscan_kswapd ")) || bytes.HasPrefix(line, []byte("pgscan_direct ")) {
-			v, _ := strconv.ParseUint(string(line[bytes.IndexByte(line, ' ')+1:]), 10, 64)
-			sum += v
-		}
-	}
-	return sum, sc.Err()
+	return v.PgscanKswapd.N + v.PgscanDirect.N, nil
 }
 
 // threadCPU returns utime+stime of thread tid of this process.

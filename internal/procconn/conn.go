@@ -19,6 +19,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"time"
+	"unsafe"
 
 	"golang.org/x/sys/unix"
 )
@@ -241,10 +242,14 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	if c.closed.Load() {
 		return false, fmt.Errorf("proc connector: wait: %w", unix.EBADF)
 	}
-	dup, err := unix.FcntlInt(uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
-	if err != nil {
-		return false, fmt.Errorf("proc connector: dup for wait: %w", err)
+	// Raw system calls here and in the check below: one made through
+	// package syscall wakes Go's monitor thread when it sleeps, and sets it
+	// polling every 20 µs for a while.
+	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if e != 0 {
+		return false, fmt.Errorf("proc connector: dup for wait: %w", e)
 	}
+	dup := int(r)
 	// The descriptor is non-blocking (the flag belongs to the open file
 	// both share), so os.NewFile registers it with the poller.
 	f := os.NewFile(uintptr(dup), "proc-connector")
@@ -272,8 +277,9 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	}()
 	err = raw.Read(func(fd uintptr) bool {
 		c.pfd[0] = unix.PollFd{Fd: int32(fd), Events: unix.POLLIN}
-		n, err := unix.Poll(c.pfd, 0)
-		return err == nil && n > 0
+		var zero unix.Timespec
+		n, _, e := unix.RawSyscall6(unix.SYS_PPOLL, uintptr(unsafe.Pointer(&c.pfd[0])), 1, uintptr(unsafe.Pointer(&zero)), 0, 0, 0)
+		return e == 0 && n > 0
 	})
 	switch {
 	case err == nil:
@@ -301,9 +307,12 @@ func (c *Conn) TryRead(evs []Event) (int, error) {
 }
 
 func (c *Conn) recv(evs []Event) (int, error) {
-	n, err := unix.Read(c.fd, c.buf)
-	if err != nil {
-		switch err {
+	// The socket is non-blocking, so the read cannot block; it is made raw
+	// so that it does not wake Go's monitor thread (see WaitIdle).
+	r, _, e := unix.RawSyscall(unix.SYS_READ, uintptr(c.fd), uintptr(unsafe.Pointer(&c.buf[0])), uintptr(len(c.buf)))
+	n := int(r)
+	if e != 0 {
+		switch e {
 		case unix.EAGAIN, unix.EINTR:
 			return 0, nil
 		case unix.ENOBUFS:
@@ -313,7 +322,7 @@ func (c *Conn) recv(evs []Event) (int, error) {
 			clear(c.next)
 			return 0, ErrLost
 		}
-		return 0, fmt.Errorf("proc connector: recv: %w", err)
+		return 0, fmt.Errorf("proc connector: recv: %w", e)
 	}
 	return c.decode(c.buf[:n], evs), nil
 }
