@@ -58,7 +58,7 @@ type Config struct {
 	// loss, and the other event types are rare enough to cost nothing.
 	KernelFilter bool
 	// DetectInterval is the least time between detection passes while
-	// processes are being forked; 0 means 10 ms. Without forks no pass runs
+	// processes fork, exec or exit; 0 means 10 ms. Without such events no pass runs
 	// (see Guard.nextPass), unless a verdict was deferred.
 	DetectInterval time.Duration
 	// ResyncHold is how long after a resynchronisation that found the
@@ -106,7 +106,7 @@ type Guard struct {
 	members  []forkbomb.Member
 
 	monoMinusBoot time.Duration
-	forks         int           // forks since the last detection pass
+	changes       int           // lineage events (fork, exec, exit) since the last detection pass
 	recheckAt     time.Duration // when a deferred verdict is due again; 0: none (see nextPass)
 	lastDetect    time.Duration
 	lastCost      time.Duration
@@ -252,18 +252,19 @@ const (
 func (g *Guard) detectGap() time.Duration { return max(g.cfg.DetectInterval, 20*g.lastCost) }
 
 // nextPass returns when the next detection pass is due, and false when
-// none is. A pass is due detectGap after the last one once anything has
-// forked since, and when a deferred verdict (the hold after lost events,
-// a family's cooldown) comes up again. Otherwise no pass can find a new
-// bomb: without events the lineage only ages, and age makes no family
-// more bomb-like (its young fraction and birth rate only fall). A bomb
-// that fills its pids limit and then sits there was forking, so a pass
-// ran while it grew; one that was there before the guard started is in
-// the seed, whose pass runs at once. So an idle guard sleeps until the
+// none is. A pass is due detectGap after the last one once any process
+// has forked, exec'd or exited since (a fork adds a member, an exec makes
+// an image young, an exit orphans children), and when a deferred verdict
+// (the hold after lost events, a family's cooldown) comes up again.
+// Otherwise no pass can find a new bomb: without events the lineage only
+// ages, and age makes no family more bomb-like (its young fraction and
+// birth rate only fall). A bomb that fills its pids limit and then sits
+// there was forking, so a pass ran while it grew; one that was there
+// before the guard started is in the seed, whose pass runs at once. So an idle guard sleeps until the
 // next event, and costs nothing on an idle machine.
 func (g *Guard) nextPass() (time.Duration, bool) {
 	switch {
-	case g.forks > 0:
+	case g.changes > 0:
 		return g.lastDetect + g.detectGap(), true
 	case g.recheckAt > 0:
 		return g.recheckAt, true
@@ -423,15 +424,17 @@ func (g *Guard) apply(evs []procconn.Event, readComm bool) {
 		switch e.What {
 		case procconn.WhatFork:
 			g.rec.Fork(e.ParentTGID, e.TGID, e.Time)
-			g.forks++
+			g.changes++
 		case procconn.WhatExec:
 			var comm []byte
 			if readComm {
 				comm = g.readComm(e.TGID)
 			}
 			g.rec.Exec(e.TGID, e.Time, comm)
+			g.changes++ // a new image is young again
 		case procconn.WhatExit:
 			g.rec.Exit(e.TGID, e.Time)
+			g.changes++ // its children become orphans
 		}
 	}
 }
@@ -533,7 +536,7 @@ func (g *Guard) scopeSet() (*forkbomb.PIDSet, error) {
 
 func (g *Guard) detect(ctx context.Context, t time.Duration) {
 	g.lastDetect = t
-	g.forks = 0
+	g.changes = 0
 	g.recheckAt = 0
 	g.mu.Lock()
 	g.verdicts = g.det.Detect(forkbomb.Input{Lineage: g.rec, Now: t, Self: g.self}, g.verdicts[:0])
