@@ -2,6 +2,9 @@ package e2e
 
 import (
 	"encoding/json"
+	"os"
+	"path/filepath"
+	"regexp"
 	"testing"
 	"time"
 
@@ -101,5 +104,32 @@ func TestTreeShowsDeadRoot(t *testing.T) {
 	}
 	if err := g.KillAll(); err != nil {
 		t.Fatal(err)
+	}
+}
+
+// The kernel-side event filter is off unless the configuration asks for
+// it, and forkbomb.kernel_filter reaches the proc connector.
+func TestKernelFilterSetting(t *testing.T) {
+	g := testbed.New(t, testbed.Options{PidsMax: 100})
+	for _, c := range []struct {
+		config string
+		want   string
+	}{
+		{"", "filter=false"},
+		{"[forkbomb]\nkernel_filter = true\n", "filter=true"},
+	} {
+		args := []string{"--scope", g.Pids.Path, "--no-dbus"}
+		if c.config != "" {
+			path := filepath.Join(t.TempDir(), "oomguard.toml")
+			if err := os.WriteFile(path, []byte(c.config), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			args = append(args, "--config", path)
+		}
+		d := startDaemon(t, args...)
+		if !d.waitLog(10*time.Second, regexp.MustCompile(`forkguard: watching.* `+c.want)) {
+			t.Errorf("config %q: no %q in the guard's start line; log:\n%s", c.config, c.want, d.Log())
+		}
+		d.stop()
 	}
 }

@@ -164,6 +164,11 @@ type ForkBomb struct {
 	// MinOrphanFraction is the share of members with a dead parent that
 	// counts as replicating.
 	MinOrphanFraction float64 `toml:"min_orphan_fraction"`
+	// KernelFilter asks the kernel (Linux 6.6+) to deliver only fork, exec
+	// and exit events. Off by default: the events it filters out still
+	// take sequence numbers, so they look like lost events, and each costs
+	// a /proc resynchronisation.
+	KernelFilter bool `toml:"kernel_filter"`
 }
 
 // Kmem holds the per-cgroup kernel-memory budgets.

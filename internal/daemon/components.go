@@ -28,6 +28,7 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 				MinDepth:          cfg.ForkBomb.MinDepth,
 				MinOrphanFraction: cfg.ForkBomb.MinOrphanFraction,
 			},
+			KernelFilter: cfg.ForkBomb.KernelFilter,
 		}, d.log.With("part", "forkbomb"), d.actions)
 		if err != nil {
 			// The memory killer is worth running without it.
