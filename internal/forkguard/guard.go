@@ -53,9 +53,10 @@ type Config struct {
 	// kernel numbers every event before filtering, so the events it
 	// filters out (uid, sid, comm, ptrace changes of any process on the
 	// machine) leave the same sequence gaps as lost ones, and each such
-	// gap cost a /proc resynchronisation (measured: 6 in 30 s on an idle
-	// machine, against none without the filter). Without it, a gap is a
-	// loss, and the other event types are rare enough to cost nothing.
+	// gap cost a /proc resynchronisation (measured: 6 in 30 s of starting
+	// a process a second while another benchmark ran, against no gap at
+	// all without the filter). Without it, a gap is a loss, and the other
+	// event types are rare enough to cost nothing.
 	KernelFilter bool
 	// DetectInterval is the least time between detection passes while
 	// processes fork, exec or exit; 0 means 10 ms. Without such events no pass runs
