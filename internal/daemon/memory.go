@@ -141,15 +141,9 @@ func (m *memoryKiller) Run(ctx context.Context) error {
 		var late <-chan time.Time
 		if alarm == nil {
 			late = time.After(next)
-		} else {
-			select { // an expiry that raced an event wake is stale
-			case <-tick:
-			default:
-			}
-			if err := alarm.Set(next); err != nil {
-				m.noteError("memory poll", err)
-				late = time.After(next)
-			}
+		} else if err := alarm.Set(next); err != nil {
+			m.noteError("memory poll", err)
+			late = time.After(next)
 		}
 		select {
 		case <-ctx.Done():

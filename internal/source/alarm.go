@@ -1,7 +1,6 @@
 package source
 
 import (
-	"errors"
 	"fmt"
 	"os"
 	"syscall"
@@ -18,8 +17,8 @@ import (
 // A system call made through package syscall (entersyscall) wakes it too,
 // and resets it to that pace. An Alarm is invisible to sysmon: it is armed
 // and read with raw system calls, and its expiry wakes only the poller.
-// On a machine where a context switch is costly (a virtual machine), this
-// halves what each of the daemon's polls costs.
+// On a machine where a context switch is costly (a virtual machine), those
+// wake-ups are a large part of what an idle daemon's poll costs.
 //
 // Set arms it; C receives once per expiry. Close ends it.
 type Alarm struct {
@@ -52,8 +51,15 @@ func NewAlarm() (*Alarm, error) {
 func (a *Alarm) C() <-chan struct{} { return a.c }
 
 // Set arms the alarm to go off d from now (at least 1 ns), replacing the
-// previous setting. A pending expiry not yet received from C stays.
+// previous setting and dropping an expiry of it not yet received from C
+// (one already read from the timerfd but not yet passed to C can still
+// arrive: a waiter then wakes early once).
 func (a *Alarm) Set(d time.Duration) error {
+	// Drop first: the new setting may go off before settime returns.
+	select {
+	case <-a.c:
+	default:
+	}
 	spec := unix.ItimerSpec{Value: unix.NsecToTimespec(max(d, 1).Nanoseconds())}
 	_, _, e := unix.RawSyscall6(unix.SYS_TIMERFD_SETTIME, uintptr(a.fd), 0, uintptr(unsafe.Pointer(&spec)), 0, 0, 0)
 	if e != 0 {
@@ -78,7 +84,7 @@ func (a *Alarm) run(raw syscall.RawConn) {
 			_, _, e := unix.RawSyscall(unix.SYS_READ, fd, uintptr(unsafe.Pointer(&buf[0])), uintptr(len(buf)))
 			return e != unix.EAGAIN
 		})
-		if errors.Is(err, os.ErrClosed) || err != nil {
+		if err != nil { // closed
 			return
 		}
 		select {

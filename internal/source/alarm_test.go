@@ -6,55 +6,53 @@ import (
 )
 
 // An Alarm goes off once per Set, no sooner than asked; a new Set replaces
-// the old one; Close ends it.
+// the old one, pending expiry included; Close ends it.
 func TestAlarm(t *testing.T) {
 	a, err := NewAlarm()
 	if err != nil {
 		t.Fatal(err)
 	}
-	start := time.Now()
-	if err := a.Set(50 * time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-a.C():
-		if d := time.Since(start); d < 50*time.Millisecond {
-			t.Errorf("went off after %v, want at least 50ms", d)
+	set := func(d time.Duration) {
+		t.Helper()
+		if err := a.Set(d); err != nil {
+			t.Fatal(err)
 		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("alarm set for 50ms did not go off in 5s")
 	}
-	// One-shot: nothing more without a new Set.
-	select {
-	case <-a.C():
-		t.Fatal("went off twice for one Set")
-	case <-time.After(150 * time.Millisecond):
+	// goesOff sets the alarm to d and waits for it, at least d.
+	goesOff := func(d time.Duration) {
+		t.Helper()
+		start := time.Now()
+		set(d)
+		select {
+		case <-a.C():
+			if got := time.Since(start); got < d {
+				t.Errorf("set for %v, went off after %v", d, got)
+			}
+		case <-time.After(5 * time.Second):
+			t.Fatalf("set for %v, did not go off in 5s", d)
+		}
 	}
+	quiet := func(why string) {
+		t.Helper()
+		select {
+		case <-a.C():
+			t.Fatal(why)
+		case <-time.After(150 * time.Millisecond):
+		}
+	}
+	goesOff(50 * time.Millisecond)
+	quiet("went off twice for one Set")
 	// A later Set replaces an earlier one.
-	if err := a.Set(time.Hour); err != nil {
-		t.Fatal(err)
-	}
-	start = time.Now()
-	if err := a.Set(20 * time.Millisecond); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-a.C():
-		if d := time.Since(start); d < 20*time.Millisecond {
-			t.Errorf("went off after %v, want at least 20ms", d)
-		}
-	case <-time.After(5 * time.Second):
-		t.Fatal("the replacing Set did not go off in 5s")
-	}
+	set(time.Hour)
+	goesOff(20 * time.Millisecond)
+	// ...and drops its expiry if nobody received it yet.
+	set(time.Millisecond)
+	time.Sleep(50 * time.Millisecond)
+	set(time.Hour)
+	quiet("an expiry of a replaced setting was delivered")
 	// Zero and negative durations go off at once rather than disarming.
-	if err := a.Set(0); err != nil {
-		t.Fatal(err)
-	}
-	select {
-	case <-a.C():
-	case <-time.After(5 * time.Second):
-		t.Fatal("Set(0) did not go off")
-	}
+	goesOff(0)
+	goesOff(-time.Second)
 	done := make(chan error, 1)
 	go func() { done <- a.Close() }()
 	select {
