@@ -82,8 +82,7 @@ func TestIdleCost(t *testing.T) {
 	} else {
 		t.Log("earlyoom is not available: measured without it")
 	}
-	var samples [][]sample // by daemon, one per round
-	samples = make([][]sample, len(daemons))
+	samples := make([][]sample, len(daemons)) // by daemon, one per round
 	for r := 0; r < rounds; r++ {
 		for i, d := range daemons {
 			cmd := start(t, d.args...)
