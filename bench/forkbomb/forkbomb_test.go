@@ -3,7 +3,9 @@
 //
 //	OOMGUARD_BENCH=1 go test ./bench/forkbomb -run TestForkbombBench -v -timeout 90m
 //
-// (as root; OOMGUARD_BENCH_RUNS sets the runs per bomb, default 10).
+// (as root; OOMGUARD_BENCH_RUNS sets the runs per bomb, default 10;
+// OOMGUARD_BENCH_ONLY=NAME runs only the bombs whose file name holds NAME,
+// for a quick look: the report it writes is then partial).
 package forkbomb_bench
 
 import (
@@ -170,6 +172,7 @@ func runBomb(t *testing.T, b bomb) (sample, error) {
 		return sample{}, fmt.Errorf("%s: not contained in 30s", b.name)
 	}
 	containedAt := time.Now()
+	t.Logf("%s: %s; numbers %v", b.name, act.Reason, act.Numbers)
 	g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 })
 	time.Sleep(200 * time.Millisecond)
 	s := sample{
@@ -231,6 +234,9 @@ func TestForkbombBench(t *testing.T) {
 	fmt.Fprintf(&md, "- *bomb CPU*: CPU the bomb burned (cpuacct) from start to end.\n\n")
 	fmt.Fprintf(&md, "| bomb | method | time to containment (median, max) | peak family (median, max) | survivors (total) | guard CPU (median) | bomb CPU (median) |\n|---|---|---|---|---|---|---|\n")
 	for _, b := range bombs {
+		if only := os.Getenv("OOMGUARD_BENCH_ONLY"); only != "" && !strings.Contains(b.file, only) {
+			continue
+		}
 		var ss []sample
 		for i := 0; i < runs; i++ {
 			s, err := runBomb(t, b)

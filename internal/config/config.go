@@ -143,10 +143,14 @@ type Kill struct {
 }
 
 // ForkBomb configures fork-bomb detection on the process lineage. A family
-// is a bomb when it is big (MinFamily), recent (MinYoungFraction of it
-// younger than MaxAge, or births at MinRate), and replicating (MinDepth
-// forks deep, or MinOrphanFraction of it orphaned by dead ancestors). The
-// defaults, and the reasoning behind them, are in etc/oomguard.toml.
+// is a bomb when it is recent (MinYoungFraction of it younger than MaxAge,
+// or births at MinRate) and either big and replicating (MinFamily members,
+// and MinDepth forks deep or MinOrphanFraction of it orphaned by dead
+// ancestors), or replicating through exiting parents at a smaller size
+// (OrphanFamily members, MinDepth deep, OrphanFamilyFraction orphaned; or
+// ReplicatingFamily members and ReplicatingGenerations nested exited
+// parents of two or more). The defaults, and the reasoning behind them, are
+// in etc/oomguard.toml and the forkbomb package.
 type ForkBomb struct {
 	Enabled bool `toml:"enabled"`
 	// MinFamily is the least number of live members of a bomb.
@@ -164,6 +168,19 @@ type ForkBomb struct {
 	// MinOrphanFraction is the share of members with a dead parent that
 	// counts as replicating.
 	MinOrphanFraction float64 `toml:"min_orphan_fraction"`
+	// OrphanFamily is the least number of live members of a bomb that
+	// OrphanFamilyFraction of is orphaned (and MinDepth deep).
+	OrphanFamily int `toml:"orphan_family"`
+	// OrphanFamilyFraction is the share of orphans that makes a family of
+	// OrphanFamily members a bomb.
+	OrphanFamilyFraction float64 `toml:"orphan_family_fraction"`
+	// ReplicatingFamily is the least number of live members of a bomb
+	// found by its replication generations.
+	ReplicatingFamily int `toml:"replicating_family"`
+	// ReplicatingGenerations is how many exited parents of two or more
+	// lines of descendants, nested along one line, make a family of
+	// ReplicatingFamily members a bomb.
+	ReplicatingGenerations int `toml:"replicating_generations"`
 	// KernelFilter asks the kernel (Linux 6.6+) to deliver only fork, exec
 	// and exit events. Off by default: the events it filters out still
 	// take sequence numbers, so they look like lost events, and each costs
@@ -241,7 +258,8 @@ func Default() *Config {
 		},
 		Kill: Kill{Deadline: Duration(2e9), Mrelease: true},
 		ForkBomb: ForkBomb{Enabled: true, MinFamily: 200, MinRate: 2000, MaxAge: Duration(60e9),
-			MinYoungFraction: 0.8, MinDepth: 6, MinOrphanFraction: 0.3},
+			MinYoungFraction: 0.8, MinDepth: 6, MinOrphanFraction: 0.3,
+			OrphanFamily: 50, OrphanFamilyFraction: 0.5, ReplicatingFamily: 16, ReplicatingGenerations: 3},
 		Hooks:  Hooks{Timeout: Duration(5e9)},
 		Notify: Notify{DBus: true},
 		Log:    Log{Level: "info", Format: "auto"},

@@ -112,13 +112,30 @@ func (c *Config) Validate() error {
 		for _, f := range []struct {
 			key string
 			val float64
-		}{{"forkbomb.min_young_fraction", c.ForkBomb.MinYoungFraction}, {"forkbomb.min_orphan_fraction", c.ForkBomb.MinOrphanFraction}} {
+		}{
+			{"forkbomb.min_young_fraction", c.ForkBomb.MinYoungFraction},
+			{"forkbomb.min_orphan_fraction", c.ForkBomb.MinOrphanFraction},
+			{"forkbomb.orphan_family_fraction", c.ForkBomb.OrphanFamilyFraction},
+		} {
 			if !(f.val > 0 && f.val <= 1) {
 				v.errorf(f.key, "%s %v: want a fraction above 0 and at most 1", f.key[len("forkbomb."):], f.val)
 			}
 		}
 		if c.ForkBomb.MinDepth < 1 {
 			v.errorf("forkbomb.min_depth", "min_depth %d: want at least 1", c.ForkBomb.MinDepth)
+		}
+		for _, f := range []struct {
+			key string
+			val int
+		}{{"forkbomb.orphan_family", c.ForkBomb.OrphanFamily}, {"forkbomb.replicating_family", c.ForkBomb.ReplicatingFamily}} {
+			if f.val < 2 {
+				v.errorf(f.key, "%s %d: a family of fewer than 2 processes is no bomb", f.key[len("forkbomb."):], f.val)
+			}
+		}
+		if c.ForkBomb.ReplicatingGenerations < 2 {
+			// One exited parent of several children is any script that
+			// starts background jobs and exits.
+			v.errorf("forkbomb.replicating_generations", "replicating_generations %d: want at least 2 (one is any script that backgrounds jobs and exits)", c.ForkBomb.ReplicatingGenerations)
 		}
 	}
 

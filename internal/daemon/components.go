@@ -27,6 +27,11 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 				MinRate:           cfg.ForkBomb.MinRate,
 				MinDepth:          cfg.ForkBomb.MinDepth,
 				MinOrphanFraction: cfg.ForkBomb.MinOrphanFraction,
+
+				OrphanFamily:           cfg.ForkBomb.OrphanFamily,
+				OrphanFamilyFraction:   cfg.ForkBomb.OrphanFamilyFraction,
+				ReplicatingFamily:      cfg.ForkBomb.ReplicatingFamily,
+				ReplicatingGenerations: cfg.ForkBomb.ReplicatingGenerations,
 			},
 			KernelFilter: cfg.ForkBomb.KernelFilter,
 		}, d.log.With("part", "forkbomb"), d.actions)

@@ -21,9 +21,15 @@ import (
 //     have a dead parent.
 //
 // or, for bombs whose parents exit at once (the hardest kind, and the kind
-// that gives itself away soonest), when it is recent as above and has at
-// least OrphanFamily live members, at least OrphanFamilyFraction of them
-// orphans, and a depth of at least MinDepth.
+// that gives itself away soonest), when it is recent as above and either
+//
+//   - has at least OrphanFamily live members, at least OrphanFamilyFraction
+//     of them orphans, and a depth of at least MinDepth; or
+//   - has at least ReplicatingFamily live members and at least
+//     ReplicatingGenerations replication generations: nested exited
+//     processes that each left two or more lines of descendants behind
+//     (a process that started two or more others and exited, below one
+//     that did the same, below one that did the same).
 //
 // The defaults, and why:
 //
@@ -55,6 +61,18 @@ import (
 //     (their trees are at most four deep and their parents wait), while a
 //     bash bomb has that shape from its third generation. Catching it at 50
 //     instead of 200 saves two generations.
+//   - ReplicatingFamily 16, ReplicatingGenerations 3. This is how a bomb
+//     whose parents exit looks from its first generations: each member
+//     starts two (or more) copies and exits, so exited, branching records
+//     nest one inside the other, one level per generation. Legitimate
+//     work has none: builds, job pools and shells wait for their children,
+//     so none of their records is an exited parent, in all the recorded
+//     workloads (testdata). Daemonising leaves an exited parent of one
+//     child, which does not branch; a script that backgrounds several
+//     services and exits is one branching generation, and its services
+//     daemonising do not add one. Three nested generations with 16 live
+//     members is a bash or sh bomb at its third or fourth generation, a
+//     quarter of the way to OrphanFamily.
 type Config struct {
 	MinFamily            int
 	YouthAge             time.Duration
@@ -65,6 +83,9 @@ type Config struct {
 	MinOrphanFraction    float64
 	OrphanFamily         int
 	OrphanFamilyFraction float64
+
+	ReplicatingFamily      int
+	ReplicatingGenerations int
 }
 
 // DefaultConfig returns the documented defaults.
@@ -79,6 +100,9 @@ func DefaultConfig() Config {
 		MinOrphanFraction:    0.3,
 		OrphanFamily:         50,
 		OrphanFamilyFraction: 0.5,
+
+		ReplicatingFamily:      16,
+		ReplicatingGenerations: 3,
 	}
 }
 
@@ -111,6 +135,12 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.OrphanFamilyFraction <= 0 {
 		c.OrphanFamilyFraction = d.OrphanFamilyFraction
+	}
+	if c.ReplicatingFamily <= 0 {
+		c.ReplicatingFamily = d.ReplicatingFamily
+	}
+	if c.ReplicatingGenerations <= 0 {
+		c.ReplicatingGenerations = d.ReplicatingGenerations
 	}
 	return c
 }
@@ -156,6 +186,10 @@ type Verdict struct {
 	Depth int
 	// Rate is Births per second of RateWindow.
 	Rate float64
+	// Generations counts replication generations: the most exited,
+	// branching records (processes that exited leaving two or more lines of
+	// descendants) nested along one line of descent.
+	Generations int
 	// FirstBorn is the earliest birth in the family: when it started.
 	FirstBorn time.Duration
 }
@@ -185,6 +219,7 @@ type Detector struct {
 type stats struct {
 	live, young, orphans, dead, births int32
 	depth                              int32 // -1: no live member below
+	generations                        int32
 	first                              time.Duration
 }
 
@@ -234,8 +269,11 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		id := order[i]
 		r := rec.Get(id)
 		s := stats{depth: -1, first: r.Born}
+		children := 0
 		for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			c := &d.st[ch]
+			children++
+			s.generations = max(s.generations, c.generations)
 			s.live += c.live
 			s.young += c.young
 			s.orphans += c.orphans
@@ -265,6 +303,11 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			}
 			if !r.Alive && r.Exited {
 				s.dead++
+				// Records without live descendants are freed, so every
+				// child here leads to a live member.
+				if children >= 2 {
+					s.generations++
+				}
 			}
 			if !r.Exec && !r.Scanned && r.Born >= rateCut {
 				s.births++
@@ -301,7 +344,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		// shell or timeout that started the bomb and waits for it) is not
 		// the bomb; its child's family is. A bomb's live root forks more
 		// than once (a C fork loop), so it stays. A record whose process
-		// lives on as a later image (after exec) counts as live.
+		// lives on as a later image (after exec) counts as live. The child's
+		// family need not qualify by itself: it holds every live member but
+		// the wrappers, which may be just what tips a family at a threshold.
 		for r.Alive || !r.Exited {
 			only := lineage.None
 			n := 0
@@ -309,7 +354,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 				only = ch
 				n++
 			}
-			if n != 1 || !d.qualifies(&d.st[only]) {
+			if n != 1 || d.st[only].live == 0 {
 				break
 			}
 			id, r, s = only, rec.Get(only), &d.st[only]
@@ -318,18 +363,19 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			continue
 		}
 		out = append(out, Verdict{
-			Root:      id,
-			RootRef:   rec.Ref(id),
-			RootPID:   r.PID,
-			RootAlive: r.Alive,
-			Live:      int(s.live),
-			Young:     int(s.young),
-			Orphans:   int(s.orphans),
-			Dead:      int(s.dead),
-			Births:    int(s.births),
-			Depth:     int(s.depth),
-			Rate:      float64(s.births) / d.cfg.RateWindow.Seconds(),
-			FirstBorn: s.first,
+			Root:        id,
+			RootRef:     rec.Ref(id),
+			RootPID:     r.PID,
+			RootAlive:   r.Alive,
+			Live:        int(s.live),
+			Young:       int(s.young),
+			Orphans:     int(s.orphans),
+			Dead:        int(s.dead),
+			Births:      int(s.births),
+			Depth:       int(s.depth),
+			Rate:        float64(s.births) / d.cfg.RateWindow.Seconds(),
+			Generations: int(s.generations),
+			FirstBorn:   s.first,
 		})
 	}
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
@@ -338,7 +384,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 
 func (d *Detector) qualifies(s *stats) bool {
 	live := float64(s.live)
-	if s.live < int32(min(d.cfg.MinFamily, d.cfg.OrphanFamily)) {
+	if s.live < int32(min(d.cfg.MinFamily, d.cfg.OrphanFamily, d.cfg.ReplicatingFamily)) {
 		return false
 	}
 	rate := float64(s.births) / d.cfg.RateWindow.Seconds()
@@ -348,6 +394,9 @@ func (d *Detector) qualifies(s *stats) bool {
 	deep := int(s.depth) >= d.cfg.MinDepth
 	orphans := float64(s.orphans)
 	if s.live >= int32(d.cfg.OrphanFamily) && deep && orphans >= d.cfg.OrphanFamilyFraction*live {
+		return true
+	}
+	if s.live >= int32(d.cfg.ReplicatingFamily) && s.generations >= int32(d.cfg.ReplicatingGenerations) {
 		return true
 	}
 	return s.live >= int32(d.cfg.MinFamily) && (deep || orphans >= d.cfg.MinOrphanFraction*live)

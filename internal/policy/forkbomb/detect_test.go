@@ -261,6 +261,37 @@ func backgroundLauncher(s *sim) {
 	s.advance(time.Second)
 }
 
+// serviceLauncher is a boot script that starts 5 service scripts in the
+// background and exits; each starts 2 daemons in the background and exits,
+// and each daemon double-forks and starts 10 workers. Exited parents of
+// several children nest two deep (the launcher, the service scripts), one
+// short of ReplicatingGenerations; the daemonising forks leave exited
+// parents of one child, which do not count.
+func serviceLauncher(s *sim) {
+	boot := s.fork(500)
+	s.exec(boot, "sh")
+	for i := 0; i < 5; i++ {
+		svc := s.fork(boot)
+		s.exec(svc, "sh")
+		s.advance(ms)
+		for j := 0; j < 2; j++ {
+			a := s.fork(svc)
+			s.exec(a, "daemon")
+			b := s.fork(a)
+			s.exit(a)
+			s.advance(ms)
+			for k := 0; k < 10; k++ {
+				s.fork(b)
+				s.advance(500 * time.Microsecond)
+			}
+		}
+		s.exit(svc)
+		s.advance(ms)
+	}
+	s.exit(boot)
+	s.advance(time.Second)
+}
+
 func TestDetector(t *testing.T) {
 	for _, w := range []workload{
 		{name: "bash bomb with exiting parents", bomb: true, run: bashBomb},
@@ -274,6 +305,7 @@ func TestDetector(t *testing.T) {
 		{name: "prefork pool of 400", run: preforkPool},
 		{name: "300 double-forking daemons", run: daemonizers},
 		{name: "script backgrounding 150 jobs and exiting", run: backgroundLauncher},
+		{name: "boot script starting services that daemonise", run: serviceLauncher},
 	} {
 		t.Run(w.name, func(t *testing.T) {
 			s := newSim(t)
@@ -288,8 +320,9 @@ func TestDetector(t *testing.T) {
 				t.Fatalf("bomb not found (live %d): %+v", s.live(), s.found)
 			}
 			v := s.found[0]
-			if v.Live >= 1000 || v.Live < s.det.Config().OrphanFamily {
-				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, s.det.Config().OrphanFamily)
+			cfg := s.det.Config()
+			if least := min(cfg.OrphanFamily, cfg.ReplicatingFamily); v.Live >= 1000 || v.Live < least {
+				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, least)
 			}
 			t.Logf("found at %d live: %+v", v.Live, v)
 			// The family is everything the bomb started: its root is the
@@ -484,5 +517,58 @@ func TestSparesLiveLauncher(t *testing.T) {
 				t.Fatalf("family of %d includes the live launcher %d", v.RootPID, launcher)
 			}
 		}
+	}
+}
+
+// TestReplicationGenerations checks the count behind ReplicatingGenerations
+// on the boot script above: two nested generations, so the default (3)
+// leaves it alone and a threshold of 2 would not.
+func TestReplicationGenerations(t *testing.T) {
+	s := newSim(t)
+	serviceLauncher(s)
+	if len(s.found) != 0 {
+		t.Fatalf("default thresholds flagged the boot script: %+v", s.found[0])
+	}
+	s.now -= 900 * ms // back to when the services were young and starting
+	got := New(Config{ReplicatingGenerations: 2}).Detect(Input{Lineage: s.rec, Now: s.now}, nil)
+	if len(got) != 1 || got[0].Generations != 2 || got[0].Live != 110 {
+		t.Fatalf("detect with 2 generations = %+v, want one family of 110 live with 2 generations", got)
+	}
+}
+
+// TestWrapperIsSparedAtThreshold: a young wrapper (timeout) waits for a bomb
+// whose family just reached ReplicatingFamily counting the wrapper itself.
+// The wrapper is stepped past even though the family below it is one short
+// of the threshold alone.
+func TestWrapperIsSparedAtThreshold(t *testing.T) {
+	s := newSim(t)
+	wrapper := s.fork(500)
+	s.exec(wrapper, "timeout")
+	s.now += ms
+	root := s.fork(wrapper)
+	s.exec(root, "bash")
+	frontier := []int32{root}
+	for gen := 0; gen < 3; gen++ {
+		var next []int32
+		for _, p := range frontier {
+			a, b := s.fork(p), s.fork(p)
+			s.exit(p)
+			next = append(next, a, b)
+		}
+		frontier = next
+		s.now += 50 * ms
+	}
+	// 8 live bomb members; 7 more make 15, and the wrapper the 16th.
+	for _, p := range frontier[:7] {
+		s.fork(p)
+	}
+	s.now += ms
+	det := New(Config{})
+	got := det.Detect(Input{Lineage: s.rec, Now: s.now, Self: 999}, nil)
+	if len(got) != 1 {
+		t.Fatalf("detect = %+v, want one family", got)
+	}
+	if got[0].RootPID != root || got[0].Live != 15 || got[0].Generations != 3 {
+		t.Fatalf("verdict = %+v, want root %d (not the wrapper %d) with 15 live and 3 generations", got[0], root, wrapper)
 	}
 }
