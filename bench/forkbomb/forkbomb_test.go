@@ -4,8 +4,8 @@
 //	OOMGUARD_BENCH=1 go test ./bench/forkbomb -run TestForkbombBench -v -timeout 90m
 //
 // (as root; OOMGUARD_BENCH_RUNS sets the runs per bomb, default 10;
-// OOMGUARD_BENCH_ONLY=NAME runs only the bombs whose file name holds NAME,
-// for a quick look: the report it writes is then partial).
+// OOMGUARD_BENCH_ONLY=NAME runs only the bombs and workloads whose file
+// name holds NAME, for a quick look: the report it writes is then partial).
 package forkbomb_bench
 
 import (
@@ -19,6 +19,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 
@@ -207,6 +208,22 @@ func runBaseline(t *testing.T, b bomb, window time.Duration) baseline {
 	return res
 }
 
+// selected reports whether OOMGUARD_BENCH_ONLY (unset: everything) asks
+// for the bomb or workload recorded under file.
+func selected(file string) bool {
+	only := os.Getenv("OOMGUARD_BENCH_ONLY")
+	return only == "" || strings.Contains(file, only)
+}
+
+// selfCPU returns the user and system time this process has used.
+func selfCPU() time.Duration {
+	var ru syscall.Rusage
+	if err := syscall.Getrusage(syscall.RUSAGE_SELF, &ru); err != nil {
+		return 0
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
 func loadavg() string {
 	b, _ := os.ReadFile("/proc/loadavg")
 	return strings.Join(strings.Fields(string(b))[:3], " ")
@@ -234,7 +251,7 @@ func TestForkbombBench(t *testing.T) {
 	fmt.Fprintf(&md, "- *bomb CPU*: CPU the bomb burned (cpuacct) from start to end.\n\n")
 	fmt.Fprintf(&md, "| bomb | method | time to containment (median, max) | peak family (median, max) | survivors (total) | guard CPU (median) | bomb CPU (median) |\n|---|---|---|---|---|---|---|\n")
 	for _, b := range bombs {
-		if only := os.Getenv("OOMGUARD_BENCH_ONLY"); only != "" && !strings.Contains(b.file, only) {
+		if !selected(b.file) {
 			continue
 		}
 		var ss []sample
@@ -264,6 +281,9 @@ func TestForkbombBench(t *testing.T) {
 	fmt.Fprintf(&md, "\n## The same bombs under pids.max alone\n\nNo guard; each bomb is left %v in its pids.max=2000 group (3 runs, median), then ended by the test harness (freeze, kill, thaw).\n\n", window)
 	fmt.Fprintf(&md, "| bomb | CPU burned in %v | processes alive at the end |\n|---|---|---|\n", window)
 	for _, b := range bombs[:4] {
+		if !selected(b.file) {
+			continue
+		}
 		var cpu []time.Duration
 		var alive []int
 		for i := 0; i < 3; i++ {
@@ -334,17 +354,25 @@ func legit(t *testing.T, md *strings.Builder) {
 			reset: func() { os.RemoveAll(filepath.Join(mod, ".cache")) }},
 	}
 	record := os.Getenv("OOMGUARD_RECORD") != ""
-	rounds := 3
+	rounds := 5
 	if n, err := strconv.Atoi(os.Getenv("OOMGUARD_BENCH_LEGIT_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	fmt.Fprintf(md, "\n## Legitimate workloads\n\nEach workload runs in a testbed group without the guard, then with a guard scoped to that group, back to back, in %d interleaved rounds (go build with a fresh GOCACHE each time). Times are medians; the ratios are with / without, of the medians and of the best rounds (noise from other load only adds time). False positives are families the guard reported as bombs, over all rounds.\n\n", rounds)
-	fmt.Fprintf(md, "| workload | without guard (median) | with guard (median) | ratio of medians | ratio of best | false positives |\n|---|---|---|---|---|---|\n")
+	fmt.Fprintf(md, "\n## Legitimate workloads\n\nEach workload runs in a testbed group without the guard and with a guard scoped to that group, back to back, in %d rounds that alternate which goes first (go build with a fresh GOCACHE each time). Times are medians; the ratios are with / without, of the medians and of the best rounds (noise from other load only adds time). *Guard CPU* is the CPU time the benchmark process (the guard and its goroutines; the process does nothing else meanwhile) used during a run with the guard, over the workload's own CPU time (cpuacct) in that run: the share of the workload's CPU the guard would take from it if both competed for the same CPUs, a bound on its cost that the wall-time noise does not blur. False positives are families the guard reported as bombs, over all rounds.\n\n", rounds)
+	fmt.Fprintf(md, "| workload | without guard (median) | with guard (median) | ratio of medians | ratio of best | guard CPU / workload CPU (median) | false positives |\n|---|---|---|---|---|---|---|\n")
 	for _, w := range works {
+		if !selected(w.file) {
+			continue
+		}
 		var without, with []time.Duration
+		var share []float64
 		fp := 0
 		for round := 0; round < rounds; round++ {
-			for i, withGuard := range []bool{false, true} {
+			order := []bool{false, true}
+			if round%2 == 1 {
+				order = []bool{true, false}
+			}
+			for _, withGuard := range order {
 				if w.reset != nil {
 					w.reset()
 				}
@@ -353,7 +381,9 @@ func legit(t *testing.T, md *strings.Builder) {
 				if withGuard {
 					r = startGuard(t, g.Pids)
 				}
-				cmd := g.Command("timeout", append([]string{"600"}, w.argv...)...)
+				acct, prefix := cpuacct(t)
+				argv := append(append(prefix[1:], "timeout", "600"), w.argv...)
+				cmd := g.Command(prefix[0], argv...)
 				cmd.Dir = w.dir
 				cmd.Env = append(os.Environ(), w.env...)
 				cmd.Env = append(cmd.Env, "GOCACHE="+filepath.Join(mod, ".cache"))
@@ -363,7 +393,7 @@ func legit(t *testing.T, md *strings.Builder) {
 				}
 				var out bytes.Buffer
 				cmd.Stdout, cmd.Stderr = &out, &out
-				start := time.Now()
+				start, selfStart := time.Now(), selfCPU()
 				err := cmd.Start()
 				if err == nil {
 					if rec != nil {
@@ -371,10 +401,13 @@ func legit(t *testing.T, md *strings.Builder) {
 					}
 					err = cmd.Wait()
 				}
-				if i == 0 {
+				if !withGuard {
 					without = append(without, time.Since(start))
 				} else {
 					with = append(with, time.Since(start))
+					if work := cpuUsage(acct); work > 0 {
+						share = append(share, (selfCPU()-selfStart).Seconds()/work.Seconds())
+					}
 				}
 				if rec != nil {
 					time.Sleep(50 * time.Millisecond)
@@ -390,7 +423,7 @@ func legit(t *testing.T, md *strings.Builder) {
 			}
 		}
 		mo, mw := median(without), median(with)
-		fmt.Fprintf(md, "| %s | %v | %v | %.3f | %.3f | %d |\n", w.name, mo.Round(time.Millisecond), mw.Round(time.Millisecond),
-			mw.Seconds()/mo.Seconds(), slices.Min(with).Seconds()/slices.Min(without).Seconds(), fp)
+		fmt.Fprintf(md, "| %s | %v | %v | %.3f | %.3f | %.4f | %d |\n", w.name, mo.Round(time.Millisecond), mw.Round(time.Millisecond),
+			mw.Seconds()/mo.Seconds(), slices.Min(with).Seconds()/slices.Min(without).Seconds(), median(share), fp)
 	}
 }
