@@ -144,6 +144,24 @@ func readPIDs(path string) ([]int, error) {
 	return pids, nil
 }
 
+// ProcsBelow returns the PIDs in c and every descendant. A cgroup removed
+// during the walk holds none.
+func (c Cgroup) ProcsBelow() ([]int, error) {
+	var pids []int
+	err := c.Walk(func(c Cgroup) error {
+		p, err := c.Procs()
+		if err != nil {
+			if errors.Is(err, os.ErrNotExist) {
+				return nil
+			}
+			return err
+		}
+		pids = append(pids, p...)
+		return nil
+	})
+	return pids, err
+}
+
 // AddProc moves process pid into c.
 func (c Cgroup) AddProc(pid int) error {
 	return c.WriteFile("cgroup.procs", strconv.Itoa(pid))

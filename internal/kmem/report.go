@@ -3,7 +3,6 @@ package kmem
 import (
 	"errors"
 	"fmt"
-	"os"
 	"sort"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
@@ -111,21 +110,7 @@ func ReadCgroup(cg cgroupfs.Cgroup, o Options) (Cgroup, error) {
 }
 
 // Members returns the PIDs in cg and its descendants.
-func Members(cg cgroupfs.Cgroup) ([]int, error) {
-	var pids []int
-	err := cg.Walk(func(c cgroupfs.Cgroup) error {
-		p, err := c.Procs()
-		if err != nil {
-			if errors.Is(err, os.ErrNotExist) {
-				return nil
-			}
-			return err
-		}
-		pids = append(pids, p...)
-		return nil
-	})
-	return pids, err
-}
+func Members(cg cgroupfs.Cgroup) ([]int, error) { return cg.ProcsBelow() }
 
 // SortHeaviest orders processes by Total, heaviest first, then by PID.
 func SortHeaviest(ps []Process) {

@@ -5,11 +5,11 @@ import (
 	"errors"
 	"fmt"
 	"maps"
-	"path/filepath"
 	"time"
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/kmem"
@@ -157,10 +157,10 @@ func contains(pids []int, pid int) bool {
 }
 
 // killCgroup stops every process in cg and its descendants, then kills
-// them all: on v2 through cgroup.freeze and cgroup.kill; on v1 (or when a
-// protected process is inside) through the processes' own freezer cgroup
-// when they have one that holds nobody else, else SIGSTOP through pidfds,
-// then SIGKILL through pidfds, then thaw.
+// them all (action.CgroupKiller): on v2 through cgroup.freeze and
+// cgroup.kill; on v1 (or when a protected process is inside) through the
+// processes' own freezer cgroup when they have one that holds nobody else,
+// else SIGSTOP through pidfds, then SIGKILL through pidfds, then thaw.
 func (g *Guard) killCgroup(ctx context.Context, cg cgroupfs.Cgroup, d kmembudget.Decision, nums map[string]float64) {
 	members, err := kmem.Members(cg)
 	if err != nil {
@@ -177,195 +177,25 @@ func (g *Guard) killCgroup(ctx context.Context, cg cgroupfs.Cgroup, d kmembudget
 		return
 	}
 	a.Time = time.Now()
-	var how string
-	var killed []int
-	anyProtected := false
-	for _, pid := range members {
-		if g.protected(pid) != "" {
-			anyProtected = true
-		}
+	killer := action.CgroupKiller{
+		FreezerRoot:   g.cfg.FreezerRoot,
+		FreezerPath:   func(pid int) (string, bool, error) { return g.cfg.Proc.CgroupPath(pid, "freezer") },
+		Protected:     g.protected,
+		FreezeTimeout: g.cfg.FreezeTimeout,
+		Deadline:      g.cfg.KillTimeout,
+		Log:           g.log,
 	}
-	if cg.Version == cgroupfs.V2 && cg.Has("cgroup.kill") && !anyProtected {
-		how, killed, err = g.killV2(cg, members)
-	} else {
-		how, killed, err = g.killMembers(ctx, cg)
+	rep, err := killer.Kill(ctx, cg)
+	for pid, why := range rep.Protected {
+		g.log.Info("kmem budget: protected process left alone", "pid", pid, "why", why)
 	}
-	a.PIDs = killed
-	a.Reason = reason + " via " + how
+	a.PIDs = rep.Killed
+	a.Reason = reason + " via " + rep.Method
 	if err != nil {
 		a.Reason += ": " + err.Error()
-		g.log.Warn("kmem budget: killing the cgroup", "cgroup", cg.Path, "how", how, "err", err)
+		g.log.Warn("kmem budget: killing the cgroup", "cgroup", cg.Path, "how", rep.Method, "err", err)
 	} else {
-		g.log.Warn("kmem budget: killed the cgroup", "cgroup", cg.Path, "how", how, "pids", killed)
+		g.log.Warn("kmem budget: killed the cgroup", "cgroup", cg.Path, "how", rep.Method, "pids", rep.Killed)
 	}
 	g.record(a)
-}
-
-func (g *Guard) killV2(cg cgroupfs.Cgroup, members []int) (string, []int, error) {
-	how := "cgroup.freeze + cgroup.kill"
-	if err := cg.Freeze(g.cfg.FreezeTimeout); err != nil {
-		g.log.Warn("kmem budget: freeze before kill", "cgroup", cg.Path, "err", err)
-	}
-	err := cg.Kill()
-	if terr := cg.Thaw(); err == nil {
-		err = terr
-	}
-	if err == nil {
-		err = g.waitEmpty(cg)
-	}
-	return how, members, err
-}
-
-// killMembers is the v1 kill: stop everyone (freezer or SIGSTOP), SIGKILL
-// through pidfds, thaw, repeated until the cgroup is empty.
-func (g *Guard) killMembers(ctx context.Context, cg cgroupfs.Cgroup) (string, []int, error) {
-	fds := map[int]*sys.PidFD{}
-	defer func() {
-		for _, fd := range fds {
-			fd.Close()
-		}
-	}()
-	var killed []int
-	how := ""
-	deadline := time.Now().Add(g.cfg.KillTimeout)
-	for round := 0; ; round++ {
-		members, err := kmem.Members(cg)
-		if err != nil {
-			return how, killed, err
-		}
-		var opened []*sys.PidFD
-		for _, pid := range members {
-			if _, ok := fds[pid]; ok {
-				continue
-			}
-			if why := g.protected(pid); why != "" {
-				g.log.Info("kmem budget: protected process left alone", "pid", pid, "why", why)
-				continue
-			}
-			fd, err := sys.PidfdOpen(pid)
-			if err != nil {
-				continue // gone
-			}
-			opened = append(opened, fd)
-		}
-		// Membership is checked again after the pidfds are open: a PID
-		// that left (or was reused outside) is not signalled.
-		now, err := kmem.Members(cg)
-		if err != nil {
-			for _, fd := range opened {
-				fd.Close()
-			}
-			return how, killed, err
-		}
-		var fresh []*sys.PidFD
-		for _, fd := range opened {
-			if !contains(now, fd.PID()) {
-				fd.Close()
-				continue
-			}
-			fds[fd.PID()] = fd
-			fresh = append(fresh, fd)
-		}
-		members = now
-		if len(fresh) == 0 {
-			if err := g.waitEmpty(cg); err == nil || time.Now().After(deadline) || ctx.Err() != nil {
-				return how, killed, err
-			}
-			continue
-		}
-		var thaw func()
-		if freezer, ok := g.ownFreezer(fresh, members); ok {
-			if err := freezer.Freeze(g.cfg.FreezeTimeout); err == nil {
-				how = "v1 freezer " + freezer.Path + " + SIGKILL via pidfds"
-				thaw = func() { freezer.Thaw() }
-			} else {
-				freezer.Thaw()
-				g.log.Warn("kmem budget: freezer", "cgroup", freezer.Path, "err", err)
-			}
-		}
-		if thaw == nil {
-			how = "SIGSTOP + SIGKILL via pidfds"
-			for _, fd := range fresh {
-				fd.SendSignal(unix.SIGSTOP)
-			}
-		}
-		for _, fd := range fresh {
-			if err := fd.SendSignal(unix.SIGKILL); err == nil {
-				killed = append(killed, fd.PID())
-			}
-		}
-		if thaw != nil {
-			thaw()
-		}
-		for _, fd := range fresh {
-			fd.ProcessMrelease()
-		}
-		if round > 50 || time.Now().After(deadline) || ctx.Err() != nil {
-			return how, killed, g.waitEmpty(cg)
-		}
-	}
-}
-
-// ownFreezer returns the v1 freezer cgroup the processes of fds share, when
-// they all share one that is not the root and holds no process outside
-// members and no protected process: freezing it stops exactly them.
-func (g *Guard) ownFreezer(fds []*sys.PidFD, members []int) (cgroupfs.Cgroup, bool) {
-	var rel string
-	for i, fd := range fds {
-		p, ok, err := g.cfg.Proc.CgroupPath(fd.PID(), "freezer")
-		if err != nil || !ok || p == "/" {
-			return cgroupfs.Cgroup{}, false
-		}
-		if i == 0 {
-			rel = p
-		} else if p != rel {
-			return cgroupfs.Cgroup{}, false
-		}
-	}
-	fz, err := cgroupfs.Open(filepath.Join(g.cfg.FreezerRoot, rel))
-	if err != nil || fz.Version != cgroupfs.V1 || !fz.CanFreeze() {
-		return cgroupfs.Cgroup{}, false
-	}
-	inside := map[int]bool{}
-	err = fz.Walk(func(c cgroupfs.Cgroup) error {
-		pids, err := c.Procs()
-		for _, p := range pids {
-			inside[p] = true
-		}
-		return err
-	})
-	if err != nil {
-		return cgroupfs.Cgroup{}, false
-	}
-	for p := range inside {
-		if !contains(members, p) || g.protected(p) != "" {
-			return cgroupfs.Cgroup{}, false
-		}
-	}
-	return fz, true
-}
-
-// waitEmpty waits up to KillTimeout for cg and its descendants to hold no
-// process.
-func (g *Guard) waitEmpty(cg cgroupfs.Cgroup) error {
-	deadline := time.Now().Add(g.cfg.KillTimeout)
-	for {
-		m, err := kmem.Members(cg)
-		if err != nil {
-			return err
-		}
-		left := 0
-		for _, p := range m {
-			if g.protected(p) == "" {
-				left++
-			}
-		}
-		if left == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("%s still holds %d processes after %v", cg.Path, left, g.cfg.KillTimeout)
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

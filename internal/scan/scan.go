@@ -3,12 +3,10 @@
 package scan
 
 import (
-	"bufio"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
-	"path/filepath"
 	"slices"
 	"strings"
 
@@ -189,8 +187,8 @@ type dirEntry struct {
 }
 
 type mountMap struct {
-	dir, root string
-	ok        bool
+	cgroupfs.Mount
+	ok bool
 }
 
 // mmKey is a process's address-space layout hash and its index in
@@ -229,12 +227,13 @@ func New(cfg Config) *Scanner {
 			s.maxKept = max(0, min(s.maxKept, (int(rl.Cur)-fdReserve)/n))
 		}
 	}
-	mounts := readMounts(fs.Path("self/mountinfo"))
+	mounts := cgroupfs.ReadMounts(fs.Path("self/mountinfo"))
 	for _, c := range cfg.Scopes {
 		mr := cgroupfs.NewMemoryReader(c)
 		mr.KeepFiles()
 		s.mem = append(s.mem, mr)
-		s.scopeMount = append(s.scopeMount, mounts.find(c.Path))
+		m, ok := mounts.Holding(c.Path)
+		s.scopeMount = append(s.scopeMount, mountMap{m, ok})
 	}
 	return s
 }
@@ -466,8 +465,7 @@ func (s *Scanner) cgroupOf(scope int) string {
 	m := s.scopeMount[scope]
 	p := ""
 	if m.ok {
-		rel := strings.TrimPrefix(string(s.path), m.dir)
-		p = filepath.Join("/", m.root, rel)
+		p = m.ProcPath(string(s.path))
 	}
 	s.dirs[string(s.path)] = &dirEntry{path: p, gen: s.gen}
 	return p
@@ -950,60 +948,4 @@ func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 		}
 	}
 	return out, nil
-}
-
-// mounts are the cgroup mounts of /proc/self/mountinfo.
-type mounts []mountMap
-
-// readMounts reads the cgroup and cgroup2 mounts (mount point, root) from a
-// mountinfo file; nil when it cannot.
-func readMounts(path string) mounts {
-	f, err := os.Open(path)
-	if err != nil {
-		return nil
-	}
-	defer f.Close()
-	var out mounts
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		// ID PARENT MAJ:MIN ROOT MOUNTPOINT OPTS [OPTIONAL...] - FSTYPE SOURCE SUPER
-		pre, post, ok := strings.Cut(sc.Text(), " - ")
-		if !ok {
-			continue
-		}
-		fields, rest := strings.Fields(pre), strings.Fields(post)
-		if len(fields) < 5 || len(rest) < 1 || (rest[0] != "cgroup" && rest[0] != "cgroup2") {
-			continue
-		}
-		out = append(out, mountMap{dir: unescapeMount(fields[4]), root: unescapeMount(fields[3]), ok: true})
-	}
-	return out
-}
-
-// find returns the mount holding dir (the longest mount point prefix).
-func (ms mounts) find(dir string) mountMap {
-	var best mountMap
-	for _, m := range ms {
-		if (dir == m.dir || strings.HasPrefix(dir, m.dir+"/")) && len(m.dir) > len(best.dir) {
-			best = m
-		}
-	}
-	return best
-}
-
-// unescapeMount undoes mountinfo's octal escapes (\040 for a space).
-func unescapeMount(s string) string {
-	if !strings.Contains(s, "\\") {
-		return s
-	}
-	var b strings.Builder
-	for i := 0; i < len(s); i++ {
-		if s[i] == '\\' && i+3 < len(s) {
-			b.WriteByte((s[i+1]-'0')<<6 | (s[i+2]-'0')<<3 | (s[i+3] - '0'))
-			i += 3
-			continue
-		}
-		b.WriteByte(s[i])
-	}
-	return b.String()
 }

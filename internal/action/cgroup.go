@@ -1,0 +1,269 @@
+package action
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"path/filepath"
+	"slices"
+	"time"
+
+	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/sys"
+)
+
+// CgroupKiller kills every process of a cgroup and its descendants, stopping
+// them all first so that none can fork a replacement while the others die.
+type CgroupKiller struct {
+	// FreezerRoot is the v1 freezer hierarchy's mount point, or "" when
+	// there is none (then v1 cgroups are stopped with SIGSTOP).
+	FreezerRoot string
+	// FreezerPath returns pid's cgroup path in the v1 freezer hierarchy as
+	// /proc/PID/cgroup shows it (ok false when it has none). Nil: no v1
+	// freezing.
+	FreezerPath func(pid int) (path string, ok bool, err error)
+	// Protected tells why pid must be left alone ("" when it may be
+	// killed). Protected processes are never signalled, and a cgroup that
+	// holds one is never frozen or killed whole. Nil protects nothing but
+	// PID 1 and this process.
+	Protected func(pid int) string
+	// FreezeTimeout bounds waiting for a freeze, 2 s when zero.
+	FreezeTimeout time.Duration
+	// Deadline bounds waiting for the cgroup to empty, DefaultDeadline
+	// when zero.
+	Deadline time.Duration
+	// Log receives warnings; nil discards them.
+	Log *slog.Logger
+}
+
+// CgroupKill reports what CgroupKiller.Kill did.
+type CgroupKill struct {
+	// Method says how: "cgroup.freeze + cgroup.kill", "v1 freezer PATH +
+	// SIGKILL via pidfds" or "SIGSTOP + SIGKILL via pidfds".
+	Method string
+	// Killed are the PIDs that were sent SIGKILL (every member, for
+	// cgroup.kill).
+	Killed []int
+	// Protected are members left alone, with the reason.
+	Protected map[int]string
+}
+
+func (k *CgroupKiller) protected(pid int) string {
+	if pid <= 1 || pid == selfPID {
+		return "oomguard itself or PID 1"
+	}
+	if k.Protected == nil {
+		return ""
+	}
+	return k.Protected(pid)
+}
+
+var selfPID = unix.Getpid()
+
+func (k *CgroupKiller) freezeTimeout() time.Duration {
+	if k.FreezeTimeout > 0 {
+		return k.FreezeTimeout
+	}
+	return 2 * time.Second
+}
+
+func (k *CgroupKiller) deadline() time.Duration {
+	if k.Deadline > 0 {
+		return k.Deadline
+	}
+	return DefaultDeadline
+}
+
+func (k *CgroupKiller) warn(msg string, args ...any) {
+	if k.Log != nil {
+		k.Log.Warn(msg, args...)
+	}
+}
+
+// Kill stops and kills every unprotected process in cg and its descendants,
+// and waits, up to Deadline, until none is left. On cgroup v2 without a
+// protected member it freezes cg and writes cgroup.kill. Otherwise it opens
+// a pidfd for each member, checks that the member is still in cg after
+// opening it (so a PID that left, or was reused outside, is never hit),
+// stops them all (through their own v1 freezer cgroup when they share one
+// that holds nobody else, else SIGSTOP), sends SIGKILL, thaws, and calls
+// process_mrelease; it repeats for members that appeared meanwhile.
+func (k *CgroupKiller) Kill(ctx context.Context, cg cgroupfs.Cgroup) (CgroupKill, error) {
+	rep := CgroupKill{Protected: map[int]string{}}
+	members, err := cg.ProcsBelow()
+	if err != nil {
+		return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
+	}
+	for _, pid := range members {
+		if why := k.protected(pid); why != "" {
+			rep.Protected[pid] = why
+		}
+	}
+	if cg.Version == cgroupfs.V2 && cg.Has("cgroup.kill") && len(rep.Protected) == 0 {
+		rep.Method = "cgroup.freeze + cgroup.kill"
+		if err := cg.Freeze(k.freezeTimeout()); err != nil {
+			k.warn("kill cgroup: freeze before cgroup.kill", "cgroup", cg.Path, "err", err)
+		}
+		err := cg.Kill()
+		if terr := cg.Thaw(); err == nil {
+			err = terr
+		}
+		rep.Killed = members
+		if err == nil {
+			err = k.waitEmpty(cg, rep.Protected)
+		}
+		return rep, err
+	}
+	return k.killMembers(ctx, cg, rep)
+}
+
+// killMembers stops everyone (freezer or SIGSTOP), sends SIGKILL through
+// pidfds and thaws, repeated until the cgroup holds only protected
+// processes.
+func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep CgroupKill) (CgroupKill, error) {
+	fds := map[int]*sys.PidFD{}
+	defer func() {
+		for _, fd := range fds {
+			fd.Close()
+		}
+	}()
+	deadline := time.Now().Add(k.deadline())
+	for round := 0; ; round++ {
+		members, err := cg.ProcsBelow()
+		if err != nil {
+			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
+		}
+		var opened []*sys.PidFD
+		for _, pid := range members {
+			if _, ok := fds[pid]; ok {
+				continue
+			}
+			if why := k.protected(pid); why != "" {
+				rep.Protected[pid] = why
+				continue
+			}
+			fd, err := sys.PidfdOpen(pid)
+			if err != nil {
+				continue // gone
+			}
+			opened = append(opened, fd)
+		}
+		// Membership is checked again after the pidfds are open: a PID
+		// that left (or was reused outside) is not signalled.
+		now, err := cg.ProcsBelow()
+		if err != nil {
+			for _, fd := range opened {
+				fd.Close()
+			}
+			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
+		}
+		var fresh []*sys.PidFD
+		for _, fd := range opened {
+			if !slices.Contains(now, fd.PID()) {
+				fd.Close()
+				continue
+			}
+			fds[fd.PID()] = fd
+			fresh = append(fresh, fd)
+		}
+		if len(fresh) == 0 {
+			err := k.waitEmpty(cg, rep.Protected)
+			if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
+				return rep, err
+			}
+			continue
+		}
+		var thaw func()
+		if freezer, ok := k.ownFreezer(fresh, now); ok {
+			if err := freezer.Freeze(k.freezeTimeout()); err == nil {
+				rep.Method = "v1 freezer " + freezer.Path + " + SIGKILL via pidfds"
+				thaw = func() { freezer.Thaw() }
+			} else {
+				freezer.Thaw()
+				k.warn("kill cgroup: freezer", "cgroup", freezer.Path, "err", err)
+			}
+		}
+		if thaw == nil {
+			rep.Method = "SIGSTOP + SIGKILL via pidfds"
+			for _, fd := range fresh {
+				fd.SendSignal(unix.SIGSTOP)
+			}
+		}
+		for _, fd := range fresh {
+			if err := fd.SendSignal(unix.SIGKILL); err == nil {
+				rep.Killed = append(rep.Killed, fd.PID())
+			}
+		}
+		if thaw != nil {
+			thaw()
+		}
+		for _, fd := range fresh {
+			fd.ProcessMrelease()
+		}
+		if round > 50 || time.Now().After(deadline) || ctx.Err() != nil {
+			return rep, k.waitEmpty(cg, rep.Protected)
+		}
+	}
+}
+
+// ownFreezer returns the v1 freezer cgroup the processes of fds share, when
+// they all share one that is not the root and holds no process outside
+// members and no protected process: freezing it stops exactly them.
+func (k *CgroupKiller) ownFreezer(fds []*sys.PidFD, members []int) (cgroupfs.Cgroup, bool) {
+	if k.FreezerRoot == "" || k.FreezerPath == nil {
+		return cgroupfs.Cgroup{}, false
+	}
+	var rel string
+	for i, fd := range fds {
+		p, ok, err := k.FreezerPath(fd.PID())
+		if err != nil || !ok || p == "/" {
+			return cgroupfs.Cgroup{}, false
+		}
+		if i == 0 {
+			rel = p
+		} else if p != rel {
+			return cgroupfs.Cgroup{}, false
+		}
+	}
+	fz, err := cgroupfs.Open(filepath.Join(k.FreezerRoot, rel))
+	if err != nil || fz.Version != cgroupfs.V1 || !fz.CanFreeze() {
+		return cgroupfs.Cgroup{}, false
+	}
+	inside, err := fz.ProcsBelow()
+	if err != nil {
+		return cgroupfs.Cgroup{}, false
+	}
+	for _, p := range inside {
+		if !slices.Contains(members, p) || k.protected(p) != "" {
+			return cgroupfs.Cgroup{}, false
+		}
+	}
+	return fz, true
+}
+
+// waitEmpty waits up to Deadline for cg and its descendants to hold no
+// process but the protected ones.
+func (k *CgroupKiller) waitEmpty(cg cgroupfs.Cgroup, protected map[int]string) error {
+	deadline := time.Now().Add(k.deadline())
+	for {
+		m, err := cg.ProcsBelow()
+		if err != nil {
+			return fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
+		}
+		left := 0
+		for _, p := range m {
+			if _, ok := protected[p]; !ok && k.protected(p) == "" {
+				left++
+			}
+		}
+		if left == 0 {
+			return nil
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("kill cgroup %s: %d processes still there after %v", cg.Path, left, k.deadline())
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
