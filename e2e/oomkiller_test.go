@@ -3,12 +3,15 @@ package e2e
 import (
 	"encoding/json"
 	"fmt"
+	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -300,4 +303,75 @@ func indexOfLine(log, pattern string) int {
 		}
 	}
 	return -1
+}
+
+// childCgroup creates a cgroup below parent for the test and removes it at
+// the end, moving whatever is still in it back to parent first.
+func childCgroup(t *testing.T, parent cgroupfs.Cgroup, name string) cgroupfs.Cgroup {
+	t.Helper()
+	dir := filepath.Join(parent.Path, name)
+	if err := os.Mkdir(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	cg, err := cgroupfs.Open(dir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() {
+		for i := 0; i < 200; i++ {
+			pids, _ := cg.Procs()
+			for _, p := range pids {
+				parent.AddProc(p)
+			}
+			if err := os.Remove(dir); err == nil || os.IsNotExist(err) {
+				return
+			}
+			time.Sleep(10 * time.Millisecond)
+		}
+		t.Errorf("remove %s: still busy", dir)
+	})
+	return cg
+}
+
+// TestKillCgroupTakesTheVictimsCgroup: with --kill-cgroup, the hog's death
+// takes the other process of its memory cgroup with it, and a bystander in
+// a sibling cgroup of the same scope lives.
+func TestKillCgroupTakesTheVictimsCgroup(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	victimCg := childCgroup(t, g.Memory, "victim")
+	otherCg := childCgroup(t, g.Memory, "other")
+
+	start := func(cg cgroupfs.Cgroup, mib string) (pid int, release func()) {
+		cmd := g.Command(hogBin, mib, "1000", "wait")
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid = waitForChildOf(t, g, cmd.Process.Pid)
+		if err := cg.AddProc(pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid, func() { in.Write([]byte{1}) }
+	}
+	byPID, goBy := start(otherCg, "32")
+	goBy()
+	compPID, goComp := start(victimCg, "8")
+	goComp()
+	hogPID, goHog := start(victimCg, "600")
+
+	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup")
+	goHog()
+	if !waitDead(hogPID, 20*time.Second) {
+		t.Fatalf("hog %d still alive; log:\n%s", hogPID, d.Log())
+	}
+	if !waitDead(compPID, 10*time.Second) {
+		t.Fatalf("the hog's cgroup companion %d still alive; log:\n%s", compPID, d.Log())
+	}
+	if !alive(byPID) {
+		t.Fatalf("bystander %d in the sibling cgroup was killed; log:\n%s", byPID, d.Log())
+	}
+	if !d.waitLog(5*time.Second, regexpOf(`kill-cgroup: killed the victim's cgroup`)) {
+		t.Errorf("the log does not report the cgroup kill:\n%s", d.Log())
+	}
 }

@@ -138,7 +138,8 @@ type Kill struct {
 	Deadline Duration `toml:"deadline"`
 	// Mrelease reaps the victim's memory with process_mrelease after SIGKILL.
 	Mrelease bool `toml:"mrelease"`
-	// KillCgroup kills the victim's whole (leaf) cgroup via cgroup.kill.
+	// KillCgroup kills, after the victim's mm group, every other process
+	// of its cgroup (see etc/oomguard.toml).
 	KillCgroup bool `toml:"kill_cgroup"`
 }
 

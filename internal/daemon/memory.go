@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,7 @@ type memoryKiller struct {
 	triggers policy.Triggers
 	policy   *policy.Killer
 	act      action.Killer
+	rules    policy.Rules
 	grace    time.Duration
 	dryRun   bool
 	interval time.Duration
@@ -105,7 +107,8 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	} else {
 		m.scan.ReadRefaultsBelow(-1)
 	}
-	m.policy = policy.NewKiller(kc, PolicyRules(cfg))
+	m.rules = PolicyRules(cfg)
+	m.policy = policy.NewKiller(kc, m.rules)
 	m.grace = kc.TermGrace
 	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease}
 	if m.act.Deadline == 0 {
@@ -188,7 +191,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	if dec.Kind == policy.DecideKill {
 		m.confirmSharers(&dec)
 	}
-	dryRun, grace, act, pol := m.dryRun, m.grace, m.act, m.policy
+	dryRun, grace, act, pol, rules := m.dryRun, m.grace, m.act, m.policy, m.rules
 	m.mu.Unlock()
 
 	switch dec.Kind {
@@ -201,7 +204,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 			pol.Observe(policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
 			return m.interval
 		}
-		m.kill(ctx, act, grace, pol, dec)
+		m.kill(ctx, act, grace, pol, rules, dec)
 		return 0
 	}
 	return 20 * time.Millisecond
@@ -241,7 +244,7 @@ func (m *memoryKiller) confirmSharers(dec *policy.Decision) {
 	}
 }
 
-func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, dec policy.Decision) {
+func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, rules policy.Rules, dec policy.Decision) {
 	c := dec.Victim
 	if dec.Signal == policy.SIGTERM {
 		act.TermGrace = grace
@@ -278,8 +281,31 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	if dec.Signal == policy.SIGTERM {
 		kind = "term"
 	}
-	m.actions.Record(actionlog.Action{Kind: kind, Trigger: dec.Verdict.Trigger, Reason: dec.Reason,
-		PIDs: c.PIDs, Cgroup: c.Cgroup, Comm: c.Comm, UIDs: uids, Numbers: numbers})
+	reason, pids := dec.Reason, c.PIDs
+	if dec.KillCgroup && dec.Signal == policy.SIGKILL {
+		// The mm group first: its memory comes back soonest (mrelease).
+		// Then the rest of the cgroup, stopped first so that nothing in it
+		// forks a replacement.
+		rep, err := m.killVictimCgroup(ctx, c, rules, act.Deadline)
+		pids = append(slices.Clone(pids), rep.Killed...)
+		slices.Sort(pids)
+		pids = slices.Compact(pids)
+		numbers["cgroup_killed"] = float64(len(rep.Killed))
+		switch {
+		case err != nil:
+			reason += fmt.Sprintf("; the rest of cgroup %s was not killed: %v", c.Cgroup, err)
+			m.log.Warn("kill-cgroup: only the victim's mm group was killed", "victim", c.Victim, "cgroup", c.Cgroup, "err", err)
+		default:
+			reason += fmt.Sprintf("; and the rest of its cgroup %s (%d processes) via %s", c.Cgroup, len(rep.Killed), rep.Method)
+			m.log.Info("kill-cgroup: killed the victim's cgroup", "victim", c.Victim, "cgroup", c.Cgroup,
+				"pids", rep.Killed, "method", rep.Method)
+		}
+		for pid, why := range rep.Protected {
+			m.log.Warn("kill-cgroup: protected process left alone", "pid", pid, "cgroup", c.Cgroup, "why", why)
+		}
+	}
+	m.actions.Record(actionlog.Action{Kind: kind, Trigger: dec.Verdict.Trigger, Reason: reason,
+		PIDs: pids, Cgroup: c.Cgroup, Comm: c.Comm, UIDs: uids, Numbers: numbers})
 	now := time.Now()
 	switch {
 	case len(res.StillAlive) == 0 && res.Err == nil:

@@ -29,7 +29,7 @@ type Rules struct {
 	// regular expressions, so a protection cannot match more than intended.
 	Protected []string
 	// KillCgroup makes a decision kill the victim's whole cgroup (through
-	// cgroup.kill or a freeze-and-kill) instead of the victim's mm group. A
+	// cgroup.kill or a freeze-and-kill) after the victim's mm group. A
 	// group is then protected when its cgroup holds any protected process.
 	KillCgroup bool
 }
@@ -65,4 +65,11 @@ func protectedName(names []string, p *Process) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// ProtectedName reports which of r.Protected names the process with this
+// comm and command line (arguments joined by spaces) matches, for
+// actuators that meet processes the snapshot did not hold.
+func (r Rules) ProtectedName(comm, cmdline string) (string, bool) {
+	return protectedName(r.Protected, &Process{Comm: comm, Cmdline: cmdline})
 }

@@ -1,0 +1,114 @@
+package daemon
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/action"
+	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/kmem"
+	"github.com/oomguard/oomguard/internal/policy"
+)
+
+// victimCgroup resolves the cgroup path the snapshot gave the victim (as
+// /proc/PID/cgroup shows it, in the scope's hierarchy or, unscoped, the
+// memory hierarchy) to its directory, and refuses the cgroups that must
+// never be killed whole: a hierarchy's root, one outside every scope, and
+// one with processes in child cgroups (on v1, a parent's processes and its
+// children's are different workloads).
+func (m *memoryKiller) victimCgroup(path string, mounts cgroupfs.Mounts) (cgroupfs.Cgroup, error) {
+	if path == "" || path == "/" {
+		return cgroupfs.Cgroup{}, fmt.Errorf("the victim is in the root cgroup %q, which is never killed whole", path)
+	}
+	var dir string
+	if len(m.scopes) > 0 {
+		for _, s := range m.scopes {
+			mt, ok := mounts.Holding(s.Path)
+			if !ok {
+				continue
+			}
+			if d, ok := mt.DirOf(path); ok && s.Contains(d) {
+				dir = d
+				break
+			}
+		}
+		if dir == "" {
+			return cgroupfs.Cgroup{}, fmt.Errorf("cgroup %s is not inside the scope", path)
+		}
+	} else {
+		mt, ok := mounts.Memory()
+		if !ok {
+			return cgroupfs.Cgroup{}, errors.New("no cgroup hierarchy with memory accounting is mounted")
+		}
+		d, ok := mt.DirOf(path)
+		if !ok || d == mt.Dir {
+			return cgroupfs.Cgroup{}, fmt.Errorf("cgroup %s is the root of, or outside, the hierarchy mounted at %s", path, mt.Dir)
+		}
+		dir = d
+	}
+	cg, err := cgroupfs.Open(dir)
+	if err != nil {
+		return cgroupfs.Cgroup{}, err
+	}
+	kids, err := cg.Children()
+	if err != nil {
+		return cgroupfs.Cgroup{}, err
+	}
+	for _, k := range kids {
+		if p, _ := k.ProcsBelow(); len(p) > 0 {
+			return cgroupfs.Cgroup{}, fmt.Errorf("cgroup %s has processes in its child cgroup %s", dir, k.Path)
+		}
+	}
+	return cg, nil
+}
+
+// killVictimCgroup kills every other process in the victim's cgroup
+// (Rules.KillCgroup), after the victim's mm group was killed. The policy
+// already refused a victim whose cgroup held a protected process; a process
+// that joined since is checked again here (oom_score_adj -1000, protected
+// names, PID 1 and oomguard itself) and left alone, and the cgroup is then
+// not frozen whole.
+func (m *memoryKiller) killVictimCgroup(ctx context.Context, c policy.Candidate, rules policy.Rules, deadline time.Duration) (action.CgroupKill, error) {
+	mounts := cgroupfs.ReadMounts("/proc/self/mountinfo")
+	cg, err := m.victimCgroup(c.Cgroup, mounts)
+	if err != nil {
+		return action.CgroupKill{}, err
+	}
+	k := action.CgroupKiller{
+		Log:       m.log,
+		Deadline:  deadline,
+		Protected: func(pid int) string { return protectedNow(pid, rules) },
+	}
+	for _, mt := range mounts {
+		if mt.Version == cgroupfs.V1 && slices.Contains(mt.Options, "freezer") {
+			k.FreezerRoot = mt.Dir
+			k.FreezerPath = func(pid int) (string, bool, error) { return kmem.ProcFS{}.CgroupPath(pid, "freezer") }
+			break
+		}
+	}
+	return k.Kill(ctx, cg)
+}
+
+// protectedNow tells why pid must not be killed, read from /proc now: ""
+// when it may be.
+func protectedNow(pid int, rules policy.Rules) string {
+	base := filepath.Join("/proc", strconv.Itoa(pid))
+	if b, err := os.ReadFile(filepath.Join(base, "oom_score_adj")); err == nil && strings.TrimSpace(string(b)) == "-1000" {
+		return "oom_score_adj is -1000"
+	}
+	comm, _ := os.ReadFile(filepath.Join(base, "comm"))
+	cmdline, _ := os.ReadFile(filepath.Join(base, "cmdline"))
+	cmdline = bytes.TrimRight(cmdline, "\x00")
+	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))); ok {
+		return "protected name " + name
+	}
+	return ""
+}
