@@ -241,9 +241,17 @@ func monoMinusBoot() time.Duration {
 // fastest bomb, whose first take already holds a burst. One empty take
 // is enough to go idle: a lone process's fork, exec and exit then cost
 // two wake-ups, the one its fork causes and one after coalesceDelay.
+//
+// A trickle (a take of fewer than trickleBatch events: a machine starting
+// a few hundred processes a second, as a build or xargs does) waits
+// trickleDelay instead, so that such a machine pays for a wake-up every
+// 20 ms, not every 5 ms; a bomb leaves the trickle within one take, and
+// its detection is delayed by at most trickleDelay − coalesceDelay.
 const (
 	idleAfterEmpty = 1
 	coalesceDelay  = 5 * time.Millisecond
+	trickleDelay   = 20 * time.Millisecond
+	trickleBatch   = 16
 	hotBatch       = 64
 )
 
@@ -312,7 +320,8 @@ func (g *Guard) Run(ctx context.Context) error {
 	// The loop reads in one of three ways. Idle (the last idleAfterEmpty
 	// takes found nothing): park in the network poller until an event or
 	// the next detection pass (procconn.Conn.WaitIdle). Active: sleep
-	// coalesceDelay, then take everything queued, so that a busy machine's
+	// coalesceDelay (trickleDelay after a take of fewer than trickleBatch
+	// events), then take everything queued, so that a busy machine's
 	// trickle of forks and execs costs a wake-up every few milliseconds,
 	// not one per event. Hot (the last take held a burst of hotBatch
 	// events or more: a bomb): take again at once.
@@ -324,7 +333,7 @@ func (g *Guard) Run(ctx context.Context) error {
 	} else {
 		defer alarm.Close()
 	}
-	hot := false
+	hot, trickle := false, false
 	empty := idleAfterEmpty // takes in a row that found nothing
 	for ctx.Err() == nil {
 		var n int
@@ -332,7 +341,11 @@ func (g *Guard) Run(ctx context.Context) error {
 		switch t := now(); {
 		case hot:
 		case empty < idleAfterEmpty:
-			g.pause(ctx, alarm)
+			delay := coalesceDelay
+			if trickle {
+				delay = trickleDelay
+			}
+			g.pause(ctx, alarm, delay)
 		default:
 			wait := time.Duration(-1) // until an event
 			if due, ok := g.nextPass(); ok {
@@ -353,7 +366,7 @@ func (g *Guard) Run(ctx context.Context) error {
 			}
 			n, err = n+m, e
 		}
-		hot = n >= hotBatch
+		hot, trickle = n >= hotBatch, n < trickleBatch
 		if err != nil && !errors.Is(err, procconn.ErrLost) {
 			return fmt.Errorf("forkguard: %w", err)
 		}
@@ -403,10 +416,10 @@ func (g *Guard) Run(ctx context.Context) error {
 	return nil
 }
 
-// pause sleeps coalesceDelay, on alarm when there is one.
-func (g *Guard) pause(ctx context.Context, alarm *source.Alarm) {
-	if alarm == nil || alarm.Set(coalesceDelay) != nil {
-		time.Sleep(coalesceDelay)
+// pause sleeps for delay, on alarm when there is one.
+func (g *Guard) pause(ctx context.Context, alarm *source.Alarm, delay time.Duration) {
+	if alarm == nil || alarm.Set(delay) != nil {
+		time.Sleep(delay)
 		return
 	}
 	select {
