@@ -242,11 +242,14 @@ func monoMinusBoot() time.Duration {
 // is enough to go idle: a lone process's fork, exec and exit then cost
 // two wake-ups, the one its fork causes and one after coalesceDelay.
 //
-// A trickle (a take of fewer than trickleBatch events: a machine starting
-// a few hundred processes a second, as a build or xargs does) waits
-// trickleDelay instead, so that such a machine pays for a wake-up every
-// 20 ms, not every 5 ms; a bomb leaves the trickle within one take, and
-// its detection is delayed by at most trickleDelay − coalesceDelay.
+// A trickle (a take of fewer than trickleBatch events that is not the
+// first since the loop woke from idle: a machine starting a few hundred
+// processes a second, as a build or xargs does) waits trickleDelay
+// instead, so that such a machine pays for a wake-up every 20 ms, not
+// every 5 ms. A bomb that starts on a quiet machine is taken 5 ms after
+// its first event, as before; one that starts during a trickle is seen up
+// to trickleDelay − coalesceDelay later, and leaves the trickle within one
+// take.
 const (
 	idleAfterEmpty = 1
 	coalesceDelay  = 5 * time.Millisecond
@@ -335,6 +338,7 @@ func (g *Guard) Run(ctx context.Context) error {
 	}
 	hot, trickle := false, false
 	empty := idleAfterEmpty // takes in a row that found nothing
+	busy := 0               // takes in a row that found something
 	for ctx.Err() == nil {
 		var n int
 		var err error
@@ -366,7 +370,12 @@ func (g *Guard) Run(ctx context.Context) error {
 			}
 			n, err = n+m, e
 		}
-		hot, trickle = n >= hotBatch, n < trickleBatch
+		if n > 0 {
+			busy++
+		} else {
+			busy = 0
+		}
+		hot, trickle = n >= hotBatch, n < trickleBatch && busy > 1
 		if err != nil && !errors.Is(err, procconn.ErrLost) {
 			return fmt.Errorf("forkguard: %w", err)
 		}
