@@ -5,13 +5,13 @@
 package containment
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -48,37 +48,19 @@ type Mounts struct {
 // FindMounts reads mountinfo (normally /proc/self/mountinfo) for the v1
 // freezer and cgroup2 mount points.
 func FindMounts(mountinfo string) (Mounts, error) {
-	f, err := os.Open(mountinfo)
-	if err != nil {
+	if _, err := os.Stat(mountinfo); err != nil {
 		return Mounts{}, fmt.Errorf("find cgroup mounts: %w", err)
 	}
-	defer f.Close()
 	var m Mounts
-	sc := bufio.NewScanner(f)
-	for sc.Scan() {
-		line := sc.Text()
-		sep := strings.Index(line, " - ")
-		if sep < 0 {
-			continue
-		}
-		pre, post := strings.Fields(line[:sep]), strings.Fields(line[sep+3:])
-		if len(pre) < 5 || len(post) < 3 {
-			continue
-		}
-		switch post[0] {
-		case "cgroup2":
-			if m.V2 == "" {
-				m.V2 = pre[4]
-			}
-		case "cgroup":
-			for _, o := range strings.Split(post[2], ",") {
-				if o == "freezer" && m.V1Freezer == "" {
-					m.V1Freezer = pre[4]
-				}
-			}
+	for _, mt := range cgroupfs.ReadMounts(mountinfo) {
+		switch {
+		case mt.Version == cgroupfs.V2 && m.V2 == "":
+			m.V2 = mt.Dir
+		case mt.Version == cgroupfs.V1 && m.V1Freezer == "" && slices.Contains(mt.Options, "freezer"):
+			m.V1Freezer = mt.Dir
 		}
 	}
-	return m, sc.Err()
+	return m, nil
 }
 
 // Options configures Contain. Zero fields take the defaults noted.

@@ -539,17 +539,8 @@ func (g *Guard) scopeSet() (*forkbomb.PIDSet, error) {
 	}
 	var all []int
 	for _, sc := range g.cfg.Scopes {
-		err := sc.Walk(func(c cgroupfs.Cgroup) error {
-			pids, err := c.Procs()
-			if err != nil {
-				if errors.Is(err, os.ErrNotExist) {
-					return nil
-				}
-				return err
-			}
-			all = append(all, pids...)
-			return nil
-		})
+		pids, err := sc.ProcsBelow()
+		all = append(all, pids...)
 		if err != nil {
 			return nil, fmt.Errorf("forkguard: read scope %s: %w", sc.Path, err)
 		}

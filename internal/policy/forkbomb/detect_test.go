@@ -58,6 +58,18 @@ func (s *sim) advance(d time.Duration) {
 
 func (s *sim) live() int { return s.rec.LiveCount() }
 
+// doubleAndExit makes each process of frontier fork two children and exit,
+// and returns the children: one generation of a bomb whose parents exit.
+func (s *sim) doubleAndExit(frontier []int32) []int32 {
+	var next []int32
+	for _, p := range frontier {
+		a, b := s.fork(p), s.fork(p)
+		s.exit(p)
+		next = append(next, a, b)
+	}
+	return next
+}
+
 type workload struct {
 	name string
 	bomb bool
@@ -499,13 +511,7 @@ func TestSparesLiveLauncher(t *testing.T) {
 	s.exec(sleeper, "sleep")
 	frontier := []int32{s.fork(inner)}
 	for len(s.found) == 0 && s.live() < 3000 {
-		var next []int32
-		for _, p := range frontier {
-			a, b := s.fork(p), s.fork(p)
-			s.exit(p)
-			next = append(next, a, b)
-		}
-		frontier = next
+		frontier = s.doubleAndExit(frontier)
 		s.advance(5 * ms)
 	}
 	if len(s.found) == 0 {
@@ -549,13 +555,7 @@ func TestWrapperIsSparedAtThreshold(t *testing.T) {
 	s.exec(root, "bash")
 	frontier := []int32{root}
 	for gen := 0; gen < 3; gen++ {
-		var next []int32
-		for _, p := range frontier {
-			a, b := s.fork(p), s.fork(p)
-			s.exit(p)
-			next = append(next, a, b)
-		}
-		frontier = next
+		frontier = s.doubleAndExit(frontier)
 		s.now += 50 * ms
 	}
 	// 8 live bomb members; 7 more make 15, and the wrapper the 16th.
