@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"regexp"
 	"strconv"
@@ -373,5 +374,47 @@ func TestKillCgroupTakesTheVictimsCgroup(t *testing.T) {
 	}
 	if !d.waitLog(5*time.Second, regexpOf(`kill-cgroup: killed the victim's cgroup`)) {
 		t.Errorf("the log does not report the cgroup kill:\n%s", d.Log())
+	}
+}
+
+// TestKillCgroupWithTermGrace: with --kill-cgroup and --term-grace, the
+// hog's whole cgroup gets SIGTERM first (a companion that traps it says
+// so), and what ignores SIGTERM is killed once the grace is over.
+func TestKillCgroupWithTermGrace(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	victimCg := childCgroup(t, g.Memory, "victim")
+	dir := t.TempDir()
+	termed := filepath.Join(dir, "termed")
+
+	join := func(cmd *exec.Cmd) int {
+		t.Helper()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		pid := waitForChildOf(t, g, cmd.Process.Pid)
+		if err := victimCg.AddProc(pid); err != nil {
+			t.Fatal(err)
+		}
+		return pid
+	}
+	polite := join(g.Command("sh", "-c", "trap 'echo term > "+termed+"; exit 0' TERM; while :; do sleep 0.05; done"))
+	stubborn := join(g.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"))
+	hogCmd := g.Command(hogBin, "600", "1000", "wait")
+	in, _ := hogCmd.StdinPipe()
+	hogPID := join(hogCmd)
+
+	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup", "--term-grace", "500ms")
+	in.Write([]byte{1})
+	for _, p := range []struct {
+		name string
+		pid  int
+	}{{"hog", hogPID}, {"SIGTERM-trapping companion", polite}, {"SIGTERM-ignoring companion", stubborn}} {
+		if !waitDead(p.pid, 20*time.Second) {
+			t.Fatalf("%s %d still alive; log:\n%s", p.name, p.pid, d.Log())
+		}
+	}
+	if b, err := os.ReadFile(termed); err != nil || strings.TrimSpace(string(b)) != "term" {
+		t.Fatalf("the trapping companion never saw SIGTERM (%q, %v); log:\n%s", b, err, d.Log())
 	}
 }

@@ -119,6 +119,68 @@ func (k *CgroupKiller) Kill(ctx context.Context, cg cgroupfs.Cgroup) (CgroupKill
 	return k.killMembers(ctx, cg, rep)
 }
 
+// Signal sends sig through pidfds to every unprotected process in cg and
+// its descendants whose membership still holds once its pidfd is open, and
+// returns their PIDs. It stops nothing: it is the polite first step (a
+// SIGTERM) before Kill.
+func (k *CgroupKiller) Signal(cg cgroupfs.Cgroup, sig unix.Signal) ([]int, error) {
+	members, err := cg.ProcsBelow()
+	if err != nil {
+		return nil, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
+	}
+	var fds []*sys.PidFD
+	defer func() {
+		for _, fd := range fds {
+			fd.Close()
+		}
+	}()
+	for _, pid := range members {
+		if k.protected(pid) != "" {
+			continue
+		}
+		if fd, err := sys.PidfdOpen(pid); err == nil {
+			fds = append(fds, fd)
+		}
+	}
+	now, err := cg.ProcsBelow()
+	if err != nil {
+		return nil, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
+	}
+	var sent []int
+	for _, fd := range fds {
+		if slices.Contains(now, fd.PID()) && fd.SendSignal(sig) == nil {
+			sent = append(sent, fd.PID())
+		}
+	}
+	return sent, nil
+}
+
+// WaitEmpty waits up to timeout (or until ctx ends) for cg and its
+// descendants to hold no process but protected ones, and reports whether
+// they came to.
+func (k *CgroupKiller) WaitEmpty(ctx context.Context, cg cgroupfs.Cgroup, timeout time.Duration) bool {
+	deadline := time.Now().Add(timeout)
+	for {
+		m, err := cg.ProcsBelow()
+		if err != nil {
+			return false
+		}
+		left := 0
+		for _, p := range m {
+			if k.protected(p) == "" {
+				left++
+			}
+		}
+		if left == 0 {
+			return true
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			return false
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
 // killMembers stops everyone (freezer or SIGSTOP), sends SIGKILL through
 // pidfds and thaws, repeated until the cgroup holds only protected
 // processes.

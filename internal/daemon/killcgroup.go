@@ -2,7 +2,6 @@ package daemon
 
 import (
 	"bytes"
-	"context"
 	"errors"
 	"fmt"
 	"os"
@@ -70,18 +69,14 @@ func (m *memoryKiller) victimCgroup(path string, mounts cgroupfs.Mounts) (cgroup
 	return cg, nil
 }
 
-// killVictimCgroup kills every other process in the victim's cgroup
-// (Rules.KillCgroup), after the victim's mm group was killed. The policy
-// already refused a victim whose cgroup held a protected process; a process
-// that joined since is checked again here (oom_score_adj -1000, protected
-// names, PID 1 and oomguard itself) and left alone, and the cgroup is then
-// not frozen whole.
-func (m *memoryKiller) killVictimCgroup(ctx context.Context, c policy.Candidate, rules policy.Rules, deadline time.Duration) (action.CgroupKill, error) {
+// cgroupKiller returns the killer of whole cgroups for Rules.KillCgroup,
+// and the victim's cgroup, resolved with victimCgroup. The policy already
+// refused a victim whose cgroup held a protected process; a process that
+// joined since is checked again (oom_score_adj -1000, protected names, PID
+// 1 and oomguard itself) and left alone, and the cgroup is then not frozen
+// whole.
+func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, deadline time.Duration) (action.CgroupKiller, cgroupfs.Cgroup, error) {
 	mounts := cgroupfs.ReadMounts("/proc/self/mountinfo")
-	cg, err := m.victimCgroup(c.Cgroup, mounts)
-	if err != nil {
-		return action.CgroupKill{}, err
-	}
 	k := action.CgroupKiller{
 		Log:       m.log,
 		Deadline:  deadline,
@@ -94,7 +89,8 @@ func (m *memoryKiller) killVictimCgroup(ctx context.Context, c policy.Candidate,
 			break
 		}
 	}
-	return k.Kill(ctx, cg)
+	cg, err := m.victimCgroup(c.Cgroup, mounts)
+	return k, cg, err
 }
 
 // protectedNow tells why pid must not be killed, read from /proc now: ""

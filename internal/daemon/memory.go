@@ -13,6 +13,8 @@ import (
 	"sync/atomic"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
@@ -267,6 +269,18 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	m.log.Info("kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm, "signal", dec.Signal.String(),
 		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "reason", dec.Reason)
 	begin := time.Now()
+	var cgKiller action.CgroupKiller
+	var cg cgroupfs.Cgroup
+	var cgErr error
+	if dec.KillCgroup {
+		cgKiller, cg, cgErr = m.cgroupKiller(c, rules, act.Deadline)
+		if cgErr == nil && dec.Signal == policy.SIGTERM {
+			// The whole cgroup gets the polite signal and the same grace.
+			if _, err := cgKiller.Signal(cg, unix.SIGTERM); err != nil {
+				m.log.Warn("kill-cgroup: SIGTERM", "cgroup", cg.Path, "err", err)
+			}
+		}
+	}
 	res := act.Kill(ctx, victim)
 	numbers := map[string]float64{
 		"badness":               float64(c.Badness),
@@ -282,11 +296,19 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		kind = "term"
 	}
 	reason, pids := dec.Reason, c.PIDs
-	if dec.KillCgroup && dec.Signal == policy.SIGKILL {
+	if dec.KillCgroup {
 		// The mm group first: its memory comes back soonest (mrelease).
 		// Then the rest of the cgroup, stopped first so that nothing in it
-		// forks a replacement.
-		rep, err := m.killVictimCgroup(ctx, c, rules, act.Deadline)
+		// forks a replacement; after a SIGTERM, once what is left of the
+		// grace has passed.
+		var rep action.CgroupKill
+		err := cgErr
+		if err == nil {
+			if dec.Signal == policy.SIGTERM {
+				cgKiller.WaitEmpty(ctx, cg, grace-time.Since(begin))
+			}
+			rep, err = cgKiller.Kill(ctx, cg)
+		}
 		pids = append(slices.Clone(pids), rep.Killed...)
 		slices.Sort(pids)
 		pids = slices.Compact(pids)
