@@ -112,7 +112,7 @@ func (k *CgroupKiller) Kill(ctx context.Context, cg cgroupfs.Cgroup) (CgroupKill
 		}
 		rep.Killed = members
 		if err == nil {
-			err = k.waitEmpty(cg, rep.Protected)
+			err = k.waitKilled(ctx, cg)
 		}
 		return rep, err
 	}
@@ -124,46 +124,77 @@ func (k *CgroupKiller) Kill(ctx context.Context, cg cgroupfs.Cgroup) (CgroupKill
 // returns their PIDs. It stops nothing: it is the polite first step (a
 // SIGTERM) before Kill.
 func (k *CgroupKiller) Signal(cg cgroupfs.Cgroup, sig unix.Signal) ([]int, error) {
-	members, err := cg.ProcsBelow()
-	if err != nil {
-		return nil, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
-	}
-	var fds []*sys.PidFD
+	fds, _, err := k.openMembers(cg, nil, nil)
 	defer func() {
 		for _, fd := range fds {
 			fd.Close()
 		}
 	}()
-	for _, pid := range members {
-		if k.protected(pid) != "" {
-			continue
-		}
-		if fd, err := sys.PidfdOpen(pid); err == nil {
-			fds = append(fds, fd)
-		}
-	}
-	now, err := cg.ProcsBelow()
 	if err != nil {
 		return nil, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
 	}
 	var sent []int
 	for _, fd := range fds {
-		if slices.Contains(now, fd.PID()) && fd.SendSignal(sig) == nil {
+		if fd.SendSignal(sig) == nil {
 			sent = append(sent, fd.PID())
 		}
 	}
 	return sent, nil
 }
 
+// openMembers opens a pidfd for every unprotected process in cg and its
+// descendants that is not in known, then reads the membership again and
+// keeps only the pidfds of processes still in it: a PID that left (or was
+// reused outside) after its pidfd was opened is never signalled. It
+// returns the kept pidfds and the membership it checked against; protected
+// members are recorded in protected when it is not nil.
+func (k *CgroupKiller) openMembers(cg cgroupfs.Cgroup, known map[int]*sys.PidFD, protected map[int]string) ([]*sys.PidFD, []int, error) {
+	members, err := cg.ProcsBelow()
+	if err != nil {
+		return nil, nil, err
+	}
+	var opened []*sys.PidFD
+	for _, pid := range members {
+		if _, ok := known[pid]; ok {
+			continue
+		}
+		if why := k.protected(pid); why != "" {
+			if protected != nil {
+				protected[pid] = why
+			}
+			continue
+		}
+		if fd, err := sys.PidfdOpen(pid); err == nil {
+			opened = append(opened, fd)
+		}
+	}
+	now, err := cg.ProcsBelow()
+	if err != nil {
+		for _, fd := range opened {
+			fd.Close()
+		}
+		return nil, nil, err
+	}
+	kept := opened[:0]
+	for _, fd := range opened {
+		if slices.Contains(now, fd.PID()) {
+			kept = append(kept, fd)
+		} else {
+			fd.Close()
+		}
+	}
+	return kept, now, nil
+}
+
 // WaitEmpty waits up to timeout (or until ctx ends) for cg and its
-// descendants to hold no process but protected ones, and reports whether
-// they came to.
-func (k *CgroupKiller) WaitEmpty(ctx context.Context, cg cgroupfs.Cgroup, timeout time.Duration) bool {
+// descendants to hold no process but protected ones. It returns how many
+// unprotected processes are left (0 when it emptied).
+func (k *CgroupKiller) WaitEmpty(ctx context.Context, cg cgroupfs.Cgroup, timeout time.Duration) (int, error) {
 	deadline := time.Now().Add(timeout)
 	for {
 		m, err := cg.ProcsBelow()
 		if err != nil {
-			return false
+			return 0, fmt.Errorf("wait for cgroup %s to empty: %w", cg.Path, err)
 		}
 		left := 0
 		for _, p := range m {
@@ -171,14 +202,21 @@ func (k *CgroupKiller) WaitEmpty(ctx context.Context, cg cgroupfs.Cgroup, timeou
 				left++
 			}
 		}
-		if left == 0 {
-			return true
-		}
-		if time.Now().After(deadline) || ctx.Err() != nil {
-			return false
+		if left == 0 || time.Now().After(deadline) || ctx.Err() != nil {
+			return left, nil
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
+}
+
+// waitKilled waits up to Deadline for cg to empty after the kill, and
+// says so when it did not.
+func (k *CgroupKiller) waitKilled(ctx context.Context, cg cgroupfs.Cgroup) error {
+	left, err := k.WaitEmpty(ctx, cg, k.deadline())
+	if err == nil && left > 0 {
+		err = fmt.Errorf("kill cgroup %s: %d processes still there after %v", cg.Path, left, k.deadline())
+	}
+	return err
 }
 
 // killMembers stops everyone (freezer or SIGSTOP), sends SIGKILL through
@@ -193,45 +231,15 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 	}()
 	deadline := time.Now().Add(k.deadline())
 	for round := 0; ; round++ {
-		members, err := cg.ProcsBelow()
+		fresh, now, err := k.openMembers(cg, fds, rep.Protected)
 		if err != nil {
 			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
 		}
-		var opened []*sys.PidFD
-		for _, pid := range members {
-			if _, ok := fds[pid]; ok {
-				continue
-			}
-			if why := k.protected(pid); why != "" {
-				rep.Protected[pid] = why
-				continue
-			}
-			fd, err := sys.PidfdOpen(pid)
-			if err != nil {
-				continue // gone
-			}
-			opened = append(opened, fd)
-		}
-		// Membership is checked again after the pidfds are open: a PID
-		// that left (or was reused outside) is not signalled.
-		now, err := cg.ProcsBelow()
-		if err != nil {
-			for _, fd := range opened {
-				fd.Close()
-			}
-			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
-		}
-		var fresh []*sys.PidFD
-		for _, fd := range opened {
-			if !slices.Contains(now, fd.PID()) {
-				fd.Close()
-				continue
-			}
+		for _, fd := range fresh {
 			fds[fd.PID()] = fd
-			fresh = append(fresh, fd)
 		}
 		if len(fresh) == 0 {
-			err := k.waitEmpty(cg, rep.Protected)
+			err := k.waitKilled(ctx, cg)
 			if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
 				return rep, err
 			}
@@ -265,7 +273,7 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 			fd.ProcessMrelease()
 		}
 		if round > 50 || time.Now().After(deadline) || ctx.Err() != nil {
-			return rep, k.waitEmpty(cg, rep.Protected)
+			return rep, k.waitKilled(ctx, cg)
 		}
 	}
 }
@@ -303,29 +311,4 @@ func (k *CgroupKiller) ownFreezer(fds []*sys.PidFD, members []int) (cgroupfs.Cgr
 		}
 	}
 	return fz, true
-}
-
-// waitEmpty waits up to Deadline for cg and its descendants to hold no
-// process but the protected ones.
-func (k *CgroupKiller) waitEmpty(cg cgroupfs.Cgroup, protected map[int]string) error {
-	deadline := time.Now().Add(k.deadline())
-	for {
-		m, err := cg.ProcsBelow()
-		if err != nil {
-			return fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
-		}
-		left := 0
-		for _, p := range m {
-			if _, ok := protected[p]; !ok && k.protected(p) == "" {
-				left++
-			}
-		}
-		if left == 0 {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("kill cgroup %s: %d processes still there after %v", cg.Path, left, k.deadline())
-		}
-		time.Sleep(5 * time.Millisecond)
-	}
 }

@@ -66,20 +66,34 @@ func (ms Mounts) Holding(dir string) (Mount, bool) {
 	return best, found
 }
 
-// Memory returns the hierarchy that /proc/PID/cgroup paths of memory
-// accounting refer to: the v1 memory controller's mount, else cgroup2.
-func (ms Mounts) Memory() (Mount, bool) {
+// V1 returns the mount of the v1 hierarchy of controller (for example
+// "freezer").
+func (ms Mounts) V1(controller string) (Mount, bool) {
 	for _, m := range ms {
-		if m.Version == V1 && slices.Contains(m.Options, "memory") {
+		if m.Version == V1 && slices.Contains(m.Options, controller) {
 			return m, true
 		}
 	}
+	return Mount{}, false
+}
+
+// V2 returns the first cgroup2 mount.
+func (ms Mounts) V2() (Mount, bool) {
 	for _, m := range ms {
 		if m.Version == V2 {
 			return m, true
 		}
 	}
 	return Mount{}, false
+}
+
+// Memory returns the hierarchy that /proc/PID/cgroup paths of memory
+// accounting refer to: the v1 memory controller's mount, else cgroup2.
+func (ms Mounts) Memory() (Mount, bool) {
+	if m, ok := ms.V1("memory"); ok {
+		return m, true
+	}
+	return ms.V2()
 }
 
 // ProcPath returns the path that /proc/PID/cgroup shows for the cgroup

@@ -42,6 +42,18 @@ func TestReadMounts(t *testing.T) {
 	if m, ok := ms[:1].Memory(); !ok || m.Version != V2 {
 		t.Fatalf("Memory() without v1 memory = %+v, %v; want cgroup2", m, ok)
 	}
+	if m, ok := ms.V1("freezer"); !ok || m.Dir != "/sys/fs/cgroup/freezer" {
+		t.Fatalf("V1(freezer) = %+v, %v", m, ok)
+	}
+	if m, ok := ms.V1("cpuacct"); !ok || m.Dir != "/sys/fs/cgroup/cpu acct" {
+		t.Fatalf("V1(cpuacct) = %+v, %v", m, ok)
+	}
+	if _, ok := ms.V1("pids"); ok {
+		t.Fatal("V1(pids) found a mount that is not there")
+	}
+	if _, ok := ms[1:].V2(); ok {
+		t.Fatal("V2 found a mount without cgroup2")
+	}
 	if m, ok := ms.Holding("/sys/fs/cgroup/freezer/a/b"); !ok || m.Dir != "/sys/fs/cgroup/freezer" {
 		t.Fatalf("Holding = %+v, %v", m, ok)
 	}

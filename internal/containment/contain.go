@@ -11,7 +11,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -52,13 +51,12 @@ func FindMounts(mountinfo string) (Mounts, error) {
 		return Mounts{}, fmt.Errorf("find cgroup mounts: %w", err)
 	}
 	var m Mounts
-	for _, mt := range cgroupfs.ReadMounts(mountinfo) {
-		switch {
-		case mt.Version == cgroupfs.V2 && m.V2 == "":
-			m.V2 = mt.Dir
-		case mt.Version == cgroupfs.V1 && m.V1Freezer == "" && slices.Contains(mt.Options, "freezer"):
-			m.V1Freezer = mt.Dir
-		}
+	ms := cgroupfs.ReadMounts(mountinfo)
+	if mt, ok := ms.V2(); ok {
+		m.V2 = mt.Dir
+	}
+	if mt, ok := ms.V1("freezer"); ok {
+		m.V1Freezer = mt.Dir
 	}
 	return m, nil
 }

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
-	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -62,7 +61,11 @@ func (m *memoryKiller) victimCgroup(path string, mounts cgroupfs.Mounts) (cgroup
 		return cgroupfs.Cgroup{}, err
 	}
 	for _, k := range kids {
-		if p, _ := k.ProcsBelow(); len(p) > 0 {
+		p, err := k.ProcsBelow()
+		if err != nil {
+			return cgroupfs.Cgroup{}, err
+		}
+		if len(p) > 0 {
 			return cgroupfs.Cgroup{}, fmt.Errorf("cgroup %s has processes in its child cgroup %s", dir, k.Path)
 		}
 	}
@@ -82,12 +85,9 @@ func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, dead
 		Deadline:  deadline,
 		Protected: func(pid int) string { return protectedNow(pid, rules) },
 	}
-	for _, mt := range mounts {
-		if mt.Version == cgroupfs.V1 && slices.Contains(mt.Options, "freezer") {
-			k.FreezerRoot = mt.Dir
-			k.FreezerPath = func(pid int) (string, bool, error) { return kmem.ProcFS{}.CgroupPath(pid, "freezer") }
-			break
-		}
+	if mt, ok := mounts.V1("freezer"); ok {
+		k.FreezerRoot = mt.Dir
+		k.FreezerPath = func(pid int) (string, bool, error) { return kmem.ProcFS{}.CgroupPath(pid, "freezer") }
 	}
 	cg, err := m.victimCgroup(c.Cgroup, mounts)
 	return k, cg, err
@@ -96,10 +96,10 @@ func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, dead
 // protectedNow tells why pid must not be killed, read from /proc now: ""
 // when it may be.
 func protectedNow(pid int, rules policy.Rules) string {
-	base := filepath.Join("/proc", strconv.Itoa(pid))
-	if b, err := os.ReadFile(filepath.Join(base, "oom_score_adj")); err == nil && strings.TrimSpace(string(b)) == "-1000" {
+	if adj, err := (kmem.ProcFS{}).OOMScoreAdj(pid); err == nil && adj == -1000 {
 		return "oom_score_adj is -1000"
 	}
+	base := filepath.Join("/proc", strconv.Itoa(pid))
 	comm, _ := os.ReadFile(filepath.Join(base, "comm"))
 	cmdline, _ := os.ReadFile(filepath.Join(base, "cmdline"))
 	cmdline = bytes.TrimRight(cmdline, "\x00")

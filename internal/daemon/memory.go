@@ -305,7 +305,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		err := cgErr
 		if err == nil {
 			if dec.Signal == policy.SIGTERM {
-				cgKiller.WaitEmpty(ctx, cg, grace-time.Since(begin))
+				cgKiller.WaitEmpty(ctx, cg, grace-time.Since(begin)) // what is left is killed below
 			}
 			rep, err = cgKiller.Kill(ctx, cg)
 		}
