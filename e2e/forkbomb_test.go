@@ -100,7 +100,7 @@ func TestTreeShowsDeadRoot(t *testing.T) {
 		}
 	}
 	if orphans < 10 {
-		t.Fatalf("want live bash members whose recorded parent is dead, found %d in %d nodes", orphans, len(tree.Nodes))
+		t.Fatalf("want live bash members whose recorded parent is dead, found %d in %d nodes; log:\n%s", orphans, len(tree.Nodes), d.Log())
 	}
 	if err := g.KillAll(); err != nil {
 		t.Fatal(err)

@@ -448,6 +448,14 @@ func (g *Guard) apply(evs []procconn.Event, readComm bool) {
 		case procconn.WhatFork:
 			g.rec.Fork(e.ParentTGID, e.TGID, e.Time)
 			g.changes++
+			// A parent that exec'd and exited before its exec was
+			// applied left no name to read; its child, just forked,
+			// still carries it.
+			if readComm {
+				if id, ok := g.rec.Lookup(e.TGID); ok && g.rec.Get(id).CommStale {
+					g.rec.SetComm(e.TGID, g.readComm(e.TGID))
+				}
+			}
 		case procconn.WhatExec:
 			var comm []byte
 			if readComm {

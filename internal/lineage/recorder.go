@@ -40,6 +40,10 @@ type Record struct {
 	End time.Duration
 	// Comm is the command name, NUL-padded.
 	Comm [16]byte
+	// CommStale is true when Comm is only a guess: an exec whose new name
+	// could not be read (its process had already exited) keeps the previous
+	// image's, and a fork copies its parent's. SetComm corrects it.
+	CommStale bool
 	// Alive is true while this image is the running image of a live
 	// process.
 	Alive bool
@@ -332,7 +336,7 @@ func (r *Recorder) Fork(parent, pid int32, t time.Duration) {
 	c.PID, c.PPID = pid, parent
 	c.Born, c.Start = t, t
 	if pid0 != Root {
-		c.Comm = r.recs[pid0].Comm
+		c.Comm, c.CommStale = r.recs[pid0].Comm, r.recs[pid0].CommStale
 	}
 	r.link(id, pid0)
 	if pid0 == Root && parent != 0 {
@@ -399,11 +403,32 @@ func (r *Recorder) Exec(pid int32, t time.Duration, comm []byte) {
 		r.adoptable++
 		r.link(id, Root)
 	}
+	c.CommStale = comm == nil
 	if comm != nil {
 		c.Comm = [16]byte{}
 		copy(c.Comm[:15], comm)
 	}
 	r.live[pid] = id
+}
+
+// SetComm sets the command name of process pid's live image, read from
+// /proc after its record was made with a stale one (Record.CommStale).
+// When that image came from a fork and the image it was forked from is
+// stale too, that one gets the name as well: a fork copies the name, so it
+// is the parent's unless the child has exec'd since (then its own exec
+// event, later in the stream, names it again).
+func (r *Recorder) SetComm(pid int32, comm []byte) {
+	id, ok := r.live[pid]
+	if !ok || len(comm) == 0 {
+		return
+	}
+	var name [16]byte
+	copy(name[:15], comm)
+	c := &r.recs[id]
+	c.Comm, c.CommStale = name, false
+	if p := c.Parent; !c.Exec && p > Root && r.recs[p].CommStale {
+		r.recs[p].Comm, r.recs[p].CommStale = name, false
+	}
 }
 
 // Exit records that process pid exited at t.

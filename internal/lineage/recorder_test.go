@@ -346,3 +346,42 @@ func TestLateForkEventTakesBackItsChildren(t *testing.T) {
 		t.Fatal("reused PID not recorded")
 	}
 }
+
+// TestStaleCommIsCorrectedThroughAChild: a process exec'd bash and exited
+// before its exec was applied, so the exec could not name it; its child,
+// forked before the exit, names both.
+func TestStaleCommIsCorrectedThroughAChild(t *testing.T) {
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}, {PID: 10, PPID: 1, Comm: [16]byte{'t', 'i', 'm', 'e', 'o', 'u', 't'}}}, time.Second)
+	r.Fork(10, 11, 2*time.Second)
+	r.Exec(11, 2*time.Second, nil) // bash, but already gone when read
+	r.Fork(11, 12, 3*time.Second)
+	r.Exit(11, 3*time.Second)
+	comm := func(pid int32) (string, bool) {
+		id, _ := r.Lookup(pid)
+		return r.Get(id).CommString(), r.Get(id).CommStale
+	}
+	if c, stale := comm(12); c != "timeout" || !stale {
+		t.Fatalf("child before SetComm: %q stale %v; want the copied, stale name", c, stale)
+	}
+	r.SetComm(12, []byte("bash"))
+	if c, stale := comm(12); c != "bash" || stale {
+		t.Fatalf("child after SetComm: %q stale %v", c, stale)
+	}
+	parent := r.Get(r.Get(mustLookup(t, r, 12)).Parent)
+	if parent.PID != 11 || parent.CommString() != "bash" || parent.CommStale {
+		t.Fatalf("the exited parent's image = pid %d %q stale %v; want 11 named bash", parent.PID, parent.CommString(), parent.CommStale)
+	}
+	if prev := r.Get(parent.Parent); prev.CommString() != "timeout" {
+		t.Fatalf("the image before the exec was renamed %q", prev.CommString())
+	}
+}
+
+func mustLookup(t *testing.T, r *Recorder, pid int32) ID {
+	t.Helper()
+	id, ok := r.Lookup(pid)
+	if !ok {
+		t.Fatalf("pid %d not live", pid)
+	}
+	return id
+}
