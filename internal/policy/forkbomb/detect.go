@@ -340,24 +340,18 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			}
 			id, r, s = p, rec.Get(p), ps
 		}
-		// Step down past live wrappers: a live root with a single child (a
-		// shell or timeout that started the bomb and waits for it) is not
-		// the bomb; its child's family is. A bomb's live root forks more
-		// than once (a C fork loop), so it stays. A record whose process
-		// lives on as a later image (after exec) counts as live. The child's
-		// family need not qualify by itself: it holds every live member but
-		// the wrappers, which may be just what tips a family at a threshold.
+		// Step down past live launchers (see launched): a live root that
+		// only started the bomb and waits for it, alone or beside
+		// bystanders, is not the bomb; its child's family is. A bomb's live
+		// root forks into all its children (a C fork loop), so it stays. A
+		// record whose process lives on as a later image (after exec)
+		// counts as live.
 		for r.Alive || !r.Exited {
-			only := lineage.None
-			n := 0
-			for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-				only = ch
-				n++
-			}
-			if n != 1 || d.st[only].live == 0 {
+			next, ok := d.launched(rec, id, in, youngCut)
+			if !ok {
 				break
 			}
-			id, r, s = only, rec.Get(only), &d.st[only]
+			id, r, s = next, rec.Get(next), &d.st[next]
 		}
 		if slices.ContainsFunc(out, func(v Verdict) bool { return v.Root == id }) {
 			continue
@@ -380,6 +374,52 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 	}
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
 	return out
+}
+
+// launched returns the family a live root only launched, to step down to:
+//
+//   - its only child, when it has one and that child's family has live
+//     members (a shell or timeout that started the bomb and waits for it).
+//     The child's family need not qualify by itself: it holds every live
+//     member but the wrapper, which may be just what tips a family at a
+//     threshold.
+//   - among several children, the only one whose family qualifies and is
+//     eligible, when the rest of the root's family shows no replication of
+//     its own: no exited parent that left two or more lines behind, and at
+//     most a quarter of the chosen child's recent births. That is a runner
+//     (a test harness, a CI job script, a young terminal) with bystanders
+//     beside the bomb; they are not the bomb's. A bomb's own live root (a C
+//     fork loop) forks into every child, so either several of them qualify
+//     or the others hold as many recent births, and the root stays.
+func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (lineage.ID, bool) {
+	r := rec.Get(id)
+	only, n := lineage.None, 0
+	chosen, qualified := lineage.None, 0
+	for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		only = ch
+		n++
+		if d.qualifies(&d.st[ch]) && d.eligible(rec.Get(ch), in, youngCut) {
+			chosen = ch
+			qualified++
+		}
+	}
+	if n == 1 {
+		return only, d.st[only].live > 0
+	}
+	if qualified != 1 {
+		return lineage.None, false
+	}
+	c := &d.st[chosen]
+	restBirths := d.st[id].births - c.births
+	for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		if ch != chosen && d.st[ch].generations > 0 {
+			return lineage.None, false
+		}
+	}
+	if 4*restBirths > c.births {
+		return lineage.None, false
+	}
+	return chosen, true
 }
 
 func (d *Detector) qualifies(s *stats) bool {

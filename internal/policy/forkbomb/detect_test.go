@@ -572,3 +572,103 @@ func TestWrapperIsSparedAtThreshold(t *testing.T) {
 		t.Fatalf("verdict = %+v, want root %d (not the wrapper %d) with 15 live and 3 generations", got[0], root, wrapper)
 	}
 }
+
+// TestSparesLauncherWithBystanders: a young runner (a test harness, a CI
+// job script) started two long-running bystanders and a probe that forks
+// now and then, and then a shell that runs a bash bomb. The runner's family
+// qualifies first, top down; the verdict must step down to the bomb's shell
+// and leave the runner and its bystanders out, while holding every live
+// member of the bomb. The shell stays in: both its bomb children qualify.
+func TestSparesLauncherWithBystanders(t *testing.T) {
+	s := newSim(t)
+	runner := s.fork(500)
+	s.exec(runner, "vmtool")
+	var bystanders []int32
+	for _, name := range []string{"shell", "editor"} {
+		b := s.fork(runner)
+		s.exec(b, name)
+		bystanders = append(bystanders, b)
+	}
+	s.now += 1500 * ms
+	// sh -c 'b(){ b|b & }; b; sleep 1000': the shell itself forks the
+	// first pipeline's two subshells, then sleeps.
+	shell := s.fork(runner)
+	s.exec(shell, "sh")
+	frontier := []int32{s.fork(shell), s.fork(shell)}
+	sleeper := s.fork(shell)
+	s.exec(sleeper, "sleep")
+	probes := 0
+	for len(s.found) == 0 && s.live() < 3000 {
+		frontier = s.doubleAndExit(frontier)
+		if probes%2 == 0 {
+			p := s.fork(runner) // the probe's /bin/true, every other step
+			s.exec(p, "true")
+			bystanders = append(bystanders, p)
+		}
+		probes++
+		s.advance(10 * ms)
+	}
+	if len(s.found) != 1 {
+		t.Fatalf("detect = %+v, want one family", s.found)
+	}
+	v := s.found[0]
+	if v.RootPID != shell {
+		t.Errorf("verdict root = %d, want the bomb's shell %d (runner %d)", v.RootPID, shell, runner)
+	}
+	members := Members(s.rec, v.Root, nil, nil)
+	in := map[int32]bool{}
+	for _, m := range members {
+		in[m.PID] = true
+	}
+	for _, p := range append([]int32{runner}, bystanders...) {
+		if in[p] {
+			t.Errorf("family of %d includes %d, which is not the bomb's", v.RootPID, p)
+		}
+	}
+	for _, p := range append([]int32{sleeper}, frontier...) {
+		if !in[p] {
+			t.Errorf("family of %d misses bomb member %d", v.RootPID, p)
+		}
+	}
+}
+
+// TestForkLoopRootStaysBesideOneQualifyingChild: a live root whose first
+// child's family alone qualifies stays the verdict's root when its other
+// children hold as many recent births (a fork loop forking into every
+// child): stepping down would leave half the bomb running.
+func TestForkLoopRootStaysBesideOneQualifyingChild(t *testing.T) {
+	for _, tc := range []struct {
+		name     string
+		siblings int // other children of the root, each forking once
+		wantRoot func(root, first int32) int32
+	}{
+		{"busy siblings", 40, func(root, _ int32) int32 { return root }},
+		{"quiet siblings", 2, func(_, first int32) int32 { return first }},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			s := newSim(t)
+			root := s.fork(500)
+			s.exec(root, "forkloop")
+			first := s.fork(root)
+			// The first child's family: 4 generations of doubling parents
+			// that exit, 16 live members, so it qualifies by itself.
+			frontier := []int32{first}
+			for gen := 0; gen < 4; gen++ {
+				frontier = s.doubleAndExit(frontier)
+			}
+			for i := 0; i < tc.siblings; i++ {
+				c := s.fork(root)
+				s.fork(c)
+			}
+			s.now += ms
+			det := New(Config{})
+			got := det.Detect(Input{Lineage: s.rec, Now: s.now, Self: 999}, nil)
+			if len(got) == 0 {
+				t.Fatal("nothing found")
+			}
+			if want := tc.wantRoot(root, first); got[0].RootPID != want {
+				t.Fatalf("verdict root = %d, want %d (root %d, first child %d)", got[0].RootPID, want, root, first)
+			}
+		})
+	}
+}

@@ -72,14 +72,18 @@ type BenchResult struct {
 const cgRoot = "/sys/fs/cgroup"
 
 // startIn starts argv directly inside cgroup dir (clone3 with
-// CLONE_INTO_CGROUP, so no instant is spent outside it) and gives it
-// oom_score_adj 0 (it inherits our -1000).
+// CLONE_INTO_CGROUP, so no instant is spent outside it) with oom_score_adj
+// 0. It would inherit our -1000, and setting it from here after the start
+// races with the workload's first forks (a fork bomb's first generations
+// kept -1000 and were protected from every killer), so a shell sets it
+// before it execs argv.
 func startIn(dir string, argv ...string) (*exec.Cmd, error) {
 	fd, err := syscall.Open(dir, syscall.O_RDONLY|syscall.O_DIRECTORY, 0)
 	if err != nil {
 		return nil, fmt.Errorf("open cgroup %s: %w", dir, err)
 	}
 	defer syscall.Close(fd)
+	argv = append([]string{"/bin/sh", "-c", `echo 0 >/proc/self/oom_score_adj && exec "$@"`, "sh"}, argv...)
 	cmd := exec.Command(argv[0], argv[1:]...)
 	cmd.Stdout = os.Stderr
 	cmd.Stderr = os.Stderr
@@ -87,7 +91,6 @@ func startIn(dir string, argv ...string) (*exec.Cmd, error) {
 	if err := cmd.Start(); err != nil {
 		return nil, fmt.Errorf("start %v in %s: %w", argv, dir, err)
 	}
-	os.WriteFile("/proc/"+strconv.Itoa(cmd.Process.Pid)+"/oom_score_adj", []byte("0"), 0)
 	return cmd, nil
 }
 
