@@ -73,6 +73,12 @@ type Memory struct {
 	// RequireBoth fires only when memory AND swap are below their thresholds
 	// (earlyoom). On a machine without swap, swap counts as exhausted.
 	RequireBoth bool `toml:"require_both"`
+	// StallPercent and StallWindow let memory alone reach its thresholds
+	// while swap is still free, once the kernel stalls on it: memory "full"
+	// pressure of at least StallPercent of the last StallWindow. 0 disables
+	// (earlyoom's rule: swap must run low too).
+	StallPercent Percent  `toml:"stall_percent"`
+	StallWindow  Duration `toml:"stall_window"`
 }
 
 // PSI is one pressure-stall trigger, written to a pressure file and polled.
@@ -105,13 +111,18 @@ type Thrash struct {
 	// RefaultRate is workingset refaults per second (file + anon) above which
 	// the system is considered to be thrashing.
 	RefaultRate float64 `toml:"refault_rate"`
-	// PressurePercent is the memory "some" avg10 above which pressure counts.
+	// PressurePercent is the io or memory "some" pressure (avg10, or the
+	// stall share of the last second, whichever is higher) above which
+	// pressure counts.
 	PressurePercent Percent `toml:"pressure_percent"`
 	// Sustain is how long both must hold.
 	Sustain Duration `toml:"sustain"`
 	// AvailableSoftPercent: thrash only counts while MemAvailable is below
 	// this share of MemTotal.
 	AvailableSoftPercent Percent `toml:"available_soft_percent"`
+	// Turnover lets refaults count without pressure when each second they
+	// re-read at least this fraction of the available memory. 0 disables.
+	Turnover float64 `toml:"turnover"`
 }
 
 // Rules steer victim choice. Expressions match a process's comm or its
@@ -247,15 +258,17 @@ func Default() *Config {
 		Memory: Memory{
 			TermPercent: 10, KillPercent: 5,
 			SwapTermPercent: 10, SwapKillPercent: 5,
-			RequireBoth: true,
+			RequireBoth:  true,
+			StallPercent: 20, StallWindow: Duration(500e6),
 		},
 		ScopeLimits: ScopeLimits{TermPercent: 10, KillPercent: 5},
 		Thrash: Thrash{
 			Enabled:              true,
 			RefaultRate:          2000,
-			PressurePercent:      40,
-			Sustain:              Duration(3e9),
+			PressurePercent:      20,
+			Sustain:              Duration(2e9),
 			AvailableSoftPercent: 20,
+			Turnover:             0.25,
 		},
 		Kill: Kill{Deadline: Duration(2e9), Mrelease: true},
 		ForkBomb: ForkBomb{Enabled: true, MinFamily: 200, MinRate: 2000, MaxAge: Duration(60e9),

@@ -103,6 +103,8 @@ func TestRejections(t *testing.T) {
 		{"psi bad cgroup", "[[psi]]\nstall = \"1s\"\ncgroup = \"/home/x\"\n", 3, "bad cgroup path"},
 		{"thrash zero rate", "[thrash]\nrefault_rate = 0\n", 2, "refault_rate must be above 0"},
 		{"thrash sustain", "[thrash]\nsustain = \"0s\"\n", 2, "out of range"},
+		{"thrash turnover negative", "[thrash]\nturnover = -0.5\n", 2, "turnover -0.5"},
+		{"memory stall window too short", "[memory]\nstall_window = \"10ms\"\n", 2, "out of range"},
 		{"protect empty", "[rules]\nprotect = [\"sshd\", \"\"]\n", 2, "rules.protect[1]: empty process name"},
 		{"protect path", "[rules]\nprotect = [\"/usr/sbin/sshd\"]\n", 2, "has no '/'"},
 		{"kill deadline zero", "[kill]\ndeadline = \"0s\"\n", 2, "out of range"},

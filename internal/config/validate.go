@@ -45,6 +45,9 @@ func (c *Config) Validate() error {
 
 	v.order("memory.kill_percent", "memory.term_percent", c.Memory.KillPercent, c.Memory.TermPercent)
 	v.order("memory.swap_kill_percent", "memory.swap_term_percent", c.Memory.SwapKillPercent, c.Memory.SwapTermPercent)
+	if c.Memory.StallPercent > 0 {
+		v.between("memory.stall_window", c.Memory.StallWindow, 100*time.Millisecond, 10*time.Second)
+	}
 	v.order("scope_limits.kill_percent", "scope_limits.term_percent", c.ScopeLimits.KillPercent, c.ScopeLimits.TermPercent)
 
 	for i, p := range c.PSI {
@@ -77,6 +80,9 @@ func (c *Config) Validate() error {
 			v.errorf("thrash.refault_rate", "refault_rate must be above 0 refaults per second when thrash detection is enabled")
 		}
 		v.between("thrash.sustain", c.Thrash.Sustain, time.Second, 10*time.Minute)
+		if !(c.Thrash.Turnover >= 0 && c.Thrash.Turnover <= 100) {
+			v.errorf("thrash.turnover", "turnover %v: want 0 (off) to 100 (a fraction of the available memory re-read per second)", c.Thrash.Turnover)
+		}
 	}
 
 	for i, n := range c.Rules.Protect {

@@ -20,6 +20,8 @@ func policyTriggers(c *config.Config) (policy.Triggers, error) {
 		SwapTermPercent: float64(c.Memory.SwapTermPercent),
 		SwapKillPercent: float64(c.Memory.SwapKillPercent),
 		MemoryOnly:      !c.Memory.RequireBoth,
+		StallPercent:    float64(c.Memory.StallPercent),
+		StallWindow:     time.Duration(c.Memory.StallWindow),
 	}
 	t.Scope.Enabled = c.ScopeLimits.TermPercent > 0 || c.ScopeLimits.KillPercent > 0
 	t.Scope.TermPercent = float64(c.ScopeLimits.TermPercent)
@@ -44,6 +46,7 @@ func policyTriggers(c *config.Config) (policy.Triggers, error) {
 	if c.Thrash.AvailableSoftPercent > 0 {
 		t.Thrash.AvailPercent = float64(c.Thrash.AvailableSoftPercent)
 	}
+	t.Thrash.Turnover = c.Thrash.Turnover
 	if c.Thrash.Sustain > 0 {
 		t.Thrash.Sustain = time.Duration(c.Thrash.Sustain)
 	}

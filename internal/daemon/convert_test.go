@@ -13,6 +13,8 @@ import (
 func TestPolicyTriggersFromConfig(t *testing.T) {
 	c := config.Default()
 	c.Memory.RequireBoth = false
+	c.Memory.StallPercent, c.Memory.StallWindow = 35, config.Duration(time.Second)
+	c.Thrash.Sustain = config.Duration(5 * time.Second)
 	c.ScopeLimits.TermPercent, c.ScopeLimits.KillPercent = 0, 0
 	psi, err := config.ParsePSI("io full 500ms 2s kill")
 	if err != nil {
@@ -24,7 +26,7 @@ func TestPolicyTriggersFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := policy.MemAvailTrigger{Enabled: true, MemTermPercent: 10, MemKillPercent: 5,
-		SwapTermPercent: 10, SwapKillPercent: 5, MemoryOnly: true}
+		SwapTermPercent: 10, SwapKillPercent: 5, MemoryOnly: true, StallPercent: 35, StallWindow: time.Second}
 	if d := cmp.Diff(want, got.MemAvail); d != "" {
 		t.Errorf("memavail (-want +got):\n%s", d)
 	}
@@ -36,7 +38,7 @@ func TestPolicyTriggersFromConfig(t *testing.T) {
 	if d := cmp.Diff(wantPSI, got.PSI); d != "" {
 		t.Errorf("psi (-want +got):\n%s", d)
 	}
-	if !got.Thrash.Enabled || got.Thrash.Sustain != 3*time.Second || got.Thrash.AvailPercent != 20 {
+	if !got.Thrash.Enabled || got.Thrash.Sustain != 5*time.Second || got.Thrash.AvailPercent != 20 {
 		t.Errorf("thrash not taken from the config: %+v", got.Thrash)
 	}
 }

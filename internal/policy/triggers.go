@@ -100,6 +100,15 @@ type MemAvailTrigger struct {
 	SwapTermPercent, SwapKillPercent float64
 	// MemoryOnly ignores swap: memory alone decides.
 	MemoryOnly bool
+	// StallPercent and StallWindow let memory alone decide while swap is
+	// still free, once the kernel stalls on it: a level of MemAvailable is
+	// reached, whatever SwapFree says, when the memory "full" stall (every
+	// runnable task waiting for memory) took at least StallPercent of the
+	// last StallWindow. Swapping that costs nothing is left alone; swapping
+	// that freezes the machine (a hog paging through zram or a disk) is
+	// acted on seconds before swap runs out. 0 disables.
+	StallPercent float64
+	StallWindow  time.Duration
 }
 
 // ScopeTrigger watches each scope cgroup: available = limit − usage +
@@ -174,7 +183,10 @@ type PSITrigger struct {
 
 // ThrashTrigger fires on thrashing that never reaches OOM: the file refault
 // rate and io or memory pressure stay high for Sustain while available
-// memory is under a soft level. System-wide it uses Snapshot.RefaultFile,
+// memory is under a soft level. Pressure is the larger of the "some" avg10
+// and the "some" stall share over the refault rate's window: avg10 rides
+// over the dips of a steady thrash, the window sees its start seconds
+// before avg10 has risen. System-wide it uses Snapshot.RefaultFile,
 // Pressure and MemAvailable; per scope, the scope's RefaultFile, its
 // available percentage (see ScopeTrigger) and its pressure, or the system's
 // pressure when the scope has none (cgroup v1).
@@ -183,11 +195,21 @@ type ThrashTrigger struct {
 	// RefaultsPerSec is the workingset_refault_file rate at or above which
 	// refaults count as high.
 	RefaultsPerSec float64
-	// PressurePercent is the "some" avg10 of io or of memory (either one) at
-	// or above which pressure counts as high.
+	// PressurePercent is the "some" pressure of io or of memory (either
+	// one; avg10 or the stall share of the last window, whichever is
+	// higher) at or above which pressure counts as high.
 	PressurePercent float64
 	// AvailPercent is the soft level: available memory must be below it.
 	AvailPercent float64
+	// Turnover lets the refault rate stand in for pressure: refaults count
+	// as thrashing by themselves when each second they re-read at least
+	// Turnover times the memory still available (0.25: the working set
+	// churns through it every 4 s). Readahead hides such a thrash from
+	// PSI, since the reader rarely waits on a page, but the cache holds
+	// nothing long enough to be reused and the disk does nothing else. A
+	// busy build on a big machine refaults a small fraction of its cache a
+	// second and does not qualify. 0 disables.
+	Turnover float64
 	// Sustain is how long all three must hold, across snapshots.
 	Sustain time.Duration
 	// Level is the level the trigger fires at.
@@ -195,19 +217,20 @@ type ThrashTrigger struct {
 }
 
 // DefaultTriggers returns the defaults: memavail at earlyoom's 10 %/10 %
-// (term) and 5 %/5 % (kill); scope at 10 % and 5 % available; PSI memory
-// "full" avg10 at 50 % (term) and 80 % (kill), system-wide and per scope;
-// thrash at 2,000 refaults/s with io or memory "some" avg10 at 30 % for 3 s
+// (term) and 5 %/5 % (kill), or memory alone with a memory "full" stall of
+// 20 % over 500 ms; scope at 10 % and 5 % available; PSI memory "full"
+// avg10 at 50 % (term) and 80 % (kill), system-wide and per scope; thrash
+// at 2,000 refaults/s with io or memory "some" pressure at 20 % for 2 s
 // under 20 % available, at the term level.
 func DefaultTriggers() Triggers {
 	return Triggers{
 		MemAvail: MemAvailTrigger{Enabled: true, MemTermPercent: 10, MemKillPercent: 5,
-			SwapTermPercent: 10, SwapKillPercent: 5},
+			SwapTermPercent: 10, SwapKillPercent: 5, StallPercent: 20, StallWindow: 500 * time.Millisecond},
 		Scope: ScopeTrigger{Enabled: true, TermPercent: 10, KillPercent: 5, UseHigh: true},
 		PSI: []PSITrigger{{Resource: PSIMemory, Full: true, System: true, Scopes: true,
 			TermPercent: 50, KillPercent: 80}},
-		Thrash: ThrashTrigger{Enabled: true, RefaultsPerSec: 2000, PressurePercent: 30,
-			AvailPercent: 20, Sustain: 3 * time.Second, Level: LevelTerm},
+		Thrash: ThrashTrigger{Enabled: true, RefaultsPerSec: 2000, PressurePercent: 20,
+			AvailPercent: 20, Turnover: 0.25, Sustain: 2 * time.Second, Level: LevelTerm},
 	}
 }
 
@@ -234,10 +257,17 @@ func (t *Triggers) Validate() error {
 		pct("scope term", s.TermPercent), pct("scope kill", s.KillPercent),
 		order("scope term", "scope kill", s.TermPercent, s.KillPercent),
 		pct("thrash pressure", th.PressurePercent), pct("thrash available", th.AvailPercent),
+		pct("memavail stall", m.StallPercent),
 	} {
 		if err != nil {
 			return err
 		}
+	}
+	if m.StallPercent > 0 && m.StallWindow <= 0 {
+		return errors.New("triggers: memavail stall needs a positive window")
+	}
+	if th.Turnover < 0 || th.Turnover != th.Turnover {
+		return errors.New("triggers: thrash turnover is " + ftoa(th.Turnover) + ", want >= 0")
 	}
 	if th.Enabled && (th.RefaultsPerSec <= 0 || th.Sustain < 0 || th.Level <= LevelNone || th.Level > LevelKill) {
 		return errors.New("triggers: thrash needs a positive refault rate, a sustain >= 0 and level term or kill")
@@ -269,9 +299,10 @@ func (t *Triggers) Validate() error {
 // and PSI windows. The zero value is ready to use. It is not safe for
 // concurrent use.
 type TriggerState struct {
-	sys    targetHist
-	scopes []targetHist
-	psi    []psiHist
+	sys      targetHist
+	scopes   []targetHist
+	psi      []psiHist
+	memStall psiHist // the memavail trigger's memory "full" window
 }
 
 // targetHist is the history of the system or of one scope.
@@ -283,6 +314,10 @@ type targetHist struct {
 	thrashSince time.Time // zero when not thrashing
 	rate        float64   // refaults per second over the last window
 	haveRate    bool
+	// prevIO and prevMem are the "some" stall totals (µs) at prevTime;
+	// ioShare and memShare the stall percentages over the last window.
+	prevIO, prevMem   uint64
+	ioShare, memShare float64
 }
 
 // refaultWindow is the shortest interval a refault rate is measured over.
@@ -313,7 +348,7 @@ func EvaluateTriggers(state *TriggerState, snap *Snapshot, cfg Triggers) Verdict
 	}
 
 	if !scoped && cfg.MemAvail.Enabled {
-		v = worse(v, memAvail(snap, &cfg.MemAvail))
+		v = worse(v, memAvail(&state.memStall, snap, &cfg.MemAvail))
 	}
 	if cfg.Scope.Enabled {
 		for i := range snap.Scopes {
@@ -336,17 +371,17 @@ func EvaluateTriggers(state *TriggerState, snap *Snapshot, cfg Triggers) Verdict
 	// that rates are ready when it is turned on.
 	if !scoped {
 		avail, ok := memAvailPercent(&snap.Memory)
-		tv := thrash(&state.sys, "", now, snap.RefaultFile, avail, ok, &snap.Pressure, -1, &cfg.Thrash)
+		tv := thrash(&state.sys, "", now, snap.RefaultFile, avail, ok, float64(snap.Memory.Available), pageSize(snap), &snap.Pressure, -1, &cfg.Thrash)
 		v = worse(v, tv)
 	}
 	for i := range snap.Scopes {
 		sc := &snap.Scopes[i]
-		avail, _, ok := scopeAvailPercent(sc, cfg.Scope.UseHigh)
+		avail, limit, ok := scopeAvailPercent(sc, cfg.Scope.UseHigh)
 		pr := &sc.Pressure
 		if !pr.IO.Valid && !pr.Memory.Valid {
 			pr = &snap.Pressure
 		}
-		tv := thrash(&state.scopes[i], sc.Path, now, sc.RefaultFile, avail, ok, pr, i, &cfg.Thrash)
+		tv := thrash(&state.scopes[i], sc.Path, now, sc.RefaultFile, avail, ok, avail/100*float64(limit), pageSize(snap), pr, i, &cfg.Thrash)
 		v = worse(v, tv)
 	}
 	return v
@@ -368,8 +403,9 @@ func memAvailPercent(m *Memory) (float64, bool) {
 	return 100 * float64(m.Available) / float64(m.Total), true
 }
 
-// memAvail evaluates the memavail trigger.
-func memAvail(snap *Snapshot, t *MemAvailTrigger) Verdict {
+// memAvail evaluates the memavail trigger; h is the memory "full" stall
+// window (see MemAvailTrigger.StallPercent).
+func memAvail(h *psiHist, snap *Snapshot, t *MemAvailTrigger) Verdict {
 	mem, ok := memAvailPercent(&snap.Memory)
 	if !ok {
 		return Verdict{Scope: -1}
@@ -378,11 +414,21 @@ func memAvail(snap *Snapshot, t *MemAvailTrigger) Verdict {
 	if snap.Memory.SwapTotal > 0 {
 		swap = 100 * float64(snap.Memory.SwapFree) / float64(snap.Memory.SwapTotal)
 	}
+	stall, stalled := 0.0, false
+	if t.StallPercent > 0 {
+		if f := &snap.Pressure.Memory; f.Valid {
+			stall, stalled = windowShare(h, "", f.Full.Total, snap.Time, t.StallWindow)
+			stalled = stalled && stall >= t.StallPercent
+		} else {
+			*h = psiHist{}
+		}
+	}
+	swapLow := func(level float64) bool { return t.MemoryOnly || swap <= level || stalled }
 	level := LevelNone
 	switch {
-	case mem <= t.MemKillPercent && (t.MemoryOnly || swap <= t.SwapKillPercent):
+	case mem <= t.MemKillPercent && swapLow(t.SwapKillPercent):
 		level = LevelKill
-	case mem <= t.MemTermPercent && (t.MemoryOnly || swap <= t.SwapTermPercent):
+	case mem <= t.MemTermPercent && swapLow(t.SwapTermPercent):
 		level = LevelTerm
 	}
 	if level == LevelNone {
@@ -393,6 +439,18 @@ func memAvail(snap *Snapshot, t *MemAvailTrigger) Verdict {
 		memLevel, swapLevel = t.MemKillPercent, t.SwapKillPercent
 	}
 	reason := "MemAvailable " + ftoa(mem) + "% <= " + ftoa(memLevel) + "%"
+	if !t.MemoryOnly && stalled && swap > swapLevel {
+		reason += " and memory full stall " + ftoa(stall) + "% >= " + ftoa(t.StallPercent) + "% over " +
+			t.StallWindow.String() + ", with SwapFree at " + ftoa(swap) + "%: the machine stalls on swap"
+		return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
+			Numbers: map[string]float64{
+				"mem_avail_percent": mem, "swap_free_percent": swap,
+				"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
+				"mem_available_bytes":       float64(snap.Memory.Available),
+				"swap_free_bytes":           float64(snap.Memory.SwapFree),
+				"memory_full_stall_percent": stall, "stall_level_percent": t.StallPercent,
+			}}
+	}
 	if !t.MemoryOnly {
 		if snap.Memory.SwapTotal == 0 {
 			reason += " and no swap (counts as SwapFree 0%)"
@@ -479,15 +537,8 @@ func psiLevel(h *psiHist, path string, pf *Pressures, scope int, t *PSITrigger, 
 	}
 	value, measure := line.Avg10, "avg10"
 	if t.Window > 0 {
-		if !h.have || h.path != path || line.Total < h.baseTotal || now.Before(h.baseTime) {
-			*h = psiHist{path: path, have: true, baseTime: now, baseTotal: line.Total}
-		} else if dt := now.Sub(h.baseTime); dt >= t.Window {
-			h.rate = 100 * float64(line.Total-h.baseTotal) / float64(dt.Microseconds())
-			h.haveRate = true
-			h.baseTime, h.baseTotal = now, line.Total
-		}
-		if h.haveRate {
-			value, measure = min(h.rate, 100), "stall over "+t.Window.String()
+		if share, ok := windowShare(h, path, line.Total, now, t.Window); ok {
+			value, measure = share, "stall over "+t.Window.String()
 		}
 	}
 	level, at := LevelNone, 0.0
@@ -509,21 +560,46 @@ func psiLevel(h *psiHist, path string, pf *Pressures, scope int, t *PSITrigger, 
 		Numbers: map[string]float64{"pressure_percent": value, "level_percent": at}}
 }
 
+// windowShare measures a PSI total counter (µs stalled) over tumbling
+// windows of at least window between snapshots, and returns the stall
+// percentage of the last completed window; false until one has completed.
+// A new path, a counter going back or a clock going back starts over.
+func windowShare(h *psiHist, path string, total uint64, now time.Time, window time.Duration) (float64, bool) {
+	if !h.have || h.path != path || total < h.baseTotal || now.Before(h.baseTime) {
+		*h = psiHist{path: path, have: true, baseTime: now, baseTotal: total}
+	} else if dt := now.Sub(h.baseTime); dt >= window {
+		h.rate = min(100*float64(total-h.baseTotal)/float64(dt.Microseconds()), 100)
+		h.haveRate = true
+		h.baseTime, h.baseTotal = now, total
+	}
+	return h.rate, h.haveRate
+}
+
 // thrash evaluates the thrash trigger on one target and updates its history.
 func thrash(h *targetHist, path string, now time.Time, refault int64, avail float64, availOK bool,
-	pr *Pressures, scope int, t *ThrashTrigger) Verdict {
+	availBytes float64, page uint64, pr *Pressures, scope int, t *ThrashTrigger) Verdict {
 	if h.path != path || !h.have || refault < 0 || refault < h.prevRefault || now.Before(h.prevTime) {
 		// First sample, a new scope, a counter reset, an unknown counter or
 		// a clock going back: start over.
-		*h = targetHist{path: path, have: refault >= 0, prevTime: now, prevRefault: refault}
+		*h = targetHist{path: path, have: refault >= 0, prevTime: now, prevRefault: refault,
+			prevIO: pr.IO.Some.Total, prevMem: pr.Memory.Some.Total}
 		return Verdict{Scope: -1}
 	}
 	// The rate is measured over at least refaultWindow, so that snapshots
 	// taken in quick succession (while a victim dies) do not see bursts.
+	// The stall shares are measured over the same window.
 	if dt := now.Sub(h.prevTime); dt >= refaultWindow {
 		h.rate = float64(refault-h.prevRefault) / dt.Seconds()
 		h.haveRate = true
+		share := func(total, prev uint64) float64 {
+			if total < prev {
+				return 0
+			}
+			return min(100*float64(total-prev)/float64(dt.Microseconds()), 100)
+		}
+		h.ioShare, h.memShare = share(pr.IO.Some.Total, h.prevIO), share(pr.Memory.Some.Total, h.prevMem)
 		h.prevTime, h.prevRefault = now, refault
+		h.prevIO, h.prevMem = pr.IO.Some.Total, pr.Memory.Some.Total
 	}
 	if !h.haveRate {
 		return Verdict{Scope: -1}
@@ -535,13 +611,18 @@ func thrash(h *targetHist, path string, now time.Time, refault int64, avail floa
 	}
 	ioP, memP := 0.0, 0.0
 	if pr.IO.Valid {
-		ioP = pr.IO.Some.Avg10
+		ioP = max(pr.IO.Some.Avg10, h.ioShare)
 	}
 	if pr.Memory.Valid {
-		memP = pr.Memory.Some.Avg10
+		memP = max(pr.Memory.Some.Avg10, h.memShare)
 	}
-	high := availOK && avail < t.AvailPercent && rate >= t.RefaultsPerSec &&
-		(ioP >= t.PressurePercent || memP >= t.PressurePercent)
+	turnover := 0.0
+	if availBytes > 0 {
+		turnover = rate * float64(page) / availBytes
+	}
+	pressed := ioP >= t.PressurePercent || memP >= t.PressurePercent
+	churned := t.Turnover > 0 && turnover >= t.Turnover
+	high := availOK && avail < t.AvailPercent && rate >= t.RefaultsPerSec && (pressed || churned)
 	if !high {
 		h.thrashSince = time.Time{}
 		return Verdict{Scope: -1}
@@ -561,11 +642,20 @@ func thrash(h *targetHist, path string, now time.Time, refault int64, avail floa
 		Reason: where + ": thrashing for " + held.String() + ": file refaults " + ftoa(rate) +
 			"/s >= " + ftoa(t.RefaultsPerSec) + "/s, io some " + ftoa(ioP) + "% / memory some " +
 			ftoa(memP) + "% (level " + ftoa(t.PressurePercent) + "%), available " + ftoa(avail) +
-			"% < " + ftoa(t.AvailPercent) + "%",
+			"% < " + ftoa(t.AvailPercent) + "%, re-reading " + ftoa(turnover) + " of the available memory a second (level " +
+			ftoa(t.Turnover) + ")",
 		Numbers: map[string]float64{
 			"refaults_per_sec": rate, "io_some_avg10": ioP, "memory_some_avg10": memP,
-			"avail_percent": avail, "sustained_seconds": held.Seconds(),
+			"avail_percent": avail, "sustained_seconds": held.Seconds(), "turnover_per_sec": turnover,
 		}}
+}
+
+// pageSize is snap's page size, 4096 when unknown.
+func pageSize(snap *Snapshot) uint64 {
+	if snap.PageSize == 0 {
+		return 4096
+	}
+	return snap.PageSize
 }
 
 // ftoa formats a percentage or rate with at most two decimals.

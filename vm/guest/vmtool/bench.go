@@ -40,6 +40,43 @@ type Sample struct {
 	AvailKB    int64 `json:"avail_kb"`
 	SwapFreeKB int64 `json:"swap_free_kb"`
 	Workload   int   `json:"workload_procs"`
+	// MemSomeUs, MemFullUs and IOSomeUs are the PSI "total" stall counters
+	// (µs since boot) of /proc/pressure/memory and io; Refaults is
+	// workingset_refault_file of /proc/vmstat. Rates come from differences.
+	MemSomeUs int64 `json:"mem_some_us"`
+	MemFullUs int64 `json:"mem_full_us"`
+	IOSomeUs  int64 `json:"io_some_us"`
+	Refaults  int64 `json:"refaults"`
+}
+
+// psiTotals returns the "some" and "full" total counters of a pressure file.
+func psiTotals(path string) (some, full int64) {
+	b, _ := os.ReadFile(path)
+	for _, l := range strings.Split(string(b), "\n") {
+		i := strings.Index(l, "total=")
+		if i < 0 {
+			continue
+		}
+		v, _ := strconv.ParseInt(strings.TrimSpace(l[i+len("total="):]), 10, 64)
+		if strings.HasPrefix(l, "some") {
+			some = v
+		} else if strings.HasPrefix(l, "full") {
+			full = v
+		}
+	}
+	return some, full
+}
+
+// vmstat returns one counter of /proc/vmstat, or -1.
+func vmstat(key string) int64 {
+	b, _ := os.ReadFile("/proc/vmstat")
+	for _, l := range strings.Split(string(b), "\n") {
+		if k, v, ok := strings.Cut(l, " "); ok && k == key {
+			n, _ := strconv.ParseInt(v, 10, 64)
+			return n
+		}
+	}
+	return -1
 }
 
 // ProbeSample is one iteration of the latency probe.
@@ -243,8 +280,11 @@ func bench(args []string) error {
 		avail, _ := meminfo("MemAvailable:")
 		swapFree, _ := meminfo("SwapFree:")
 		n, pop := populated(wl)
+		memSome, memFull := psiTotals("/proc/pressure/memory")
+		ioSome, _ := psiTotals("/proc/pressure/io")
 		mu.Lock()
-		res.Samples = append(res.Samples, Sample{T: t, AvailKB: avail, SwapFreeKB: swapFree, Workload: n})
+		res.Samples = append(res.Samples, Sample{T: t, AvailKB: avail, SwapFreeKB: swapFree, Workload: n,
+			MemSomeUs: memSome, MemFullUs: memFull, IOSomeUs: ioSome, Refaults: vmstat("workingset_refault_file")})
 		mu.Unlock()
 		if *scenario == "thrash" && res.OnsetMs <= 0 {
 			if st, err := os.Stat(marker); err == nil {
