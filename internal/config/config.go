@@ -79,6 +79,10 @@ type Memory struct {
 	// (earlyoom's rule: swap must run low too).
 	StallPercent Percent  `toml:"stall_percent"`
 	StallWindow  Duration `toml:"stall_window"`
+	// Lead compares MemAvailable as it will be this far ahead, at the rate
+	// it falls: the time choosing, signalling and reaping a victim takes.
+	// 0 disables.
+	Lead Duration `toml:"lead"`
 }
 
 // PSI is one pressure-stall trigger, written to a pressure file and polled.
@@ -259,7 +263,7 @@ func Default() *Config {
 			TermPercent: 10, KillPercent: 5,
 			SwapTermPercent: 10, SwapKillPercent: 5,
 			RequireBoth:  true,
-			StallPercent: 20, StallWindow: Duration(500e6),
+			StallPercent: 20, StallWindow: Duration(500e6), Lead: Duration(100e6),
 		},
 		ScopeLimits: ScopeLimits{TermPercent: 10, KillPercent: 5},
 		Thrash: Thrash{

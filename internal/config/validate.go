@@ -45,6 +45,9 @@ func (c *Config) Validate() error {
 
 	v.order("memory.kill_percent", "memory.term_percent", c.Memory.KillPercent, c.Memory.TermPercent)
 	v.order("memory.swap_kill_percent", "memory.swap_term_percent", c.Memory.SwapKillPercent, c.Memory.SwapTermPercent)
+	if c.Memory.Lead != 0 {
+		v.between("memory.lead", c.Memory.Lead, 0, 10*time.Second)
+	}
 	if c.Memory.StallPercent > 0 {
 		v.between("memory.stall_window", c.Memory.StallWindow, 100*time.Millisecond, 10*time.Second)
 	}

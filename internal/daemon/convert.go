@@ -22,6 +22,7 @@ func policyTriggers(c *config.Config) (policy.Triggers, error) {
 		MemoryOnly:      !c.Memory.RequireBoth,
 		StallPercent:    float64(c.Memory.StallPercent),
 		StallWindow:     time.Duration(c.Memory.StallWindow),
+		Lead:            time.Duration(c.Memory.Lead),
 	}
 	t.Scope.Enabled = c.ScopeLimits.TermPercent > 0 || c.ScopeLimits.KillPercent > 0
 	t.Scope.TermPercent = float64(c.ScopeLimits.TermPercent)

@@ -14,6 +14,7 @@ func TestPolicyTriggersFromConfig(t *testing.T) {
 	c := config.Default()
 	c.Memory.RequireBoth = false
 	c.Memory.StallPercent, c.Memory.StallWindow = 35, config.Duration(time.Second)
+	c.Memory.Lead = config.Duration(250 * time.Millisecond)
 	c.Thrash.Sustain = config.Duration(5 * time.Second)
 	c.ScopeLimits.TermPercent, c.ScopeLimits.KillPercent = 0, 0
 	psi, err := config.ParsePSI("io full 500ms 2s kill")
@@ -26,7 +27,8 @@ func TestPolicyTriggersFromConfig(t *testing.T) {
 		t.Fatal(err)
 	}
 	want := policy.MemAvailTrigger{Enabled: true, MemTermPercent: 10, MemKillPercent: 5,
-		SwapTermPercent: 10, SwapKillPercent: 5, MemoryOnly: true, StallPercent: 35, StallWindow: time.Second}
+		SwapTermPercent: 10, SwapKillPercent: 5, MemoryOnly: true, StallPercent: 35, StallWindow: time.Second,
+		Lead: 250 * time.Millisecond}
 	if d := cmp.Diff(want, got.MemAvail); d != "" {
 		t.Errorf("memavail (-want +got):\n%s", d)
 	}

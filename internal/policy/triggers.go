@@ -109,6 +109,13 @@ type MemAvailTrigger struct {
 	// acted on seconds before swap runs out. 0 disables.
 	StallPercent float64
 	StallWindow  time.Duration
+	// Lead compares MemAvailable as it will be Lead from now at the rate
+	// it is falling, measured over the last 50 to 200 ms: the time it takes
+	// to choose, signal and reap a victim. A hog filling memory at 150
+	// MiB/s takes 15 MiB more while that happens; without the lead the
+	// kill lands that far below the level, with it, at the level. A flat
+	// or rising MemAvailable projects nothing. 0 disables.
+	Lead time.Duration
 }
 
 // ScopeTrigger watches each scope cgroup: available = limit − usage +
@@ -225,7 +232,8 @@ type ThrashTrigger struct {
 func DefaultTriggers() Triggers {
 	return Triggers{
 		MemAvail: MemAvailTrigger{Enabled: true, MemTermPercent: 10, MemKillPercent: 5,
-			SwapTermPercent: 10, SwapKillPercent: 5, StallPercent: 20, StallWindow: 500 * time.Millisecond},
+			SwapTermPercent: 10, SwapKillPercent: 5, StallPercent: 20, StallWindow: 500 * time.Millisecond,
+			Lead: 100 * time.Millisecond},
 		Scope: ScopeTrigger{Enabled: true, TermPercent: 10, KillPercent: 5, UseHigh: true},
 		PSI: []PSITrigger{{Resource: PSIMemory, Full: true, System: true, Scopes: true,
 			TermPercent: 50, KillPercent: 80}},
@@ -262,6 +270,9 @@ func (t *Triggers) Validate() error {
 		if err != nil {
 			return err
 		}
+	}
+	if m.Lead < 0 || m.Lead > 10*time.Second {
+		return errors.New("triggers: memavail lead is " + m.Lead.String() + ", want 0 to 10s")
 	}
 	if m.StallPercent > 0 && m.StallWindow <= 0 {
 		return errors.New("triggers: memavail stall needs a positive window")
@@ -302,7 +313,43 @@ type TriggerState struct {
 	sys      targetHist
 	scopes   []targetHist
 	psi      []psiHist
-	memStall psiHist // the memavail trigger's memory "full" window
+	memStall psiHist  // the memavail trigger's memory "full" window
+	memFall  fallHist // the memavail trigger's fill rate
+}
+
+// fallHist measures how fast MemAvailable falls: over tumbling windows of
+// fallWindow, or over the current one once it spans minFallSpan.
+type fallHist struct {
+	have      bool
+	baseTime  time.Time
+	baseAvail uint64
+	rate      float64 // bytes per second, positive when falling
+}
+
+// Fall rate windows: long enough that one allocation burst between two
+// 10 ms polls is not read as a trend, short enough to follow a hog.
+const (
+	minFallSpan = 50 * time.Millisecond
+	fallWindow  = 200 * time.Millisecond
+)
+
+// fallRate updates h with avail at now and returns the rate MemAvailable is
+// falling at, in bytes per second (0 when not falling or not yet known).
+func fallRate(h *fallHist, avail uint64, now time.Time) float64 {
+	if !h.have || now.Before(h.baseTime) || now.Sub(h.baseTime) > 5*fallWindow {
+		// First sample, a clock going back, or a gap in polling (the poll
+		// was stretched): start over.
+		*h = fallHist{have: true, baseTime: now, baseAvail: avail}
+		return 0
+	}
+	dt := now.Sub(h.baseTime)
+	if dt >= minFallSpan {
+		h.rate = (float64(h.baseAvail) - float64(avail)) / dt.Seconds()
+	}
+	if dt >= fallWindow {
+		h.baseTime, h.baseAvail = now, avail
+	}
+	return max(h.rate, 0)
 }
 
 // targetHist is the history of the system or of one scope.
@@ -348,7 +395,7 @@ func EvaluateTriggers(state *TriggerState, snap *Snapshot, cfg Triggers) Verdict
 	}
 
 	if !scoped && cfg.MemAvail.Enabled {
-		v = worse(v, memAvail(&state.memStall, snap, &cfg.MemAvail))
+		v = worse(v, memAvail(&state.memStall, &state.memFall, snap, &cfg.MemAvail))
 	}
 	if cfg.Scope.Enabled {
 		for i := range snap.Scopes {
@@ -404,11 +451,17 @@ func memAvailPercent(m *Memory) (float64, bool) {
 }
 
 // memAvail evaluates the memavail trigger; h is the memory "full" stall
-// window (see MemAvailTrigger.StallPercent).
-func memAvail(h *psiHist, snap *Snapshot, t *MemAvailTrigger) Verdict {
+// window (see MemAvailTrigger.StallPercent), fall the fill rate (see Lead).
+func memAvail(h *psiHist, fall *fallHist, snap *Snapshot, t *MemAvailTrigger) Verdict {
 	mem, ok := memAvailPercent(&snap.Memory)
 	if !ok {
 		return Verdict{Scope: -1}
+	}
+	rate := fallRate(fall, snap.Memory.Available, snap.Time)
+	current, projected := mem, false
+	if lead := rate * t.Lead.Seconds(); t.Lead > 0 && lead > 0 {
+		mem = 100 * max(float64(snap.Memory.Available)-lead, 0) / float64(snap.Memory.Total)
+		projected = true
 	}
 	swap := 0.0
 	if snap.Memory.SwapTotal > 0 {
@@ -439,12 +492,17 @@ func memAvail(h *psiHist, snap *Snapshot, t *MemAvailTrigger) Verdict {
 		memLevel, swapLevel = t.MemKillPercent, t.SwapKillPercent
 	}
 	reason := "MemAvailable " + ftoa(mem) + "% <= " + ftoa(memLevel) + "%"
+	if projected {
+		reason = "MemAvailable " + ftoa(current) + "% falling " + ftoa(rate/(1<<20)) + " MiB/s: " +
+			ftoa(mem) + "% in " + t.Lead.String() + " <= " + ftoa(memLevel) + "%"
+	}
 	if !t.MemoryOnly && stalled && swap > swapLevel {
 		reason += " and memory full stall " + ftoa(stall) + "% >= " + ftoa(t.StallPercent) + "% over " +
 			t.StallWindow.String() + ", with SwapFree at " + ftoa(swap) + "%: the machine stalls on swap"
 		return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
 			Numbers: map[string]float64{
-				"mem_avail_percent": mem, "swap_free_percent": swap,
+				"mem_avail_percent": current, "mem_avail_projected_percent": mem, "fall_bytes_per_second": rate,
+				"swap_free_percent": swap,
 				"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
 				"mem_available_bytes":       float64(snap.Memory.Available),
 				"swap_free_bytes":           float64(snap.Memory.SwapFree),
@@ -460,7 +518,8 @@ func memAvail(h *psiHist, snap *Snapshot, t *MemAvailTrigger) Verdict {
 	}
 	return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
 		Numbers: map[string]float64{
-			"mem_avail_percent": mem, "swap_free_percent": swap,
+			"mem_avail_percent": current, "mem_avail_projected_percent": mem, "fall_bytes_per_second": rate,
+			"swap_free_percent": swap,
 			"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
 			"mem_available_bytes": float64(snap.Memory.Available),
 			"swap_free_bytes":     float64(snap.Memory.SwapFree),

@@ -699,3 +699,53 @@ func TestThrashTurnover(t *testing.T) {
 		})
 	}
 }
+
+// TestMemAvailLead: a hog filling a 457 MiB machine (the VM test bed's) at
+// 150 MiB/s, polled every 10 ms near the level, is acted on while
+// MemAvailable is still above the term level, so that the kill lands at
+// it; without the lead, or with memory flat or rising, only the level
+// itself counts.
+func TestMemAvailLead(t *testing.T) {
+	const total = 457 * miB
+	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
+	run := func(lead time.Duration, ratePerSec float64, startPct float64) (int, Verdict, []*Snapshot) {
+		cfg := only(TriggerMemAvail)
+		cfg.MemAvail.Lead = lead
+		var st TriggerState
+		for i := 0; i < 100; i++ {
+			now := time.Duration(i) * 10 * time.Millisecond
+			avail := startPct/100*total - ratePerSec*now.Seconds()
+			snap := &Snapshot{Time: t0.Add(now), Memory: Memory{Total: total, Available: uint64(max(avail, 0))}}
+			if v := EvaluateTriggers(&st, snap, cfg); v.Level != LevelNone {
+				return i, v, nil
+			}
+		}
+		return -1, Verdict{}, nil
+	}
+	pctAt := func(i int, rate, start float64) float64 {
+		return start - 100*rate*(time.Duration(i)*10*time.Millisecond).Seconds()/total
+	}
+	const hog = 150 * miB
+	i, v, _ := run(100*time.Millisecond, hog, 14)
+	if i < 0 {
+		t.Fatal("the hog was never acted on")
+	}
+	if at := pctAt(i, hog, 14); at <= 10 || at > 10+100*0.1*hog/total+0.5 {
+		t.Errorf("acted at %.2f%% available, want above 10%% by at most the lead's 3.3 points", at)
+	}
+	if !strings.Contains(v.Reason, "falling 150 MiB/s") || v.Numbers["mem_avail_projected_percent"] > 10 {
+		t.Errorf("verdict %q %v", v.Reason, v.Numbers)
+	}
+	i, _, _ = run(0, hog, 14)
+	if at := pctAt(i, hog, 14); at > 10 {
+		t.Errorf("without lead acted at %.2f%%, above the level", at)
+	}
+	// Flat at 10.5 %: nothing to project.
+	if i, v, _ := run(100*time.Millisecond, 0, 10.5); i >= 0 {
+		t.Errorf("flat memory at 10.5%% fired: %s", v.Reason)
+	}
+	// Rising (memory being freed) at 10.5 %: nothing either.
+	if i, v, _ := run(100*time.Millisecond, -50*miB, 10.5); i >= 0 {
+		t.Errorf("rising memory fired: %s", v.Reason)
+	}
+}
