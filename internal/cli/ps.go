@@ -110,6 +110,7 @@ func localRanking(scopes []string, cfgPath string) ([]policy.Candidate, error) {
 	if err := sc.Processes(snap); err != nil {
 		return nil, err
 	}
+	sc.CgroupKernel(snap)
 	return policy.Rank(snap, daemon.PolicyRules(cfg)), nil
 }
 

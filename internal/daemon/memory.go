@@ -37,6 +37,9 @@ type snapshotter interface {
 	// ReadRefaultsBelow limits reading the system's refault counter to
 	// MemAvailable under pct percent (see scan.Scanner).
 	ReadRefaultsBelow(pct float64)
+	// CgroupKernel fills each process's share of its cgroup's kernel
+	// memory (see scan.Scanner).
+	CgroupKernel(snap *policy.Snapshot)
 }
 
 // waker wakes the loop early when an event source saw something.
@@ -185,6 +188,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		m.mu.Unlock()
 		return m.interval
 	}
+	m.scan.CgroupKernel(snap)
 	dec := m.policy.Decide(snap, v, now)
 	for _, s := range dec.Skipped {
 		m.log.Warn("victim skipped", "pid", s.PID, "reason", s.Reason)
@@ -527,6 +531,7 @@ func (m *memoryKiller) handlePs(ctx context.Context, raw json.RawMessage) (any, 
 	if err := m.scan.Processes(snap); err != nil {
 		return nil, err
 	}
+	m.scan.CgroupKernel(snap)
 	c := m.policy.Rank(snap)
 	if c == nil {
 		c = []policy.Candidate{}

@@ -27,14 +27,18 @@ type Candidate struct {
 	// MMGroup is the shared Process.MMGroup; 0 for a process with no mm.
 	MMGroup int `json:"mm_group"`
 	// Badness is the kernel-like score in pages: RSS + swap + page tables of
-	// the shared mm, counted once, plus oom_score_adj × totalpages / 1000
-	// (the highest over the members that may be chosen).
+	// the shared mm, counted once, plus the members' share of their cgroups'
+	// kernel memory, plus oom_score_adj × totalpages / 1000 (the highest over
+	// the members that may be chosen).
 	Badness int64 `json:"badness"`
 	// RSS, Swap and PageTables are the group's memory in bytes, counted once
 	// (the largest value any member reports: they all see the same mm).
 	RSS        uint64 `json:"rss"`
 	Swap       uint64 `json:"swap"`
 	PageTables uint64 `json:"page_tables"`
+	// CgroupKernel is the members' share of the kernel memory charged to
+	// their cgroups (Process.CgroupKernel, summed), in bytes.
+	CgroupKernel uint64 `json:"cgroup_kernel,omitempty"`
 	// OOMScoreAdj is the oom_score_adj that gave Badness.
 	OOMScoreAdj int `json:"oom_score_adj"`
 	// TotalPages is the kernel's totalpages the adjustment is scaled by: the
@@ -83,6 +87,7 @@ type Member struct {
 	RSS          uint64 `json:"rss"`
 	Swap         uint64 `json:"swap"`
 	PageTables   uint64 `json:"page_tables"`
+	CgroupKernel uint64 `json:"cgroup_kernel,omitempty"`
 	OOMScoreAdj  int    `json:"oom_score_adj"`
 	VforkChild   bool   `json:"vfork_child,omitempty"`
 	Exiting      bool   `json:"exiting,omitempty"`
@@ -174,7 +179,7 @@ func memberOf(snap *Snapshot, p *Process, r Rules) Member {
 	m := Member{
 		PID: p.PID, PPID: p.PPID, StartTime: p.StartTime, Comm: p.Comm,
 		Cmdline: p.Cmdline, Cgroup: p.Cgroup, Scope: p.Scope,
-		RSS: p.RSS, Swap: p.Swap, PageTables: p.PageTables,
+		RSS: p.RSS, Swap: p.Swap, PageTables: p.PageTables, CgroupKernel: p.CgroupKernel,
 		OOMScoreAdj: p.OOMScoreAdj, VforkChild: p.VforkChild,
 		Exiting:      p.Exiting || p.State == 'Z' || p.State == 'X',
 		KernelThread: p.KernelThread,
@@ -246,6 +251,7 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 		c.RSS = max(c.RSS, m.RSS)
 		c.Swap = max(c.Swap, m.Swap)
 		c.PageTables = max(c.PageTables, m.PageTables)
+		c.CgroupKernel += m.CgroupKernel
 		if !m.Exiting {
 			allExiting = false
 			live++
@@ -259,7 +265,7 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 	}
 	c.Comm, c.StartTime, c.Cgroup, c.Scope = rep.Comm, rep.StartTime, rep.Cgroup, rep.Scope
 	c.TotalPages = totalPages(snap, rep.Scope, page)
-	memPages := int64((c.RSS + c.Swap + c.PageTables) / page)
+	memPages := int64((c.RSS + c.Swap + c.PageTables + c.CgroupKernel) / page)
 
 	// Badness: the highest adjustment over the members that may be chosen
 	// (all members when only vfork children are left).
@@ -398,6 +404,11 @@ func writeBadness(b *strings.Builder, c *Candidate, memPages int64) {
 	b.WriteString(" KiB + page tables ")
 	writeInt(b, int64(c.PageTables/1024))
 	b.WriteString(" KiB")
+	if c.CgroupKernel > 0 {
+		b.WriteString(" + kernel memory of its cgroup ")
+		writeInt(b, int64(c.CgroupKernel/1024))
+		b.WriteString(" KiB")
+	}
 	if len(c.Members) > 1 {
 		b.WriteString(", one mm counted once for ")
 		writeInt(b, int64(len(c.Members)))

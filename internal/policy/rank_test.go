@@ -407,3 +407,36 @@ func BenchmarkRank(b *testing.B) {
 		Rank(snap, r)
 	}
 }
+
+// TestRankCountsCgroupKernelMemory: a pipe bomb holds 300 MiB of kernel
+// memory in its cgroup and 8 MiB of RSS; an editor holds 64 MiB of RSS.
+// Counted by RSS alone the editor would die (as the kernel's and earlyoom's
+// choice did in the VM test bed); with its cgroup's kernel memory, the bomb
+// is the victim, and the reason says why.
+func TestRankCountsCgroupKernelMemory(t *testing.T) {
+	snap := &Snapshot{
+		Memory: Memory{Total: 457 * miB},
+		Processes: []Process{
+			{PID: 140, PPID: 100, Comm: "pipes", State: 'S', RSS: 8 * miB, MMGroup: 140, Cgroup: "/workload", CgroupKernel: 300 * miB},
+			{PID: 120, PPID: 100, Comm: "editor", State: 'S', RSS: 64 * miB, MMGroup: 120, Cgroup: "/bystanders", CgroupKernel: 1 * miB},
+			{PID: 121, PPID: 100, Comm: "shell", State: 'S', RSS: 16 * miB, MMGroup: 121, Cgroup: "/bystanders", CgroupKernel: 1 * miB},
+		},
+	}
+	got := Rank(snap, Rules{})
+	if got[0].Victim != 140 {
+		t.Fatalf("victim %d (%s), want the pipe bomb 140", got[0].Victim, got[0].Reason)
+	}
+	if want := pages(308 * miB); got[0].Badness != want {
+		t.Errorf("badness %d, want %d (RSS + cgroup kernel memory)", got[0].Badness, want)
+	}
+	if !strings.Contains(got[0].Reason, "+ kernel memory of its cgroup 307200 KiB") {
+		t.Errorf("reason %q does not name the cgroup's kernel memory", got[0].Reason)
+	}
+	// Without the share, RSS alone picks the editor.
+	for i := range snap.Processes {
+		snap.Processes[i].CgroupKernel = 0
+	}
+	if got := Rank(snap, Rules{}); got[0].Victim != 120 {
+		t.Errorf("without kernel memory the victim is %d, want the editor 120", got[0].Victim)
+	}
+}

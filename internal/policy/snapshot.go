@@ -100,6 +100,11 @@ type Process struct {
 	// Cgroup is the process's cgroup path as written in /proc/PID/cgroup for
 	// the hierarchy of its scope (v2, or the v1 memory controller).
 	Cgroup string
+	// CgroupKernel is this process's share of the kernel memory charged to
+	// its cgroup (pipe buffers, dentries, slab), split evenly among the
+	// cgroup's processes; 0 in the root cgroup or when unknown. It shows in
+	// no RSS, so it is counted in badness separately.
+	CgroupKernel uint64
 	// KernelThread is true for kernel threads (no mm, PF_KTHREAD).
 	KernelThread bool
 	// Exiting is true when the process is already dying (PF_EXITING, or

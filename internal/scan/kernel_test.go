@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
 	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
@@ -386,4 +387,77 @@ func TestKernelScopedScanV2(t *testing.T) {
 	if sc.Path != g.V2Cgroup.Path || !sc.Pressure.Memory.Valid || !sc.Pressure.IO.Valid || sc.Limit != 0 || sc.RefaultFile != -1 {
 		t.Errorf("v2 scope without memory controller: %+v", sc)
 	}
+}
+
+// TestKernelCgroupKernel: a process holding 2,000 full pipes in its own
+// memory cgroup carries that cgroup's kernel memory in CgroupKernel, where
+// its RSS shows none of it; a sleeper in a child cgroup carries only its
+// own cgroup's little.
+func TestKernelCgroupKernel(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+	in := kmemtest.Start(t, g, kmemtest.Spec{Pipes: 2000, PipeData: 4096})
+	in.WaitReady(t, 60*time.Second)
+	sub := g.Memory.Path + "/calm"
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sub) })
+	subCg, err := cgroupfs.Open(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	g.Start("sleep", "60")
+	var sleeper int
+	if !g.WaitProcs(30*time.Second, func(p []int) bool {
+		for _, pid := range p {
+			if allExeced([]int{pid}, "sleep\x0060\x00") {
+				sleeper = pid
+				return true
+			}
+		}
+		return false
+	}) {
+		t.Fatalf("no sleeper in %v", g.Procs())
+	}
+	if err := subCg.AddProc(sleeper); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.KillAll() }) // before the child cgroup is removed
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	s.CgroupKernel(&snap)
+	var inflater, calm *policy.Process
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		switch p.PID {
+		case sleeper:
+			calm = p
+		default:
+			if inflater == nil || p.CgroupKernel > inflater.CgroupKernel {
+				inflater = p
+			}
+		}
+	}
+	if inflater == nil || calm == nil {
+		t.Fatalf("scan found %+v", snap.Processes)
+	}
+	// Every process left in the group's own cgroup shares its kernel
+	// memory; the pipes alone are 2000 x 4 KiB.
+	shared := 0
+	for _, p := range snap.Processes {
+		if p.Cgroup == inflater.Cgroup {
+			shared++
+		}
+	}
+	if want := uint64(2000*4096) / uint64(shared); inflater.CgroupKernel < want {
+		t.Errorf("inflater %d: CgroupKernel %d, want >= %d (2000 pipes over %d processes)", inflater.PID, inflater.CgroupKernel, want, shared)
+	}
+	if calm.CgroupKernel*10 > inflater.CgroupKernel {
+		t.Errorf("sleeper in %s: CgroupKernel %d, not far below the inflater's %d", calm.Cgroup, calm.CgroupKernel, inflater.CgroupKernel)
+	}
+	t.Logf("inflater %d in %s: %d KiB (RSS %d KiB); sleeper in %s: %d KiB",
+		inflater.PID, inflater.Cgroup, inflater.CgroupKernel>>10, inflater.RSS>>10, calm.Cgroup, calm.CgroupKernel>>10)
 }

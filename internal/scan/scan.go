@@ -65,6 +65,10 @@ type Scanner struct {
 	// /proc/PID/cgroup shows: strip the mount point, prepend the mount's
 	// root. ok is false when the mount was not found.
 	scopeMount []mountMap
+	// memMount and v2Mount resolve Process.Cgroup paths to directories
+	// (see CgroupKernel): the memory hierarchy unscoped and for v1 scopes,
+	// cgroup2 for v2 scopes.
+	memMount, v2Mount mountMap
 
 	meminfo procfs.Meminfo
 	vmstat  procfs.Vmstat
@@ -228,6 +232,8 @@ func New(cfg Config) *Scanner {
 		}
 	}
 	mounts := cgroupfs.ReadMounts(fs.Path("self/mountinfo"))
+	s.memMount.Mount, s.memMount.ok = mounts.Memory()
+	s.v2Mount.Mount, s.v2Mount.ok = mounts.V2()
 	for _, c := range cfg.Scopes {
 		mr := cgroupfs.NewMemoryReader(c)
 		mr.KeepFiles()
@@ -668,6 +674,51 @@ func (s *Scanner) forget(pid int, e *entry, cached bool) {
 	if cached {
 		s.closeFiles(e)
 		delete(s.cache, pid)
+	}
+}
+
+// CgroupKernel sets each process's CgroupKernel: the kernel memory charged
+// to the cgroup it is in (v2 memory.stat "kernel", v1
+// memory.kmem.usage_in_bytes), shared evenly among the snapshot's processes
+// of that cgroup. Pipe buffers, dentries and other slab objects are charged
+// to a cgroup but show in no process's RSS, so without this a kernel-memory
+// bomb's process looks small and a bystander is chosen. The root cgroup is
+// skipped (its figure is the whole machine's kernel memory, no process's),
+// as is a cgroup whose files cannot be read. It runs only when a victim is
+// being chosen, and may allocate.
+func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
+	type share struct {
+		usage uint64
+		procs int
+	}
+	byPath := map[string]*share{}
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		p.CgroupKernel = 0
+		if p.Cgroup == "" || p.Cgroup == "/" || p.KernelThread {
+			continue
+		}
+		sh := byPath[p.Cgroup]
+		if sh == nil {
+			sh = &share{}
+			byPath[p.Cgroup] = sh
+			m := s.memMount
+			if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[p.Scope].Version == cgroupfs.V2 {
+				m = s.v2Mount
+			}
+			if dir, ok := m.DirOf(p.Cgroup); m.ok && ok && dir != m.Dir {
+				if cg, err := cgroupfs.Open(dir); err == nil {
+					sh.usage, _, _ = cg.KmemReader().Usage()
+				}
+			}
+		}
+		sh.procs++
+	}
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		if sh := byPath[p.Cgroup]; sh != nil && sh.procs > 0 && !p.KernelThread {
+			p.CgroupKernel = sh.usage / uint64(sh.procs)
+		}
 	}
 }
 
