@@ -83,12 +83,14 @@ func runAll(ctx context.Context, repo, dataDir string, reps int, cfgs, scs, ks [
 	if err != nil {
 		return err
 	}
-	for _, c := range configs {
-		if !slices.Contains(cfgs, c.Name) {
-			continue
-		}
-		for _, sc := range scs {
-			for rep := 1; rep <= reps; rep++ {
+	// Repetitions outermost: an interrupted run leaves whole repetitions of
+	// every configuration, not all of some and none of others.
+	for rep := 1; rep <= reps; rep++ {
+		for _, c := range configs {
+			if !slices.Contains(cfgs, c.Name) {
+				continue
+			}
+			for _, sc := range scs {
 				// Killers interleaved within a repetition: side by side in one run.
 				for _, k := range ks {
 					if ctx.Err() != nil {

@@ -175,12 +175,35 @@ func report(repo, dataDir string) error {
 	fmt.Fprintf(&b, "- Every run: bystanders \"shell\" (16 MiB) and \"editor\" (64 MiB) touching their memory every second, a probe reading a file and running `/bin/true` every 100 ms, the workload in its own cgroup, the killer at its defaults (earlyoom: Debian's `-r 3600`; oomguard: `oomguard daemon`, unscoped; kernel: nothing).\n")
 	fmt.Fprintf(&b, "- Onset: MemAvailable below 10 %% of MemTotal (thrash: the hog stops growing at 14 %%; fork bomb: its start). Episode: onset to the workload's end (every process of it gone). Release: onset to MemAvailable back above 40 %%. Stall: the probe's longest iteration, lateness included.\n")
 	fmt.Fprintf(&b, "- Times in ms: median [min–max] over the repetitions; \"never\" means the workload outlived the run's window (%s).\n", windows(runs))
-	reps := 0
+	cells := map[string]int{}
+	loMin, loMax := -1.0, 0.0
 	for _, r := range runs {
-		reps = max(reps, r.Rep)
+		cells[r.Config+"/"+r.Scenario+"/"+r.Killer]++
+		if r.HostLoad > 0 {
+			if loMin < 0 || r.HostLoad < loMin {
+				loMin = r.HostLoad
+			}
+			loMax = max(loMax, r.HostLoad)
+		}
 	}
-	fmt.Fprintf(&b, "- Repetitions per configuration, scenario and killer: %d%s.\n", reps, map[bool]string{true: " (a single run: medians are that run, no ranges; rerun with -reps 3 or more before drawing conclusions)", false: ""}[reps == 1])
-	fmt.Fprintf(&b, "- Runs were taken %s on a host shared with other builds (load average far above its 2 cores at times), so absolute times are inflated and noisy; compare killers within one configuration, which ran interleaved.\n\n", dates(runs))
+	repLo, repHi := -1, 0
+	for _, n := range cells {
+		if repLo < 0 || n < repLo {
+			repLo = n
+		}
+		repHi = max(repHi, n)
+	}
+	repText := fmt.Sprint(repHi)
+	if repLo != repHi {
+		repText = fmt.Sprintf("%d to %d (the run was cut short in its last repetition)", repLo, repHi)
+	}
+	fmt.Fprintf(&b, "- Repetitions per configuration, scenario and killer: %s%s; the killers of one repetition ran one after the other, interleaved.\n", repText, map[bool]string{true: " (a single run: medians are that run, no ranges; rerun with -reps 3 or more before drawing conclusions)", false: ""}[repHi == 1])
+	load := "not recorded"
+	if loMin >= 0 {
+		load = fmt.Sprintf("%.1f to %.1f", loMin, loMax)
+	}
+	fmt.Fprintf(&b, "- Runs were taken %s; the host's 1-minute load average at the runs' starts was %s (2 cores). Absolute times under TCG are slow and noisy; compare killers within one configuration.\n", dates(runs), load)
+	fmt.Fprintf(&b, "- An episode of 0 ms means the killer ended the workload before MemAvailable fell below 10 %% (the bench samples every 50 ms).\n\n")
 
 	var skipped []string
 	var targets []string

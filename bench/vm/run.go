@@ -37,15 +37,17 @@ var killers = []string{"kernel", "earlyoom", "oomguard"}
 
 // Run is one boot's raw data: the guest's BenchResult plus what ran it.
 type Run struct {
-	Config   string          `json:"config"`
-	Scenario string          `json:"scenario"`
-	Killer   string          `json:"killer"`
-	Rep      int             `json:"rep"`
-	Kernel   string          `json:"kernel"`
-	Qemu     string          `json:"qemu"`
-	CPU      string          `json:"host_cpu"`
-	Date     string          `json:"date"`
-	BootMs   int64           `json:"boot_total_ms"`
+	Config   string `json:"config"`
+	Scenario string `json:"scenario"`
+	Killer   string `json:"killer"`
+	Rep      int    `json:"rep"`
+	Kernel   string `json:"kernel"`
+	Qemu     string `json:"qemu"`
+	CPU      string `json:"host_cpu"`
+	Date     string `json:"date"`
+	BootMs   int64  `json:"boot_total_ms"`
+	// HostLoad is the host's 1-minute load average when the run started.
+	HostLoad float64         `json:"host_load,omitempty"`
 	Result   json.RawMessage `json:"result"`
 	Skipped  string          `json:"skipped,omitempty"`
 	Error    string          `json:"error,omitempty"`
@@ -185,6 +187,9 @@ const (
 
 func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, rep int) Run {
 	r := Run{Config: c.Name, Scenario: scenario, Killer: killer, Rep: rep, Kernel: g.kernel, Qemu: g.qemu, CPU: g.cpu, Date: time.Now().UTC().Format(time.RFC3339)}
+	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
+		fmt.Sscan(string(b), &r.HostLoad)
+	}
 	if killer == "oomguard" && !g.oomguard {
 		r.Skipped = "this oomguard binary has no daemon (not implemented yet)"
 		return r
