@@ -358,8 +358,8 @@ func legit(t *testing.T, md *strings.Builder) {
 	if n, err := strconv.Atoi(os.Getenv("OOMGUARD_BENCH_LEGIT_ROUNDS")); err == nil && n > 0 {
 		rounds = n
 	}
-	fmt.Fprintf(md, "\n## Legitimate workloads\n\nEach workload runs in a testbed group without the guard and with a guard scoped to that group, back to back, in %d rounds that alternate which goes first (go build with a fresh GOCACHE each time). Times are medians; the ratios are with / without, of the medians and of the best rounds (noise from other load only adds time). *Guard CPU* is the CPU time the benchmark process (the guard and its goroutines; the process does nothing else meanwhile) used during a run with the guard, over the workload's own CPU time (cpuacct) in that run: the share of the workload's CPU the guard would take from it if both competed for the same CPUs, a bound on its cost that the wall-time noise does not blur. *Workload CPU* compares the workload's own CPU time (cpuacct) with and without the guard: the proc connector's messages are built in the forking process's context, so that is where a cost to the workload itself would show. False positives are families the guard reported as bombs, over all rounds.\n\n", rounds)
-	fmt.Fprintf(md, "| workload | without guard (median) | with guard (median) | ratio of medians | ratio of best | workload CPU, ratio of medians | guard CPU / workload CPU (median) | false positives |\n|---|---|---|---|---|---|---|---|\n")
+	fmt.Fprintf(md, "\n## Legitimate workloads\n\nEach workload runs in a testbed group without the guard and with a guard scoped to that group, back to back, in %d rounds that alternate which goes first (go build with a fresh GOCACHE each time). Times are medians; the ratios are with / without, of the medians and of the best rounds (noise from other load only adds time), and, per round, of the two runs of that round, which ran back to back (median, then lowest and highest). *Guard CPU* is the CPU time the benchmark process (the guard and its goroutines; the process does nothing else meanwhile) used during a run with the guard, over the workload's own CPU time (cpuacct) in that run: the share of the workload's CPU the guard would take from it if both competed for the same CPUs, a bound on its cost that the wall-time noise does not blur. *Workload CPU* compares the workload's own CPU time (cpuacct) with and without the guard: the proc connector's messages are built in the forking process's context, so that is where a cost to the workload itself would show. False positives are families the guard reported as bombs, over all rounds.\n\n", rounds)
+	fmt.Fprintf(md, "| workload | without guard (median) | with guard (median) | ratio of medians | ratio of best | ratio within a round, median [min–max] | workload CPU, ratio of medians | guard CPU / workload CPU (median) | false positives |\n|---|---|---|---|---|---|---|---|---|\n")
 	for _, w := range works {
 		if !selected(w.file) {
 			continue
@@ -428,8 +428,18 @@ func legit(t *testing.T, md *strings.Builder) {
 			}
 		}
 		mo, mw := median(without), median(with)
-		fmt.Fprintf(md, "| %s | %v | %v | %.3f | %.3f | %.3f | %.4f | %d |\n", w.name, mo.Round(time.Millisecond), mw.Round(time.Millisecond),
+		var paired []float64
+		for i := range min(len(with), len(without)) {
+			paired = append(paired, with[i].Seconds()/without[i].Seconds())
+		}
+		slices.Sort(paired)
+		pm := 0.0
+		if n := len(paired); n > 0 {
+			pm = (paired[(n-1)/2] + paired[n/2]) / 2
+		}
+		fmt.Fprintf(md, "| %s | %v | %v | %.3f | %.3f | %.3f [%.3f–%.3f] | %.3f | %.4f | %d |\n", w.name, mo.Round(time.Millisecond), mw.Round(time.Millisecond),
 			mw.Seconds()/mo.Seconds(), slices.Min(with).Seconds()/slices.Min(without).Seconds(),
+			pm, paired[0], paired[len(paired)-1],
 			median(cpuWith).Seconds()/median(cpuWithout).Seconds(), median(share), fp)
 	}
 }

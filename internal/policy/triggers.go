@@ -496,34 +496,25 @@ func memAvail(h *psiHist, fall *fallHist, snap *Snapshot, t *MemAvailTrigger) Ve
 		reason = "MemAvailable " + ftoa(current) + "% falling " + ftoa(rate/(1<<20)) + " MiB/s: " +
 			ftoa(mem) + "% in " + t.Lead.String() + " <= " + ftoa(memLevel) + "%"
 	}
-	if !t.MemoryOnly && stalled && swap > swapLevel {
+	numbers := map[string]float64{
+		"mem_avail_percent": current, "mem_avail_projected_percent": mem, "fall_bytes_per_second": rate,
+		"swap_free_percent": swap,
+		"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
+		"mem_available_bytes": float64(snap.Memory.Available),
+		"swap_free_bytes":     float64(snap.Memory.SwapFree),
+	}
+	switch {
+	case t.MemoryOnly:
+	case stalled && swap > swapLevel:
 		reason += " and memory full stall " + ftoa(stall) + "% >= " + ftoa(t.StallPercent) + "% over " +
 			t.StallWindow.String() + ", with SwapFree at " + ftoa(swap) + "%: the machine stalls on swap"
-		return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
-			Numbers: map[string]float64{
-				"mem_avail_percent": current, "mem_avail_projected_percent": mem, "fall_bytes_per_second": rate,
-				"swap_free_percent": swap,
-				"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
-				"mem_available_bytes":       float64(snap.Memory.Available),
-				"swap_free_bytes":           float64(snap.Memory.SwapFree),
-				"memory_full_stall_percent": stall, "stall_level_percent": t.StallPercent,
-			}}
+		numbers["memory_full_stall_percent"], numbers["stall_level_percent"] = stall, t.StallPercent
+	case snap.Memory.SwapTotal == 0:
+		reason += " and no swap (counts as SwapFree 0%)"
+	default:
+		reason += " and SwapFree " + ftoa(swap) + "% <= " + ftoa(swapLevel) + "%"
 	}
-	if !t.MemoryOnly {
-		if snap.Memory.SwapTotal == 0 {
-			reason += " and no swap (counts as SwapFree 0%)"
-		} else {
-			reason += " and SwapFree " + ftoa(swap) + "% <= " + ftoa(swapLevel) + "%"
-		}
-	}
-	return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason,
-		Numbers: map[string]float64{
-			"mem_avail_percent": current, "mem_avail_projected_percent": mem, "fall_bytes_per_second": rate,
-			"swap_free_percent": swap,
-			"mem_level_percent": memLevel, "swap_level_percent": swapLevel,
-			"mem_available_bytes": float64(snap.Memory.Available),
-			"swap_free_bytes":     float64(snap.Memory.SwapFree),
-		}}
+	return Verdict{Level: level, Trigger: TriggerMemAvail, Scope: -1, Reason: reason, Numbers: numbers}
 }
 
 // noLimit is the smallest value treated as "no limit" (v1 reports

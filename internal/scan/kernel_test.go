@@ -165,20 +165,8 @@ func TestKernelScopedScanExact(t *testing.T) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	// Move one sleeper into a child memory cgroup: still in scope.
-	sub := g.Memory.Path + "/sub"
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(sub) })
-	subCg, err := cgroupfs.Open(sub)
-	if err != nil {
-		t.Fatal(err)
-	}
 	moved := g.Procs()[0]
-	if err := subCg.AddProc(moved); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.KillAll() }) // before the child cgroup is removed
+	moveToChild(t, g, "sub", moved)
 	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
 	var snap policy.Snapshot
 	if err := s.Processes(&snap); err != nil {
@@ -207,6 +195,25 @@ func TestKernelScopedScanExact(t *testing.T) {
 			t.Errorf("/proc/%d/cgroup = %q, scan says %q", moved, b, p.Cgroup)
 		}
 	}
+}
+
+// moveToChild moves pid into a new child cgroup of g's memory cgroup, still
+// in scope. The group's processes are killed before the child is removed.
+func moveToChild(t *testing.T, g *testbed.Group, name string, pid int) {
+	t.Helper()
+	sub := g.Memory.Path + "/" + name
+	if err := os.Mkdir(sub, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.Remove(sub) })
+	cg, err := cgroupfs.Open(sub)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := cg.AddProc(pid); err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { g.KillAll() }) // runs first: cleanups are last in, first out
 }
 
 func containsLine(s, suffix string) bool {
@@ -397,15 +404,6 @@ func TestKernelCgroupKernel(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
 	in := kmemtest.Start(t, g, kmemtest.Spec{Pipes: 2000, PipeData: 4096})
 	in.WaitReady(t, 60*time.Second)
-	sub := g.Memory.Path + "/calm"
-	if err := os.Mkdir(sub, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { os.Remove(sub) })
-	subCg, err := cgroupfs.Open(sub)
-	if err != nil {
-		t.Fatal(err)
-	}
 	g.Start("sleep", "60")
 	var sleeper int
 	if !g.WaitProcs(30*time.Second, func(p []int) bool {
@@ -419,10 +417,7 @@ func TestKernelCgroupKernel(t *testing.T) {
 	}) {
 		t.Fatalf("no sleeper in %v", g.Procs())
 	}
-	if err := subCg.AddProc(sleeper); err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { g.KillAll() }) // before the child cgroup is removed
+	moveToChild(t, g, "calm", sleeper)
 	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid()})
 	var snap policy.Snapshot
 	if err := s.Processes(&snap); err != nil {
