@@ -182,9 +182,10 @@ type PSITrigger struct {
 	// the levels are reached; 0 disables a level.
 	TermPercent, KillPercent float64
 	// Window 0 measures avg10. A positive Window measures the stall share of
-	// wall time from the Total counter over tumbling windows of at least
-	// Window between snapshots (faster and exact, like a kernel PSI trigger
-	// with that window); until the first window completes, avg10 is used.
+	// wall time from the Total counter over the last Window (sliding, from
+	// the newest snapshot at least Window old: faster and exact, like a
+	// kernel PSI trigger with that window); until the history spans a
+	// window, avg10 is used.
 	Window time.Duration
 }
 
@@ -370,15 +371,25 @@ type targetHist struct {
 // refaultWindow is the shortest interval a refault rate is measured over.
 const refaultWindow = time.Second
 
-// psiHist is one PSI trigger's tumbling window on one target.
+// psiHist is one PSI trigger's sliding window on one target: the stall
+// counter sampled window/8 or more apart, enough samples to look one
+// window back.
 type psiHist struct {
-	path      string
-	have      bool
-	baseTime  time.Time
-	baseTotal uint64
-	rate      float64 // percent, valid when haveRate
-	haveRate  bool
+	path     string
+	ring     [psiRing]psiSample
+	n, head  int     // samples kept; index of the newest
+	rate     float64 // percent, valid when haveRate
+	haveRate bool
 }
+
+// psiSample is one reading of a PSI total counter.
+type psiSample struct {
+	t     time.Time
+	total uint64
+}
+
+// psiRing is how many samples a psiHist keeps.
+const psiRing = 16
 
 // EvaluateTriggers evaluates every enabled trigger of cfg on snap, at
 // snap.Time, and updates state. It returns the most severe verdict.
@@ -610,17 +621,31 @@ func psiLevel(h *psiHist, path string, pf *Pressures, scope int, t *PSITrigger, 
 		Numbers: map[string]float64{"pressure_percent": value, "level_percent": at}}
 }
 
-// windowShare measures a PSI total counter (µs stalled) over tumbling
-// windows of at least window between snapshots, and returns the stall
-// percentage of the last completed window; false until one has completed.
-// A new path, a counter going back or a clock going back starts over.
+// windowShare measures a PSI total counter (µs stalled) over a sliding
+// window: from the newest sample at least window old to now. It returns
+// that stall percentage; false until the history spans a window. Samples
+// are kept window/8 or more apart. A new path, a counter going back or a
+// clock going back starts over.
 func windowShare(h *psiHist, path string, total uint64, now time.Time, window time.Duration) (float64, bool) {
-	if !h.have || h.path != path || total < h.baseTotal || now.Before(h.baseTime) {
-		*h = psiHist{path: path, have: true, baseTime: now, baseTotal: total}
-	} else if dt := now.Sub(h.baseTime); dt >= window {
-		h.rate = min(100*float64(total-h.baseTotal)/float64(dt.Microseconds()), 100)
-		h.haveRate = true
-		h.baseTime, h.baseTotal = now, total
+	newest := &h.ring[h.head]
+	if h.n == 0 || h.path != path || total < newest.total || now.Before(newest.t) {
+		*h = psiHist{path: path, n: 1}
+		h.ring[0] = psiSample{now, total}
+		return 0, false
+	}
+	// The newest sample at least a window old, walking back from the newest.
+	for i := 0; i < h.n; i++ {
+		s := &h.ring[(h.head-i+psiRing)%psiRing]
+		if dt := now.Sub(s.t); dt >= window {
+			h.rate = min(100*float64(total-s.total)/float64(dt.Microseconds()), 100)
+			h.haveRate = true
+			break
+		}
+	}
+	if now.Sub(newest.t) >= window/8 {
+		h.head = (h.head + 1) % psiRing
+		h.ring[h.head] = psiSample{now, total}
+		h.n = min(h.n+1, psiRing)
 	}
 	return h.rate, h.haveRate
 }

@@ -383,30 +383,47 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 //     The child's family need not qualify by itself: it holds every live
 //     member but the wrapper, which may be just what tips a family at a
 //     threshold.
-//   - among several children, the only one whose family qualifies and is
-//     eligible, when the rest of the root's family shows no replication of
-//     its own: no exited parent that left two or more lines behind, and at
-//     most a quarter of the chosen child's recent births. That is a runner
-//     (a test harness, a CI job script, a young terminal) with bystanders
-//     beside the bomb; they are not the bomb's. A bomb's own live root (a C
-//     fork loop) forks into every child, so either several of them qualify
-//     or the others hold as many recent births, and the root stays.
+//   - among several children, the one that holds the bomb: the only one
+//     whose family qualifies by itself or, when none does (the runner and
+//     its bystanders may be just what tips the family at a threshold), the
+//     only one with replication generations. It must be eligible, and the
+//     rest of the root's family must show no replication of its own: no
+//     exited parent that left two or more lines behind, and at most a
+//     quarter of the chosen child's recent births. That is a runner (a
+//     test harness, a CI job script, a young terminal) with bystanders
+//     beside the bomb; they are not the bomb's. A bomb's own live root (a
+//     C fork loop, a shell whose background pipeline forks the bomb's two
+//     halves) forks into several children, so either several of them carry
+//     the bomb or the others hold as many recent births, and the root
+//     stays.
 func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (lineage.ID, bool) {
 	r := rec.Get(id)
 	only, n := lineage.None, 0
 	chosen, qualified := lineage.None, 0
+	replicating, generational := lineage.None, 0
 	for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 		only = ch
 		n++
-		if d.qualifies(&d.st[ch]) && d.eligible(rec.Get(ch), in, youngCut) {
+		if d.qualifies(&d.st[ch]) {
 			chosen = ch
 			qualified++
+		}
+		if d.st[ch].generations > 0 {
+			replicating = ch
+			generational++
 		}
 	}
 	if n == 1 {
 		return only, d.st[only].live > 0
 	}
-	if qualified != 1 {
+	switch {
+	case qualified == 1:
+	case qualified == 0 && generational == 1:
+		chosen = replicating
+	default:
+		return lineage.None, false
+	}
+	if !d.eligible(rec.Get(chosen), in, youngCut) {
 		return lineage.None, false
 	}
 	c := &d.st[chosen]

@@ -672,3 +672,43 @@ func TestForkLoopRootStaysBesideOneQualifyingChild(t *testing.T) {
 		})
 	}
 }
+
+// TestSparesLauncherAtThreshold: as in TestSparesLauncherWithBystanders,
+// but the runner and its bystanders are what tip the family over
+// ReplicatingFamily: the bomb's shell alone has 13 live members. Seen in
+// the VM benchmark with zram, where the bomb was caught earlier.
+func TestSparesLauncherAtThreshold(t *testing.T) {
+	s := newSim(t)
+	runner := s.fork(500)
+	s.exec(runner, "vmtool")
+	var bystanders []int32
+	for _, name := range []string{"shell", "editor"} {
+		b := s.fork(runner)
+		s.exec(b, name)
+		bystanders = append(bystanders, b)
+	}
+	s.now += 1500 * ms
+	shell := s.fork(runner)
+	s.exec(shell, "sh")
+	frontier := []int32{shell}
+	for gen := 0; gen < 3; gen++ {
+		frontier = s.doubleAndExit(frontier)
+		s.now += 50 * ms
+	}
+	// 8 live bomb members; 5 more make 13. With the runner and its two
+	// bystanders, the runner's family has 16.
+	for _, p := range frontier[:5] {
+		s.fork(p)
+	}
+	s.now += ms
+	got := New(Config{}).Detect(Input{Lineage: s.rec, Now: s.now, Self: 999}, nil)
+	if len(got) != 1 {
+		t.Fatalf("detect = %+v, want one family", got)
+	}
+	if got[0].RootPID == runner {
+		t.Fatalf("verdict root is the runner %d; its bystanders %v would die", runner, bystanders)
+	}
+	if got[0].RootPID != shell || got[0].Live != 13 || got[0].Generations != 3 {
+		t.Fatalf("verdict = %+v, want root %d (the bomb's shell) with 13 live and 3 generations", got[0], shell)
+	}
+}
