@@ -179,7 +179,7 @@ func report(repo, dataDir string) error {
 	loMin, loMax := -1.0, 0.0
 	for _, r := range runs {
 		cells[r.Config+"/"+r.Scenario+"/"+r.Killer]++
-		if r.HostLoad > 0 {
+		if r.HostLoad > 0 && r.res != nil {
 			if loMin < 0 || r.HostLoad < loMin {
 				loMin = r.HostLoad
 			}
