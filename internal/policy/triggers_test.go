@@ -661,7 +661,7 @@ func TestMemAvailStall(t *testing.T) {
 // TestThrashTurnover: the thrash measured in the VM test bed (512 MiB
 // guest, a hog holding MemAvailable at 13 %, a reader looping over a 130
 // MiB file from a 32 MiB/s disk): 8,000 refaults/s, but readahead kept io
-// "some" at 3 to 30 % and memory "some" at 2 to 7 %. Refaults that re-read
+// "some" at 3 to 46 % and memory "some" at 2 to 7 %. Refaults that re-read
 // half the available memory a second count by themselves; the same rate on
 // a big machine, or a lower one here, does not.
 func TestThrashTurnover(t *testing.T) {

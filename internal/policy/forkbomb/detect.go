@@ -427,13 +427,10 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 		return lineage.None, false
 	}
 	c := &d.st[chosen]
-	restBirths := d.st[id].births - c.births
-	for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-		if ch != chosen && d.st[ch].generations > 0 {
-			return lineage.None, false
-		}
+	if c.generations > 0 {
+		generational-- // the others' replication is what counts
 	}
-	if 4*restBirths > c.births {
+	if generational > 0 || 4*(d.st[id].births-c.births) > c.births {
 		return lineage.None, false
 	}
 	return chosen, true

@@ -573,6 +573,23 @@ func TestWrapperIsSparedAtThreshold(t *testing.T) {
 	}
 }
 
+// runnerWithBystanders starts a young runner (vmtool in the VM benchmark)
+// with two long-running bystanders and, 1.5 s later, the shell that will
+// run a bomb.
+func runnerWithBystanders(s *sim) (runner int32, bystanders []int32, shell int32) {
+	runner = s.fork(500)
+	s.exec(runner, "vmtool")
+	for _, name := range []string{"shell", "editor"} {
+		b := s.fork(runner)
+		s.exec(b, name)
+		bystanders = append(bystanders, b)
+	}
+	s.now += 1500 * ms
+	shell = s.fork(runner)
+	s.exec(shell, "sh")
+	return runner, bystanders, shell
+}
+
 // TestSparesLauncherWithBystanders: a young runner (a test harness, a CI
 // job script) started two long-running bystanders and a probe that forks
 // now and then, and then a shell that runs a bash bomb. The runner's family
@@ -581,19 +598,9 @@ func TestWrapperIsSparedAtThreshold(t *testing.T) {
 // member of the bomb. The shell stays in: both its bomb children qualify.
 func TestSparesLauncherWithBystanders(t *testing.T) {
 	s := newSim(t)
-	runner := s.fork(500)
-	s.exec(runner, "vmtool")
-	var bystanders []int32
-	for _, name := range []string{"shell", "editor"} {
-		b := s.fork(runner)
-		s.exec(b, name)
-		bystanders = append(bystanders, b)
-	}
-	s.now += 1500 * ms
+	runner, bystanders, shell := runnerWithBystanders(s)
 	// sh -c 'b(){ b|b & }; b; sleep 1000': the shell itself forks the
 	// first pipeline's two subshells, then sleeps.
-	shell := s.fork(runner)
-	s.exec(shell, "sh")
 	frontier := []int32{s.fork(shell), s.fork(shell)}
 	sleeper := s.fork(shell)
 	s.exec(sleeper, "sleep")
@@ -679,17 +686,7 @@ func TestForkLoopRootStaysBesideOneQualifyingChild(t *testing.T) {
 // the VM benchmark with zram, where the bomb was caught earlier.
 func TestSparesLauncherAtThreshold(t *testing.T) {
 	s := newSim(t)
-	runner := s.fork(500)
-	s.exec(runner, "vmtool")
-	var bystanders []int32
-	for _, name := range []string{"shell", "editor"} {
-		b := s.fork(runner)
-		s.exec(b, name)
-		bystanders = append(bystanders, b)
-	}
-	s.now += 1500 * ms
-	shell := s.fork(runner)
-	s.exec(shell, "sh")
+	runner, bystanders, shell := runnerWithBystanders(s)
 	frontier := []int32{shell}
 	for gen := 0; gen < 3; gen++ {
 		frontier = s.doubleAndExit(frontier)
