@@ -30,6 +30,7 @@ import (
 	"github.com/oomguard/oomguard/internal/kmem"
 	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
 	"github.com/oomguard/oomguard/internal/kmemguard"
+	"github.com/oomguard/oomguard/internal/policy/kmembudget"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -173,10 +174,7 @@ func run(n, rounds, kills int, outPath string) error {
 	}
 
 	// The daemon's budget check: one glob budget over the n cgroups.
-	b, err := kmemguard.ParseBudget(parentDir + "/*=1T:report")
-	if err != nil {
-		return err
-	}
+	b := kmemguard.Budget{Pattern: parentDir + "/*", Max: 1 << 40, Action: kmembudget.Report}
 	guard, err := kmemguard.New(kmemguard.Config{Scopes: []cgroupfs.Cgroup{parent}, Budgets: []kmemguard.Budget{b}, Rescan: time.Hour}, nil, nil)
 	if err != nil {
 		return err
@@ -326,10 +324,7 @@ func breachLatencies(n int) ([]latency, error) {
 func oneBreach(b *testing.B) (latency, error) {
 	g := testbed.New(b, testbed.Options{MemoryLimit: 512 << 20})
 	g.Start("sleep", "600")
-	budget, err := kmemguard.ParseBudget(fmt.Sprintf("%s=%d:kill-heaviest", g.Memory.Path, latencyBudget))
-	if err != nil {
-		return latency{}, err
-	}
+	budget := kmemguard.Budget{Pattern: g.Memory.Path, Max: latencyBudget, Action: kmembudget.KillHeaviest}
 	log := actionlog.New(10)
 	guard, err := kmemguard.New(kmemguard.Config{Scopes: []cgroupfs.Cgroup{g.Memory}, Budgets: []kmemguard.Budget{budget}}, nil, log)
 	if err != nil {

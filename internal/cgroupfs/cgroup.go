@@ -223,7 +223,11 @@ func (c Cgroup) CanFreeze() bool {
 
 // Freeze stops every task in c and its descendants and waits, up to timeout,
 // until the kernel reports the cgroup frozen: v1 freezer.state reading
-// FROZEN, or v2 cgroup.events reading "frozen 1".
+// FROZEN, or v2 cgroup.events reading "frozen 1". It polls every
+// millisecond in a raw nanosleep(2) rather than time.Sleep: the caller may
+// be a real-time thread locked to its goroutine, and a Go timer wake-up
+// needs another runtime thread, which a fork bomb's thousands of runnable
+// tasks can starve for seconds.
 func (c Cgroup) Freeze(timeout time.Duration) error {
 	if !c.CanFreeze() {
 		return fmt.Errorf("freeze %s: %w", c.Path, ErrNoFreezer)
@@ -249,7 +253,9 @@ func (c Cgroup) Freeze(timeout time.Duration) error {
 		if time.Now().After(deadline) {
 			return fmt.Errorf("freeze %s: not frozen after %v", c.Path, timeout)
 		}
-		time.Sleep(time.Millisecond)
+		ts := unix.NsecToTimespec(int64(time.Millisecond))
+		for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+		}
 	}
 }
 

@@ -338,13 +338,14 @@ func TestSizes(t *testing.T) {
 	for in, want := range map[string]Size{
 		"0": 0, "4096": 4096, "4k": 4096, "4K": 4096, "4KiB": 4096, "64M": 64 << 20, "64MB": 64 << 20,
 		"512MiB": 512 << 20, "1G": 1 << 30, "1.5G": 3 << 29, "2T": 2 << 40, " 8 M ": 8 << 20,
+		"64m": 64 << 20, "2g": 2 << 30, "1t": 1 << 40, "2MB": 2 << 20,
 	} {
 		got, err := ParseSize(in)
 		if err != nil || got != want {
 			t.Errorf("ParseSize(%q) = %d, %v; want %d", in, got, err, want)
 		}
 	}
-	for _, in := range []string{"", "M", "12X", "1.5", "-1G", "1iB", "1GG", "99999999999T"} {
+	for _, in := range []string{"", "M", "12X", "1.5", "-1G", "1iB", "1GG", "99999999999T", "17179869184G", "99999999999999999999999", "64Q"} {
 		if got, err := ParseSize(in); err == nil {
 			t.Errorf("ParseSize(%q) = %d, want an error", in, got)
 		}

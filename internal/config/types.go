@@ -17,8 +17,8 @@ type fromTOML interface {
 
 // Size is an amount of memory in bytes. In the file it is an integer (bytes)
 // or a string with a binary suffix: "64M", "1G", "512MiB", "4k". K, M, G and T
-// are powers of 1024 whether or not they are followed by "iB" or "B", as in
-// systemd unit files.
+// (in either case) are powers of 1024 whether or not they are followed by
+// "iB" or "B", as in systemd unit files.
 type Size uint64
 
 // ParseSize parses a size as written in the configuration file.
@@ -43,11 +43,11 @@ func ParseSize(s string) (Size, error) {
 		}
 	case "K", "k":
 		mult = 1 << 10
-	case "M":
+	case "M", "m":
 		mult = 1 << 20
-	case "G":
+	case "G", "g":
 		mult = 1 << 30
-	case "T":
+	case "T", "t":
 		mult = 1 << 40
 	default:
 		return 0, fmt.Errorf("bad size %q: unknown suffix %q (want K, M, G or T)", s, suffix)

@@ -144,7 +144,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	var frozen *cgroupfs.Cgroup
 	if !o.NoFreeze {
 		if cg, ok := c.ownCgroup(members, fam); ok {
-			if err := freeze(cg, o.FreezeTimeout); err == nil {
+			if err := cg.Freeze(o.FreezeTimeout); err == nil {
 				frozen = &cg
 				rep.Cgroup = cg.Path
 				rep.Method = "freeze-" + cg.Version.String()
@@ -517,32 +517,5 @@ func (c *container) closeAll() {
 func nap(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-	}
-}
-
-// freeze is cgroupfs.Cgroup.Freeze with nap between polls.
-func freeze(cg cgroupfs.Cgroup, timeout time.Duration) error {
-	deadline := time.Now().Add(timeout)
-	for {
-		var err error
-		if cg.Version == cgroupfs.V2 {
-			err = cg.WriteFile("cgroup.freeze", "1")
-		} else {
-			err = cg.WriteFile("freezer.state", "FROZEN")
-		}
-		if err != nil {
-			return err
-		}
-		frozen, err := cg.Frozen()
-		if err != nil {
-			return err
-		}
-		if frozen {
-			return nil
-		}
-		if time.Now().After(deadline) {
-			return fmt.Errorf("freeze %s: not frozen after %v", cg.Path, timeout)
-		}
-		nap(time.Millisecond)
 	}
 }

@@ -56,10 +56,7 @@ func start(t *testing.T, action kmembudget.Action, dryRun bool) *setup {
 	if err != nil {
 		t.Fatal(err)
 	}
-	b, err := ParseBudget(fmt.Sprintf("oomguard-test-%d-*=%d:%s", os.Getpid(), budget, action))
-	if err != nil {
-		t.Fatal(err)
-	}
+	b := Budget{Pattern: fmt.Sprintf("oomguard-test-%d-*", os.Getpid()), Max: budget, Action: action}
 	s.guard, err = New(Config{Scopes: []cgroupfs.Cgroup{scope}, Budgets: []Budget{b}, DryRun: dryRun},
 		slog.New(slog.NewTextHandler(s.logs, nil)), s.log)
 	if err != nil {

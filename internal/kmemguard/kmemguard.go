@@ -92,38 +92,6 @@ type target struct {
 	budget Budget
 }
 
-// ParseBudget parses the flag form DIR=SIZE:ACTION, as in
-// "/sys/fs/cgroup/memory/jobs/*=64M:kill-heaviest". DIR is a cgroup
-// directory or glob (relative DIRs are resolved against the scopes by New);
-// SIZE is bytes, optionally with K, M, G or T; ACTION is kill-heaviest,
-// kill-cgroup or report.
-func ParseBudget(s string) (Budget, error) {
-	eq := strings.LastIndexByte(s, '=')
-	if eq < 0 {
-		return Budget{}, fmt.Errorf("kmem budget %q: want DIR=SIZE:ACTION", s)
-	}
-	dir, rest := s[:eq], s[eq+1:]
-	if dir == "" {
-		return Budget{}, fmt.Errorf("kmem budget %q: no cgroup directory before '='", s)
-	}
-	colon := strings.LastIndexByte(rest, ':')
-	if colon < 0 {
-		return Budget{}, fmt.Errorf("kmem budget %q: want SIZE:ACTION after '=', as in 64M:kill-heaviest", s)
-	}
-	size, err := kmembudget.ParseSize(rest[:colon])
-	if err != nil {
-		return Budget{}, fmt.Errorf("kmem budget %q: %w", s, err)
-	}
-	if size == 0 {
-		return Budget{}, fmt.Errorf("kmem budget %q: size must be above 0", s)
-	}
-	act, err := kmembudget.ParseAction(rest[colon+1:])
-	if err != nil {
-		return Budget{}, fmt.Errorf("kmem budget %q: %w", s, err)
-	}
-	return Budget{Pattern: filepath.Clean(dir), Max: size, Action: act}, nil
-}
-
 // New checks cfg and returns a Guard. A nil logger discards logs; a nil
 // action log records nothing.
 func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {

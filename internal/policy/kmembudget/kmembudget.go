@@ -36,43 +36,6 @@ func ParseAction(s string) (Action, error) {
 	return "", fmt.Errorf("unknown kmem budget action %q (want kill-heaviest, kill-cgroup or report)", s)
 }
 
-// ParseSize parses a size in bytes: a plain number ("123456") or a number
-// with a binary suffix K, M, G or T, optionally followed by "B" or "iB"
-// ("64M", "1G", "512KiB"). Suffixes are case-insensitive.
-func ParseSize(s string) (uint64, error) {
-	t := strings.TrimSpace(s)
-	u := strings.ToUpper(t)
-	u = strings.TrimSuffix(u, "IB")
-	u = strings.TrimSuffix(u, "B")
-	shift := 0
-	if n := len(u); n > 0 {
-		switch u[n-1] {
-		case 'K':
-			shift = 10
-		case 'M':
-			shift = 20
-		case 'G':
-			shift = 30
-		case 'T':
-			shift = 40
-		}
-		if shift > 0 {
-			u = u[:n-1]
-		}
-	}
-	if u == "" {
-		return 0, fmt.Errorf("size %q: no number", s)
-	}
-	n, err := strconv.ParseUint(u, 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("size %q: want a whole number of bytes, optionally with K, M, G or T", s)
-	}
-	if n > (^uint64(0))>>shift {
-		return 0, fmt.Errorf("size %q: too large", s)
-	}
-	return n << shift, nil
-}
-
 // DefaultCooldown is the least time between two actions on one cgroup when
 // a Budget leaves Cooldown zero.
 const DefaultCooldown = 5 * time.Second

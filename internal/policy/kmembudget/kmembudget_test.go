@@ -2,44 +2,12 @@ package kmembudget
 
 import (
 	"os/exec"
-	"strconv"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/google/go-cmp/cmp"
 )
-
-func TestParseSize(t *testing.T) {
-	tests := []struct {
-		in   string
-		want uint64
-		err  bool
-	}{
-		{"123456", 123456, false},
-		{"64M", 64 << 20, false},
-		{"64m", 64 << 20, false},
-		{"1G", 1 << 30, false},
-		{"512K", 512 << 10, false},
-		{"512KiB", 512 << 10, false},
-		{"2MB", 2 << 20, false},
-		{"1T", 1 << 40, false},
-		{"0", 0, false},
-		{"", 0, true},
-		{"M", 0, true},
-		{"1.5G", 0, true},
-		{"-1", 0, true},
-		{"64X", 0, true},
-		{"99999999999999999999", 0, true},
-		{"17179869184G", 0, true}, // 2^34 GiB overflows
-	}
-	for _, tt := range tests {
-		got, err := ParseSize(tt.in)
-		if (err != nil) != tt.err || got != tt.want {
-			t.Errorf("ParseSize(%q) = %d, %v; want %d, err %v", tt.in, got, err, tt.want, tt.err)
-		}
-	}
-}
 
 func TestParseAction(t *testing.T) {
 	for _, s := range []string{"kill-heaviest", "kill-cgroup", "report"} {
@@ -244,20 +212,4 @@ func TestPure(t *testing.T) {
 			t.Errorf("kmembudget imports %s", p)
 		}
 	}
-}
-
-func FuzzParseSize(f *testing.F) {
-	for _, s := range []string{"64M", "1G", "123456", "512KiB", "2MB", "", "x", "18446744073709551615", "16777216T"} {
-		f.Add(s)
-	}
-	f.Fuzz(func(t *testing.T, s string) {
-		n, err := ParseSize(s)
-		if err != nil {
-			return
-		}
-		// A parsed size re-parses to itself when written in bytes.
-		if m, err := ParseSize(strconv.FormatUint(n, 10)); err != nil || m != n {
-			t.Errorf("ParseSize(%q) = %d, which re-parses to %d, %v", s, n, m, err)
-		}
-	})
 }
