@@ -48,13 +48,20 @@ unpack() {
 	echo "vm/setup: unpacking $pkg into $dir" >&2
 	local tmp
 	tmp=$(mktemp -d "$debs/.dl.XXXXXX")
+	# Every step is checked by hand: callers use "unpack X || ...", where
+	# set -e does not apply, and a failed download must not be marked done.
 	if ! (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null 2>&1); then
 		update_once
-		(cd "$tmp" && apt-get download -qq "$pkg" >/dev/null)
+		if ! (cd "$tmp" && apt-get download -qq "$pkg" >/dev/null); then
+			rm -rf "$tmp"
+			return 1
+		fi
 	fi
 	rm -rf "$dir"
-	mkdir -p "$dir"
-	dpkg -x "$tmp"/*.deb "$dir"
+	if ! mkdir -p "$dir" || ! dpkg -x "$tmp"/*.deb "$dir"; then
+		rm -rf "$tmp" "$dir"
+		return 1
+	fi
 	rm -rf "$tmp"
 	touch "$dir/.done"
 }
@@ -71,3 +78,13 @@ ln -sfn "$kpkg" "$debs/kernel"
 unpack busybox-static
 # earlyoom and its shared libraries, for the side-by-side benchmark. Optional.
 unpack earlyoom || echo "vm/setup: earlyoom not available; the benchmark will skip it" >&2
+# oomd (Debian's build of Facebook's oomd), for the side-by-side benchmark,
+# with those of its libraries the host lacks (the bench copies the rest from
+# the host, as for earlyoom). Optional.
+if unpack oomd; then
+	for dep in $(apt-cache depends oomd 2>/dev/null | awk '$1 == "Depends:" && $2 ~ /^lib/ {print $2}'); do
+		installed "$dep" || unpack "$dep" || echo "vm/setup: $dep not available; the benchmark will skip oomd" >&2
+	done
+else
+	echo "vm/setup: oomd not available; the benchmark will skip it" >&2
+fi
