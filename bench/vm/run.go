@@ -33,7 +33,7 @@ var configs = []Config{
 
 var scenarios = []string{"fasthog", "slowleak", "thrash", "clonevm", "forkbomb", "kmembomb"}
 
-var killers = []string{"kernel", "earlyoom", "oomguard"}
+var killers = []string{"kernel", "earlyoom", "oomd", "oomguard"}
 
 // Run is one boot's raw data: the guest's BenchResult plus what ran it.
 type Run struct {
@@ -58,6 +58,7 @@ type Run struct {
 type guest struct {
 	files     []vm.File
 	oomguard  bool   // the binary has a daemon
+	oomd      string // why oomd cannot run ("" when it can)
 	cacheFile string // host path of the thrash scenario's file
 	kernel    string
 	qemu      string
@@ -72,6 +73,7 @@ kpid=0
 case $KILLER in
 kernel) ;;
 earlyoom) /usr/bin/earlyoom -r 3600 >/tmp/killer.log 2>&1 & kpid=$! ;;
+oomd) /usr/bin/oomd --interval 1 --config /etc/oomd/oomd.json --cgroup-fs /sys/fs/cgroup >/tmp/killer.log 2>&1 & kpid=$! ;;
 oomguard) /test/bin/oomguard daemon >/tmp/killer.log 2>&1 & kpid=$! ;;
 esac
 # The harness itself is no killer's to take (the kernel's took this shell
@@ -134,6 +136,7 @@ func prepare(repo, work string) (*guest, error) {
 			g.files = append(g.files, vm.File{Path: l, Source: real})
 		}
 	}
+	g.oomd = addOomd(g, repo, cache)
 	// The thrash scenario's actively read file: 130 MiB, incompressible.
 	data := filepath.Join(cache, "bench-cache-130M.bin")
 	if _, err := os.Stat(data); err != nil {
@@ -164,16 +167,57 @@ func prepare(repo, work string) (*guest, error) {
 	return g, nil
 }
 
-// sharedLibs lists the libraries (and the loader) ldd reports for bin.
-func sharedLibs(bin string) ([]string, error) {
-	out, err := exec.Command("ldd", bin).Output()
+// addOomd adds Debian's oomd, the libraries it needs and the benchmark's
+// oomd.json to the guest's files. It returns why oomd cannot run, or "".
+func addOomd(g *guest, repo, cache string) string {
+	debs := filepath.Join(cache, "debs")
+	bin := filepath.Join(debs, "oomd", "usr", "bin", "oomd")
+	if _, err := os.Stat(bin); err != nil {
+		return "oomd is not unpacked in " + debs + " (vm/setup.sh unpacks it)"
+	}
+	// Libraries the host lacks were unpacked beside oomd by vm/setup.sh.
+	var dirs []string
+	for _, pat := range []string{"*/usr/lib/x86_64-linux-gnu", "*/lib/x86_64-linux-gnu"} {
+		m, _ := filepath.Glob(filepath.Join(debs, pat))
+		dirs = append(dirs, m...)
+	}
+	libs, err := sharedLibs(bin, "LD_LIBRARY_PATH="+strings.Join(dirs, ":"))
+	if err != nil {
+		return fmt.Sprintf("oomd cannot run: %v", err)
+	}
+	g.files = append(g.files,
+		vm.File{Path: "/usr/bin/oomd", Source: bin},
+		vm.File{Path: "/etc/oomd/oomd.json", Source: filepath.Join(repo, "bench", "vm", "oomd.json"), Mode: 0o644})
+	for _, l := range libs {
+		real, _ := filepath.EvalSymlinks(l)
+		guestPath := l
+		if rest, ok := strings.CutPrefix(l, debs+"/"); ok {
+			// debs/PKG/usr/lib/...: the package's own path in the guest.
+			_, guestPath, _ = strings.Cut(rest, "/")
+			guestPath = "/" + guestPath
+		}
+		g.files = append(g.files, vm.File{Path: guestPath, Source: real})
+	}
+	return ""
+}
+
+// sharedLibs lists the libraries (and the loader) ldd reports for bin, run
+// with env added to the environment. A library ldd cannot find is an error.
+func sharedLibs(bin string, env ...string) ([]string, error) {
+	cmd := exec.Command("ldd", bin)
+	cmd.Env = append(os.Environ(), env...)
+	out, err := cmd.Output()
 	if err != nil {
 		return nil, fmt.Errorf("ldd %s: %w", bin, err)
 	}
 	var libs []string
 	sc := bufio.NewScanner(bytes.NewReader(out))
 	for sc.Scan() {
-		for _, f := range strings.Fields(sc.Text()) {
+		line := sc.Text()
+		if strings.Contains(line, "not found") {
+			return nil, fmt.Errorf("ldd %s: %s", bin, strings.TrimSpace(line))
+		}
+		for _, f := range strings.Fields(line) {
 			if strings.HasPrefix(f, "/") {
 				libs = append(libs, f)
 			}
@@ -196,6 +240,10 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 	}
 	if killer == "oomguard" && !g.oomguard {
 		r.Skipped = "this oomguard binary has no daemon (not implemented yet)"
+		return r
+	}
+	if killer == "oomd" && g.oomd != "" {
+		r.Skipped = g.oomd
 		return r
 	}
 	if scenario == "thrash" && c.Root == vm.RootRAM {
