@@ -165,7 +165,9 @@ type Kill struct {
 // ancestors), or replicating through exiting parents at a smaller size
 // (OrphanFamily members, MinDepth deep, OrphanFamilyFraction orphaned; or
 // ReplicatingFamily members and ReplicatingGenerations nested exited
-// parents of two or more). The defaults, and the reasoning behind them, are
+// parents of two or more), or a growing family of copies that fork copies
+// (CloningFamily members, CloningGenerations nested copies that ran
+// CopyAge without exec). The defaults, and the reasoning behind them, are
 // in etc/oomguard.toml and the forkbomb package.
 type ForkBomb struct {
 	Enabled bool `toml:"enabled"`
@@ -197,6 +199,16 @@ type ForkBomb struct {
 	// lines of descendants, nested along one line, make a family of
 	// ReplicatingFamily members a bomb.
 	ReplicatingGenerations int `toml:"replicating_generations"`
+	// CloningFamily is the least number of live members of a bomb found
+	// by its clone generations.
+	CloningFamily int `toml:"cloning_family"`
+	// CloningGenerations is how many live copies (forked, never exec'd),
+	// nested one inside the other, make a growing family of
+	// CloningFamily copies a bomb.
+	CloningGenerations int `toml:"cloning_generations"`
+	// CopyAge is how long a copy must run without exec to count in
+	// CloningGenerations.
+	CopyAge Duration `toml:"copy_age"`
 	// KernelFilter asks the kernel (Linux 6.6+) to deliver only fork, exec
 	// and exit events. Off by default: the events it filters out still
 	// take sequence numbers, so they look like lost events, and each costs
@@ -277,7 +289,8 @@ func Default() *Config {
 		Kill: Kill{Deadline: Duration(2e9), Mrelease: true},
 		ForkBomb: ForkBomb{Enabled: true, MinFamily: 200, MinRate: 2000, MaxAge: Duration(60e9),
 			MinYoungFraction: 0.8, MinDepth: 6, MinOrphanFraction: 0.3,
-			OrphanFamily: 50, OrphanFamilyFraction: 0.5, ReplicatingFamily: 16, ReplicatingGenerations: 3},
+			OrphanFamily: 50, OrphanFamilyFraction: 0.5, ReplicatingFamily: 16, ReplicatingGenerations: 3,
+			CloningFamily: 8, CloningGenerations: 3, CopyAge: Duration(20e6)},
 		Hooks:  Hooks{Timeout: Duration(5e9)},
 		Notify: Notify{DBus: true},
 		Log:    Log{Level: "info", Format: "auto"},

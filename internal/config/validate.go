@@ -136,7 +136,8 @@ func (c *Config) Validate() error {
 		for _, f := range []struct {
 			key string
 			val int
-		}{{"forkbomb.orphan_family", c.ForkBomb.OrphanFamily}, {"forkbomb.replicating_family", c.ForkBomb.ReplicatingFamily}} {
+		}{{"forkbomb.orphan_family", c.ForkBomb.OrphanFamily}, {"forkbomb.replicating_family", c.ForkBomb.ReplicatingFamily},
+			{"forkbomb.cloning_family", c.ForkBomb.CloningFamily}} {
 			if f.val < 2 {
 				v.errorf(f.key, "%s %d: a family of fewer than 2 processes is no bomb", f.key[len("forkbomb."):], f.val)
 			}
@@ -145,6 +146,14 @@ func (c *Config) Validate() error {
 			// One exited parent of several children is any script that
 			// starts background jobs and exits.
 			v.errorf("forkbomb.replicating_generations", "replicating_generations %d: want at least 2 (one is any script that backgrounds jobs and exits)", c.ForkBomb.ReplicatingGenerations)
+		}
+		if c.ForkBomb.CloningGenerations < 3 {
+			// Two nested copies are a prefork server whose workers fork a
+			// helper, or a subshell running a pipeline.
+			v.errorf("forkbomb.cloning_generations", "cloning_generations %d: want at least 3 (two nested copies are a prefork worker's helper or a subshell's pipeline)", c.ForkBomb.CloningGenerations)
+		}
+		if c.ForkBomb.CopyAge <= 0 {
+			v.errorf("forkbomb.copy_age", "copy_age %v: want a positive duration (a fork on its way to exec is a copy until it execs)", time.Duration(c.ForkBomb.CopyAge))
 		}
 	}
 

@@ -32,6 +32,9 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 				OrphanFamilyFraction:   cfg.ForkBomb.OrphanFamilyFraction,
 				ReplicatingFamily:      cfg.ForkBomb.ReplicatingFamily,
 				ReplicatingGenerations: cfg.ForkBomb.ReplicatingGenerations,
+				CloningFamily:          cfg.ForkBomb.CloningFamily,
+				CloningGenerations:     cfg.ForkBomb.CloningGenerations,
+				CopyAge:                time.Duration(cfg.ForkBomb.CopyAge),
 			},
 			KernelFilter: cfg.ForkBomb.KernelFilter,
 		}, d.log.With("part", "forkbomb"), d.actions)

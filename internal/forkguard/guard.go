@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math"
 	"os"
 	"runtime"
 	"strconv"
@@ -563,6 +564,10 @@ func (g *Guard) detect(ctx context.Context, t time.Duration) {
 	g.mu.Lock()
 	g.verdicts = g.det.Detect(forkbomb.Input{Lineage: g.rec, Now: t, Self: g.self}, g.verdicts[:0])
 	g.mu.Unlock()
+	if due := g.det.Recheck(); due > 0 {
+		// A family of copies waits only for its newest to come of age.
+		g.recheck(due)
+	}
 	if len(g.verdicts) == 0 {
 		g.lastCost = now() - t
 		return
@@ -617,11 +622,12 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			"age", now()-p.Born, "scanned", p.Scanned)
 	}
 	g.mu.Unlock()
-	reason := fmt.Sprintf("fork bomb: family of %s (pid %d) has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s",
-		rootComm, v.RootPID, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate)
+	reason := fmt.Sprintf("fork bomb: family of %s (pid %d) has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s, %d replication and %d clone generations",
+		rootComm, v.RootPID, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, v.Generations, v.Clones)
 	nums := map[string]float64{
 		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "young": float64(v.Young),
 		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),
+		"generations": float64(v.Generations), "clones": float64(v.Clones),
 	}
 	if g.cfg.DryRun {
 		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
@@ -678,6 +684,9 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	nums["rounds"] = float64(rep.Rounds)
 	nums["skipped"] = float64(len(rep.Skipped))
 	nums["time_to_contain_seconds"] = (doneMono - v.FirstBorn).Seconds()
+	if v.FirstFork < math.MaxInt64 {
+		nums["time_from_first_fork_seconds"] = (doneMono - v.FirstFork).Seconds()
+	}
 	nums["time_to_stop_seconds"] = (now() - time.Since(rep.Stopped) - v.FirstBorn).Seconds()
 	a := actionlog.Action{Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason + " via " + rep.Method,
 		Cgroup: rep.Cgroup, Numbers: nums}

@@ -3,6 +3,7 @@
 package forkbomb
 
 import (
+	"math"
 	"slices"
 	"time"
 
@@ -30,6 +31,15 @@ import (
 //     processes that each left two or more lines of descendants behind
 //     (a process that started two or more others and exited, below one
 //     that did the same, below one that did the same).
+//
+// or, for bombs whose members live on and keep forking copies of
+// themselves (a fork() loop, a bomb that sleeps between forks), when it is
+// recent as above, has at least CloningFamily live members, at least half
+// of them born within RateWindow, every live member but its root a copy
+// (forked, never exec'd, not known only from a /proc scan), and at least
+// CloningGenerations clone generations: live copies nested one inside the
+// other (a copy that forked a copy that forked a copy), each of which has
+// run CopyAge without exec.
 //
 // The defaults, and why:
 //
@@ -73,6 +83,20 @@ import (
 //     daemonising do not add one. Three nested generations with 16 live
 //     members is a bash or sh bomb at its third or fourth generation, a
 //     quarter of the way to OrphanFamily.
+//   - CloningFamily 8, CloningGenerations 3. Legitimate programs exec what
+//     they fork (make, xargs, shells and go all run other programs), and
+//     those that fork copies of themselves (prefork servers, zygotes, a
+//     shell's subshells) fork them from one process, one or two levels
+//     deep, and do not double in a second. None of the recorded workloads
+//     (testdata) has even two live copies nested while it grows. A bomb
+//     whose every member forks copies that fork has three nested copies at
+//     its fourth doubling: 8 members, which a bomb doubling every 200 ms
+//     reaches 400 ms after its first fork.
+//   - CopyAge 20 ms. A process that forks to run another program execs
+//     within a millisecond or two; until then it is a copy. CopyAge keeps
+//     those passing copies (the two halves of a pipeline in a subshell in a
+//     subshell) out of the clone generations; a bomb's copies never exec,
+//     so the rule only waits 20 ms for its newest generation.
 type Config struct {
 	MinFamily            int
 	YouthAge             time.Duration
@@ -86,6 +110,10 @@ type Config struct {
 
 	ReplicatingFamily      int
 	ReplicatingGenerations int
+
+	CloningFamily      int
+	CloningGenerations int
+	CopyAge            time.Duration
 }
 
 // DefaultConfig returns the documented defaults.
@@ -103,6 +131,10 @@ func DefaultConfig() Config {
 
 		ReplicatingFamily:      16,
 		ReplicatingGenerations: 3,
+
+		CloningFamily:      8,
+		CloningGenerations: 3,
+		CopyAge:            20 * time.Millisecond,
 	}
 }
 
@@ -141,6 +173,15 @@ func (c Config) WithDefaults() Config {
 	}
 	if c.ReplicatingGenerations <= 0 {
 		c.ReplicatingGenerations = d.ReplicatingGenerations
+	}
+	if c.CloningFamily <= 0 {
+		c.CloningFamily = d.CloningFamily
+	}
+	if c.CloningGenerations <= 0 {
+		c.CloningGenerations = d.CloningGenerations
+	}
+	if c.CopyAge <= 0 {
+		c.CopyAge = d.CopyAge
 	}
 	return c
 }
@@ -190,8 +231,14 @@ type Verdict struct {
 	// branching records (processes that exited leaving two or more lines of
 	// descendants) nested along one line of descent.
 	Generations int
+	// Clones counts clone generations: the most live copies (forked, never
+	// exec'd, for at least CopyAge) nested one inside the other below Root.
+	Clones int
 	// FirstBorn is the earliest birth in the family: when it started.
 	FirstBorn time.Duration
+	// FirstFork is the earliest birth below Root: the bomb's first fork
+	// (later than FirstBorn by however long the root ran before forking).
+	FirstFork time.Duration
 }
 
 // Input is what one detection pass looks at.
@@ -214,13 +261,23 @@ type Detector struct {
 	qe    []bool
 	cov   []bool
 	anc   []bool // ancestors of oomguard itself: their families hold it
+	// recheck is when a family that only its youngest copies keep from
+	// the cloning rule is due to be looked at again; 0: none.
+	recheck time.Duration
 }
 
 type stats struct {
 	live, young, orphans, dead, births int32
 	depth                              int32 // -1: no live member below
 	generations                        int32
-	first                              time.Duration
+	// copies counts live members that are copies (forked, never exec'd,
+	// known from their fork event); clones is the most copies of at least
+	// CopyAge nested one inside the other below the record, counting from
+	// its children, and clonesAll the same for copies of any age.
+	copies, clones, clonesAll int32
+	// first is the earliest birth in the family, firstFork the earliest
+	// below the record (its own exec images aside); math.MaxInt64: none.
+	first, firstFork time.Duration
 }
 
 // New returns a detector with cfg (zero fields take defaults).
@@ -228,6 +285,11 @@ func New(cfg Config) *Detector { return &Detector{cfg: cfg.WithDefaults()} }
 
 // Config returns the effective thresholds.
 func (d *Detector) Config() Config { return d.cfg }
+
+// Recheck returns when the last Detect's input should be looked at again
+// even if no event comes: a family it did not flag only because its newest
+// copies had not yet run CopyAge. 0 means no such family.
+func (d *Detector) Recheck() time.Duration { return d.recheck }
 
 // Detect returns the bomb families in in.Lineage, largest first, appended
 // to out. Families never nest: each verdict's root is the topmost record
@@ -244,6 +306,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		d.anc = make([]bool, n, n+n/2)
 	}
 	d.st, d.qe, d.cov, d.anc = d.st[:n], d.qe[:n], d.cov[:n], d.anc[:n]
+	d.recheck = 0
 	// A family that holds oomguard itself is never a bomb's: killing it
 	// would kill the killer and whatever started it (a supervisor, a
 	// test runner, a login shell) along with the bomb.
@@ -268,7 +331,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 	for i := len(order) - 1; i >= 0; i-- {
 		id := order[i]
 		r := rec.Get(id)
-		s := stats{depth: -1, first: r.Born}
+		s := stats{depth: -1, first: r.Born, firstFork: math.MaxInt64}
 		children := 0
 		for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			c := &d.st[ch]
@@ -279,8 +342,20 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			s.orphans += c.orphans
 			s.dead += c.dead
 			s.births += c.births
+			s.copies += c.copies
+			if chr := rec.Get(ch); isCopy(chr, in) {
+				s.clonesAll = max(s.clonesAll, c.clonesAll+1)
+				if in.Now-chr.Born >= d.cfg.CopyAge {
+					s.clones = max(s.clones, c.clones+1)
+				}
+			}
 			if c.first < s.first {
 				s.first = c.first
+			}
+			if rec.Get(ch).Exec {
+				s.firstFork = min(s.firstFork, c.firstFork) // the same process
+			} else {
+				s.firstFork = min(s.firstFork, c.first)
 			}
 			if c.depth >= 0 {
 				step := int32(1)
@@ -299,6 +374,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 				}
 				if p := rec.ForkParent(id); p > lineage.Root && rec.Get(p).Exited {
 					s.orphans++
+				}
+				if isCopy(r, in) {
+					s.copies++
 				}
 			}
 			if !r.Alive && r.Exited {
@@ -319,6 +397,10 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		r := rec.Get(id)
 		s := &d.st[id]
 		d.qe[id] = id != lineage.Root && !d.anc[id] && d.qualifies(s) && d.eligible(r, in, youngCut)
+		if !d.qe[id] && s.clonesAll > s.clones && id != lineage.Root && d.recent(s) && d.cloning(s, s.clonesAll) && d.recheck == 0 {
+			// Its youngest copies will have run CopyAge by then.
+			d.recheck = in.Now + d.cfg.CopyAge
+		}
 		// covered: some ancestor is already a verdict's root.
 		d.cov[id] = r.Parent != lineage.None && (d.cov[r.Parent] || d.qe[r.Parent])
 		if !d.qe[id] || d.cov[id] {
@@ -369,7 +451,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			Depth:       int(s.depth),
 			Rate:        float64(s.births) / d.cfg.RateWindow.Seconds(),
 			Generations: int(s.generations),
+			Clones:      int(s.clones),
 			FirstBorn:   s.first,
+			FirstFork:   s.firstFork,
 		})
 	}
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
@@ -438,11 +522,10 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 
 func (d *Detector) qualifies(s *stats) bool {
 	live := float64(s.live)
-	if s.live < int32(min(d.cfg.MinFamily, d.cfg.OrphanFamily, d.cfg.ReplicatingFamily)) {
+	if s.live < int32(min(d.cfg.MinFamily, d.cfg.OrphanFamily, d.cfg.ReplicatingFamily, d.cfg.CloningFamily)) {
 		return false
 	}
-	rate := float64(s.births) / d.cfg.RateWindow.Seconds()
-	if float64(s.young) < d.cfg.MinYoungFraction*live && rate < d.cfg.MinRate {
+	if !d.recent(s) {
 		return false
 	}
 	deep := int(s.depth) >= d.cfg.MinDepth
@@ -453,7 +536,31 @@ func (d *Detector) qualifies(s *stats) bool {
 	if s.live >= int32(d.cfg.ReplicatingFamily) && s.generations >= int32(d.cfg.ReplicatingGenerations) {
 		return true
 	}
+	if d.cloning(s, s.clones) {
+		return true
+	}
 	return s.live >= int32(d.cfg.MinFamily) && (deep || orphans >= d.cfg.MinOrphanFraction*live)
+}
+
+// recent reports whether a family is young enough to be a bomb: most of
+// its members young, or births at a bomb's rate.
+func (d *Detector) recent(s *stats) bool {
+	rate := float64(s.births) / d.cfg.RateWindow.Seconds()
+	return float64(s.young) >= d.cfg.MinYoungFraction*float64(s.live) || rate >= d.cfg.MinRate
+}
+
+// cloning is the cloning rule with clones clone generations: a family of
+// copies, half of it born within RateWindow, with copies nested that deep.
+func (d *Detector) cloning(s *stats, clones int32) bool {
+	return s.live >= int32(d.cfg.CloningFamily) && clones >= int32(d.cfg.CloningGenerations) &&
+		s.copies >= s.live-1 && 2*s.births >= s.live
+}
+
+// isCopy reports whether r is a live member running a copy of its parent's
+// image: born of a fork event (not a scan, which cannot tell a copy from a
+// program that exec'd), never exec'd, in scope.
+func isCopy(r *lineage.Record, in Input) bool {
+	return r.Alive && !r.Exec && !r.Scanned && !r.Kthread && in.Scope.Contains(r.PID)
 }
 
 // eligible reports whether r may be the root of a family to kill: a young

@@ -3,6 +3,7 @@ package forkbomb
 import (
 	"math/rand/v2"
 	"os/exec"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -244,6 +245,54 @@ func preforkPool(s *sim) {
 	s.advance(time.Second)
 }
 
+// nestedSubshells is a script that runs, 20 at a time and 10 times over,
+// `( ( a | b ) ) &`: a subshell in a subshell (copies of the script, for as
+// long as the pipeline runs) forks the pipeline's halves, which are copies
+// too until they exec a millisecond later. Three copies nest, but the
+// innermost never runs CopyAge without exec.
+func nestedSubshells(s *sim) {
+	sh := s.fork(500)
+	s.exec(sh, "bash")
+	for round := 0; round < 10; round++ {
+		var procs []int32
+		var halves []int32
+		for i := 0; i < 20; i++ {
+			outer := s.fork(sh)
+			inner := s.fork(outer)
+			a, b := s.fork(inner), s.fork(inner)
+			procs = append(procs, outer, inner, a, b)
+			halves = append(halves, a, b)
+		}
+		s.advance(ms)
+		for i, p := range halves {
+			s.exec(p, []string{"gzip", "wc"}[i%2])
+		}
+		s.advance(50 * ms)
+		for i := len(procs) - 1; i >= 0; i-- {
+			s.exit(procs[i])
+		}
+		s.advance(5 * ms)
+	}
+	s.advance(time.Second)
+}
+
+// preforkHelpers is a server that forks 50 workers, each of which forks
+// one helper copy of itself: two copies nest, 101 members, none exec'd.
+func preforkHelpers(s *sim) {
+	m := s.fork(500)
+	s.exec(m, "server")
+	var workers []int32
+	for i := 0; i < 50; i++ {
+		workers = append(workers, s.fork(m))
+		s.advance(ms)
+	}
+	for _, w := range workers {
+		s.fork(w)
+		s.advance(ms)
+	}
+	s.advance(time.Second)
+}
+
 // daemonizers: 300 services double-forking into the background: each
 // leaves one orphan whose parent died, but under many different roots.
 func daemonizers(s *sim) {
@@ -318,6 +367,8 @@ func TestDetector(t *testing.T) {
 		{name: "300 double-forking daemons", run: daemonizers},
 		{name: "script backgrounding 150 jobs and exiting", run: backgroundLauncher},
 		{name: "boot script starting services that daemonise", run: serviceLauncher},
+		{name: "script running pipelines in nested subshells", run: nestedSubshells},
+		{name: "prefork pool whose workers fork a helper", run: preforkHelpers},
 	} {
 		t.Run(w.name, func(t *testing.T) {
 			s := newSim(t)
@@ -333,7 +384,7 @@ func TestDetector(t *testing.T) {
 			}
 			v := s.found[0]
 			cfg := s.det.Config()
-			if least := min(cfg.OrphanFamily, cfg.ReplicatingFamily); v.Live >= 1000 || v.Live < least {
+			if least := min(cfg.OrphanFamily, cfg.ReplicatingFamily, cfg.CloningFamily); v.Live >= 1000 || v.Live < least {
 				t.Errorf("detected at family size %d, want [%d, 1000)", v.Live, least)
 			}
 			t.Logf("found at %d live: %+v", v.Live, v)
@@ -707,5 +758,61 @@ func TestSparesLauncherAtThreshold(t *testing.T) {
 	}
 	if got[0].RootPID != shell || got[0].Live != 13 || got[0].Generations != 3 {
 		t.Fatalf("verdict = %+v, want root %d (the bomb's shell) with 13 live and 3 generations", got[0], shell)
+	}
+}
+
+// TestCopyAgeSparesPassingCopies: the nested-subshell script has three
+// copies nested for the millisecond before its pipeline halves exec; only
+// CopyAge keeps the cloning rule from flagging it.
+func TestCopyAgeSparesPassingCopies(t *testing.T) {
+	s := newSim(t)
+	s.det = New(Config{CopyAge: time.Nanosecond})
+	nestedSubshells(s)
+	if len(s.found) == 0 || s.found[0].Clones < 3 {
+		t.Fatalf("without CopyAge the script should look like a cloning bomb: %+v", s.found)
+	}
+	s = newSim(t)
+	nestedSubshells(s)
+	if len(s.found) > 0 {
+		t.Fatalf("false positive with the default CopyAge: %+v", s.found[0])
+	}
+}
+
+// TestCloningRecheck: a bomb of copies whose third nested generation was
+// just born is not flagged yet, and Recheck asks for a pass when that
+// generation has run CopyAge, which flags it without any further event.
+func TestCloningRecheck(t *testing.T) {
+	rec := lineage.New(lineage.Config{})
+	now := 100 * time.Second
+	rec.Reconcile([]lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second}}, now)
+	rec.Fork(500, 1000, now)
+	rec.Exec(1000, now, []byte("slow"))
+	members := []int32{1000}
+	next := int32(1001)
+	for gen := 0; gen < 3; gen++ {
+		now += 200 * ms
+		for _, p := range slices.Clone(members) {
+			rec.Fork(p, next, now)
+			members = append(members, next)
+			next++
+		}
+	}
+	det := New(Config{})
+	if v := det.Detect(Input{Lineage: rec, Now: now}, nil); len(v) != 0 {
+		t.Fatalf("flagged before the newest copies ran CopyAge: %+v", v)
+	}
+	due := det.Recheck()
+	if want := now + det.Config().CopyAge; due != want {
+		t.Fatalf("Recheck = %v, want %v", due, want)
+	}
+	v := det.Detect(Input{Lineage: rec, Now: due}, nil)
+	if len(v) != 1 || v[0].Live != 8 || v[0].Clones != 3 || v[0].RootPID != 1000 {
+		t.Fatalf("at the recheck: %+v, want the 8-member family of pid 1000 with 3 clone generations", v)
+	}
+	if det.Recheck() != 0 {
+		t.Errorf("Recheck after the family qualified = %v, want 0", det.Recheck())
+	}
+	if start := 100 * time.Second; v[0].FirstBorn != start || v[0].FirstFork != start+200*ms {
+		t.Errorf("FirstBorn %v, FirstFork %v; want the root's birth %v and its first fork 200 ms later", v[0].FirstBorn, v[0].FirstFork, start)
 	}
 }
