@@ -127,6 +127,11 @@ type Guard struct {
 	maxLag  atomic.Int64
 	rt      atomic.Bool
 	tid     atomic.Int64
+	// cpuBase is the event thread's CPU time when Run took it over, and
+	// cpuUsed what Run used of it, set when Run returns: the runtime may
+	// have used the thread before, and reuses it after.
+	cpuBase, cpuUsed atomic.Int64
+	ended            atomic.Bool
 }
 
 // Stats counts what a Guard did.
@@ -142,8 +147,9 @@ type Stats struct {
 	MaxLag time.Duration
 	// RealTime tells whether the event thread runs at SCHED_FIFO.
 	RealTime bool
-	// ThreadCPU is the CPU time the event thread used (it also detects
-	// and contains).
+	// ThreadCPU is the CPU time the event thread used in Run (it also
+	// detects and contains), not counting what the runtime ran on that
+	// thread before or after.
 	ThreadCPU time.Duration
 }
 
@@ -202,7 +208,7 @@ func (g *Guard) Stats() Stats {
 	g.mu.Unlock()
 	return Stats{Events: g.conn.Stats(), Lineage: ls, Resyncs: g.resyncs.Load(), Wrong: g.wrong.Load(),
 		Found: g.found.Load(), Killed: g.killed.Load(), Filtered: g.conn.Filtered(),
-		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load(), ThreadCPU: threadCPU(g.cfg.ProcRoot, g.tid.Load())}
+		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load(), ThreadCPU: g.threadCPU()}
 }
 
 // DetectorConfig returns the effective detection thresholds.
@@ -298,6 +304,11 @@ func (g *Guard) Run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	g.tid.Store(int64(unix.Gettid()))
+	g.cpuBase.Store(int64(threadCPU(g.cfg.ProcRoot, g.tid.Load())))
+	defer func() {
+		g.cpuUsed.Store(int64(g.threadCPU()))
+		g.ended.Store(true)
+	}()
 	if g.cfg.Priority > 0 {
 		// SCHED_RESET_ON_FORK: nothing forked from this thread may inherit
 		// the real-time policy.
@@ -727,6 +738,19 @@ func (g *Guard) readPgscan() (uint64, error) {
 }
 
 // threadCPU returns utime+stime of thread tid of this process.
+// threadCPU returns the CPU time the event thread used in Run: so far
+// while Run runs, in all once it has returned, 0 before it started.
+func (g *Guard) threadCPU() time.Duration {
+	if g.ended.Load() {
+		return time.Duration(g.cpuUsed.Load())
+	}
+	if g.tid.Load() == 0 {
+		return 0
+	}
+	return max(threadCPU(g.cfg.ProcRoot, g.tid.Load())-time.Duration(g.cpuBase.Load()), 0)
+}
+
+// threadCPU returns the user+system CPU time of thread tid of this process.
 func threadCPU(procRoot string, tid int64) time.Duration {
 	if tid == 0 {
 		return 0
