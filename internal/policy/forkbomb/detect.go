@@ -472,8 +472,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 //     its bystanders may be just what tips the family at a threshold), the
 //     only one with replication generations. It must be eligible, and the
 //     rest of the root's family must show no replication of its own: no
-//     exited parent that left two or more lines behind, and at most a
-//     quarter of the chosen child's recent births. That is a runner (a
+//     exited parent that left two or more lines behind, at most a quarter
+//     of the chosen child's recent births, and at most a quarter of its
+//     live members. That is a runner (a
 //     test harness, a CI job script, a young terminal) with bystanders
 //     beside the bomb; they are not the bomb's. A bomb's own live root (a
 //     C fork loop, a shell whose background pipeline forks the bomb's two
@@ -514,7 +515,15 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 	if c.generations > 0 {
 		generational-- // the others' replication is what counts
 	}
-	if generational > 0 || 4*(d.st[id].births-c.births) > c.births {
+	// The others, besides the root itself, are a few bystanders: at most
+	// a quarter of the chosen family's live members. A fork loop's other
+	// children are bomb members too, with families of their own; at its
+	// pids limit no one is born any more, so births alone cannot tell.
+	others := d.st[id].live - c.live
+	if rec.Get(id).Alive {
+		others--
+	}
+	if generational > 0 || 4*(d.st[id].births-c.births) > c.births || 4*others > c.live {
 		return lineage.None, false
 	}
 	return chosen, true

@@ -816,3 +816,39 @@ func TestCloningRecheck(t *testing.T) {
 		t.Errorf("FirstBorn %v, FirstFork %v; want the root's birth %v and its first fork 200 ms later", v[0].FirstBorn, v[0].FirstFork, start)
 	}
 }
+
+// TestForkLoopAtItsLimitSeenByScanKeepsItsRoot: a guard started after a C
+// fork loop filled its pids limit knows the loop only from a /proc scan,
+// and nobody is born any more. The loop's first child holds the one family
+// big enough to qualify by itself, but the root's other children carry
+// most of the bomb: the verdict stays at the root and takes all of it
+// (stepping down to the first child left 1,700 members running).
+func TestForkLoopAtItsLimitSeenByScanKeepsItsRoot(t *testing.T) {
+	now := 100 * time.Second
+	young := now - 5*time.Second
+	procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second},
+		{PID: 900, PPID: 500, Born: young}, {PID: 1000, PPID: 900, Born: young}}
+	next := int32(1001)
+	// subtree adds n processes below parent: a chain 7 deep, the rest
+	// hanging from its end.
+	subtree := func(parent int32, n int) {
+		p := parent
+		for i := 0; i < n; i++ {
+			procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: young})
+			if i < 7 {
+				p = next
+			}
+			next++
+		}
+	}
+	subtree(1000, 300)
+	for i := 0; i < 10; i++ {
+		subtree(1000, 150)
+	}
+	rec := lineage.New(lineage.Config{})
+	rec.Reconcile(procs, now)
+	v := New(Config{}).Detect(Input{Lineage: rec, Now: now}, nil)
+	if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != 1+300+10*150 {
+		t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, 1+300+10*150)
+	}
+}
