@@ -473,8 +473,8 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 //     only one with replication generations. It must be eligible, and the
 //     rest of the root's family must show no replication of its own: no
 //     exited parent that left two or more lines behind, at most a quarter
-//     of the chosen child's recent births, and at most a quarter of its
-//     live members. That is a runner (a
+//     of the chosen child's recent births, and at most 8 live members or
+//     a quarter of the child's. That is a runner (a
 //     test harness, a CI job script, a young terminal) with bystanders
 //     beside the bomb; they are not the bomb's. A bomb's own live root (a
 //     C fork loop, a shell whose background pipeline forks the bomb's two
@@ -516,14 +516,15 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 		generational-- // the others' replication is what counts
 	}
 	// The others, besides the root itself, are a few bystanders: at most
-	// a quarter of the chosen family's live members. A fork loop's other
-	// children are bomb members too, with families of their own; at its
-	// pids limit no one is born any more, so births alone cannot tell.
+	// 8 (a runner's bystanders and probe, and what they run), or a quarter
+	// of the chosen family's live members. A fork loop's other children
+	// are bomb members too, with families of their own; at its pids limit
+	// no one is born any more, so births alone cannot tell.
 	others := d.st[id].live - c.live
 	if rec.Get(id).Alive {
 		others--
 	}
-	if generational > 0 || 4*(d.st[id].births-c.births) > c.births || 4*others > c.live {
+	if generational > 0 || 4*(d.st[id].births-c.births) > c.births || 4*others > max(c.live, 32) {
 		return lineage.None, false
 	}
 	return chosen, true
