@@ -737,7 +737,6 @@ func (g *Guard) readPgscan() (uint64, error) {
 	return v.PgscanKswapd.N + v.PgscanDirect.N, nil
 }
 
-// threadCPU returns utime+stime of thread tid of this process.
 // threadCPU returns the CPU time the event thread used in Run: so far
 // while Run runs, in all once it has returned, 0 before it started.
 func (g *Guard) threadCPU() time.Duration {

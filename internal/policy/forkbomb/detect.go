@@ -237,7 +237,8 @@ type Verdict struct {
 	// FirstBorn is the earliest birth in the family: when it started.
 	FirstBorn time.Duration
 	// FirstFork is the earliest birth below Root: the bomb's first fork
-	// (later than FirstBorn by however long the root ran before forking).
+	// (later than FirstBorn by however long the root ran before forking);
+	// math.MaxInt64 when no record below Root was born of a fork.
 	FirstFork time.Duration
 }
 
@@ -334,7 +335,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		s := stats{depth: -1, first: r.Born, firstFork: math.MaxInt64}
 		children := 0
 		for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-			c := &d.st[ch]
+			c, chr := &d.st[ch], rec.Get(ch)
 			children++
 			s.generations = max(s.generations, c.generations)
 			s.live += c.live
@@ -343,7 +344,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			s.dead += c.dead
 			s.births += c.births
 			s.copies += c.copies
-			if chr := rec.Get(ch); isCopy(chr, in) {
+			if isCopy(chr, in) {
 				s.clonesAll = max(s.clonesAll, c.clonesAll+1)
 				if in.Now-chr.Born >= d.cfg.CopyAge {
 					s.clones = max(s.clones, c.clones+1)
@@ -352,14 +353,14 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			if c.first < s.first {
 				s.first = c.first
 			}
-			if rec.Get(ch).Exec {
+			if chr.Exec {
 				s.firstFork = min(s.firstFork, c.firstFork) // the same process
 			} else {
 				s.firstFork = min(s.firstFork, c.first)
 			}
 			if c.depth >= 0 {
 				step := int32(1)
-				if rec.Get(ch).Exec {
+				if chr.Exec {
 					step = 0
 				}
 				s.depth = max(s.depth, c.depth+step)
@@ -397,7 +398,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		r := rec.Get(id)
 		s := &d.st[id]
 		d.qe[id] = id != lineage.Root && !d.anc[id] && d.qualifies(s) && d.eligible(r, in, youngCut)
-		if !d.qe[id] && s.clonesAll > s.clones && id != lineage.Root && d.recent(s) && d.cloning(s, s.clonesAll) && d.recheck == 0 {
+		if !d.qe[id] && s.clonesAll > s.clones && id != lineage.Root && d.recent(s) && d.cloning(s, s.clonesAll) {
 			// Its youngest copies will have run CopyAge by then.
 			d.recheck = in.Now + d.cfg.CopyAge
 		}
