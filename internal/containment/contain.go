@@ -111,6 +111,10 @@ type Report struct {
 	Method string
 	// Cgroup is the frozen cgroup, if any.
 	Cgroup string
+	// Unfrozen says why the family was stopped with SIGSTOP rather than
+	// frozen: it has no cgroup of its own, or the freeze failed or timed
+	// out; "" when frozen.
+	Unfrozen string
 	// PIDs lists the members sent SIGKILL.
 	PIDs []int32
 	// Skipped lists members not touched: protected, or no longer the
@@ -142,16 +146,19 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		return rep, nil
 	}
 	var frozen *cgroupfs.Cgroup
-	if !o.NoFreeze {
-		if cg, ok := c.ownCgroup(members, fam); ok {
-			if err := cg.Freeze(o.FreezeTimeout); err == nil {
-				frozen = &cg
-				rep.Cgroup = cg.Path
-				rep.Method = "freeze-" + cg.Version.String()
-			} else {
-				cg.Thaw()
-			}
+	if o.NoFreeze {
+		rep.Unfrozen = "freezing disabled"
+	} else if cg, why := c.ownCgroup(members, fam); why != "" {
+		rep.Unfrozen = why
+	} else if err := cg.Freeze(o.FreezeTimeout); err != nil {
+		rep.Unfrozen = err.Error()
+		if err := cg.Thaw(); err != nil {
+			rep.Unfrozen += "; and thawing it again failed: " + err.Error()
 		}
+	} else {
+		frozen = &cg
+		rep.Cgroup = cg.Path
+		rep.Method = "freeze-" + cg.Version.String()
 	}
 	if frozen == nil {
 		rep.Method = "sigstop"
@@ -322,11 +329,54 @@ func readInto(path string, buf []byte) (int, error) {
 // ownCgroup finds a cgroup that holds family members and nothing else: the
 // v2 cgroup or v1 freezer cgroup of a member, checked through cgroup.procs
 // of it and its descendants. It never returns a root cgroup or one holding
-// oomguard.
-func (c *container) ownCgroup(members []Target, fam Family) (cgroupfs.Cgroup, bool) {
-	b, err := os.ReadFile(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(members[0].PID)), "cgroup"))
+// oomguard. When there is none, it says why.
+func (c *container) ownCgroup(members []Target, fam Family) (cgroupfs.Cgroup, string) {
+	// The first member whose cgroups can be read: a bomb's members come
+	// and go, and an exiting one may already have left its cgroups.
+	var cands []string
+	for _, m := range members {
+		if cands = c.freezable(m.PID); len(cands) > 0 {
+			break
+		}
+	}
+	if len(cands) == 0 {
+		return cgroupfs.Cgroup{}, fmt.Sprintf("none of the %d members is in a freezable cgroup below a root", len(members))
+	}
+	var why []string
+	for _, dir := range cands {
+		cg, err := cgroupfs.Open(dir)
+		if err != nil {
+			why = append(why, err.Error())
+			continue
+		}
+		if !cg.CanFreeze() {
+			why = append(why, dir+" cannot freeze")
+			continue
+		}
+		// The family may still be forking. The kernel queues a fork's
+		// event before the child joins its parent's cgroup, so the member
+		// list, refreshed (and its events drained) after cgroup.procs is
+		// read, knows every member that the read saw. A process it lacks
+		// is still accepted when its parent is a member (or such a
+		// process). A few attempts, for lost events.
+		stranger := int32(0)
+		for attempt := 0; attempt < 3 && stranger >= 0; attempt++ {
+			stranger = c.onlyFamily(cg, fam)
+		}
+		if stranger < 0 {
+			return cg, ""
+		}
+		why = append(why, fmt.Sprintf("%s also holds process %d, not of the family", dir, stranger))
+	}
+	return cgroupfs.Cgroup{}, strings.Join(why, "; ")
+}
+
+// freezable returns the cgroups of pid that could freeze it, below their
+// hierarchies' roots: its v2 cgroup first, then its v1 freezer cgroup.
+func (c *container) freezable(pid int32) []string {
+	b, err := os.ReadFile(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(pid)), "cgroup"))
 	if err != nil {
-		return cgroupfs.Cgroup{}, false
+		return nil
 	}
 	var cands []string
 	for _, line := range strings.Split(string(b), "\n") {
@@ -341,30 +391,14 @@ func (c *container) ownCgroup(members []Target, fam Family) (cgroupfs.Cgroup, bo
 			cands = append(cands, filepath.Join(c.o.Mounts.V1Freezer, parts[2]))
 		}
 	}
-	for _, dir := range cands {
-		cg, err := cgroupfs.Open(dir)
-		if err != nil || !cg.CanFreeze() {
-			continue
-		}
-		// The family may still be forking: a process in the cgroup that
-		// the member list lacks is accepted when its parent is a member
-		// (or such a process); the member list is refreshed a few times.
-		for attempt := 0; attempt < 3; attempt++ {
-			set := map[int32]bool{}
-			for _, m := range fam(nil) {
-				set[int32(m.PID)] = true
-			}
-			if c.onlyFamily(cg, set) {
-				return cg, true
-			}
-		}
-	}
-	return cgroupfs.Cgroup{}, false
+	return cands
 }
 
-// onlyFamily reports whether every process in cg and its descendants is in
-// set or a descendant of a member (by /proc parent links).
-func (c *container) onlyFamily(cg cgroupfs.Cgroup, set map[int32]bool) bool {
+// onlyFamily returns -1 when every process in cg and its descendants is a
+// member of fam, read after them, or a descendant of a member (by /proc
+// parent links), and otherwise one that is not (oomguard itself, or 0 when
+// cg cannot be read).
+func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) int32 {
 	var pids []int
 	err := cg.Walk(func(sub cgroupfs.Cgroup) error {
 		p, err := sub.Procs()
@@ -372,12 +406,16 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, set map[int32]bool) bool {
 		return err
 	})
 	if err != nil {
-		return false
+		return 0
+	}
+	set := map[int32]bool{}
+	for _, m := range fam(nil) {
+		set[m.PID] = true
 	}
 	var unknown []int32
 	for _, p := range pids {
 		if p == c.o.Self {
-			return false
+			return int32(p)
 		}
 		if !set[int32(p)] {
 			unknown = append(unknown, int32(p))
@@ -406,7 +444,10 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, set map[int32]bool) bool {
 		}
 		unknown = rest
 	}
-	return len(unknown) == 0
+	if len(unknown) > 0 {
+		return unknown[0]
+	}
+	return -1
 }
 
 func hasController(list, name string) bool {
