@@ -414,11 +414,16 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		// timeout waiting for the bomb) is left alone: it forks nothing and
 		// ends by itself once the bomb is gone. Anything wider (a runner
 		// with bystanders beside the bomb) or holding oomguard is not the
-		// bomb's.
+		// bomb's. But a parent, live or not, that forked this family's
+		// root and another live line as copies of itself is the bomb's own
+		// (see forksCopies), however wide.
 		for p := r.Parent; p > lineage.Root; p = rec.Get(p).Parent {
 			ps := &d.st[p]
 			pr := rec.Get(p)
-			if d.anc[p] || pr.Alive || !d.eligible(pr, in, youngCut) || ps.live > s.live+2 {
+			if d.anc[p] || !d.eligible(pr, in, youngCut) {
+				break
+			}
+			if (pr.Alive || ps.live > s.live+2) && !d.forksCopies(rec, p, id, in) {
 				break
 			}
 			id, r, s = p, rec.Get(p), ps
@@ -474,14 +479,14 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 //     only one with replication generations. It must be eligible, and the
 //     rest of the root's family must show no replication of its own: no
 //     exited parent that left two or more lines behind, at most a quarter
-//     of the chosen child's recent births, and at most 8 live members or
-//     a quarter of the child's. That is a runner (a
+//     of the chosen child's recent births, at most 8 live members or a
+//     quarter of the child's, and no other copy of the root when the
+//     chosen child is one (see forksCopies). That is a runner (a
 //     test harness, a CI job script, a young terminal) with bystanders
 //     beside the bomb; they are not the bomb's. A bomb's own live root (a
 //     C fork loop, a shell whose background pipeline forks the bomb's two
-//     halves) forks into several children, so either several of them carry
-//     the bomb or the others hold as many recent births, and the root
-//     stays.
+//     halves) forks copies of itself into several children after the
+//     first, so the root stays.
 func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (lineage.ID, bool) {
 	r := rec.Get(id)
 	only, n := lineage.None, 0
@@ -528,7 +533,53 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 	if generational > 0 || 4*(d.st[id].births-c.births) > c.births || 4*others > max(c.live, 32) {
 		return lineage.None, false
 	}
+	// A root that forks copies of itself into several children is a bomb's
+	// own root, whatever the sizes (see forksCopies). A scan cannot tell a
+	// copy from a program that exec'd, so a scanned child counts as a copy
+	// when it carries the root's name and was born after the chosen one: a
+	// fork loop's first child's family can hold most of the bomb (83 % in
+	// a C loop at its pids limit), and the rest would refill the limit once
+	// the verdict's members die.
+	if d.forksCopies(rec, id, chosen, in) {
+		return lineage.None, false
+	}
+	cr := rec.Get(chosen)
+	for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		if chr := rec.Get(ch); ch != chosen && chr.Scanned && chr.Alive && chr.Born >= cr.Born && chr.Comm == r.Comm {
+			return lineage.None, false
+		}
+	}
 	return chosen, true
+}
+
+// forksCopies reports whether the process of record p forked child as a
+// copy of itself and also another copy with live members: a shell whose
+// background pipeline forks a bomb's two halves (one half's family may
+// qualify alone while the other lags), or a fork loop. Copies count once
+// they have run CopyAge (a runner's passing fork before an exec does not).
+// A runner's bystanders run other programs.
+func (d *Detector) forksCopies(rec *lineage.Recorder, p, child lineage.ID, in Input) bool {
+	if cr := rec.Get(child); cr.Exec || cr.Scanned || d.execd(rec, child) {
+		return false
+	}
+	for ch := rec.Get(p).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		chr := rec.Get(ch)
+		if ch != child && !chr.Exec && !chr.Scanned && !d.execd(rec, ch) && d.st[ch].live > 0 && in.Now-chr.Born >= d.cfg.CopyAge {
+			return true
+		}
+	}
+	return false
+}
+
+// execd reports whether the process of record id exec'd: a later image of
+// it is on record.
+func (d *Detector) execd(rec *lineage.Recorder, id lineage.ID) bool {
+	for ch := rec.Get(id).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		if rec.Get(ch).Exec {
+			return true
+		}
+	}
+	return false
 }
 
 func (d *Detector) qualifies(s *stats) bool {

@@ -1,6 +1,7 @@
 package forkbomb
 
 import (
+	"fmt"
 	"math/rand/v2"
 	"os/exec"
 	"slices"
@@ -692,16 +693,22 @@ func TestSparesLauncherWithBystanders(t *testing.T) {
 
 // TestForkLoopRootStaysBesideOneQualifyingChild: a live root whose first
 // child's family alone qualifies stays the verdict's root when its other
-// children hold as many recent births (a fork loop forking into every
-// child): stepping down would leave half the bomb running.
+// children hold as many recent births, or are copies of it born after the
+// first (a fork loop forking into every child): stepping down would leave
+// part of the bomb running. Siblings that run other programs, and are few
+// and quiet, are a runner's bystanders.
 func TestForkLoopRootStaysBesideOneQualifyingChild(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		siblings int // other children of the root, each forking once
+		// exec has the siblings run another program (a runner's
+		// bystanders) rather than stay copies of the root.
+		exec     bool
 		wantRoot func(root, first int32) int32
 	}{
-		{"busy siblings", 40, func(root, _ int32) int32 { return root }},
-		{"quiet siblings", 2, func(_, first int32) int32 { return first }},
+		{"busy siblings", 40, false, func(root, _ int32) int32 { return root }},
+		{"quiet copies born after the first child", 2, false, func(root, _ int32) int32 { return root }},
+		{"quiet siblings running other programs", 2, true, func(_, first int32) int32 { return first }},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			s := newSim(t)
@@ -716,9 +723,12 @@ func TestForkLoopRootStaysBesideOneQualifyingChild(t *testing.T) {
 			}
 			for i := 0; i < tc.siblings; i++ {
 				c := s.fork(root)
+				if tc.exec {
+					s.exec(c, "sleep")
+				}
 				s.fork(c)
 			}
-			s.now += ms
+			s.now += 50 * ms // every copy has run CopyAge
 			det := New(Config{})
 			got := det.Detect(Input{Lineage: s.rec, Now: s.now, Self: 999}, nil)
 			if len(got) == 0 {
@@ -824,31 +834,136 @@ func TestCloningRecheck(t *testing.T) {
 // most of the bomb: the verdict stays at the root and takes all of it
 // (stepping down to the first child left 1,700 members running).
 func TestForkLoopAtItsLimitSeenByScanKeepsItsRoot(t *testing.T) {
-	now := 100 * time.Second
-	young := now - 5*time.Second
-	procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second},
-		{PID: 900, PPID: 500, Born: young}, {PID: 1000, PPID: 900, Born: young}}
-	next := int32(1001)
-	// subtree adds n processes below parent: a chain 7 deep, the rest
-	// hanging from its end.
-	subtree := func(parent int32, n int) {
-		p := parent
-		for i := 0; i < n; i++ {
-			procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: young})
-			if i < 7 {
-				p = next
+	for _, tc := range []struct {
+		name               string
+		first, others, per int // the first child's subtree; the others' count and size
+	}{
+		{"first child holds a sixth", 300, 10, 150},
+		// Seen in TestBombsAreContained: the first child held 1,669 of
+		// 1,999, and the others were few enough to pass for bystanders.
+		{"first child holds most", 1669, 5, 66},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := 100 * time.Second
+			young := now - 5*time.Second
+			var loop [16]byte
+			copy(loop[:], "forkloop")
+			procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second},
+				{PID: 900, PPID: 500, Born: young}, {PID: 1000, PPID: 900, Born: young, Comm: loop}}
+			next := int32(1001)
+			// subtree adds n processes below parent: a chain 7 deep, the
+			// rest hanging from its end.
+			subtree := func(parent int32, n int) {
+				p := parent
+				for i := 0; i < n; i++ {
+					procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: young, Comm: loop})
+					if i < 7 {
+						p = next
+					}
+					next++
+				}
 			}
-			next++
+			subtree(1000, tc.first)
+			for i := 0; i < tc.others; i++ {
+				subtree(1000, tc.per)
+			}
+			want := 1 + tc.first + tc.others*tc.per
+			rec := lineage.New(lineage.Config{})
+			rec.Reconcile(procs, now)
+			v := New(Config{}).Detect(Input{Lineage: rec, Now: now}, nil)
+			if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != want {
+				t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, want)
+			}
+		})
+	}
+}
+
+// TestScriptShellDiesWithItsBomb: sh -c 'b() { b | b & }; b; sleep 1000',
+// started by a launcher that waits for it, on a slow machine (the VM test
+// bed under load). The script's shell forks the two halves of the first
+// pipeline, copies of itself, then execs sleep; one half's family grows
+// ahead of the other's and reaches the cloning rule alone. The verdict must
+// be the script's shell, sleep and both halves included: stepping down to
+// the faster half left the other to be caught later, and the shell (now
+// sleep) running forever beside the launcher.
+func TestScriptShellDiesWithItsBomb(t *testing.T) {
+	// helpers: the script first starts programs in the background, so
+	// that its family fails the cloning rule (not all copies) and only the
+	// climb from the fast half can reach it.
+	// exits: the fast half's members exit a step after forking (caught by
+	// the replication rule), or not within the run (the cloning rule).
+	for _, helpers := range []int{0, 3} {
+		for _, exits := range []bool{true, false} {
+			t.Run(fmt.Sprintf("helpers=%d,exits=%v", helpers, exits), func(t *testing.T) { scriptShellDiesWithItsBomb(t, helpers, exits) })
 		}
 	}
-	subtree(1000, 300)
-	for i := 0; i < 10; i++ {
-		subtree(1000, 150)
+}
+
+func scriptShellDiesWithItsBomb(t *testing.T, helpers int, exits bool) {
+	s := newSim(t)
+	launcher := s.fork(500)
+	s.exec(launcher, "sh")
+	s.advance(5 * ms)
+	script := s.fork(launcher)
+	s.exec(script, "sh")
+	s.advance(ms)
+	var helperPIDs []int32
+	for range helpers {
+		h := s.fork(script)
+		s.exec(h, "cat")
+		helperPIDs = append(helperPIDs, h)
 	}
-	rec := lineage.New(lineage.Config{})
-	rec.Reconcile(procs, now)
-	v := New(Config{}).Detect(Input{Lineage: rec, Now: now}, nil)
-	if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != 1+300+10*150 {
-		t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, 1+300+10*150)
+	fast, slow := s.fork(script), s.fork(script)
+	s.advance(ms)
+	s.exec(script, "sleep")
+	// Each step, every member of the fast half's frontier forks two copies
+	// and the generation before it exits; the slow half has not run yet
+	// when the fast one qualifies (seen in the VM: one half's family at 8
+	// members, the other's caught a second later at 39).
+	type side struct{ prev, cur []int32 }
+	sides := []*side{{cur: []int32{fast}}, {cur: []int32{slow}}}
+	for step := 0; len(s.found) == 0 && step < 40; step++ {
+		for i, sd := range sides {
+			if i == 1 {
+				continue // the slow half has not run yet
+			}
+			var next []int32
+			for _, p := range sd.cur {
+				next = append(next, s.fork(p), s.fork(p))
+			}
+			if exits {
+				for _, p := range sd.prev {
+					s.exit(p)
+				}
+			}
+			sd.prev, sd.cur = sd.cur, next
+		}
+		s.advance(30 * ms)
+	}
+	if len(s.found) != 1 {
+		t.Fatalf("detect = %+v, want one family", s.found)
+	}
+	v := s.found[0]
+	in := map[int32]bool{}
+	for _, m := range Members(s.rec, v.Root, nil, nil) {
+		in[m.PID] = true
+	}
+	if in[launcher] {
+		t.Errorf("verdict %+v takes the launcher %d", v, launcher)
+	}
+	for _, h := range helperPIDs {
+		if !in[h] {
+			t.Errorf("verdict root %d misses the script's helper %d", v.RootPID, h)
+		}
+	}
+	if !in[script] {
+		t.Errorf("verdict root %d misses the script's shell %d, now sleep (halves %d and %d)", v.RootPID, script, fast, slow)
+	}
+	for _, sd := range sides {
+		for _, p := range append(sd.prev, sd.cur...) {
+			if !in[p] {
+				t.Errorf("verdict root %d misses bomb member %d", v.RootPID, p)
+			}
+		}
 	}
 }
