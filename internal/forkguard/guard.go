@@ -701,6 +701,9 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	nums["time_to_stop_seconds"] = (now() - time.Since(rep.Stopped) - v.FirstBorn).Seconds()
 	a := actionlog.Action{Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason + " via " + rep.Method,
 		Cgroup: rep.Cgroup, Numbers: nums}
+	if rep.Unfrozen != "" {
+		a.Reason += " (not frozen: " + rep.Unfrozen + ")"
+	}
 	for _, pid := range rep.PIDs {
 		a.PIDs = append(a.PIDs, int(pid))
 	}
@@ -710,7 +713,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		g.log.Error("forkguard: containment incomplete", "err", err, "reason", reason)
 		a.Reason += fmt.Sprintf(" (incomplete: %v)", err)
 	} else {
-		g.log.Warn("forkguard: contained", "reason", reason, "method", rep.Method, "killed", len(rep.PIDs),
+		g.log.Warn("forkguard: contained", "reason", reason, "method", rep.Method, "not_frozen", rep.Unfrozen, "killed", len(rep.PIDs),
 			"time_to_contain", time.Duration(nums["time_to_contain_seconds"]*float64(time.Second)))
 	}
 	g.record(a)

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -148,8 +149,12 @@ func TestBombsAreContained(t *testing.T) {
 		{name: "bash bomb with exiting parents", argv: []string{"bash", "-c", "b(){ b|b & }; b"}, method: "freeze-v1"},
 		{name: "C fork loop", argv: []string{forkLoop}, shared: true, method: "sigstop"},
 		{name: "sh -c exec chains", argv: []string{"sh", chain}, v2: true, method: "freeze-v2"},
-		{name: "slow bomb doubling every 200ms", argv: []string{slow}, method: "freeze-v1"},
-		{name: "bomb sitting at pids.max", argv: []string{forkLoop}, atCap: true, method: "freeze-v1"},
+		// The slow bomb and the loop at its limit live on under their
+		// timeout wrapper, which is not of the family and shares the
+		// cgroup: it must not be frozen, so SIGSTOP it is. (The bash and
+		// sh bombs' first shells exit at once, and so do their wrappers.)
+		{name: "slow bomb doubling every 200ms", argv: []string{slow}, method: "sigstop"},
+		{name: "bomb sitting at pids.max", argv: []string{forkLoop}, atCap: true, method: "sigstop"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2, MemoryLimit: 1 << 30})
@@ -179,6 +184,8 @@ func TestBombsAreContained(t *testing.T) {
 			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) > base }) {
 				t.Fatal("bomb did not start")
 			}
+			// The testbed's reaper forked the timeout wrapper.
+			wrapper := onlyChild(t, cmd.Process.Pid)
 			if tc.atCap {
 				if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) >= 1990 }) {
 					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
@@ -217,18 +224,47 @@ func TestBombsAreContained(t *testing.T) {
 				}
 				t.Logf("%s: %s; numbers %v; stats %+v", a.Kind, a.Reason, a.Numbers, r.g.Stats())
 			}
-			// A family sharing its cgroup must never be frozen; a family
-			// with a cgroup of its own is frozen unless the freeze times
-			// out on a loaded machine, when SIGSTOP takes over.
+			// A family sharing its cgroup must never be frozen, and the
+			// action says which process it shares it with; a family with
+			// a cgroup of its own is frozen unless the freeze times out
+			// on a loaded machine, when SIGSTOP takes over.
+			// The strangers: the timeout wrapper, and the bystander when
+			// it shares the group. (The wrapper of a bomb whose first
+			// process exits at once has exited by now.)
+			because := func(pid int) string {
+				return fmt.Sprintf("via sigstop (not frozen: %s also holds process %d, not of the family)", g.Freezer.Path, pid)
+			}
 			switch {
+			case tc.method == "sigstop" && !strings.Contains(got[0].Reason, because(wrapper)) &&
+				!(tc.shared && strings.Contains(got[0].Reason, because(by))):
+				t.Errorf("contained %q, want via sigstop because %s also holds the wrapper %d or the bystander %d", got[0].Reason, g.Freezer.Path, wrapper, by)
 			case strings.Contains(got[0].Reason, "via "+tc.method):
-			case tc.method != "sigstop" && strings.Contains(got[0].Reason, "via sigstop"):
-				t.Logf("freeze fell back to SIGSTOP")
+			case tc.method != "sigstop" && strings.Contains(got[0].Reason, "via sigstop (not frozen: freeze ") &&
+				strings.Contains(got[0].Reason, " not frozen after "):
+				t.Logf("the freeze timed out; SIGSTOP took over")
 			default:
 				t.Errorf("contained %q, want via %s", got[0].Reason, tc.method)
 			}
 		})
 	}
+}
+
+// onlyChild returns the one child of pid, from /proc/PID/task/PID/children.
+func onlyChild(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatalf("children of %d: %v", pid, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		t.Fatalf("children of %d: %q, want one", pid, b)
+	}
+	child, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatalf("children of %d: %v", pid, err)
+	}
+	return child
 }
 
 func TestLegitimateWorkloadsAreNotTouched(t *testing.T) {
