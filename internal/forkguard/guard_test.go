@@ -414,7 +414,7 @@ func TestTreeShowsDeadRootOfLiveBomb(t *testing.T) {
 		}
 	}
 	if deadBash == nil {
-		t.Fatalf("no dead bash root under timeout in the tree:\n%.3000s", out)
+		t.Fatalf("no dead bash root under timeout in the tree:\n%s", out)
 	}
 	if liveOrphans < 20 {
 		t.Fatalf("only %d live members hang from dead parents", liveOrphans)
@@ -492,5 +492,48 @@ func TestDeferredVerdictIsCheckedAgainWithoutEvents(t *testing.T) {
 	}
 	if n := len(g.Procs()); n < 390 {
 		t.Fatalf("dry-run guard: %d of the bomb's processes left, want all", n)
+	}
+}
+
+// TestCalmTrickleWakesSeldom: a shell loop starting /bin/true again and
+// again (a fork, an exec and an exit every few milliseconds) is a calm
+// trickle: the guard reads its events every calmDelay (100 ms), not every
+// trickleDelay (20 ms), since each wake-up costs the loop a context switch.
+// Counted in takes per second of the loop, not timed.
+func TestCalmTrickleWakesSeldom(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 100})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}})
+	cmd := g.Command("timeout", "120", "sh", "-c", "i=0; while [ $i -lt 1000 ]; do /bin/true; i=$((i+1)); done")
+	var out bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &out
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	// Counted from half a second into the loop: the steady state, not
+	// what came before (another test's bomb dying) or the loop's start.
+	time.Sleep(500 * time.Millisecond)
+	before := r.g.Stats()
+	start := time.Now()
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("shell loop: %v\n%s", err, out.String())
+	}
+	secs := time.Since(start).Seconds()
+	after := r.g.Stats()
+	takes, calm := after.Takes-before.Takes, after.CalmTakes-before.CalmTakes
+	t.Logf("%.1f s, %d takes (%.1f/s), %d calm; events %d", secs, takes, float64(takes)/secs, calm,
+		after.Events.Events-before.Events.Events)
+	// A take that ends between a fork and its exec is not calm, and the
+	// calm wait needs two calm takes in a row: about half are calm.
+	if calm == 0 || 3*calm < takes {
+		t.Errorf("%d of %d takes calm: the loop's fork, exec and exit should make a third or more calm", calm, takes)
+	}
+	// 10 a second when calm, 50 when not; slack for the loop's end and for
+	// other processes' events.
+	if rate := float64(takes) / secs; rate > 25 {
+		t.Errorf("%.1f takes a second, want at most 25", rate)
+	}
+	if after.Found != before.Found {
+		t.Errorf("the shell loop was taken for a bomb: %+v", r.acts.Recent())
 	}
 }
