@@ -182,7 +182,7 @@ func runBomb(t *testing.T, b bomb) (sample, error) {
 		survivors: len(g.Procs()),
 		guardCPU:  r.g.Stats().ThreadCPU,
 		bombCPU:   cpuUsage(acct),
-		method:    strings.TrimSpace(act.Reason[strings.LastIndex(act.Reason, " via ")+5:]),
+		method:    methodOf(act.Reason),
 	}
 	if b.atCap {
 		s.contain = containedAt.Sub(guardStart)
@@ -449,4 +449,21 @@ func legit(t *testing.T, md *strings.Builder) {
 			pm, paired[0], paired[len(paired)-1],
 			median(cpuWith).Seconds()/median(cpuWithout).Seconds(), median(share), fp)
 	}
+}
+
+// methodOf returns how a contain-forkbomb action stopped the family, from
+// its reason ("… via sigstop (not frozen: WHY)"), with the why reduced to
+// its kind: the PIDs and cgroup paths in it differ from run to run.
+func methodOf(reason string) string {
+	m := strings.TrimSpace(reason[strings.LastIndex(reason, " via ")+5:])
+	method, why, ok := strings.Cut(m, " (not frozen: ")
+	switch {
+	case !ok:
+		return m
+	case strings.Contains(why, "also holds process"):
+		return method + " (cgroup shared)"
+	case strings.Contains(why, "not frozen after"):
+		return method + " (freeze timed out)"
+	}
+	return method + " (not frozen)"
 }
