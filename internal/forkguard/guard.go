@@ -108,19 +108,20 @@ type Guard struct {
 	members  []forkbomb.Member
 
 	monoMinusBoot time.Duration
-	changes       int // lineage events (fork, exec, exit) since the last detection pass
+	changes       int           // lineage events (fork, exec, exit) since the last detection pass
+	recheckAt     time.Duration // when a deferred verdict is due again; 0: none (see nextPass)
+	lastDetect    time.Duration
+	lastCost      time.Duration
+	lastGaps      uint64
+	lastResync    time.Duration
+	holdUntil     time.Duration
+	cooldown      map[lineage.Ref]time.Duration
+	pgscan        uint64
+	vmstat        *procfs.Reader // kept open; used by the Run goroutine only
+
 	// takeForks, takeExecs and takeOrphans count, in the last take, the
 	// forks, the execs and the exits of processes with children on record.
 	takeForks, takeExecs, takeOrphans int
-	recheckAt                         time.Duration // when a deferred verdict is due again; 0: none (see nextPass)
-	lastDetect                        time.Duration
-	lastCost                          time.Duration
-	lastGaps                          uint64
-	lastResync                        time.Duration
-	holdUntil                         time.Duration
-	cooldown                          map[lineage.Ref]time.Duration
-	pgscan                            uint64
-	vmstat                            *procfs.Reader // kept open; used by the Run goroutine only
 
 	ready            chan struct{}
 	resyncs          atomic.Uint64
@@ -269,18 +270,18 @@ func monoMinusBoot() time.Duration {
 //
 // A calm take holds no more forks than execs and no exit of a process with
 // children; after calmAfter of them in a row, the loop waits calmDelay.
-// That is a shell loop, a build or a job pool: processes that
-// start other programs and wait for them. Each wake-up costs such a
-// workload a context switch or two in its own time, which on this
-// project's VMs came to several percent at 50 a second. A bomb's takes are
+// That is a shell loop, a build or a job pool: processes that start other
+// programs and wait for them. Each wake-up costs such a workload a context
+// switch or two in its own time, which on this project's VMs came to
+// several percent at 50 a second. A bomb's takes are
 // not calm: its members fork copies that never exec (bash and fork()
 // bombs, the slow bomb) or exit leaving children (exec chains). One that
 // starts during a calm spell is seen up to calmDelay late (the price of
-// the spell), and leaves it with its first take. A take that ends between a fork and its exec
-// is not calm either; nor is the first take after an idle spell. So what a
-// quiet machine starts is still read within coalesceDelay or two, names
-// included (the name of a process is read from /proc when its exec is
-// taken, and is lost once it has exited).
+// the spell), and leaves it with its first take. A take that ends between
+// a fork and its exec is not calm either; nor is the first take after an
+// idle spell. So what a quiet machine starts is still read within
+// coalesceDelay or two, names included (the name of a process is read
+// from /proc when its exec is taken, and is lost once it has exited).
 const (
 	idleAfterEmpty = 1
 	coalesceDelay  = 5 * time.Millisecond
