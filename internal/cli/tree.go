@@ -68,6 +68,9 @@ func printTree(w io.Writer, nodes []forkguard.Node) {
 		var b strings.Builder
 		b.WriteString(strings.Repeat("  ", depth))
 		fmt.Fprintf(&b, "%d %s", n.PID, n.Comm)
+		if n.CommGuessed {
+			b.WriteString("?") // a guess: see Node.CommGuessed
+		}
 		if n.Exec {
 			b.WriteString(" [exec]")
 		}

@@ -33,6 +33,8 @@ func TestTreeOutput(t *testing.T) {
 			{ID: 3, PID: 10, PPID: 1, Comm: "bash", AgeSeconds: 5},
 			{ID: 4, Parent: 3, PID: 11, PPID: 10, Comm: "bash", Alive: true, AgeSeconds: 4},
 			{ID: 5, Parent: 4, PID: 11, PPID: 10, Comm: "sleep", Alive: true, Exec: true, AgeSeconds: 4},
+			// A child that exec'd and exited before its name was read.
+			{ID: 6, Parent: 4, PID: 12, PPID: 11, Comm: "bash", CommGuessed: true, Exec: true, AgeSeconds: 3},
 		}}, nil
 	})
 	l, err := control.Listen(sock, 0o600)
@@ -46,7 +48,7 @@ func TestTreeOutput(t *testing.T) {
 	if code := Run(ctx, []string{"tree", "--socket", sock, "--scope", "/x"}, Env{Stdout: &out, Stderr: &errb}); code != 0 {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
-	want := "10 bash (dead)  ppid=1 age=5.0s\n  11 bash  ppid=10 age=4.0s\n    11 sleep [exec]  ppid=10 age=4.0s\n"
+	want := "10 bash (dead)  ppid=1 age=5.0s\n  11 bash  ppid=10 age=4.0s\n    11 sleep [exec]  ppid=10 age=4.0s\n    12 bash? [exec] (dead)  ppid=11 age=3.0s\n"
 	if out.String() != want || gotScope != "/x" {
 		t.Fatalf("got %q (scope %q), want %q", out.String(), gotScope, want)
 	}
@@ -55,11 +57,14 @@ func TestTreeOutput(t *testing.T) {
 		t.Fatalf("exit %d: %s", code, errb.String())
 	}
 	var m map[string][]map[string]any
-	if err := json.Unmarshal(out.Bytes(), &m); err != nil || len(m["nodes"]) != 3 {
+	if err := json.Unmarshal(out.Bytes(), &m); err != nil || len(m["nodes"]) != 4 {
 		t.Fatalf("json %q: %v", out.String(), err)
 	}
 	n := m["nodes"][0]
-	if n["pid"] != 10.0 || n["ppid"] != 1.0 || n["comm"] != "bash" || n["alive"] != false {
+	if n["pid"] != 10.0 || n["ppid"] != 1.0 || n["comm"] != "bash" || n["alive"] != false || n["comm_guessed"] != nil {
 		t.Fatalf("node %v", n)
+	}
+	if n := m["nodes"][3]; n["pid"] != 12.0 || n["comm_guessed"] != true {
+		t.Fatalf("node %v, want pid 12 with comm_guessed", n)
 	}
 }

@@ -676,14 +676,18 @@ func (g *Guard) recheck(t time.Duration) {
 func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb.PIDSet) {
 	g.mu.Lock()
 	root := g.rec.Get(v.Root)
-	rootComm := root.CommString()
+	rootName := fmt.Sprintf("%s (pid %d)", root.CommString(), v.RootPID)
+	if root.CommStale {
+		rootName = fmt.Sprintf("pid %d (name unknown: it exited before it could be read; last known name %s)",
+			v.RootPID, root.CommString())
+	}
 	if p := g.rec.Get(root.Parent); p != nil {
 		g.log.Debug("forkguard: family root's parent", "pid", p.PID, "comm", p.CommString(), "alive", p.Alive,
 			"age", now()-p.Born, "scanned", p.Scanned)
 	}
 	g.mu.Unlock()
-	reason := fmt.Sprintf("fork bomb: family of %s (pid %d) has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s, %d replication and %d clone generations",
-		rootComm, v.RootPID, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, v.Generations, v.Clones)
+	reason := fmt.Sprintf("fork bomb: family of %s has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s, %d replication and %d clone generations",
+		rootName, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, v.Generations, v.Clones)
 	nums := map[string]float64{
 		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "young": float64(v.Young),
 		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),

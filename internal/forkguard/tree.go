@@ -22,6 +22,9 @@ type Node struct {
 	// PPID is the recorded parent, even when it is dead.
 	PPID int    `json:"ppid"`
 	Comm string `json:"comm"`
+	// CommGuessed tells that Comm is a guess, the previous image's or the
+	// parent's name: the process exited before its own could be read.
+	CommGuessed bool `json:"comm_guessed,omitempty"`
 	// Alive is false for dead ancestors (and replaced exec images).
 	Alive bool `json:"alive"`
 	// Exec marks an image created by exec of its parent record's image.
@@ -85,7 +88,7 @@ func (g *Guard) Tree(scope string) ([]Node, error) {
 		r := g.rec.Get(id)
 		parent := int(r.Parent)
 		nodes = append(nodes, Node{ID: int(id), Parent: parent, PID: int(r.PID), PPID: int(r.PPID),
-			Comm: r.CommString(), Alive: r.Alive, Exec: r.Exec, Scanned: r.Scanned,
+			Comm: r.CommString(), CommGuessed: r.CommStale, Alive: r.Alive, Exec: r.Exec, Scanned: r.Scanned,
 			AgeSeconds: (t - r.Born).Seconds()})
 		return true
 	})
