@@ -522,10 +522,9 @@ func (g *Guard) apply(evs []procconn.Event, readComm bool) {
 			g.changes++ // a new image is young again
 			g.takeExecs++
 		case procconn.WhatExit:
-			if id, ok := g.rec.Lookup(e.TGID); ok && g.rec.Get(id).FirstChild != lineage.None {
+			if g.rec.Exit(e.TGID, e.Time) {
 				g.takeOrphans++
 			}
-			g.rec.Exit(e.TGID, e.Time)
 			g.changes++ // its children become orphans
 		}
 	}

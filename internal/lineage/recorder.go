@@ -431,9 +431,19 @@ func (r *Recorder) SetComm(pid int32, comm []byte) {
 	}
 }
 
-// Exit records that process pid exited at t.
-func (r *Recorder) Exit(pid int32, t time.Duration) {
+// Exit records that process pid exited at t. It reports whether the
+// process left children on record (forked by any of its images), orphans
+// now.
+func (r *Recorder) Exit(pid int32, t time.Duration) (orphaned bool) {
 	if id, ok := r.live[pid]; ok {
+		for i := id; i > Root && !orphaned; i = r.recs[i].Parent {
+			for ch := r.recs[i].FirstChild; ch != None; ch = r.recs[ch].NextSibling {
+				orphaned = orphaned || !r.recs[ch].Exec
+			}
+			if !r.recs[i].Exec {
+				break
+			}
+		}
 		r.exit(id, t)
 	}
 	if old := r.exitRing[r.exitPos]; old != 0 {
@@ -442,6 +452,7 @@ func (r *Recorder) Exit(pid int32, t time.Duration) {
 	r.exitRing[r.exitPos] = pid
 	r.exitPos = (r.exitPos + 1) % len(r.exitRing)
 	r.exits[pid] = t
+	return orphaned
 }
 
 func (r *Recorder) exit(id ID, t time.Duration) {

@@ -147,6 +147,26 @@ func TestRecorderLifetimes(t *testing.T) {
 	}
 }
 
+// TestExitReportsOrphans: Exit tells whether the process left children,
+// forked by its current image or an earlier one (before an exec).
+func TestExitReportsOrphans(t *testing.T) {
+	r := New(Config{})
+	run(r, []step{{'f', 0, 10, 1}, {'f', 10, 11, 2}, {'e', 10, 0, 3}, {'f', 0, 20, 4}, {'f', 20, 21, 5}, {'f', 0, 30, 6}, {'e', 30, 0, 7}})
+	for _, tc := range []struct {
+		pid  int32
+		want bool
+	}{
+		{10, true},  // its first image forked 11, then it exec'd
+		{21, false}, // childless
+		{20, false}, // its child 21 has exited
+		{30, false}, // only its own exec image below it
+	} {
+		if got := r.Exit(tc.pid, 10); got != tc.want {
+			t.Errorf("Exit(%d) = %v, want %v", tc.pid, got, tc.want)
+		}
+	}
+}
+
 func TestExitedMarksEveryImage(t *testing.T) {
 	r := New(Config{})
 	run(r, []step{{'f', 0, 10, 1}, {'f', 10, 11, 2}, {'e', 10, 0, 3}, {'x', 10, 0, 4}})
