@@ -359,14 +359,13 @@ func (c *container) ownCgroup(members []Target, fam Family) (cgroupfs.Cgroup, st
 		// read, knows every member that the read saw. A process it lacks
 		// is still accepted when its parent is a member (or such a
 		// process). A few attempts, for lost events.
-		stranger := int32(0)
-		for attempt := 0; attempt < 3 && stranger >= 0; attempt++ {
-			stranger = c.onlyFamily(cg, fam)
+		var not string
+		for attempt := 0; attempt < 3; attempt++ {
+			if not = c.onlyFamily(cg, fam); not == "" {
+				return cg, ""
+			}
 		}
-		if stranger < 0 {
-			return cg, ""
-		}
-		why = append(why, fmt.Sprintf("%s also holds process %d, not of the family", dir, stranger))
+		why = append(why, dir+" "+not)
 	}
 	return cgroupfs.Cgroup{}, strings.Join(why, "; ")
 }
@@ -394,11 +393,10 @@ func (c *container) freezable(pid int32) []string {
 	return cands
 }
 
-// onlyFamily returns -1 when every process in cg and its descendants is a
+// onlyFamily returns "" when every process in cg and its descendants is a
 // member of fam, read after them, or a descendant of a member (by /proc
-// parent links), and otherwise one that is not (oomguard itself, or 0 when
-// cg cannot be read).
-func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) int32 {
+// parent links), and otherwise what else it holds, or why it cannot tell.
+func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) string {
 	var pids []int
 	err := cg.Walk(func(sub cgroupfs.Cgroup) error {
 		p, err := sub.Procs()
@@ -406,7 +404,7 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) int32 {
 		return err
 	})
 	if err != nil {
-		return 0
+		return "cannot be read: " + err.Error()
 	}
 	set := map[int32]bool{}
 	for _, m := range fam(nil) {
@@ -415,7 +413,7 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) int32 {
 	var unknown []int32
 	for _, p := range pids {
 		if p == c.o.Self {
-			return int32(p)
+			return fmt.Sprintf("also holds oomguard itself (pid %d)", p)
 		}
 		if !set[int32(p)] {
 			unknown = append(unknown, int32(p))
@@ -445,9 +443,9 @@ func (c *container) onlyFamily(cg cgroupfs.Cgroup, fam Family) int32 {
 		unknown = rest
 	}
 	if len(unknown) > 0 {
-		return unknown[0]
+		return fmt.Sprintf("also holds process %d, not of the family", unknown[0])
 	}
-	return -1
+	return ""
 }
 
 func hasController(list, name string) bool {

@@ -559,12 +559,12 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 // they have run CopyAge (a runner's passing fork before an exec does not).
 // A runner's bystanders run other programs.
 func (d *Detector) forksCopies(rec *lineage.Recorder, p, child lineage.ID, in Input) bool {
-	if cr := rec.Get(child); cr.Exec || cr.Scanned || d.execd(rec, child) {
+	if cr := rec.Get(child); cr.Exec || cr.Scanned || execd(rec, child) {
 		return false
 	}
 	for ch := rec.Get(p).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 		chr := rec.Get(ch)
-		if ch != child && !chr.Exec && !chr.Scanned && !d.execd(rec, ch) && d.st[ch].live > 0 && in.Now-chr.Born >= d.cfg.CopyAge {
+		if ch != child && !chr.Exec && !chr.Scanned && !execd(rec, ch) && d.st[ch].live > 0 && in.Now-chr.Born >= d.cfg.CopyAge {
 			return true
 		}
 	}
@@ -573,7 +573,7 @@ func (d *Detector) forksCopies(rec *lineage.Recorder, p, child lineage.ID, in In
 
 // execd reports whether the process of record id exec'd: a later image of
 // it is on record.
-func (d *Detector) execd(rec *lineage.Recorder, id lineage.ID) bool {
+func execd(rec *lineage.Recorder, id lineage.ID) bool {
 	for ch := rec.Get(id).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 		if rec.Get(ch).Exec {
 			return true
