@@ -14,6 +14,7 @@ import (
 
 	"github.com/oomguard/oomguard/internal/lineage"
 	"github.com/oomguard/oomguard/internal/lineage/procscan"
+	"github.com/oomguard/oomguard/internal/sys"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -60,9 +61,23 @@ func family(t *testing.T, root int, off time.Duration) Family {
 	}
 }
 
+// pin opens a pidfd on each member, closed when the test ends.
+func pin(t *testing.T, members []Target) []*sys.PidFD {
+	var fds []*sys.PidFD
+	for _, m := range members {
+		fd, err := sys.PidfdOpen(int(m.PID))
+		if err != nil {
+			t.Fatalf("pin member %d: %v", m.PID, err)
+		}
+		t.Cleanup(func() { fd.Close() })
+		fds = append(fds, fd)
+	}
+	return fds
+}
+
 func alive(pid int) bool {
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	return err == nil && !strings.Contains(string(b), ") Z ")
+	return err == nil && !strings.Contains(string(b), ") Z ") && !strings.Contains(string(b), ") X ")
 }
 
 func startFamily(t *testing.T, g *testbed.Group, n int) int {
@@ -122,6 +137,10 @@ func TestContain(t *testing.T) {
 			if len(members) != 21 {
 				t.Fatalf("family of %d has %d members", root, len(members))
 			}
+			// Pinned now, so that the check after Contain asks about these
+			// processes, not about a PID a busy machine (other packages'
+			// bombs run beside this test) reused after they were reaped.
+			pinned := pin(t, members)
 			rep, err := Contain(context.Background(), family(t, root, off), Options{Mounts: mounts, Self: os.Getpid(),
 				MonoMinusBoot: off, NoFreeze: tc.noFreeze})
 			if err != nil {
@@ -130,9 +149,9 @@ func TestContain(t *testing.T) {
 			if rep.Method != tc.want || len(rep.PIDs) != 21 || rep.Survivors != 0 {
 				t.Fatalf("report %+v, want %s with 21 killed", rep, tc.want)
 			}
-			for _, m := range members {
-				if alive(int(m.PID)) {
-					t.Fatalf("member %d survived", m.PID)
+			for _, fd := range pinned {
+				if done, err := fd.Exited(); err != nil || !done {
+					t.Fatalf("member %d survived (%v)", fd.PID(), err)
 				}
 			}
 			if tc.shared && !alive(by) {
