@@ -18,7 +18,8 @@ import (
 func TestDaemonContainsForkBomb(t *testing.T) {
 	bystanders := testbed.New(t, testbed.Options{PidsMax: 20})
 	by := bystanders.Start("sleep", "600")
-	byPID := waitForChildOf(t, bystanders, by.Process.Pid)
+	byFD := waitForChildOf(t, bystanders, by.Process.Pid)
+	byPID := byFD.PID()
 
 	g := testbed.New(t, testbed.Options{PidsMax: 2000})
 	d := startDaemon(t, "--scope", g.Pids.Path)
@@ -34,7 +35,7 @@ func TestDaemonContainsForkBomb(t *testing.T) {
 		t.Fatalf("%d bomb processes survived; log:\n%s", len(g.Procs()), d.Log())
 	}
 	t.Logf("bomb contained and gone %v after start; log:\n%s", time.Since(begin), d.Log())
-	if !alive(byPID) {
+	if !alive(t, byFD) {
 		t.Fatalf("bystander %d in a sibling cgroup was killed", byPID)
 	}
 	out, stderr, code := oomguard(t, "status", "--socket", d.socket, "--json")

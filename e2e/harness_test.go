@@ -18,6 +18,8 @@ import (
 	"syscall"
 	"testing"
 	"time"
+
+	"github.com/oomguard/oomguard/internal/sys"
 )
 
 // binary is the oomguard binary built once for the package.
@@ -186,26 +188,43 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// alive reports whether pid exists and is not a zombie.
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// pin opens a pidfd on pid, which the caller knows to be alive now (it was
+// just started, or it just reported itself), and closes it when the test
+// ends. Later checks ask the pidfd, not /proc by PID number: this machine's
+// PID space is small and other packages run fork bombs beside these tests,
+// so a reaped process's PID can be reused within milliseconds (and a process
+// being reaped can read as state X), making a dead process look alive.
+func pin(t *testing.T, pid int, what string) *sys.PidFD {
+	t.Helper()
+	fd, err := sys.PidfdOpen(pid)
 	if err != nil {
-		return false
+		t.Fatalf("pin %s %d, which should be alive now: %v", what, pid, err)
 	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && i+2 < len(b) && b[i+2] != 'Z' && b[i+2] != 'X'
+	t.Cleanup(func() { fd.Close() })
+	if done, err := fd.Exited(); err != nil || done {
+		t.Fatalf("pin %s %d: already exited (%v)", what, pid, err)
+	}
+	return fd
 }
 
-// waitDead waits until pid is gone or a zombie.
-func waitDead(pid int, timeout time.Duration) bool {
-	deadline := time.Now().Add(timeout)
-	for time.Now().Before(deadline) {
-		if !alive(pid) {
-			return true
-		}
-		time.Sleep(5 * time.Millisecond)
+// alive reports whether the pinned process has not exited (a zombie has).
+func alive(t *testing.T, p *sys.PidFD) bool {
+	t.Helper()
+	done, err := p.Exited()
+	if err != nil {
+		t.Fatalf("is %d alive: %v", p.PID(), err)
 	}
-	return !alive(pid)
+	return !done
+}
+
+// waitDead waits until the pinned process has exited (zombie or reaped).
+func waitDead(t *testing.T, p *sys.PidFD, timeout time.Duration) bool {
+	t.Helper()
+	done, err := p.WaitExit(timeout)
+	if err != nil {
+		t.Fatalf("wait for %d to die: %v", p.PID(), err)
+	}
+	return done
 }
 
 func readFile(path string) (string, error) {

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
+	"github.com/oomguard/oomguard/internal/sys"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -30,6 +31,7 @@ func TestHogAndBystander(t *testing.T) {
 		t.Fatal(err)
 	}
 	byPID := atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0])
+	byFD := pin(t, byPID, "bystander")
 
 	d := startDaemon(t, "--scope", g.Memory.Path)
 
@@ -39,12 +41,13 @@ func TestHogAndBystander(t *testing.T) {
 		t.Fatal(err)
 	}
 	// The hog never prints "ready": it cannot reach 600 MiB under 256 MiB.
-	hogPID := waitForChildOf(t, g, hog.Process.Pid)
+	hogFD := waitForChildOf(t, g, hog.Process.Pid)
+	hogPID := hogFD.PID()
 	_ = hogOut
-	if !waitDead(hogPID, 20*time.Second) {
+	if !waitDead(t, hogFD, 20*time.Second) {
 		t.Fatalf("hog %d still alive; usage %d; log:\n%s", hogPID, usage(t, g), d.Log())
 	}
-	if !alive(byPID) {
+	if !alive(t, byFD) {
 		t.Fatalf("bystander %d was killed; log:\n%s", byPID, d.Log())
 	}
 	if !waitUsageBelow(t, g, 100<<20, 10*time.Second) {
@@ -72,9 +75,11 @@ func TestCloneVMSharersDieTogether(t *testing.T) {
 	}
 	f := readLine(t, out, "pids ", 10*time.Second)
 	parent, child := atoi(t, f[0]), atoi(t, f[1])
-	for _, pid := range []int{parent, child} {
-		if !waitDead(pid, 20*time.Second) {
-			t.Fatalf("sharer %d survived; log:\n%s", pid, d.Log())
+	// Pinned at once: they print their PIDs before they start growing
+	// toward the limit, so both are alive here.
+	for _, p := range []*sys.PidFD{pin(t, parent, "sharer"), pin(t, child, "sharer")} {
+		if !waitDead(t, p, 20*time.Second) {
+			t.Fatalf("sharer %d survived; log:\n%s", p.PID(), d.Log())
 		}
 	}
 	log := d.Log()
@@ -113,19 +118,20 @@ func TestVforkChildIsNeverTheVictim(t *testing.T) {
 	}
 	f := readLine(t, stderr, "pids ", 10*time.Second)
 	parent, child := atoi(t, f[0]), atoi(t, f[1])
+	parentFD, childFD := pin(t, parent, "vfork parent"), pin(t, child, "vfork child")
 
 	d := startDaemon(t, "--scope", scope.Memory.Path)
 	hog := scope.Command(testbed.CompileC(t, hogSource), "400", "2000")
 	if err := hog.Start(); err != nil {
 		t.Fatal(err)
 	}
-	hogPID := waitForChildOf(t, scope, hog.Process.Pid)
-	if !waitDead(hogPID, 20*time.Second) {
-		t.Fatalf("hog %d survived; log:\n%s", hogPID, d.Log())
+	hogFD := waitForChildOf(t, scope, hog.Process.Pid)
+	if !waitDead(t, hogFD, 20*time.Second) {
+		t.Fatalf("hog %d survived; log:\n%s", hogFD.PID(), d.Log())
 	}
-	if !alive(child) || !alive(parent) {
+	if !alive(t, childFD) || !alive(t, parentFD) {
 		t.Fatalf("vfork child %d (alive %v) or its parent %d (alive %v) was killed; log:\n%s",
-			child, alive(child), parent, alive(parent), d.Log())
+			child, alive(t, childFD), parent, alive(t, parentFD), d.Log())
 	}
 }
 
@@ -146,7 +152,8 @@ func TestFrozenVictimIsSkipped(t *testing.T) {
 	if err := big.Start(); err != nil {
 		t.Fatal(err)
 	}
-	bigPID := waitForChildOf(t, frozenGroup, big.Process.Pid)
+	bigFD := waitForChildOf(t, frozenGroup, big.Process.Pid)
+	bigPID := bigFD.PID()
 	if err := scope.Memory.AddProc(bigPID); err != nil {
 		t.Fatal(err)
 	}
@@ -161,20 +168,21 @@ func TestFrozenVictimIsSkipped(t *testing.T) {
 	if err := small.Start(); err != nil {
 		t.Fatal(err)
 	}
-	smallPID := waitForChildOf(t, scope, small.Process.Pid)
-	if !waitDead(smallPID, 30*time.Second) {
+	smallFD := waitForChildOf(t, scope, small.Process.Pid)
+	smallPID := smallFD.PID()
+	if !waitDead(t, smallFD, 30*time.Second) {
 		t.Fatalf("next candidate %d was not killed after the frozen victim was skipped; log:\n%s", smallPID, d.Log())
 	}
 	if !regexp.MustCompile(fmt.Sprintf(`skip.*\b%d\b`, bigPID)).MatchString(d.Log()) {
 		t.Errorf("the log does not say the frozen victim %d was skipped:\n%s", bigPID, d.Log())
 	}
-	if !alive(bigPID) {
+	if !alive(t, bigFD) {
 		t.Fatalf("frozen victim %d died while frozen", bigPID)
 	}
 	if err := frozenGroup.Freezer.Thaw(); err != nil {
 		t.Fatal(err)
 	}
-	if !waitDead(bigPID, 10*time.Second) {
+	if !waitDead(t, bigFD, 10*time.Second) {
 		t.Fatalf("frozen victim %d did not die after thaw", bigPID)
 	}
 }
@@ -191,12 +199,13 @@ func TestDryRunKillsNothing(t *testing.T) {
 		t.Fatal(err)
 	}
 	hogPID := atoi(t, readLine(t, out, "ready ", 20*time.Second)[0])
+	hogFD := pin(t, hogPID, "hog")
 	re := regexp.MustCompile(fmt.Sprintf(`dry-run.*\b%d\b`, hogPID))
 	if !d.waitLog(10*time.Second, re) {
 		t.Fatalf("dry-run did not name the victim %d:\n%s", hogPID, d.Log())
 	}
 	time.Sleep(500 * time.Millisecond)
-	if !alive(hogPID) {
+	if !alive(t, hogFD) {
 		t.Fatalf("dry-run killed %d", hogPID)
 	}
 }
@@ -241,23 +250,39 @@ func TestPsRanksTheScope(t *testing.T) {
 	}
 }
 
-// waitForChildOf returns the PID of the workload the testbed reaper started.
-func waitForChildOf(t *testing.T, g *testbed.Group, reaper int) int {
+// waitForChildOf returns the workload the testbed reaper started, pinned
+// by a pidfd (see pin) while it is alive; the pidfd is closed when the test
+// ends. Its PID is the pidfd's PID().
+func waitForChildOf(t *testing.T, g *testbed.Group, reaper int) *sys.PidFD {
 	t.Helper()
-	var pid int
+	var pinned *sys.PidFD
 	ok := g.WaitProcs(10*time.Second, func(pids []int) bool {
 		for _, p := range pids {
-			if ppidOf(p) == reaper {
-				pid = p
-				return true
+			if ppidOf(p) != reaper {
+				continue
 			}
+			// Pin, then look again: if the pinned process has still not
+			// exited after its parent was read, that parent was its own,
+			// not that of a process reusing its PID.
+			fd, err := sys.PidfdOpen(p)
+			if err != nil {
+				continue
+			}
+			if ppidOf(p) == reaper {
+				if done, err := fd.Exited(); err == nil && !done {
+					pinned = fd
+					return true
+				}
+			}
+			fd.Close()
 		}
 		return false
 	})
 	if !ok {
-		t.Fatalf("no child of %d appeared in %s", reaper, g.Freezer.Path)
+		t.Fatalf("no live child of %d appeared in %s", reaper, g.Freezer.Path)
 	}
-	return pid
+	t.Cleanup(func() { pinned.Close() })
+	return pinned
 }
 
 func ppidOf(pid int) int {
@@ -343,34 +368,34 @@ func TestKillCgroupTakesTheVictimsCgroup(t *testing.T) {
 	victimCg := childCgroup(t, g.Memory, "victim")
 	otherCg := childCgroup(t, g.Memory, "other")
 
-	start := func(cg cgroupfs.Cgroup, mib string) (pid int, release func()) {
+	start := func(cg cgroupfs.Cgroup, mib string) (p *sys.PidFD, release func()) {
 		cmd := g.Command(hogBin, mib, "1000", "wait")
 		in, _ := cmd.StdinPipe()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		pid = waitForChildOf(t, g, cmd.Process.Pid)
-		if err := cg.AddProc(pid); err != nil {
+		p = waitForChildOf(t, g, cmd.Process.Pid)
+		if err := cg.AddProc(p.PID()); err != nil {
 			t.Fatal(err)
 		}
-		return pid, func() { in.Write([]byte{1}) }
+		return p, func() { in.Write([]byte{1}) }
 	}
-	byPID, goBy := start(otherCg, "32")
+	by, goBy := start(otherCg, "32")
 	goBy()
-	compPID, goComp := start(victimCg, "8")
+	comp, goComp := start(victimCg, "8")
 	goComp()
-	hogPID, goHog := start(victimCg, "600")
+	hog, goHog := start(victimCg, "600")
 
 	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup")
 	goHog()
-	if !waitDead(hogPID, 20*time.Second) {
-		t.Fatalf("hog %d still alive; log:\n%s", hogPID, d.Log())
+	if !waitDead(t, hog, 20*time.Second) {
+		t.Fatalf("hog %d still alive; log:\n%s", hog.PID(), d.Log())
 	}
-	if !waitDead(compPID, 10*time.Second) {
-		t.Fatalf("the hog's cgroup companion %d still alive; log:\n%s", compPID, d.Log())
+	if !waitDead(t, comp, 10*time.Second) {
+		t.Fatalf("the hog's cgroup companion %d still alive; log:\n%s", comp.PID(), d.Log())
 	}
-	if !alive(byPID) {
-		t.Fatalf("bystander %d in the sibling cgroup was killed; log:\n%s", byPID, d.Log())
+	if !alive(t, by) {
+		t.Fatalf("bystander %d in the sibling cgroup was killed; log:\n%s", by.PID(), d.Log())
 	}
 	if !d.waitLog(5*time.Second, regexpOf(`kill-cgroup: killed the victim's cgroup`)) {
 		t.Errorf("the log does not report the cgroup kill:\n%s", d.Log())
@@ -387,31 +412,31 @@ func TestKillCgroupWithTermGrace(t *testing.T) {
 	dir := t.TempDir()
 	termed := filepath.Join(dir, "termed")
 
-	join := func(cmd *exec.Cmd) int {
+	join := func(cmd *exec.Cmd) *sys.PidFD {
 		t.Helper()
 		if err := cmd.Start(); err != nil {
 			t.Fatal(err)
 		}
-		pid := waitForChildOf(t, g, cmd.Process.Pid)
-		if err := victimCg.AddProc(pid); err != nil {
+		p := waitForChildOf(t, g, cmd.Process.Pid)
+		if err := victimCg.AddProc(p.PID()); err != nil {
 			t.Fatal(err)
 		}
-		return pid
+		return p
 	}
 	polite := join(g.Command("sh", "-c", "trap 'echo term > "+termed+"; exit 0' TERM; while :; do sleep 0.05; done"))
 	stubborn := join(g.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"))
 	hogCmd := g.Command(hogBin, "600", "1000", "wait")
 	in, _ := hogCmd.StdinPipe()
-	hogPID := join(hogCmd)
+	hog := join(hogCmd)
 
 	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup", "--term-grace", "500ms")
 	in.Write([]byte{1})
 	for _, p := range []struct {
 		name string
-		pid  int
-	}{{"hog", hogPID}, {"SIGTERM-trapping companion", polite}, {"SIGTERM-ignoring companion", stubborn}} {
-		if !waitDead(p.pid, 20*time.Second) {
-			t.Fatalf("%s %d still alive; log:\n%s", p.name, p.pid, d.Log())
+		fd   *sys.PidFD
+	}{{"hog", hog}, {"SIGTERM-trapping companion", polite}, {"SIGTERM-ignoring companion", stubborn}} {
+		if !waitDead(t, p.fd, 20*time.Second) {
+			t.Fatalf("%s %d still alive; log:\n%s", p.name, p.fd.PID(), d.Log())
 		}
 	}
 	if b, err := os.ReadFile(termed); err != nil || strings.TrimSpace(string(b)) != "term" {

@@ -55,8 +55,9 @@ func TestServiceEndToEnd(t *testing.T) {
 	if err := hog.Start(); err != nil {
 		t.Fatal(err)
 	}
-	hogPID := waitForChildOf(t, g, hog.Process.Pid)
-	if !waitDead(hogPID, 20*time.Second) {
+	hogFD := waitForChildOf(t, g, hog.Process.Pid)
+	hogPID := hogFD.PID()
+	if !waitDead(t, hogFD, 20*time.Second) {
 		t.Fatalf("hog %d survived; log:\n%s", hogPID, d.Log())
 	}
 
@@ -122,6 +123,7 @@ func TestServiceEndToEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	byPID := atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0])
+	byFD := pin(t, byPID, "bystander")
 	out, stderr, code = oomguard(t, "ps", "--socket", d.socket, "--scope", g.Memory.Path, "--json")
 	if code != 0 || !strings.Contains(out, fmt.Sprintf(`"pids": [
         %d
@@ -155,7 +157,7 @@ func TestServiceEndToEnd(t *testing.T) {
 		!regexp.MustCompile(`(?m)^oomguard_kills_total\{trigger="scope"\} 1$`).MatchString(m) {
 		t.Fatalf("after reload, metrics lost state or did not count the reload:\n%s", m)
 	}
-	if !alive(byPID) {
+	if !alive(t, byFD) {
 		t.Fatalf("bystander %d died", byPID)
 	}
 }

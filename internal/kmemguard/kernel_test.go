@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -17,16 +18,18 @@ import (
 	"github.com/oomguard/oomguard/internal/kmem"
 	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
 	"github.com/oomguard/oomguard/internal/policy/kmembudget"
+	"github.com/oomguard/oomguard/internal/sys"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
 // setup is one real-kernel scenario: a workload group holding a small
 // sleeper, a bystander group (a sibling memory cgroup) holding another, and
 // a guard scoped to our own memory cgroup with a budget on this test
-// process's groups only.
+// process's groups only. The sleepers are pinned by pidfds (see pin).
 type setup struct {
 	work, by       *testbed.Group
 	small, bystand int
+	smallFD, byFD  *sys.PidFD
 	guard          *Guard
 	log            *actionlog.Log
 	logs           *bytes.Buffer
@@ -51,6 +54,7 @@ func start(t *testing.T, action kmembudget.Action, dryRun bool) *setup {
 		t.Fatal("sleepers did not start")
 	}
 	s.small, s.bystand = s.work.Procs()[0], s.by.Procs()[0]
+	s.smallFD, s.byFD = pin(t, s.work, s.small), pin(t, s.by, s.bystand)
 	parent := filepath.Dir(s.work.Memory.Path)
 	scope, err := cgroupfs.Open(parent)
 	if err != nil {
@@ -82,18 +86,52 @@ func start(t *testing.T, action kmembudget.Action, dryRun bool) *setup {
 // the page-table phase.
 var inflate = kmemtest.Spec{Files: 10000, Pipes: 2000, PipeData: 4096, Maps: 4000, Threads: 200}
 
-func alive(pid int) bool {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
+// pin opens a pidfd on pid, a member of g that must be alive now, and
+// closes it when the test ends. Later checks ask the pidfd, not /proc by PID
+// number: this machine's PID space is small and other packages run fork
+// bombs beside these tests, so a reaped process's PID can be reused within
+// milliseconds (and a process being reaped can read as state X), making a
+// killed process look alive.
+func pin(t *testing.T, g *testbed.Group, pid int) *sys.PidFD {
+	t.Helper()
+	fd, err := sys.PidfdOpen(pid)
 	if err != nil {
-		return false
+		t.Fatalf("pin %d of %s, which should be alive now: %v", pid, g.Freezer.Path, err)
 	}
-	i := bytes.LastIndexByte(b, ')')
-	return i > 0 && len(b) > i+2 && b[i+2] != 'Z' && b[i+2] != 'X'
+	t.Cleanup(func() { fd.Close() })
+	// Membership is read after pinning, and the pinned process is then
+	// still alive: so it held the PID throughout and is the member.
+	member := slices.Contains(g.Procs(), pid)
+	if done, err := fd.Exited(); err != nil || done || !member {
+		t.Fatalf("pin %d of %s: exited %v (%v), still a member %v", pid, g.Freezer.Path, done, err, member)
+	}
+	return fd
+}
+
+// alive reports whether the pinned process has not exited (a zombie has).
+func alive(t *testing.T, p *sys.PidFD) bool {
+	t.Helper()
+	done, err := p.Exited()
+	if err != nil {
+		t.Fatalf("is %d alive: %v", p.PID(), err)
+	}
+	return !done
+}
+
+// pinChild pins a child of this test process that has not been waited for.
+func pinChild(t *testing.T, pid int) *sys.PidFD {
+	t.Helper()
+	fd, err := sys.PidfdOpen(pid)
+	if err != nil {
+		t.Fatalf("pin child %d: %v", pid, err)
+	}
+	t.Cleanup(func() { fd.Close() })
+	return fd
 }
 
 func (s *setup) checkBystander(t *testing.T) {
 	t.Helper()
-	if !alive(s.bystand) {
+	if !alive(t, s.byFD) {
 		t.Errorf("bystander %d in the sibling cgroup %s was hit", s.bystand, s.by.Memory.Path)
 	}
 }
@@ -136,7 +174,7 @@ func TestKillHeaviestV1(t *testing.T) {
 	for _, a := range s.log.Recent() {
 		t.Logf("crossing -> %s recorded <= %v", a.Kind, a.Time.Sub(crossed.BelowWall))
 	}
-	if !alive(s.small) {
+	if !alive(t, s.smallFD) {
 		t.Errorf("the small sibling %d in the same cgroup was killed", s.small)
 	}
 	s.checkBystander(t)
@@ -159,8 +197,8 @@ func TestKillHeaviestV1(t *testing.T) {
 	}
 	// One spike, one kill: after more polls nothing else happens.
 	time.Sleep(500 * time.Millisecond)
-	if n := s.log.Count("kill", "kmem-budget"); n != 1 || !alive(s.small) {
-		t.Errorf("kills %d after waiting; small alive %v", n, alive(s.small))
+	if n := s.log.Count("kill", "kmem-budget"); n != 1 || !alive(t, s.smallFD) {
+		t.Errorf("kills %d after waiting; small alive %v", n, alive(t, s.smallFD))
 	}
 	if d := s.daemonState(t); d.Failcnt != 1 || d.Limit != budget || d.Peak <= budget {
 		t.Errorf("daemon state %+v", d)
@@ -178,7 +216,7 @@ func TestKillCgroupV1(t *testing.T) {
 	if !s.work.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
 		t.Fatalf("cgroup still holds %v", s.work.Procs())
 	}
-	if alive(s.small) {
+	if alive(t, s.smallFD) {
 		t.Errorf("small sibling %d survived kill-cgroup", s.small)
 	}
 	s.checkBystander(t)
@@ -215,9 +253,12 @@ func TestReportOnlyV1(t *testing.T) {
 	go srv.Serve(ctx, l)
 
 	in := kmemtest.Start(t, s.work, inflate)
+	// The subreaper is our child and not yet waited for, so its PID is its
+	// own even if it has exited.
+	reaper := pinChild(t, in.Cmd.Process.Pid)
 	in.WaitReady(t, 60*time.Second)
 	time.Sleep(500 * time.Millisecond) // several more polls above the budget
-	if !alive(in.Cmd.Process.Pid) || !alive(s.small) || len(s.work.Procs()) != 2 {
+	if !alive(t, reaper) || !alive(t, s.smallFD) || len(s.work.Procs()) != 2 {
 		t.Errorf("report killed something: procs %v", s.work.Procs())
 	}
 	s.checkBystander(t)
@@ -332,6 +373,7 @@ func TestKillCgroupSIGSTOPPath(t *testing.T) {
 		t.Fatal("sleepers did not start")
 	}
 	pids := w.Procs()
+	fds := []*sys.PidFD{pin(t, w, pids[0]), pin(t, w, pids[1])}
 	inner := filepath.Join(w.Memory.Path, "inner")
 	if err := os.Mkdir(inner, 0o755); err != nil {
 		t.Fatal(err)
@@ -350,10 +392,10 @@ func TestKillCgroupSIGSTOPPath(t *testing.T) {
 	if len(a.PIDs) != 1 || a.PIDs[0] != pids[0] || !strings.Contains(a.Reason, "SIGSTOP") {
 		t.Errorf("kill action %+v, want pid %d via SIGSTOP", a, pids[0])
 	}
-	if alive(pids[0]) {
+	if alive(t, fds[0]) {
 		t.Errorf("member %d survived", pids[0])
 	}
-	if !alive(pids[1]) {
+	if !alive(t, fds[1]) {
 		t.Errorf("outsider %d (same freezer cgroup, other memory cgroup) was killed", pids[1])
 	}
 	if st, _ := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pids[1])); bytes.Contains(st, []byte(") T ")) {
@@ -372,14 +414,15 @@ func TestKillCgroupSparesProtected(t *testing.T) {
 		t.Fatal("sleepers did not start")
 	}
 	pids := w.Procs()
+	fds := []*sys.PidFD{pin(t, w, pids[0]), pin(t, w, pids[1])}
 	g, log := newKiller(t, w.Memory.Path, pids[1])
 	g.killCgroup(context.Background(), w.Memory, kmembudget.Decision{Cgroup: w.Memory.Path, Budget: Budget{Max: 1}}, map[string]float64{})
 	a := lastKill(t, log)
 	if len(a.PIDs) != 1 || a.PIDs[0] != pids[0] || strings.Contains(a.Reason, "freezer") {
 		t.Errorf("kill action %+v, want only pid %d, without the freezer", a, pids[0])
 	}
-	if alive(pids[0]) || !alive(pids[1]) {
-		t.Errorf("alive: victim %v, protected %v", alive(pids[0]), alive(pids[1]))
+	if alive(t, fds[0]) || !alive(t, fds[1]) {
+		t.Errorf("alive: victim %v, protected %v", alive(t, fds[0]), alive(t, fds[1]))
 	}
 	if fz, _ := w.Freezer.Frozen(); fz {
 		t.Errorf("freezer left frozen")
@@ -403,7 +446,7 @@ func TestKillCgroupV2(t *testing.T) {
 	by := testbed.New(t, testbed.Options{V2: true})
 	by.Start("sleep", "600")
 	by.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 1 })
-	bystander := by.Procs()[0]
+	bystander := pin(t, by, by.Procs()[0])
 	g, log := newKiller(t, v2.Path, 0)
 	g.killCgroup(context.Background(), v2, kmembudget.Decision{Cgroup: v2.Path, Budget: Budget{Max: 1}}, map[string]float64{})
 	a := lastKill(t, log)
@@ -413,7 +456,7 @@ func TestKillCgroupV2(t *testing.T) {
 	if !w.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
 		t.Errorf("v2 cgroup still holds %v", w.Procs())
 	}
-	if !alive(bystander) {
+	if !alive(t, bystander) {
 		t.Errorf("bystander in a sibling v2 cgroup was killed")
 	}
 	if b, _ := v2.ReadFile("cgroup.freeze"); strings.TrimSpace(string(b)) != "0" {
