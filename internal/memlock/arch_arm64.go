@@ -38,13 +38,13 @@ func setRegs(pid int, r *regs) error {
 func pc(r *regs) uintptr { return uintptr(r.Pc) }
 
 // setupSyscall points r at an svc instruction at addr that will call system
-// call nr (x8) with one argument (x0). The injection points (a new image's
+// call nr (x8) with up to three arguments (x0 to x2). The injection points (a new image's
 // first instruction, a new child's return from fork) hold no restartable
 // syscall result, so the kernel's restart logic leaves the context alone.
-func setupSyscall(r *regs, addr uintptr, nr, arg0 uintptr) {
+func setupSyscall(r *regs, addr uintptr, nr uintptr, args syscallArgs) {
 	r.Pc = uint64(addr)
 	r.Regs[8] = uint64(nr)
-	r.Regs[0] = uint64(arg0)
+	r.Regs[0], r.Regs[1], r.Regs[2] = uint64(args[0]), uint64(args[1]), uint64(args[2])
 }
 
 // trapCode: arm64 uses the syscall-stop injection only.
@@ -52,7 +52,10 @@ func trapCode(nr uintptr) (uint64, bool) { return 0, false }
 
 const trapLen = 0
 
-func setupTrap(r *regs, addr uintptr, arg0 uintptr) {}
+func setupTrap(r *regs, addr uintptr, args syscallArgs) {}
+
+// sp returns the stack pointer.
+func sp(r *regs) uintptr { return uintptr(r.Sp) }
 
 func setExecReturn(r *regs) { r.Regs[0] = 0 }
 
@@ -75,3 +78,24 @@ func cloneFlags(pid int) (uint64, error) {
 	}
 	return 0, fmt.Errorf("pid %d: stopped in syscall %d, not a fork", pid, r.Regs[8])
 }
+
+// The system calls the notifier's seccomp filter watches, as seccomp sees
+// them on this architecture (which has no fork).
+const (
+	auditArch  = unix.AUDIT_ARCH_AARCH64
+	nrExecve   = unix.SYS_EXECVE
+	nrExecveat = unix.SYS_EXECVEAT
+	nrFork     = 1<<32 - 1
+	nrClone    = unix.SYS_CLONE
+	nrClone3   = unix.SYS_CLONE3
+	// notifierArch: the notifier needs trapCode, which arm64 lacks; the
+	// full ptrace engine runs instead.
+	notifierArch = false
+)
+
+const (
+	entryGadget     uint64 = 0
+	entryGadgetArch        = false
+)
+
+func setupEntryCall(r *regs, addr uintptr, arg0 uintptr) (slot uintptr, ret uint64) { return 0, 0 }

@@ -54,6 +54,7 @@ func helperMain(js string) int {
 		fmt.Fprintf(os.Stderr, "REPORT pid=%d gen=%d lock=%s vmlck=%d vmrss=%d execs=%d comm=%s\n",
 			p.PID, p.Generation, p.Lock, p.PeakVmLck>>10, p.PeakVmRSS>>10, p.Execs, p.Command)
 	}
+	fmt.Fprintf(os.Stderr, "ENGINE %s\nATENTRY %d\n", res.Engine, res.LockedAtEntry)
 	if res.LockFailures > 0 {
 		fmt.Fprintf(os.Stderr, "LOCKFAILURES %d\n", res.LockFailures)
 	}

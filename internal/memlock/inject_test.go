@@ -53,12 +53,12 @@ func TestInjectionPaths(t *testing.T) {
 			if path == "trap" {
 				code, _ := trapCode(unix.SYS_MLOCKALL)
 				var tried bool
-				ret, _, gone, err, tried = tr.injectTrap(pid, code, uintptr(tr.flags), false)
+				ret, _, gone, err, tried = tr.injectTrap(pid, code, syscallArgs{uintptr(tr.flags)}, false)
 				if !tried {
 					t.Fatal("trap code was not planted")
 				}
 			} else {
-				ret, _, gone, err = tr.injectSyscall(pid, unix.SYS_MLOCKALL, uintptr(tr.flags))
+				ret, _, gone, err = tr.injectSyscall(pid, unix.SYS_MLOCKALL, syscallArgs{uintptr(tr.flags)})
 			}
 			if err != nil || gone || ret != 0 {
 				t.Fatalf("inject: ret %d gone %v err %v", ret, gone, err)

@@ -168,6 +168,16 @@ type Result struct {
 	// LockFailures counts the processes into which mlockall was injected
 	// and failed (each one is also reported on Options.Warn).
 	LockFailures int
+	// Engine says how the command was followed: "notifier" (a seccomp
+	// filter hands oomguard each exec and fork, and processes are traced
+	// only then), "ptrace" (every covered process traced for its whole
+	// life), or "none" (started and released at once).
+	Engine string
+	// LockedAtEntry counts the new images the notifier locked without a
+	// stop of their own, through the vDSO gadget (processes with
+	// CAP_IPC_LOCK, for which mlockall cannot fail); the others were locked
+	// by the checked injection.
+	LockedAtEntry int
 }
 
 // LockState tells how a process ended up with respect to memory locking.

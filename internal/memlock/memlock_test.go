@@ -132,19 +132,30 @@ func TestGenerations(t *testing.T) {
 		name   string
 		h      helperOptions
 		locked []bool // levels 0..3
+		engine string
 	}{
-		{"plain", helperOptions{}, []bool{false, false, false, false}},
-		{"mlock", helperOptions{Lock: LockAll}, []bool{true, false, false, false}},
-		{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []bool{true, true, false, false}},
-		{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, []bool{true, true, true, true}},
-		{"recursive-onfault", helperOptions{Lock: LockOnFault, Scope: ScopeRecursive}, []bool{true, true, true, true}},
-		{"trace-only", helperOptions{Trace: true, Scope: ScopeRecursive}, []bool{false, false, false, false}},
+		{"plain", helperOptions{}, []bool{false, false, false, false}, "none"},
+		{"mlock", helperOptions{Lock: LockAll}, []bool{true, false, false, false}, "ptrace"},
+		{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []bool{true, true, false, false}, "ptrace"},
+		{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier"},
+		{"recursive-onfault", helperOptions{Lock: LockOnFault, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier"},
+		// --trace keeps the full ptrace engine, locking or not.
+		{"recursive-full-ptrace", helperOptions{Lock: LockAll, Scope: ScopeRecursive, Trace: true}, []bool{true, true, true, true}, "ptrace"},
+		{"trace-only", helperOptions{Trace: true, Scope: ScopeRecursive}, []bool{false, false, false, false}, "ptrace"},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
 			out, errOut, code := runHelper(t, g, c.h, "sh", script, "0", "3")
 			if code != 0 {
 				t.Fatalf("exit %d: %s", code, errOut)
+			}
+			if !strings.Contains(errOut, "ENGINE "+c.engine+"\n") {
+				t.Errorf("want engine %s:\n%s", c.engine, errOut)
+			}
+			// Levels 1 to 3 are new sh images of root's, which has
+			// CAP_IPC_LOCK: the notifier locks them at their entry.
+			if c.engine == "notifier" && !strings.Contains(errOut, "ATENTRY 3\n") {
+				t.Errorf("want 3 images locked at entry:\n%s", errOut)
 			}
 			m := kBLines(t, out)
 			for lvl, want := range c.locked {
@@ -290,6 +301,59 @@ func TestMakeRecursive(t *testing.T) {
 	t.Logf("%d processes reported, %d compiler processes", len(rows), compilers)
 }
 
+// TestMakeRecursiveNotifier builds the same project under the default
+// engine of --mlock --recursive, the notifier, which has no report: the
+// compiler is a wrapper script that records its own VmLck and execs cc, so
+// every compile and link job shows it was locked (gcc and its cc1, as and ld
+// are started the same way, by vfork or fork and exec, one level deeper).
+func TestMakeRecursiveNotifier(t *testing.T) {
+	if _, err := exec.LookPath("make"); err != nil {
+		t.Skip("make is not installed")
+	}
+	cc, err := exec.LookPath("cc")
+	if err != nil {
+		t.Skip("cc is not installed")
+	}
+	g := testbed.New(t, testbed.Options{MemoryLimit: 1 << 30})
+	dir := t.TempDir()
+	writeProject(t, dir, 12)
+	log := filepath.Join(dir, "vmlck.log")
+	wrapper := filepath.Join(dir, "cc-wrapper")
+	script := fmt.Sprintf("#!/bin/sh\nwhile read -r k v _; do if [ \"$k\" = VmLck: ]; then echo \"$v\" >> %s; fi; done < /proc/$$/status\nexec %s \"$@\"\n", log, cc)
+	if err := os.WriteFile(wrapper, []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	out, errOut, code := runHelper(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive},
+		"make", "-s", "-C", dir, "-j8", "CC="+wrapper)
+	if code != 0 {
+		t.Fatalf("make exit %d:\n%s\n%s", code, out, errOut)
+	}
+	if !strings.Contains(errOut, "ENGINE notifier\n") {
+		t.Errorf("want the notifier:\n%s", errOut)
+	}
+	prog, err := exec.Command(filepath.Join(dir, "prog")).Output()
+	if err != nil {
+		t.Fatalf("built program: %v", err)
+	}
+	if got, want := strings.TrimSpace(string(prog)), "sum 78"; got != want {
+		t.Fatalf("built program prints %q, want %q", got, want)
+	}
+	b, err := os.ReadFile(log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	jobs := strings.Fields(string(b))
+	if len(jobs) != 14 { // 13 compiles and the link
+		t.Errorf("%d compiler jobs recorded, want 14: %q", len(jobs), b)
+	}
+	for _, v := range jobs {
+		if v == "0" {
+			t.Errorf("a compiler job ran unlocked: %q", b)
+			break
+		}
+	}
+}
+
 // writeProject writes a C project of n source files and a Makefile whose
 // program prints "sum" and 1+...+n.
 func writeProject(t testing.TB, dir string, n int) {
@@ -313,7 +377,7 @@ func writeProject(t testing.TB, dir string, n int) {
 	if err := os.WriteFile(filepath.Join(dir, "main.c"), []byte(main.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
-	fmt.Fprintf(&mk, "prog: main.o %s\n\tcc -o $@ $^\n%%.o: %%.c\n\tcc -O1 -c -o $@ $<\nclean:\n\trm -f prog *.o\n", strings.Join(objs, " "))
+	fmt.Fprintf(&mk, "prog: main.o %s\n\t$(CC) -o $@ $^\n%%.o: %%.c\n\t$(CC) -O1 -c -o $@ $<\nclean:\n\trm -f prog *.o\n", strings.Join(objs, " "))
 	if err := os.WriteFile(filepath.Join(dir, "Makefile"), []byte(mk.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
@@ -346,7 +410,9 @@ func TestPassThrough(t *testing.T) {
 			if err := cmd.Run(); err != nil {
 				t.Fatalf("stdin pipe: %v: %s", err, errb.String())
 			}
-			if out.String() != "PIPED INPUT\n" || errb.String() != "err\n" {
+			// The helper (not oomguard run) adds the ENGINE and ATENTRY
+			// lines.
+			if stderr, _, _ := strings.Cut(errb.String(), "ENGINE "); out.String() != "PIPED INPUT\n" || stderr != "err\n" {
 				t.Errorf("stdin/stdout/stderr: got %q / %q", out.String(), errb.String())
 			}
 
@@ -624,6 +690,12 @@ int main(void) { char b[4096]; FILE *f = fopen("/proc/self/status", "r");
 	if !strings.Contains(errOut, "LOCKFAILURES 1") {
 		t.Errorf("Result.LockFailures is not 1: %q", errOut)
 	}
+	// setpriv is the command (locked at start); every image after it lacks
+	// CAP_IPC_LOCK, so none is locked at its entry without a check: the
+	// checked injection is what sees the failure.
+	if !strings.Contains(errOut, "ATENTRY 0\n") {
+		t.Errorf("want no image locked at entry: %q", errOut)
+	}
 }
 
 // TestSignalAfterCommandExit: once the command has exited, a signal to
@@ -647,5 +719,51 @@ func TestSignalAfterCommandExit(t *testing.T) {
 	cmd.Wait()
 	if d := time.Since(start); d > 10*time.Second {
 		t.Errorf("run took %v: the orphan did not get SIGTERM", d)
+	}
+}
+
+// TestNotifierForks: under the notifier, a child forked without exec (a
+// subshell) is locked, and forks that fail at pids.max end in an error in
+// the command rather than a hang in oomguard (the failed call brings no
+// fork event, only the interrupt's stop).
+func TestNotifierForks(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	out, errOut, code := runHelper(t, g, helperOptions{Limits: Limits{PidsMax: 4}, Lock: LockAll, Scope: ScopeRecursive},
+		"sh", "-c", `for i in 1 2 3 4 5 6; do
+	( while read -r k v _; do if [ "$k" = VmLck: ]; then echo "S $v"; fi; done < /proc/self/status; sleep 0.3 ) &
+done; wait`)
+	if !strings.Contains(errOut, "ENGINE notifier\n") {
+		t.Errorf("want the notifier:\n%s", errOut)
+	}
+	// dash gives up (exit 2) at its first refused fork.
+	if code != 2 || !strings.Contains(strings.ToLower(errOut), "fork") {
+		t.Fatalf("want a fork refused at pids.max 4, and the shell's exit 2: exit %d\n%s\n%s", code, out, errOut)
+	}
+	subshells := regexp.MustCompile(`S (\d+)`).FindAllStringSubmatch(out, -1)
+	if len(subshells) == 0 {
+		t.Fatalf("no subshell ran:\n%s", out)
+	}
+	for _, s := range subshells {
+		if s[1] == "0" {
+			t.Errorf("a forked subshell is not locked:\n%s", out)
+		}
+	}
+}
+
+// TestVDSOPadding: the notifier's gadget goes into the last 8 bytes of the
+// vDSO mapping, which this kernel's vDSO image leaves unused and zero.
+func TestVDSOPadding(t *testing.T) {
+	if !entryGadgetArch {
+		t.Skip("no entry gadget on this architecture")
+	}
+	off := vdsoPadding("/proc")
+	if off == 0 {
+		t.Fatal("vdsoPadding found no room in this kernel's vDSO")
+	}
+	if off%8 != 0 || off < 4096-8 {
+		t.Errorf("offset %#x: want the last 8 bytes of a mapping of whole pages", off)
+	}
+	if got := vdsoPadding(t.TempDir()); got != 0 {
+		t.Errorf("vdsoPadding of a proc root without files = %#x, want 0", got)
 	}
 }

@@ -10,6 +10,7 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -107,14 +108,15 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	t := newTracer(&o, o.Paths.Proc, warn)
 	interactive := foregroundTTY()
 	sigs := forwarded
-	if t.tracing() {
+	if t.rootTraced() {
 		// The tracer must not stop on Ctrl-Z while the command is still in
 		// its signal-delivery-stop: take SIGTSTP, let the command stop, and
 		// stop ourselves after it (mirroring its state for the shell).
+		// The notifier traces nobody for long, and stops with the command.
 		sigs = append(sigs[:len(sigs):len(sigs)], unix.SIGTSTP)
-		if interactive {
-			t.stopped = func() { unix.Kill(selfPid, unix.SIGSTOP) }
-		}
+	}
+	if t.tracing() && interactive {
+		t.stopped = func() { unix.Kill(selfPid, unix.SIGSTOP) }
 	}
 	sigc := make(chan os.Signal, 32)
 	signal.Notify(sigc, sigs...)
@@ -141,9 +143,18 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		if err != nil {
 			return
 		}
-		t.loop()
+		if t.notifyFD >= 0 {
+			t.serve()
+		} else {
+			t.loop()
+		}
 	}()
 	st := <-startc
+	if st.err == nil && t.tracing() && !t.notifier && !slices.Contains(sigs, os.Signal(unix.SIGTSTP)) {
+		// The notifier could not be installed: the full ptrace engine
+		// runs, and takes SIGTSTP as above.
+		signal.Notify(sigc, unix.SIGTSTP)
+	}
 	if st.err != nil {
 		<-done
 		if cgs != nil {
@@ -175,7 +186,13 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	<-fwdDone
 	cmd.Wait() // the stdio copies; the process itself was reaped by the tracer
 
-	res := &Result{LockFailures: t.failed}
+	res := &Result{LockFailures: t.failed, Engine: "none", LockedAtEntry: t.lockedAtEntry}
+	switch {
+	case t.notifier:
+		res.Engine = "notifier"
+	case t.tracing():
+		res.Engine = "ptrace"
+	}
 	ws := t.rootStatus
 	switch {
 	case ws.Signaled():
@@ -230,6 +247,18 @@ func (t *tracer) startRoot(cmd *exec.Cmd, cgs *runCgroups, o *Options) (int, err
 			return 0, err
 		}
 		return pid, nil
+	}
+	if t.notifier {
+		installed, err := t.startNotifier(pid, filepath.Base(cmd.Path))
+		if err != nil {
+			unix.Kill(pid, unix.SIGKILL)
+			wait4(pid, &ws)
+			return 0, err
+		}
+		if installed {
+			return pid, nil
+		}
+		t.notifier = false
 	}
 	return pid, t.attachRoot(pid, filepath.Base(cmd.Path))
 }
@@ -359,7 +388,7 @@ func (t *tracer) forward(pid int, s unix.Signal, interactive bool) {
 	if !t.rootAlive.Load() {
 		return
 	}
-	if t.tracing() {
+	if t.rootTraced() {
 		recv := time.Now()
 		for deadline := recv.Add(30 * time.Millisecond); time.Now().Before(deadline); {
 			if int(s) < len(t.rootSig) && t.rootSig[s].Load() >= recv.Add(-200*time.Millisecond).UnixNano() {

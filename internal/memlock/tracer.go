@@ -78,6 +78,17 @@ type tracer struct {
 	rootDone   bool
 	rootStatus unix.WaitStatus
 
+	// notifier is set when the seccomp notifier (notify.go) is to run
+	// instead of tracing every process; it is cleared if it cannot be
+	// installed. notifyFD is its notification descriptor, or -1.
+	notifier bool
+	notifyFD int
+	// gadgetOff is where in a vDSO lockAtEntry plants its gadget; 0 when
+	// it cannot.
+	gadgetOff uintptr
+	// lockedAtEntry counts the images lockAtEntry locked.
+	lockedAtEntry int
+
 	// rootSig[s] is the time (UnixNano) the command last received signal s
 	// from anyone but oomguard; the forwarder reads it.
 	rootSig [65]atomic.Int64
@@ -97,6 +108,8 @@ func newTracer(o *Options, procRoot string, warn func(string, ...any)) *tracer {
 		warn:        warn,
 		tasks:       make(map[int]*task),
 		statBuf:     make([]byte, 4096),
+		notifier:    notifierWanted(o),
+		notifyFD:    -1,
 	}
 	switch o.Lock {
 	case LockAll:
@@ -125,6 +138,11 @@ func newTracer(o *Options, procRoot string, warn func(string, ...any)) *tracer {
 
 // tracing reports whether the command must stay traced after start-up.
 func (t *tracer) tracing() bool { return t.maxTraceGen >= 0 }
+
+// rootTraced reports whether the command stays traced while it runs: under
+// the full ptrace engine, not under the notifier. It is final once the
+// command has started.
+func (t *tracer) rootTraced() bool { return t.tracing() && !t.notifier }
 
 // attachRoot takes over the command, which is stopped by PTRACE_TRACEME at
 // its first instruction: it re-attaches with PTRACE_SEIZE (so group-stops can
@@ -188,12 +206,28 @@ func (t *tracer) loop() {
 
 func wait4(pid int, ws *unix.WaitStatus) (int, error) {
 	for {
-		p, err := unix.Wait4(pid, ws, unix.WALL, nil)
+		p, err := rawWait4(pid, ws, unix.WALL)
 		if err == unix.EINTR {
 			continue
 		}
 		return p, err
 	}
+}
+
+// rawWait4 is wait4(2) through RawSyscall, for the same reason as rawPoll.
+// It serves the waits for a stop that is about to come (an injection, a
+// seized process's exec or fork); a signal that interrupts it restarts it
+// (the runtime's handlers are SA_RESTART), so the runtime's stop-the-world
+// can wait as long as such a wait. The full engine's main loop, which waits
+// on the command for its whole life, uses the plain call.
+func rawWait4(pid int, ws *unix.WaitStatus, opts int) (int, error) {
+	var st int32
+	r, _, e := unix.RawSyscall6(unix.SYS_WAIT4, uintptr(pid), uintptr(unsafe.Pointer(&st)), uintptr(opts), 0, 0, 0)
+	*ws = unix.WaitStatus(st)
+	if e != 0 {
+		return -1, e
+	}
+	return int(r), nil
 }
 
 func event(ws unix.WaitStatus) int { return int(uint32(ws)>>16) & 0xff }
@@ -452,7 +486,7 @@ func (t *tracer) lock(tk *task) (gone bool) { return t.lockAt(tk, false) }
 // lockAt is lock; atExec says the task is at its PTRACE_EVENT_EXEC stop.
 func (t *tracer) lockAt(tk *task, atExec bool) (gone bool) {
 	p := tk.p
-	ret, deferred, gone, err := t.inject(tk.tid, unix.SYS_MLOCKALL, uintptr(t.flags), atExec)
+	ret, deferred, gone, err := t.inject(tk.tid, unix.SYS_MLOCKALL, syscallArgs{uintptr(t.flags)}, atExec)
 	if gone {
 		return true
 	}
@@ -484,14 +518,17 @@ func lockHint(err error) string {
 	return ""
 }
 
-// inject runs system call nr(arg0) in a stopped tracee and restores it.
+// syscallArgs are the first three arguments of an injected system call.
+type syscallArgs [3]uintptr
+
+// inject runs system call nr(args) in a stopped tracee and restores it.
 // atExec says the tracee is at its PTRACE_EVENT_EXEC stop, still inside
 // execve. Signals that arrive meanwhile are held back and returned, to be
 // sent again once the tracee runs. gone reports that the tracee died (its
 // status has been handled).
-func (t *tracer) inject(pid int, nr, arg0 uintptr, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error) {
+func (t *tracer) inject(pid int, nr uintptr, args syscallArgs, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error) {
 	if code, ok := trapCode(nr); ok {
-		ret, deferred, gone, err, tried := t.injectTrap(pid, code, arg0, atExec)
+		ret, deferred, gone, err, tried := t.injectTrap(pid, code, args, atExec)
 		if tried {
 			return ret, deferred, gone, err
 		}
@@ -512,7 +549,7 @@ func (t *tracer) inject(pid int, nr, arg0 uintptr, atExec bool) (ret int64, defe
 			return 0, nil, true, nil
 		}
 	}
-	return t.injectSyscall(pid, nr, arg0)
+	return t.injectSyscall(pid, nr, args)
 }
 
 // maxInjectStops bounds the stops one injection may take: a tracee that
@@ -524,7 +561,7 @@ var errInjectStops = errors.New("injection interrupted by too many signals")
 // injectTrap plants trapCode over the word at the tracee's pc, runs it to
 // its int3 and restores text and registers: one stop per injection. tried
 // is false when the code could not be planted (nothing was changed then).
-func (t *tracer) injectTrap(pid int, code uint64, arg0 uintptr, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error, tried bool) {
+func (t *tracer) injectTrap(pid int, code uint64, args syscallArgs, atExec bool) (ret int64, deferred []unix.Signal, gone bool, err error, tried bool) {
 	var saved regs
 	if err := getRegs(pid, &saved); err != nil {
 		return 0, nil, false, err, true
@@ -538,7 +575,7 @@ func (t *tracer) injectTrap(pid int, code uint64, arg0 uintptr, atExec bool) (re
 		return 0, nil, false, nil, false
 	}
 	r := saved
-	setupTrap(&r, addr, arg0)
+	setupTrap(&r, addr, args)
 	if err := setRegs(pid, &r); err != nil {
 		sys.PtracePokeData(pid, addr, orig)
 		return 0, nil, false, err, true
@@ -589,7 +626,7 @@ func (t *tracer) injectTrap(pid int, code uint64, arg0 uintptr, atExec bool) (re
 // pc, points the registers at it, runs the tracee through the call's
 // syscall-entry and -exit stops, and restores text and registers. The tracee
 // must be in a stop where its registers are final.
-func (t *tracer) injectSyscall(pid int, nr, arg0 uintptr) (ret int64, deferred []unix.Signal, gone bool, err error) {
+func (t *tracer) injectSyscall(pid int, nr uintptr, args syscallArgs) (ret int64, deferred []unix.Signal, gone bool, err error) {
 	var saved regs
 	if err := getRegs(pid, &saved); err != nil {
 		return 0, nil, false, err
@@ -603,7 +640,7 @@ func (t *tracer) injectSyscall(pid int, nr, arg0 uintptr) (ret int64, deferred [
 		return 0, nil, false, err
 	}
 	r := saved
-	setupSyscall(&r, addr, nr, arg0)
+	setupSyscall(&r, addr, nr, args)
 	if err := setRegs(pid, &r); err != nil {
 		sys.PtracePokeData(pid, addr, orig)
 		return 0, nil, false, err

@@ -60,6 +60,16 @@ func PtraceDetach(pid int, sig unix.Signal) error {
 	return nil
 }
 
+// PtraceInterrupt calls ptrace(PTRACE_INTERRUPT, pid, 0, 0): a seized
+// tracee stops (PTRACE_EVENT_STOP) on its way back to user mode, unless it
+// is detached first, which cancels the stop.
+func PtraceInterrupt(pid int) error {
+	if err := ptrace(unix.PTRACE_INTERRUPT, pid, 0, 0); err != nil {
+		return fmt.Errorf("ptrace(PTRACE_INTERRUPT, %d): %w", pid, err)
+	}
+	return nil
+}
+
 // PtraceListen calls ptrace(PTRACE_LISTEN, pid, 0, 0): a seized tracee in
 // group-stop stays stopped, but the tracer is told when SIGCONT or another
 // stop signal arrives, so job control keeps working under the tracer.
