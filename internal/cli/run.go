@@ -26,9 +26,12 @@ const runFailCode = 125
 const runUsage = `[--mlock[=onfault]] [--inherit|--recursive] [--oom-score-adj N] [--memory-max SIZE] [--memory-high SIZE] [--memory-min SIZE] [--pids-max N] [--report] -- CMD ARGS...
 
 Runs CMD as if it had called mlockall(MCL_CURRENT|MCL_FUTURE) as its first
-instruction and again after each of its execs (through ptrace, so static,
-dynamic and setuid-free binaries alike). --inherit also locks its direct
-children, --recursive every descendant. The exit status is CMD's own, 128+N
+instruction and again after each of its execs (from outside, so static and
+dynamic binaries alike). --inherit also locks its direct children,
+--recursive every descendant: through a seccomp filter that hands oomguard
+each exec and fork (the notifier), or, with --trace or --report or where the
+filter cannot be installed, by tracing every process for its whole life.
+See oomguard(8), RUN. The exit status is CMD's own, 128+N
 when signal N killed it, 125 when oomguard itself failed, 126/127 when CMD
 could not be executed or found.`
 
@@ -44,7 +47,7 @@ func runRun(ctx context.Context, env Env, args []string) error {
 		memMin    sizeFlag
 		pidsMax   optInt
 		report    = fs.Bool("report", false, "at the end, print each process that ran: PID, generation, lock state, peak VmLck and VmRSS")
-		trace     = fs.Bool("trace", false, "trace the covered generations without locking (to measure the cost of tracing)")
+		trace     = fs.Bool("trace", false, "use the full ptrace engine (every covered process traced for its whole life); without --mlock, trace without locking (to measure the cost of tracing)")
 	)
 	fs.Var(&lock, "mlock", "lock the command's memory: --mlock (MCL_CURRENT|MCL_FUTURE) or --mlock=onfault (adds MCL_ONFAULT)")
 	fs.Var(&oomAdj, "oom-score-adj", "set the command's oom_score_adj (-1000..1000; lowering needs CAP_SYS_RESOURCE)")
