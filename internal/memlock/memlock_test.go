@@ -551,6 +551,27 @@ func TestOrphansAreWaitedFor(t *testing.T) {
 	}
 }
 
+// TestNotifierWaitsForOrphansIdly: while the notifier waits for an orphan
+// after the command has exited, it sleeps (the reaped command's pidfd, which
+// reports POLLHUP whatever is asked, once made it spin for the orphan's
+// whole life).
+func TestNotifierWaitsForOrphansIdly(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	cmd := helperCmd(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive}, "sh", "-c", "(sleep 1) & exit 0")
+	var errb bytes.Buffer
+	cmd.Stderr = &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "ENGINE notifier\n") {
+		t.Errorf("want the notifier:\n%s", errb.String())
+	}
+	// Everything the helper and its command used in 1 s of waiting.
+	if cpu := cmd.ProcessState.UserTime() + cmd.ProcessState.SystemTime(); cpu > 300*time.Millisecond {
+		t.Errorf("oomguard run used %v of CPU while an orphan slept 1 s", cpu)
+	}
+}
+
 func TestClearErrors(t *testing.T) {
 	g := testbed.New(t, testbed.Options{})
 	marker := filepath.Join(t.TempDir(), "ran")

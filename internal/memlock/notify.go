@@ -214,17 +214,25 @@ func (t *tracer) serve() {
 	fds := []unix.PollFd{{Fd: int32(t.notifyFD), Events: unix.POLLIN}, {Fd: -1, Events: unix.POLLIN}}
 	// The command's pidfd wakes the poll when it exits; orphans it leaves
 	// behind are reaped within the poll's timeout.
-	if rootFD, err := unix.PidfdOpen(t.rootPid, 0); err == nil {
+	rootFD, err := unix.PidfdOpen(t.rootPid, 0)
+	if err == nil {
 		fds[1].Fd = int32(rootFD)
-		defer unix.Close(rootFD)
 	}
+	defer func() {
+		if fds[1].Fd >= 0 {
+			unix.Close(rootFD)
+		}
+	}()
 	var req seccompNotif
 	for {
 		if t.reapAll() {
 			return
 		}
 		if fds[1].Fd >= 0 && t.rootDone {
-			fds[1].Events = 0
+			// A reaped process's pidfd reports POLLHUP, asked or not:
+			// leave it out of the poll.
+			unix.Close(rootFD)
+			fds[1].Fd = -1
 		}
 		n, err := rawPoll(fds, 100*time.Millisecond)
 		if err != nil || n == 0 {
