@@ -124,6 +124,9 @@ type Report struct {
 	Rounds int
 	// Survivors counts killed members still not dead at ExitTimeout.
 	Survivors int
+	// Unpinned counts members held by PID and start time rather than a
+	// pidfd, because oomguard had no file descriptor left (RLIMIT_NOFILE).
+	Unpinned int
 	// Start is when Contain began, Stopped when every member was stopped,
 	// Killed when SIGKILL was sent to all, Done when every killed member
 	// was dead.
@@ -137,7 +140,8 @@ const bornTolerance = 30 * time.Millisecond
 // Contain stops the family, kills every member and waits for them to die.
 func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	o.defaults()
-	c := &container{o: o, fds: map[int32]*sys.PidFD{}, skipped: map[int32]bool{}}
+	c := &container{o: o, fds: map[int32]*pin{}, skipped: map[int32]bool{}}
+	c.reserveFDs()
 	defer c.closeAll()
 	rep := Report{Start: time.Now()}
 	members := fam(nil)
@@ -197,7 +201,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 			if inFrozen[m.PID] || (frozen != nil && c.inCgroup(m.PID, *frozen)) {
 				continue // frozen already
 			}
-			if err := fd.SendSignal(unix.SIGSTOP); err != nil {
+			if err := c.signal(fd, unix.SIGSTOP); err != nil {
 				c.skip(m.PID, "stop: "+err.Error())
 			}
 		}
@@ -232,7 +236,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 			}
 			if fd := c.open(m); fd != nil {
 				fresh++
-				if err := fd.SendSignal(unix.SIGKILL); err != nil {
+				if err := c.signal(fd, unix.SIGKILL); err != nil {
 					c.skip(m.PID, "kill: "+err.Error())
 				}
 			}
@@ -242,6 +246,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		}
 	}
 	rep.Killed = time.Now()
+	rep.Unpinned = c.unpinned
 	rep.Survivors = c.wait(o.ExitTimeout)
 	rep.Done = time.Now()
 	for pid := range c.fds {
@@ -258,9 +263,15 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 
 type container struct {
 	o       Options
-	fds     map[int32]*sys.PidFD
+	fds     map[int32]*pin
 	skipped map[int32]bool
 	reasons map[int32]string
+	// unpinned counts members held without a pidfd (see pin).
+	unpinned int
+	// reserve holds a few descriptors, given back when pidfds run out so
+	// that /proc can still be read; outOfFDs is set from then on.
+	reserve  []int
+	outOfFDs bool
 	buf     [1024]byte
 }
 
@@ -271,50 +282,143 @@ func (c *container) skip(pid int32, why string) {
 	c.skipped[pid] = true
 	c.reasons[pid] = why
 	if fd := c.fds[pid]; fd != nil {
-		fd.Close()
+		fd.close()
 		delete(c.fds, pid)
 	}
 }
 
+// pin is a member being contained: its pidfd, or, when no descriptor was
+// left (RLIMIT_NOFILE: a bomb may have more members than oomguard may
+// open files), its PID and start time, checked against /proc before each
+// signal. A stopped or frozen member cannot exit by itself, so its PID can
+// only be reused if something else kills it between the check and the
+// signal.
+type pin struct {
+	fd   *sys.PidFD
+	pid  int32
+	born time.Duration
+}
+
+func (p *pin) close() {
+	if p.fd != nil {
+		p.fd.Close()
+	}
+}
+
+// same reports whether p's PID still names the pinned, unreaped and not
+// yet dead process (for a pin without a pidfd).
+func (c *container) same(p *pin) bool {
+	n, err := c.read(filepath.Join(c.o.ProcRoot, strconv.Itoa(int(p.pid)), "stat"))
+	if err != nil {
+		return false
+	}
+	st, ok := procscan.ParseStat(c.buf[:n])
+	if !ok {
+		return false // a zombie
+	}
+	d := st.Born + c.o.MonoMinusBoot - p.born
+	return d <= bornTolerance && d >= -bornTolerance
+}
+
+// signal sends s to the pinned process.
+func (c *container) signal(p *pin, s unix.Signal) error {
+	if p.fd != nil {
+		return p.fd.SendSignal(s)
+	}
+	if !c.same(p) {
+		return unix.ESRCH
+	}
+	return unix.Kill(int(p.pid), s)
+}
+
+// exited reports whether the pinned process has exited.
+func (c *container) exited(p *pin) bool {
+	if p.fd != nil {
+		done, err := p.fd.Exited()
+		return err != nil || done
+	}
+	return !c.same(p)
+}
+
 // open pins m with a pidfd and checks, through /proc read after the pin,
 // that the PID still is the recorded process and is not protected. It
-// returns nil (and records a skip) otherwise.
-func (c *container) open(m Target) *sys.PidFD {
+// returns nil (and records a skip) otherwise. Out of descriptors, it pins
+// m by PID and start time instead (see pin).
+func (c *container) open(m Target) *pin {
 	if m.PID <= 1 || int(m.PID) == c.o.Self {
 		c.skip(m.PID, "protected: init or oomguard")
 		return nil
 	}
-	fd, err := sys.PidfdOpen(int(m.PID))
-	if err != nil {
+	var fd *sys.PidFD
+	var err error
+	if !c.outOfFDs {
+		fd, err = sys.PidfdOpen(int(m.PID))
+	}
+	switch {
+	case c.outOfFDs || fdLimit(err):
+		c.runOut()
+		fd = nil
+		c.unpinned++
+	case err != nil:
 		c.skip(m.PID, "gone")
 		return nil
 	}
-	c.fds[m.PID] = fd
+	held := &pin{fd: fd, pid: m.PID, born: m.Born}
+	c.fds[m.PID] = held
 	dir := filepath.Join(c.o.ProcRoot, strconv.Itoa(int(m.PID)))
-	n, err := readInto(filepath.Join(dir, "stat"), c.buf[:])
+	n, err := c.read(filepath.Join(dir, "stat"))
 	if err != nil {
 		c.skip(m.PID, "gone")
 		return nil
 	}
-	p, ok := procscan.ParseStat(c.buf[:n])
+	st, ok := procscan.ParseStat(c.buf[:n])
 	if !ok {
 		c.skip(m.PID, "gone (zombie)")
 		return nil
 	}
-	if p.Kthread {
+	if st.Kthread {
 		c.skip(m.PID, "protected: kernel thread")
 		return nil
 	}
-	if d := p.Born + c.o.MonoMinusBoot - m.Born; d > bornTolerance || d < -bornTolerance {
-		c.skip(m.PID, fmt.Sprintf("pid reused: started %v, recorded %v", p.Born+c.o.MonoMinusBoot, m.Born))
+	if d := st.Born + c.o.MonoMinusBoot - m.Born; d > bornTolerance || d < -bornTolerance {
+		c.skip(m.PID, fmt.Sprintf("pid reused: started %v, recorded %v", st.Born+c.o.MonoMinusBoot, m.Born))
 		return nil
 	}
-	if n, err := readInto(filepath.Join(dir, "oom_score_adj"), c.buf[:]); err == nil &&
-		string(bytes.TrimSpace(c.buf[:n])) == "-1000" {
+	n, err = c.read(filepath.Join(dir, "oom_score_adj"))
+	switch {
+	case err != nil && !errors.Is(err, os.ErrNotExist) && !errors.Is(err, unix.ESRCH):
+		c.skip(m.PID, "protection unknown: "+err.Error())
+		return nil
+	case err == nil && string(bytes.TrimSpace(c.buf[:n])) == "-1000":
 		c.skip(m.PID, "protected: oom_score_adj -1000")
 		return nil
 	}
-	return fd
+	return held
+}
+
+// read reads path into c.buf. Out of descriptors, it gives the reserve back
+// (see runOut) and tries again.
+func (c *container) read(path string) (int, error) {
+	n, err := readInto(path, c.buf[:])
+	if fdLimit(err) && !c.outOfFDs {
+		c.runOut()
+		n, err = readInto(path, c.buf[:])
+	}
+	return n, err
+}
+
+// runOut switches to holding members by PID: no more pidfds are opened,
+// and the reserve leaves descriptors for reading their /proc files.
+func (c *container) runOut() {
+	if !c.outOfFDs {
+		c.outOfFDs = true
+		c.releaseFDs()
+	}
+}
+
+// fdLimit reports whether err is running out of file descriptors.
+func fdLimit(err error) bool {
+	return errors.Is(err, unix.EMFILE) || errors.Is(err, unix.ENFILE)
 }
 
 func readInto(path string, buf []byte) (int, error) {
@@ -517,7 +621,7 @@ func (c *container) adoptFromCgroup(cg cgroupfs.Cgroup, members []Target) {
 
 func (c *container) killAll() {
 	for pid, fd := range c.fds {
-		if err := fd.SendSignal(unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
+		if err := c.signal(fd, unix.SIGKILL); err != nil && !errors.Is(err, unix.ESRCH) {
 			c.skip(pid, "kill: "+err.Error())
 		}
 	}
@@ -528,16 +632,16 @@ func (c *container) wait(timeout time.Duration) int {
 	deadline := time.Now().Add(timeout)
 	left := 0
 	for _, fd := range c.fds {
-		for {
-			done, err := fd.Exited()
-			if err != nil || done {
-				break
-			}
+		for !c.exited(fd) {
 			if time.Now().After(deadline) {
 				left++
 				break
 			}
-			fd.WaitExit(10 * time.Millisecond)
+			if fd.fd != nil {
+				fd.fd.WaitExit(10 * time.Millisecond)
+			} else {
+				nap(10 * time.Millisecond)
+			}
 		}
 	}
 	return left
@@ -545,8 +649,34 @@ func (c *container) wait(timeout time.Duration) int {
 
 func (c *container) closeAll() {
 	for _, fd := range c.fds {
-		fd.Close()
+		fd.close()
 	}
+	c.releaseFDs()
+}
+
+// fdReserve is how many descriptors reserveFDs keeps: reading a member's
+// /proc file takes one at a time.
+const fdReserve = 4
+
+// reserveFDs sets descriptors aside for when pidfds have used up
+// RLIMIT_NOFILE. If even these cannot be opened, members are held by PID
+// from the start.
+func (c *container) reserveFDs() {
+	for len(c.reserve) < fdReserve {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			c.runOut()
+			return
+		}
+		c.reserve = append(c.reserve, fd)
+	}
+}
+
+func (c *container) releaseFDs() {
+	for _, fd := range c.reserve {
+		unix.Close(fd)
+	}
+	c.reserve = nil
 }
 
 // nap sleeps in a raw nanosleep(2) rather than time.Sleep: the caller may

@@ -61,8 +61,8 @@ func family(t *testing.T, root int, off time.Duration) Family {
 	}
 }
 
-// pin opens a pidfd on each member, closed when the test ends.
-func pin(t *testing.T, members []Target) []*sys.PidFD {
+// pinAll opens a pidfd on each member, closed when the test ends.
+func pinAll(t *testing.T, members []Target) []*sys.PidFD {
 	var fds []*sys.PidFD
 	for _, m := range members {
 		fd, err := sys.PidfdOpen(int(m.PID))
@@ -140,7 +140,7 @@ func TestContain(t *testing.T) {
 			// Pinned now, so that the check after Contain asks about these
 			// processes, not about a PID a busy machine (other packages'
 			// bombs run beside this test) reused after they were reaped.
-			pinned := pin(t, members)
+			pinned := pinAll(t, members)
 			rep, err := Contain(context.Background(), family(t, root, off), Options{Mounts: mounts, Self: os.Getpid(),
 				MonoMinusBoot: off, NoFreeze: tc.noFreeze})
 			if err != nil {
@@ -201,5 +201,54 @@ func TestFindMounts(t *testing.T) {
 	m, err := FindMounts(p)
 	if err != nil || m != (Mounts{V1Freezer: "/sys/fs/cgroup/freezer", V2: "/sys/fs/cgroup/unified"}) {
 		t.Fatalf("FindMounts = %+v, %v", m, err)
+	}
+}
+
+// TestContainBeyondDescriptorLimit: a family with more members than
+// oomguard may open descriptors is contained whole. Members beyond the
+// limit are held by PID and start time (Report.Unpinned) instead of being
+// taken for gone and left running.
+func TestContainBeyondDescriptorLimit(t *testing.T) {
+	testbed.Require(t)
+	off := monoMinusBoot()
+	g := testbed.New(t, testbed.Options{PidsMax: 100})
+	root := startFamily(t, g, 40)
+	members := family(t, root, off)(nil)
+	if len(members) != 41 {
+		t.Fatalf("family of %d has %d members", root, len(members))
+	}
+	pinned := pinAll(t, members)
+	// Reading /proc/self/fd takes a descriptor too; leave room for 15
+	// pidfds and the reserve.
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var old unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	low := old
+	low.Cur = uint64(len(entries) + 15 + fdReserve)
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	// The family is fixed (its members only sleep): hand Contain the list
+	// read above, since scanning /proc needs descriptors too.
+	rep, err := Contain(context.Background(), func(out []Target) []Target { return append(out, members...) },
+		Options{Self: os.Getpid(), MonoMinusBoot: off, NoFreeze: true})
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &old); err != nil {
+		t.Fatal(err)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(rep.PIDs) != 41 || rep.Survivors != 0 || rep.Unpinned < 20 {
+		t.Fatalf("report %+v: want 41 killed, at least 20 of them unpinned, no survivor", rep)
+	}
+	for _, fd := range pinned {
+		if done, err := fd.Exited(); err != nil || !done {
+			t.Fatalf("member %d survived (%v)", fd.PID(), err)
+		}
 	}
 }

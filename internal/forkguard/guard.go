@@ -756,6 +756,10 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	if rep.Unfrozen != "" {
 		a.Reason += " (not frozen: " + rep.Unfrozen + ")"
 	}
+	if rep.Unpinned > 0 {
+		a.Reason += fmt.Sprintf(" (%d members held by PID and start time: no file descriptor left for a pidfd, raise RLIMIT_NOFILE)", rep.Unpinned)
+		nums["unpinned"] = float64(rep.Unpinned)
+	}
 	for _, pid := range rep.PIDs {
 		a.PIDs = append(a.PIDs, int(pid))
 	}
