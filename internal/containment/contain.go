@@ -272,7 +272,7 @@ type container struct {
 	// that /proc can still be read; outOfFDs is set from then on.
 	reserve  []int
 	outOfFDs bool
-	buf     [1024]byte
+	buf      [1024]byte
 }
 
 func (c *container) skip(pid int32, why string) {
