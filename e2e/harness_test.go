@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/oomguard/oomguard/internal/sys"
+	"github.com/oomguard/oomguard/internal/testbed"
 )
 
 // binary is the oomguard binary built once for the package.
@@ -188,34 +189,11 @@ func atoi(t *testing.T, s string) int {
 	return n
 }
 
-// pin opens a pidfd on pid, which the caller knows to be alive now (it was
-// just started, or it just reported itself), and closes it when the test
-// ends. Later checks ask the pidfd, not /proc by PID number: this machine's
-// PID space is small and other packages run fork bombs beside these tests,
-// so a reaped process's PID can be reused within milliseconds (and a process
-// being reaped can read as state X), making a dead process look alive.
-func pin(t *testing.T, pid int, what string) *sys.PidFD {
-	t.Helper()
-	fd, err := sys.PidfdOpen(pid)
-	if err != nil {
-		t.Fatalf("pin %s %d, which should be alive now: %v", what, pid, err)
-	}
-	t.Cleanup(func() { fd.Close() })
-	if done, err := fd.Exited(); err != nil || done {
-		t.Fatalf("pin %s %d: already exited (%v)", what, pid, err)
-	}
-	return fd
-}
+// pin is testbed.Pin.
+func pin(t *testing.T, pid int, what string) *sys.PidFD { return testbed.Pin(t, pid, what) }
 
-// alive reports whether the pinned process has not exited (a zombie has).
-func alive(t *testing.T, p *sys.PidFD) bool {
-	t.Helper()
-	done, err := p.Exited()
-	if err != nil {
-		t.Fatalf("is %d alive: %v", p.PID(), err)
-	}
-	return !done
-}
+// alive is testbed.Alive.
+func alive(t *testing.T, p *sys.PidFD) bool { return testbed.Alive(t, p) }
 
 // waitDead waits until the pinned process has exited (zombie or reaped).
 func waitDead(t *testing.T, p *sys.PidFD, timeout time.Duration) bool {

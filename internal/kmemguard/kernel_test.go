@@ -86,37 +86,20 @@ func start(t *testing.T, action kmembudget.Action, dryRun bool) *setup {
 // the page-table phase.
 var inflate = kmemtest.Spec{Files: 10000, Pipes: 2000, PipeData: 4096, Maps: 4000, Threads: 200}
 
-// pin opens a pidfd on pid, a member of g that must be alive now, and
-// closes it when the test ends. Later checks ask the pidfd, not /proc by PID
-// number: this machine's PID space is small and other packages run fork
-// bombs beside these tests, so a reaped process's PID can be reused within
-// milliseconds (and a process being reaped can read as state X), making a
-// killed process look alive.
+// pin pins pid (testbed.Pin), a member of g that must be alive now.
+// Membership is read after pinning, and the pinned process is then still
+// alive: so it held the PID throughout and is the member.
 func pin(t *testing.T, g *testbed.Group, pid int) *sys.PidFD {
 	t.Helper()
-	fd, err := sys.PidfdOpen(pid)
-	if err != nil {
-		t.Fatalf("pin %d of %s, which should be alive now: %v", pid, g.Freezer.Path, err)
-	}
-	t.Cleanup(func() { fd.Close() })
-	// Membership is read after pinning, and the pinned process is then
-	// still alive: so it held the PID throughout and is the member.
-	member := slices.Contains(g.Procs(), pid)
-	if done, err := fd.Exited(); err != nil || done || !member {
-		t.Fatalf("pin %d of %s: exited %v (%v), still a member %v", pid, g.Freezer.Path, done, err, member)
+	fd := testbed.Pin(t, pid, "member of "+g.Freezer.Path)
+	if !slices.Contains(g.Procs(), pid) || !testbed.Alive(t, fd) {
+		t.Fatalf("pin %d: not a live member of %s", pid, g.Freezer.Path)
 	}
 	return fd
 }
 
-// alive reports whether the pinned process has not exited (a zombie has).
-func alive(t *testing.T, p *sys.PidFD) bool {
-	t.Helper()
-	done, err := p.Exited()
-	if err != nil {
-		t.Fatalf("is %d alive: %v", p.PID(), err)
-	}
-	return !done
-}
+// alive is testbed.Alive.
+func alive(t *testing.T, p *sys.PidFD) bool { return testbed.Alive(t, p) }
 
 // pinChild pins a child of this test process that has not been waited for.
 func pinChild(t *testing.T, pid int) *sys.PidFD {

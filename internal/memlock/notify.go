@@ -337,7 +337,7 @@ func (t *tracer) onNotification(req *seccompNotif) {
 	}
 	opts := unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEEXEC
 	if !isExec {
-		opts = unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACECLONE
+		opts = forkOpts
 	}
 	if err := sys.PtraceSeize(tid, opts); err != nil {
 		respond()
@@ -356,6 +356,9 @@ func (t *tracer) onNotification(req *seccompNotif) {
 	}
 }
 
+// forkOpts are the ptrace options of a process seized at a fork.
+const forkOpts = unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACECLONE
+
 // readWord reads the 8 bytes at addr in process pid.
 func readWord(pid int, addr uintptr) (uint64, error) {
 	var b [8]byte
@@ -367,6 +370,24 @@ func readWord(pid int, addr uintptr) (uint64, error) {
 	return binary.LittleEndian.Uint64(b[:]), nil
 }
 
+// next waits for the next stop or death among oomguard's children and
+// tracees (a death is recorded with exited); ok is false when none is left.
+func (t *tracer) next() (pid int, ws unix.WaitStatus, ok bool) {
+	for {
+		pid, err := wait4(-1, &ws)
+		if err != nil {
+			return 0, 0, false
+		}
+		if ws.Exited() || ws.Signaled() {
+			t.exited(pid, ws)
+			return pid, ws, true
+		}
+		if ws.Stopped() {
+			return pid, ws, true
+		}
+	}
+}
+
 // awaitExec waits for the seized caller of an execve to stop: at its exec
 // event (the new image is locked), or, when the call failed, at the
 // interrupt or a signal; then releases it. Only this one process is traced
@@ -374,19 +395,14 @@ func readWord(pid int, addr uintptr) (uint64, error) {
 // its thread group's ID).
 func (t *tracer) awaitExec(tid int) {
 	for {
-		var ws unix.WaitStatus
-		pid, err := wait4(-1, &ws)
-		if err != nil {
+		pid, ws, ok := t.next()
+		switch {
+		case !ok:
 			return
-		}
-		if ws.Exited() || ws.Signaled() {
-			t.exited(pid, ws)
+		case !ws.Stopped():
 			if pid == tid {
 				return
 			}
-			continue
-		}
-		if !ws.Stopped() {
 			continue
 		}
 		switch event(ws) {
@@ -420,27 +436,21 @@ func (t *tracer) awaitExec(tid int) {
 // for it (so it does not come back to the filter) and with system-call
 // stops, so that a fork that fails still ends in a stop.
 func (t *tracer) awaitFork(tid int) {
-	const forkOpts = unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACECLONE
 	child, parentDone := 0, false
 	rerun := false  // the turned-back fork is being run again
 	var early []int // stops seen before the parent's event named the child
 	for !parentDone || child != 0 {
-		var ws unix.WaitStatus
-		pid, err := wait4(-1, &ws)
-		if err != nil {
+		pid, ws, ok := t.next()
+		switch {
+		case !ok:
 			return
-		}
-		if ws.Exited() || ws.Signaled() {
-			t.exited(pid, ws)
+		case !ws.Stopped():
 			switch pid {
 			case tid:
 				parentDone = true
 			case child:
 				child = 0
 			}
-			continue
-		}
-		if !ws.Stopped() {
 			continue
 		}
 		if pid != tid {
