@@ -788,3 +788,27 @@ func TestVDSOPadding(t *testing.T) {
 		t.Errorf("vdsoPadding of a proc root without files = %#x, want 0", got)
 	}
 }
+
+// TestThreadExec: a thread other than the main one execs (the kernel gives
+// the new image the thread group's ID); under both engines of --recursive
+// the new image is locked and the run ends with its status.
+func TestThreadExec(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	bin := testbed.CompileC(t, `#include <pthread.h>
+#include <unistd.h>
+#include <stdio.h>
+static void *run(void *a) { (void)a;
+	execl("/bin/sh", "sh", "-c", "while read -r k v _; do if [ \"$k\" = VmLck: ]; then echo \"L $v\"; fi; done < /proc/$$/status; exit 7", (char *)0);
+	perror("execl"); return 0; }
+int main(void) { pthread_t t; pthread_create(&t, 0, run, 0); for (;;) pause(); }
+`, "-pthread")
+	for _, h := range []helperOptions{{Lock: LockAll, Scope: ScopeRecursive}, {Lock: LockAll, Scope: ScopeRecursive, Trace: true}} {
+		out, errOut, code := runHelper(t, g, h, bin)
+		if code != 7 {
+			t.Fatalf("%+v: exit %d, want 7: %s", h, code, errOut)
+		}
+		if m := regexp.MustCompile(`L (\d+)`).FindStringSubmatch(out); m == nil || m[1] == "0" {
+			t.Errorf("%+v: the image exec'd from a thread is not locked: %q", h, out)
+		}
+	}
+}
