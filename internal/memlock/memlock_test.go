@@ -812,3 +812,35 @@ int main(void) { pthread_t t; pthread_create(&t, 0, run, 0); for (;;) pause(); }
 		}
 	}
 }
+
+// TestNotifierFallsBack: without CAP_SYS_ADMIN (here dropped from
+// oomguard's bounding set by setpriv) the notifier cannot install its
+// filter, and the full ptrace engine locks every level instead.
+func TestNotifierFallsBack(t *testing.T) {
+	if _, err := exec.LookPath("setpriv"); err != nil {
+		t.Skip("setpriv (util-linux) is not installed")
+	}
+	g := testbed.New(t, testbed.Options{})
+	self, err := os.Executable()
+	if err != nil {
+		t.Fatal(err)
+	}
+	js, _ := json.Marshal(helperOptions{Lock: LockAll, Scope: ScopeRecursive})
+	script, _ := filepath.Abs("testdata/level.sh")
+	cmd := g.Command("setpriv", "--bounding-set=-sys_admin", "--inh-caps=-sys_admin", "--", self, "sh", script, "0", "2")
+	cmd.Env = append(os.Environ(), helperEnv+"="+string(js))
+	var out, errb bytes.Buffer
+	cmd.Stdout, cmd.Stderr = &out, &errb
+	if err := cmd.Run(); err != nil {
+		t.Fatalf("%v: %s", err, errb.String())
+	}
+	if !strings.Contains(errb.String(), "ENGINE ptrace\n") {
+		t.Errorf("want the full ptrace engine:\n%s", errb.String())
+	}
+	m := kBLines(t, out.String())
+	for lvl := 0; lvl <= 2; lvl++ {
+		if v, ok := m["L"+strconv.Itoa(lvl)]; !ok || v == 0 {
+			t.Errorf("level %d not locked:\n%s", lvl, out.String())
+		}
+	}
+}
