@@ -339,6 +339,8 @@ func (t *tracer) onNotification(req *seccompNotif) {
 	if !isExec {
 		opts = forkOpts
 	}
+	t.section.Lock()
+	defer t.section.Unlock()
 	if err := sys.PtraceSeize(tid, opts); err != nil {
 		respond()
 		if !errors.Is(err, unix.ESRCH) {

@@ -10,7 +10,6 @@ import (
 	"os/signal"
 	"path/filepath"
 	"runtime"
-	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -108,11 +107,11 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	t := newTracer(&o, o.Paths.Proc, warn)
 	interactive := foregroundTTY()
 	sigs := forwarded
-	if t.rootTraced() {
+	if t.tracing() {
 		// The tracer must not stop on Ctrl-Z while the command is still in
 		// its signal-delivery-stop: take SIGTSTP, let the command stop, and
-		// stop ourselves after it (mirroring its state for the shell).
-		// The notifier traces nobody for long, and stops with the command.
+		// stop ourselves after it (mirroring its state for the shell). The
+		// notifier stops once no process is held seized (see below).
 		sigs = append(sigs[:len(sigs):len(sigs)], unix.SIGTSTP)
 	}
 	if t.tracing() && interactive {
@@ -150,11 +149,6 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		}
 	}()
 	st := <-startc
-	if st.err == nil && t.tracing() && !t.notifier && !slices.Contains(sigs, os.Signal(unix.SIGTSTP)) {
-		// The notifier could not be installed: the full ptrace engine
-		// runs, and takes SIGTSTP as above.
-		signal.Notify(sigc, unix.SIGTSTP)
-	}
 	if st.err != nil {
 		<-done
 		if cgs != nil {
@@ -174,6 +168,16 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 					// The command has exited; what it left behind in its
 					// cgroup (which Run waits for) gets the signal.
 					cgs.signal(s.(unix.Signal))
+					continue
+				}
+				if s == unix.SIGTSTP && interactive && t.notifier {
+					// The terminal stopped the command's processes; stop
+					// with them, but not while one is held seized: it
+					// would wait for oomguard, and take the stop only
+					// after the job had been continued.
+					t.section.Lock()
+					unix.Kill(selfPid, unix.SIGSTOP)
+					t.section.Unlock()
 					continue
 				}
 				t.forward(st.pid, s.(unix.Signal), interactive)

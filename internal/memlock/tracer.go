@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"math"
 	"strconv"
+	"sync"
 	"sync/atomic"
 	"time"
 	"unsafe"
@@ -88,6 +89,8 @@ type tracer struct {
 	gadgetOff uintptr
 	// lockedAtEntry counts the images lockAtEntry locked.
 	lockedAtEntry int
+	// section is held by the notifier while it holds a process seized.
+	section sync.Mutex
 
 	// rootSig[s] is the time (UnixNano) the command last received signal s
 	// from anyone but oomguard; the forwarder reads it.

@@ -81,3 +81,57 @@ func TestTerminalCtrlC(t *testing.T) {
 		})
 	}
 }
+
+// TestTerminalCtrlZDuringExecs suspends and resumes, from a terminal, a
+// loop of execs under the notifier, many times over: every process ends up
+// running again after each resume, including one that oomguard held seized
+// (at an exec) when Ctrl-Z came, so the loop finishes.
+func TestTerminalCtrlZDuringExecs(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	master, slave := openPty(t)
+	cmd := helperCmd(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive}, "sh", "-c",
+		`echo ready; i=0; while [ $i -lt 1500 ]; do /bin/true; i=$((i+1)); done; echo finished`)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	var out strings.Builder
+	buf := make([]byte, 4096)
+	drain := func() {
+		master.SetReadDeadline(time.Now().Add(10 * time.Millisecond))
+		n, _ := master.Read(buf)
+		out.Write(buf[:n])
+	}
+	for deadline := time.Now().Add(10 * time.Second); !strings.Contains(out.String(), "ready"); drain() {
+		if time.Now().After(deadline) {
+			t.Fatalf("no ready on the terminal: %q", out.String())
+		}
+	}
+	pgrp := cmd.Process.Pid // the session leader's group is the foreground one
+	for i := 0; i < 25 && !strings.Contains(out.String(), "finished"); i++ {
+		master.Write([]byte{0x1a}) // Ctrl-Z
+		time.Sleep(time.Duration(20+i%4*10) * time.Millisecond)
+		syscall.Kill(-pgrp, syscall.SIGCONT)
+		time.Sleep(time.Duration(15+i%3*10) * time.Millisecond)
+		drain()
+	}
+	for deadline := time.Now().Add(60 * time.Second); !strings.Contains(out.String(), "finished"); drain() {
+		if time.Now().After(deadline) {
+			t.Fatalf("the loop never finished after the last resume: %q", out.String())
+		}
+	}
+	select {
+	case <-done:
+	case <-time.After(10 * time.Second):
+		t.Fatal("run did not end")
+	}
+	for deadline := time.Now().Add(2 * time.Second); !strings.Contains(out.String(), "ENGINE") && time.Now().Before(deadline); {
+		drain()
+	}
+	if !strings.Contains(out.String(), "ENGINE notifier") {
+		t.Errorf("want the notifier: %q", out.String())
+	}
+}
