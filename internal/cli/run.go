@@ -28,9 +28,10 @@ const runUsage = `[--mlock[=onfault]] [--inherit|--recursive] [--oom-score-adj N
 Runs CMD as if it had called mlockall(MCL_CURRENT|MCL_FUTURE) as its first
 instruction and again after each of its execs (from outside, so static and
 dynamic binaries alike). --inherit also locks its direct children,
---recursive every descendant: through a seccomp filter that hands oomguard
-each exec and fork (the notifier), or, with --trace or --report or where the
-filter cannot be installed, by tracing every process for its whole life.
+--recursive every descendant. --mlock and --mlock --recursive work through a
+seccomp filter that hands oomguard each exec and fork (the notifier);
+--inherit, --trace, --report, or a filter that cannot be installed, trace
+every covered process for its whole life instead.
 See oomguard(8), RUN. The exit status is CMD's own, 128+N
 when signal N killed it, 125 when oomguard itself failed, 126/127 when CMD
 could not be executed or found.`

@@ -133,15 +133,20 @@ func TestGenerations(t *testing.T) {
 		h      helperOptions
 		locked []bool // levels 0..3
 		engine string
+		// atEntry is how many images the notifier locks at their entry:
+		// levels 1 to 3 are new sh images of root's, which has
+		// CAP_IPC_LOCK; level 0 is locked at start.
+		atEntry int
 	}{
-		{"plain", helperOptions{}, []bool{false, false, false, false}, "none"},
-		{"mlock", helperOptions{Lock: LockAll}, []bool{true, false, false, false}, "ptrace"},
-		{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []bool{true, true, false, false}, "ptrace"},
-		{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier"},
-		{"recursive-onfault", helperOptions{Lock: LockOnFault, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier"},
+		{"plain", helperOptions{}, []bool{false, false, false, false}, "none", 0},
+		{"mlock", helperOptions{Lock: LockAll}, []bool{true, false, false, false}, "notifier", 0},
+		{"mlock-full-ptrace", helperOptions{Lock: LockAll, Trace: true}, []bool{true, false, false, false}, "ptrace", 0},
+		{"inherit", helperOptions{Lock: LockAll, Scope: ScopeInherit}, []bool{true, true, false, false}, "ptrace", 0},
+		{"recursive", helperOptions{Lock: LockAll, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier", 3},
+		{"recursive-onfault", helperOptions{Lock: LockOnFault, Scope: ScopeRecursive}, []bool{true, true, true, true}, "notifier", 3},
 		// --trace keeps the full ptrace engine, locking or not.
-		{"recursive-full-ptrace", helperOptions{Lock: LockAll, Scope: ScopeRecursive, Trace: true}, []bool{true, true, true, true}, "ptrace"},
-		{"trace-only", helperOptions{Trace: true, Scope: ScopeRecursive}, []bool{false, false, false, false}, "ptrace"},
+		{"recursive-full-ptrace", helperOptions{Lock: LockAll, Scope: ScopeRecursive, Trace: true}, []bool{true, true, true, true}, "ptrace", 0},
+		{"trace-only", helperOptions{Trace: true, Scope: ScopeRecursive}, []bool{false, false, false, false}, "ptrace", 0},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
@@ -152,10 +157,8 @@ func TestGenerations(t *testing.T) {
 			if !strings.Contains(errOut, "ENGINE "+c.engine+"\n") {
 				t.Errorf("want engine %s:\n%s", c.engine, errOut)
 			}
-			// Levels 1 to 3 are new sh images of root's, which has
-			// CAP_IPC_LOCK: the notifier locks them at their entry.
-			if c.engine == "notifier" && !strings.Contains(errOut, "ATENTRY 3\n") {
-				t.Errorf("want 3 images locked at entry:\n%s", errOut)
+			if !strings.Contains(errOut, fmt.Sprintf("ATENTRY %d\n", c.atEntry)) {
+				t.Errorf("want %d images locked at entry:\n%s", c.atEntry, errOut)
 			}
 			m := kBLines(t, out)
 			for lvl, want := range c.locked {
@@ -842,5 +845,24 @@ func TestNotifierFallsBack(t *testing.T) {
 		if v, ok := m["L"+strconv.Itoa(lvl)]; !ok || v == 0 {
 			t.Errorf("level %d not locked:\n%s", lvl, out.String())
 		}
+	}
+}
+
+// TestMlockCommandReexec: plain --mlock, under the notifier, locks the
+// command's own new image after it execs, and leaves its children alone
+// (their execs are notified and let go at once).
+func TestMlockCommandReexec(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	out, errOut, code := runHelper(t, g, helperOptions{Lock: LockAll},
+		"sh", "-c", `grep VmLck /proc/self/status; exec sh -c 'grep VmLck /proc/$$/status'`)
+	if code != 0 {
+		t.Fatalf("exit %d: %s", code, errOut)
+	}
+	lines := regexp.MustCompile(`VmLck:\s+(\d+) kB`).FindAllStringSubmatch(out, -1)
+	if len(lines) != 2 || lines[0][1] != "0" || lines[1][1] == "0" {
+		t.Errorf("want the child unlocked, then the command's new image locked:\n%s", out)
+	}
+	if !strings.Contains(errOut, "ENGINE notifier\nATENTRY 1\n") {
+		t.Errorf("want the notifier, with the new image locked at its entry:\n%s", errOut)
 	}
 }

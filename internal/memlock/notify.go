@@ -76,7 +76,10 @@ const (
 // clone3 (whose flags are in memory, so oomguard reads them) and clone
 // without CLONE_THREAD or CLONE_VM; allow everything else, and every call
 // of another ABI (i386, x32), whose processes are therefore not covered.
-func notifierFilter() []unix.SockFilter {
+// With commandOnly (plain --mlock, which covers the command alone across
+// its execs), only execve and execveat are notified, and oomguard lets
+// those of other processes go at once.
+func notifierFilter(commandOnly bool) []unix.SockFilter {
 	const (
 		ld      = unix.BPF_LD | unix.BPF_W | unix.BPF_ABS
 		jeq     = unix.BPF_JMP | unix.BPF_JEQ | unix.BPF_K
@@ -86,6 +89,17 @@ func notifierFilter() []unix.SockFilter {
 		offArch = 4
 		offArg0 = 16 // low half of args[0] (little-endian)
 	)
+	if commandOnly {
+		return []unix.SockFilter{
+			0: {Code: ld, K: offArch},
+			1: {Code: jeq, K: auditArch, Jf: 3}, // → 5
+			2: {Code: ld, K: offNr},
+			3: {Code: jeq, K: nrExecve, Jt: 2}, // → 6
+			4: {Code: jeq, K: nrExecveat, Jt: 1},
+			5: {Code: ret, K: unix.SECCOMP_RET_ALLOW},
+			6: {Code: ret, K: unix.SECCOMP_RET_USER_NOTIF},
+		}
+	}
 	return []unix.SockFilter{
 		0:  {Code: ld, K: offArch},
 		1:  {Code: jeq, K: auditArch, Jf: 8}, // → 10
@@ -104,7 +118,7 @@ func notifierFilter() []unix.SockFilter {
 
 // notifierWanted reports whether o asks for what the notifier does.
 func notifierWanted(o *Options) bool {
-	return notifierArch && o.Lock != LockNone && o.Scope == ScopeRecursive && !o.Trace && !o.Report
+	return notifierArch && o.Lock != LockNone && (o.Scope == ScopeRecursive || o.Scope == ScopeCommand) && !o.Trace && !o.Report
 }
 
 // errNotifierHalfInstalled: the filter is in the command but its listener
@@ -158,7 +172,7 @@ func (t *tracer) installNotifier(pid int) (fd int, installed bool, err error) {
 	if err := getRegs(pid, &r); err != nil {
 		return -1, false, nil
 	}
-	filter := notifierFilter()
+	filter := notifierFilter(t.maxLockGen == 0)
 	base := (sp(&r) - 1024) &^ 15
 	buf := make([]byte, 16+8*len(filter))
 	binary.LittleEndian.PutUint16(buf[0:], uint16(len(filter)))
@@ -321,6 +335,11 @@ func (t *tracer) onNotification(req *seccompNotif) {
 	case nr == nrClone:
 		cloneFlags = req.Data.Args[0]
 	}
+	if !isExec && t.maxLockGen == 0 || isExec && t.maxLockGen == 0 && !t.inCommand(tid) {
+		// Plain --mlock: only the command's own images are locked.
+		respond()
+		return
+	}
 	if cloneFlags&(unix.CLONE_THREAD|unix.CLONE_VM|unix.CLONE_UNTRACED) != 0 {
 		// Threads and CLONE_VM children share a locked address space;
 		// CLONE_UNTRACED children cannot be attached at birth.
@@ -360,6 +379,15 @@ func (t *tracer) onNotification(req *seccompNotif) {
 
 // forkOpts are the ptrace options of a process seized at a fork.
 const forkOpts = unix.PTRACE_O_EXITKILL | unix.PTRACE_O_TRACEFORK | unix.PTRACE_O_TRACEVFORK | unix.PTRACE_O_TRACECLONE
+
+// inCommand reports whether thread tid belongs to the command's process.
+func (t *tracer) inCommand(tid int) bool {
+	if tid == t.rootPid {
+		return true
+	}
+	_, err := os.Stat(filepath.Join(t.procRoot, strconv.Itoa(t.rootPid), "task", strconv.Itoa(tid)))
+	return err == nil
+}
 
 // readWord reads the 8 bytes at addr in process pid.
 func readWord(pid int, addr uintptr) (uint64, error) {
