@@ -3,6 +3,7 @@ package policy
 import (
 	"errors"
 	"math"
+	"slices"
 	"strconv"
 	"time"
 )
@@ -114,7 +115,8 @@ type MemAvailTrigger struct {
 	// to choose, signal and reap a victim. A hog filling memory at 150
 	// MiB/s takes 15 MiB more while that happens; without the lead the
 	// kill lands that far below the level, with it, at the level. A flat
-	// or rising MemAvailable projects nothing. 0 disables.
+	// or rising MemAvailable projects nothing, and neither does a fall
+	// that does not go on (see fallHist). 0 disables.
 	Lead time.Duration
 }
 
@@ -319,19 +321,33 @@ type TriggerState struct {
 }
 
 // fallHist measures how fast MemAvailable falls: over tumbling windows of
-// fallWindow, or over the current one once it spans minFallSpan.
+// fallWindow, or over the current one once it spans minFallSpan; and
+// between each of the last fallSteps+1 samples, so that a fall that does
+// not go on (one allocation burst) is not read as a trend.
 type fallHist struct {
 	have      bool
 	baseTime  time.Time
 	baseAvail uint64
 	rate      float64 // bytes per second, positive when falling
+	// last holds the latest samples, n of them valid, newest at
+	// last[(next+len-1)%len].
+	last [fallSteps + 1]fallSample
+	n    int
+	next int
 }
 
-// Fall rate windows: long enough that one allocation burst between two
-// 10 ms polls is not read as a trend, short enough to follow a hog.
+type fallSample struct {
+	t     time.Time
+	avail uint64
+}
+
+// Fall rate windows: short enough to follow a hog. The window's rate only
+// counts as far as the median of the last fallSteps steps between samples
+// confirms it: a hog falls at every step, a burst in one.
 const (
 	minFallSpan = 50 * time.Millisecond
 	fallWindow  = 200 * time.Millisecond
+	fallSteps   = 3
 )
 
 // fallRate updates h with avail at now and returns the rate MemAvailable is
@@ -341,6 +357,7 @@ func fallRate(h *fallHist, avail uint64, now time.Time) float64 {
 		// First sample, a clock going back, or a gap in polling (the poll
 		// was stretched): start over.
 		*h = fallHist{have: true, baseTime: now, baseAvail: avail}
+		h.push(now, avail)
 		return 0
 	}
 	dt := now.Sub(h.baseTime)
@@ -350,7 +367,33 @@ func fallRate(h *fallHist, avail uint64, now time.Time) float64 {
 	if dt >= fallWindow {
 		h.baseTime, h.baseAvail = now, avail
 	}
-	return max(h.rate, 0)
+	h.push(now, avail)
+	return max(min(h.rate, h.stepMedian()), 0)
+}
+
+// push records a sample.
+func (h *fallHist) push(now time.Time, avail uint64) {
+	h.last[h.next] = fallSample{t: now, avail: avail}
+	h.next = (h.next + 1) % len(h.last)
+	h.n = min(h.n+1, len(h.last))
+}
+
+// stepMedian is the median fall rate over the steps between the recorded
+// samples; 0 until there are fallSteps of them.
+func (h *fallHist) stepMedian() float64 {
+	if h.n < len(h.last) {
+		return 0
+	}
+	var r [fallSteps]float64
+	for i := range r {
+		a := h.last[(h.next+i)%len(h.last)]
+		b := h.last[(h.next+i+1)%len(h.last)]
+		if dt := b.t.Sub(a.t).Seconds(); dt > 0 {
+			r[i] = (float64(a.avail) - float64(b.avail)) / dt
+		}
+	}
+	slices.Sort(r[:])
+	return r[fallSteps/2]
 }
 
 // targetHist is the history of the system or of one scope.

@@ -749,4 +749,18 @@ func TestMemAvailLead(t *testing.T) {
 	if i, v, _ := run(100*time.Millisecond, -50*miB, 10.5); i >= 0 {
 		t.Errorf("rising memory fired: %s", v.Reason)
 	}
+	// One burst from 14 % to 11 % between two polls, then flat: not a
+	// trend, so nothing is projected and 11 % stays above the level.
+	cfg := only(TriggerMemAvail)
+	var st TriggerState
+	for i := 0; i < 100; i++ {
+		pct := 14.0
+		if i >= 20 {
+			pct = 11
+		}
+		snap := &Snapshot{Time: t0.Add(time.Duration(i) * 10 * time.Millisecond), Memory: Memory{Total: total, Available: uint64(pct / 100 * total)}}
+		if v := EvaluateTriggers(&st, snap, cfg); v.Level != LevelNone {
+			t.Fatalf("a one-off burst fired at poll %d: %s", i, v.Reason)
+		}
+	}
 }
