@@ -18,28 +18,32 @@ import (
 	"github.com/oomguard/oomguard/internal/sys"
 )
 
-// The notifier is the engine of --mlock --recursive (without --trace or
-// --report). The full ptrace engine keeps every descendant traced for its
-// whole life, so each fork+exec+exit of a shell loop costs it five or six
-// ptrace stops (the parent's fork event, the child's first stop, its exec,
-// the injection, its exit, and the parent's SIGCHLD delivery). The notifier
-// installs a seccomp filter in the command instead, which every descendant
-// inherits across fork and exec, and which hands oomguard the calls that
-// make a new address space, through a user-notification descriptor:
-// execve and execveat, fork, and clone or clone3 without CLONE_VM or
-// CLONE_THREAD. Only for such a call is the caller seized, and only until
-// the new image (or the new child) is locked; then it is detached again.
-// Exits, signals and job control are never seen, and a vfork child (which
-// shares its parent's locked memory until it execs) costs nothing until its
-// exec.
+// The notifier is the engine of --mlock and --mlock --recursive (without
+// --trace or --report). The full ptrace engine keeps every covered process
+// traced for its whole life, so each fork+exec+exit of a shell loop costs
+// it five or six ptrace stops (the parent's fork event, the child's first
+// stop, its exec, the injection, its exit, and the parent's SIGCHLD
+// delivery). The notifier installs a seccomp filter in the command instead,
+// which every descendant inherits across fork and exec, and which hands
+// oomguard the calls that make a new address space, through a
+// user-notification descriptor: execve and execveat, and under --recursive
+// fork, and clone or clone3 without CLONE_VM or CLONE_THREAD. Only for such
+// a call is the caller seized, and only until the new image (or the new
+// child) is locked; then it is detached again. Exits, signals and job
+// control are never seen, and a vfork child (which shares its parent's
+// locked memory until it execs) costs nothing until its exec. Under plain
+// --mlock the execs of processes other than the command are let go at once.
 //
-// Each handled call takes the notification and one ptrace stop, plus the
-// injection's stop. A call whose outcome brings no stop of its own (an
-// execve that fails, say while a shell searches PATH) is caught by a
-// PTRACE_INTERRUPT issued before the call resumes; detaching at the exec or
-// fork stop cancels it. The filter asks for SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV
-// (Linux 5.19), so that interrupt cannot abort the notified call. Where the
-// filter cannot be installed (an older kernel, or no CAP_SYS_ADMIN, which
+// Each handled exec takes the notification and one ptrace stop: the new
+// image of a process with CAP_IPC_LOCK calls mlockall from a gadget as its
+// first act (lockAtEntry); any other takes the checked injection's stop
+// too. A call whose outcome brings no stop of its own (an execve that
+// fails, say while a shell searches PATH) is caught by a PTRACE_INTERRUPT
+// issued before the call resumes; detaching at the exec stop cancels it.
+// The filter asks for SECCOMP_FILTER_FLAG_WAIT_KILLABLE_RECV (Linux 5.19),
+// so that the interrupt cannot abort a notified execve; a fork it does turn
+// back is rerun (awaitFork). Where the filter cannot be installed (an
+// older kernel, no PTRACE_O_SUSPEND_SECCOMP, or no CAP_SYS_ADMIN, which
 // seccomp needs unless no_new_privs is set, and no_new_privs would break
 // setuid programs) the full ptrace engine runs instead.
 
