@@ -23,6 +23,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"time"
 )
 
@@ -36,7 +37,9 @@ func main() {
 	flag.Parse()
 	dataDir := filepath.Join(*repo, "bench", "vm", "data")
 	if !*only {
-		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt)
+		// SIGTERM too, so that a stopped run takes its guest down with it
+		// (a guest left running would load the machine for minutes).
+		ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
 		defer stop()
 		if err := runAll(ctx, *repo, dataDir, *reps, pick(configNames(), *cfgList), pick(scenarios, *scList), pick(killers, *kList)); err != nil {
 			fmt.Fprintln(os.Stderr, "bench:", err)
