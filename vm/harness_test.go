@@ -46,6 +46,24 @@ exit 7
 	}
 }
 
+// TestCancelledRunSaysSo: a run whose context ends (the benchmark got
+// SIGINT or SIGTERM) kills its guest and says it was cancelled, not that
+// the deadline passed.
+func TestCancelledRunSaysSo(t *testing.T) {
+	require(t)
+	ctx, cancel := context.WithCancel(context.Background())
+	defer cancel()
+	time.AfterFunc(3*time.Second, cancel)
+	start := time.Now()
+	_, err := Run(ctx, Config{Script: "sleep 1000", Timeout: time.Minute})
+	if !errors.Is(err, ErrNoVerdict) || !strings.Contains(err.Error(), "run cancelled") || strings.Contains(err.Error(), "deadline") {
+		t.Fatalf("err = %v, want ErrNoVerdict, saying the run was cancelled", err)
+	}
+	if d := time.Since(start); d > 20*time.Second {
+		t.Errorf("killing the guest took %v", d)
+	}
+}
+
 func TestHungGuestIsKilledAtDeadline(t *testing.T) {
 	require(t)
 	start := time.Now()

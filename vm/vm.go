@@ -220,6 +220,8 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	res.Output = body
 	res.ExitCode = code
 	switch {
+	case ctx.Err() != nil && !ok:
+		return res, fmt.Errorf("vm: guest killed after %v: run cancelled (%v): %w\n%s", res.Elapsed.Round(time.Millisecond), ctx.Err(), ErrNoVerdict, tail(res, qemuOut.Bytes()))
 	case runCtx.Err() != nil && !ok:
 		return res, fmt.Errorf("vm: guest killed after the %v deadline: %w\n%s", cfg.Timeout, ErrNoVerdict, tail(res, qemuOut.Bytes()))
 	case !ok:
