@@ -246,7 +246,11 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		}
 	}
 	rep.Killed = time.Now()
-	rep.Unpinned = c.unpinned
+	for _, p := range c.fds {
+		if p.fd == nil {
+			rep.Unpinned++
+		}
+	}
 	rep.Survivors = c.wait(o.ExitTimeout)
 	rep.Done = time.Now()
 	for pid := range c.fds {
@@ -266,8 +270,6 @@ type container struct {
 	fds     map[int32]*pin
 	skipped map[int32]bool
 	reasons map[int32]string
-	// unpinned counts members held without a pidfd (see pin).
-	unpinned int
 	// reserve holds a few descriptors, given back when pidfds run out so
 	// that /proc can still be read; outOfFDs is set from then on.
 	reserve  []int
@@ -356,9 +358,7 @@ func (c *container) open(m Target) *pin {
 	}
 	switch {
 	case c.outOfFDs || fdLimit(err):
-		c.runOut()
-		fd = nil
-		c.unpinned++
+		c.runOut() // and hold m by PID: fd is nil
 	case err != nil:
 		c.skip(m.PID, "gone")
 		return nil

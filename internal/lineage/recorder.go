@@ -437,8 +437,8 @@ func (r *Recorder) SetComm(pid int32, comm []byte) {
 func (r *Recorder) Exit(pid int32, t time.Duration) (orphaned bool) {
 	if id, ok := r.live[pid]; ok {
 		for i := id; i > Root && !orphaned; i = r.recs[i].Parent {
-			for ch := r.recs[i].FirstChild; ch != None; ch = r.recs[ch].NextSibling {
-				orphaned = orphaned || !r.recs[ch].Exec
+			for ch := r.recs[i].FirstChild; ch != None && !orphaned; ch = r.recs[ch].NextSibling {
+				orphaned = !r.recs[ch].Exec
 			}
 			if !r.recs[i].Exec {
 				break

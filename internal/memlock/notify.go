@@ -221,8 +221,7 @@ func (t *tracer) installNotifier(pid int) (fd int, installed bool, err error) {
 	if err != nil {
 		return -1, true, fmt.Errorf("%w: %w (pid %d)", errNotifierHalfInstalled, err, pid)
 	}
-	unix.CloseOnExec(fd)
-	return fd, true, nil
+	return fd, true, nil // pidfd_getfd sets O_CLOEXEC
 }
 
 // serve answers the filter's notifications and reaps children until none

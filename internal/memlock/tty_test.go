@@ -3,6 +3,7 @@ package memlock
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"regexp"
 	"strings"
 	"syscall"
@@ -37,6 +38,24 @@ func openPty(t *testing.T) (master, slave *os.File) {
 	return m, s
 }
 
+// startOnTerminal runs the helper with script in the foreground of a new
+// terminal (its session leader's group is the terminal's foreground
+// group). It returns the terminal's master side, the command, and a channel
+// that receives its exit.
+func startOnTerminal(t *testing.T, g *testbed.Group, h helperOptions, script string) (*os.File, *exec.Cmd, <-chan error) {
+	t.Helper()
+	master, slave := openPty(t)
+	cmd := helperCmd(t, g, h, "sh", "-c", script)
+	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	done := make(chan error, 1)
+	go func() { done <- cmd.Wait() }()
+	return master, cmd, done
+}
+
 // TestTerminalCtrlC runs the helper in the foreground of a terminal: a
 // Ctrl-C reaches the command exactly once (the terminal sends it to both
 // oomguard and the command; oomguard must not send it again).
@@ -44,16 +63,8 @@ func TestTerminalCtrlC(t *testing.T) {
 	g := testbed.New(t, testbed.Options{})
 	for _, h := range []helperOptions{{}, {Lock: LockAll, Scope: ScopeRecursive}} {
 		t.Run(fmt.Sprintf("lock=%v", h.Lock), func(t *testing.T) {
-			master, slave := openPty(t)
-			cmd := helperCmd(t, g, h, "sh", "-c",
+			master, _, done := startOnTerminal(t, g, h,
 				`n=0; trap 'n=$((n+1))' INT; echo ready; while [ $n -eq 0 ]; do sleep 0.05; done; sleep 0.5; echo "ints $n"`)
-			cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-			cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
-			if err := cmd.Start(); err != nil {
-				t.Fatal(err)
-			}
-			done := make(chan error, 1)
-			go func() { done <- cmd.Wait() }()
 			var out strings.Builder
 			buf := make([]byte, 4096)
 			read := func(want string) {
@@ -88,16 +99,8 @@ func TestTerminalCtrlC(t *testing.T) {
 // (at an exec) when Ctrl-Z came, so the loop finishes.
 func TestTerminalCtrlZDuringExecs(t *testing.T) {
 	g := testbed.New(t, testbed.Options{})
-	master, slave := openPty(t)
-	cmd := helperCmd(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive}, "sh", "-c",
+	master, cmd, done := startOnTerminal(t, g, helperOptions{Lock: LockAll, Scope: ScopeRecursive},
 		`echo ready; i=0; while [ $i -lt 1500 ]; do /bin/true; i=$((i+1)); done; echo finished`)
-	cmd.Stdin, cmd.Stdout, cmd.Stderr = slave, slave, slave
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setsid: true, Setctty: true, Ctty: 0, Pdeathsig: syscall.SIGKILL}
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	done := make(chan error, 1)
-	go func() { done <- cmd.Wait() }()
 	var out strings.Builder
 	buf := make([]byte, 4096)
 	drain := func() {
