@@ -30,6 +30,7 @@ import (
 	"github.com/oomguard/oomguard/internal/procconn"
 	"github.com/oomguard/oomguard/internal/procfs"
 	"github.com/oomguard/oomguard/internal/source"
+	"github.com/oomguard/oomguard/internal/sys"
 )
 
 // Config configures a Guard. The zero value watches the whole machine with
@@ -337,15 +338,11 @@ func (g *Guard) Run(ctx context.Context) error {
 		g.ended.Store(true)
 	}()
 	if g.cfg.Priority > 0 {
-		// SCHED_RESET_ON_FORK: nothing forked from this thread may inherit
-		// the real-time policy.
-		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(g.cfg.Priority),
-			Flags: schedFlagResetOnFork}
-		if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		if err := sys.SetFIFO(g.cfg.Priority); err != nil {
 			g.log.Warn("forkguard: cannot raise the event thread to SCHED_FIFO; a bomb may starve it", "err", err)
 		} else {
 			g.rt.Store(true)
-			defer unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr}, 0)
+			defer sys.SetNormal()
 		}
 	}
 	g.monoMinusBoot = monoMinusBoot()
@@ -829,6 +826,3 @@ func threadCPU(procRoot string, tid int64) time.Duration {
 	s, _ := strconv.ParseUint(string(f[12]), 10, 64)
 	return time.Duration(u+s) * (time.Second / 100)
 }
-
-// schedFlagResetOnFork is SCHED_FLAG_RESET_ON_FORK of sched_setattr(2).
-const schedFlagResetOnFork = 0x01

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"os"
 	"os/exec"
+	"runtime"
 	"testing"
 	"time"
 
@@ -81,5 +82,47 @@ func TestClosedPidFD(t *testing.T) {
 	}
 	if err := p.Close(); err != nil {
 		t.Fatalf("second Close: %v", err)
+	}
+}
+
+// TestSetFIFO moves a locked thread to SCHED_FIFO and back, and checks
+// that a child forked meanwhile does not inherit the real-time policy.
+func TestSetFIFO(t *testing.T) {
+	runtime.LockOSThread()
+	defer runtime.UnlockOSThread()
+	policyOf := func(tid int) uint32 {
+		t.Helper()
+		a, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			t.Fatalf("sched_getattr(%d): %v", tid, err)
+		}
+		return a.Policy
+	}
+	if err := SetFIFO(1); err != nil {
+		t.Skipf("no SCHED_FIFO here: %v", err)
+	}
+	if p := policyOf(0); p != unix.SCHED_FIFO {
+		SetNormal()
+		t.Fatalf("policy %d after SetFIFO, want SCHED_FIFO (%d)", p, unix.SCHED_FIFO)
+	}
+	// A child forked by this thread starts at SCHED_OTHER
+	// (SCHED_RESET_ON_FORK); its policy is read from outside.
+	cmd := exec.Command("sleep", "5")
+	err := cmd.Start()
+	if err == nil {
+		defer cmd.Wait()
+		defer cmd.Process.Kill()
+	}
+	if errN := SetNormal(); errN != nil {
+		t.Fatal(errN)
+	}
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p := policyOf(0); p != unix.SCHED_NORMAL {
+		t.Errorf("policy %d after SetNormal, want SCHED_OTHER", p)
+	}
+	if p := policyOf(cmd.Process.Pid); p != unix.SCHED_NORMAL {
+		t.Errorf("child forked at SCHED_FIFO has policy %d, want SCHED_OTHER", p)
 	}
 }

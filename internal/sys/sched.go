@@ -1,0 +1,36 @@
+package sys
+
+import (
+	"fmt"
+
+	"golang.org/x/sys/unix"
+)
+
+// schedFlagResetOnFork is SCHED_FLAG_RESET_ON_FORK from
+// include/uapi/linux/sched.h.
+const schedFlagResetOnFork = 0x01
+
+// SetFIFO moves the calling thread to SCHED_FIFO at priority, with
+// SCHED_RESET_ON_FORK so that nothing it forks (a hook, a helper) inherits
+// the real-time policy. The caller must have locked its goroutine to the
+// thread (runtime.LockOSThread), or the policy lands on whichever thread
+// the goroutine happens to run on. It needs CAP_SYS_NICE or an
+// RLIMIT_RTPRIO of at least priority.
+func SetFIFO(priority int) error {
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(priority),
+		Flags: schedFlagResetOnFork}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr(SCHED_FIFO, priority %d) on thread %d: %w (needs CAP_SYS_NICE or RLIMIT_RTPRIO)",
+			priority, unix.Gettid(), err)
+	}
+	return nil
+}
+
+// SetNormal moves the calling thread back to SCHED_OTHER, undoing SetFIFO
+// before the thread is handed back to the Go runtime.
+func SetNormal() error {
+	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr}, 0); err != nil {
+		return fmt.Errorf("sched_setattr(SCHED_OTHER) on thread %d: %w", unix.Gettid(), err)
+	}
+	return nil
+}
