@@ -5,6 +5,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -60,6 +61,8 @@ func TestUnitPolicy(t *testing.T) {
 	want := map[string]string{
 		"Type": "notify", "OOMScoreAdjust": "-1000", "NoNewPrivileges": "yes", "ProtectSystem": "strict",
 		"RuntimeDirectory": "oomguard", "ReadWritePaths": "/sys/fs/cgroup", "Delegate": "no",
+		// The event thread and the memory loop run at SCHED_FIFO.
+		"RestrictRealtime": "no",
 	}
 	for k, v := range want {
 		if len(set[k]) != 1 || set[k][0] != v {
@@ -72,6 +75,9 @@ func TestUnitPolicy(t *testing.T) {
 		}
 	}
 	caps := strings.Fields(set["CapabilityBoundingSet"][0])
+	if !slices.Contains(caps, "CAP_SYS_NICE") {
+		t.Errorf("CapabilityBoundingSet %q lacks CAP_SYS_NICE, which SCHED_FIFO needs", caps)
+	}
 	for _, c := range caps {
 		if c == "CAP_SYS_ADMIN" || c == "CAP_SETUID" {
 			t.Errorf("capability %s is not needed by default", c)

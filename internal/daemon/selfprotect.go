@@ -52,6 +52,11 @@ func protectSelf(log *slog.Logger, procRoot string) {
 		if err != nil {
 			continue
 		}
+		// getpriority(2) returns 20 - nice. A thread already at -10 or
+		// better (the unit's Nice=-20) keeps its value.
+		if p, err := unix.Getpriority(unix.PRIO_PROCESS, tid); err == nil && 20-p <= -10 {
+			continue
+		}
 		if err := unix.Setpriority(unix.PRIO_PROCESS, tid, -10); err != nil {
 			log.Debug("self-protection: cannot raise CPU priority", "tid", tid, "err", err)
 			break
