@@ -34,8 +34,13 @@ func main() {
 	cfgList := flag.String("configs", "", "comma-separated configurations (default all)")
 	scList := flag.String("scenarios", "", "comma-separated scenarios (default all)")
 	kList := flag.String("killers", "", "comma-separated killers (default all)")
+	data := flag.String("data", "", "raw data directory for a variant's runs; no report is written (default REPO/bench/vm/data, and docs/benchmarks/vm.md)")
+	flag.StringVar(&oomguardArgs, "oomguard-args", "", "extra arguments for `oomguard daemon` in the guest, for trying a variant (recorded in each run)")
 	flag.Parse()
-	dataDir := filepath.Join(*repo, "bench", "vm", "data")
+	dataDir := *data
+	if dataDir == "" {
+		dataDir = filepath.Join(*repo, "bench", "vm", "data")
+	}
 	if !*only {
 		// SIGTERM too, so that a stopped run takes its guest down with it
 		// (a guest left running would load the machine for minutes).
@@ -45,6 +50,10 @@ func main() {
 			fmt.Fprintln(os.Stderr, "bench:", err)
 			os.Exit(1)
 		}
+	}
+	if *data != "" {
+		// A variant's runs are not the committed data: no report.
+		return
 	}
 	if err := report(*repo, dataDir); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)

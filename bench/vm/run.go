@@ -35,17 +35,23 @@ var scenarios = []string{"fasthog", "slowleak", "thrash", "clonevm", "forkbomb",
 
 var killers = []string{"kernel", "earlyoom", "oomd", "oomguard"}
 
+// oomguardArgs are extra arguments for the guest's `oomguard daemon`
+// (-oomguard-args), for trying a variant; empty in the committed data.
+var oomguardArgs string
+
 // Run is one boot's raw data: the guest's BenchResult plus what ran it.
 type Run struct {
 	Config   string `json:"config"`
 	Scenario string `json:"scenario"`
 	Killer   string `json:"killer"`
-	Rep      int    `json:"rep"`
-	Kernel   string `json:"kernel"`
-	Qemu     string `json:"qemu"`
-	CPU      string `json:"host_cpu"`
-	Date     string `json:"date"`
-	BootMs   int64  `json:"boot_total_ms"`
+	// OomguardArgs are the extra daemon arguments of a variant's run.
+	OomguardArgs string `json:"oomguard_args,omitempty"`
+	Rep          int    `json:"rep"`
+	Kernel       string `json:"kernel"`
+	Qemu         string `json:"qemu"`
+	CPU          string `json:"host_cpu"`
+	Date         string `json:"date"`
+	BootMs       int64  `json:"boot_total_ms"`
 	// HostLoad is the host's 1-minute load average when the run started.
 	HostLoad float64         `json:"host_load,omitempty"`
 	Result   json.RawMessage `json:"result"`
@@ -74,7 +80,7 @@ case $KILLER in
 kernel) ;;
 earlyoom) /usr/bin/earlyoom -r 3600 >/tmp/killer.log 2>&1 & kpid=$! ;;
 oomd) /usr/bin/oomd --interval 1 --config /etc/oomd/oomd.json --cgroup-fs /sys/fs/cgroup >/tmp/killer.log 2>&1 & kpid=$! ;;
-oomguard) /test/bin/oomguard daemon >/tmp/killer.log 2>&1 & kpid=$! ;;
+oomguard) /test/bin/oomguard daemon $OOMGUARD_ARGS >/tmp/killer.log 2>&1 & kpid=$! ;;
 esac
 # The harness itself is no killer's to take (the kernel's took this shell
 # in a kernel-memory bomb run, and the run had no result); the killer,
@@ -238,6 +244,9 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 	if b, err := os.ReadFile("/proc/loadavg"); err == nil {
 		fmt.Sscan(string(b), &r.HostLoad)
 	}
+	if killer == "oomguard" {
+		r.OomguardArgs = oomguardArgs
+	}
 	if killer == "oomguard" && !g.oomguard {
 		r.Skipped = "this oomguard binary has no daemon (not implemented yet)"
 		return r
@@ -262,7 +271,7 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 		DiskBPS: 32 << 20,
 		ZramMiB: c.Zram,
 		Timeout: maxRun + 90*time.Second,
-		Env:     map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": window.String(), "MAXRUN": maxRun.String()},
+		Env:     map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": window.String(), "MAXRUN": maxRun.String(), "OOMGUARD_ARGS": oomguardArgs},
 	}
 	res, err := vm.Run(ctx, cfg)
 	if res != nil {

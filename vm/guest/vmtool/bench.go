@@ -88,11 +88,14 @@ type ProbeSample struct {
 // BenchResult is what one system-wide run reports (all times in ms after
 // the workload started; -1 when the event never happened).
 type BenchResult struct {
-	Scenario    string          `json:"scenario"`
-	Killer      string          `json:"killer"`
-	MemTotalKB  int64           `json:"mem_total_kb"`
-	SwapTotalKB int64           `json:"swap_total_kb"`
-	WindowMs    int64           `json:"window_ms"`
+	Scenario    string `json:"scenario"`
+	Killer      string `json:"killer"`
+	MemTotalKB  int64  `json:"mem_total_kb"`
+	SwapTotalKB int64  `json:"swap_total_kb"`
+	WindowMs    int64  `json:"window_ms"`
+	// StartUnixMs is the wall clock at t=0 (the workload's start), so that
+	// the killer's log lines can be placed on the run's timeline.
+	StartUnixMs int64           `json:"start_unix_ms"`
 	OnsetMs     int64           `json:"onset_ms"`
 	FirstKillMs int64           `json:"first_kill_ms"`
 	EndMs       int64           `json:"end_ms"`
@@ -254,6 +257,7 @@ func bench(args []string) error {
 		return fmt.Errorf("unknown scenario %q", *scenario)
 	}
 	start = time.Now()
+	res.StartUnixMs = start.UnixMilli()
 	wc, err := startIn(wl, argv...)
 	if err != nil {
 		return fmt.Errorf("start workload: %w", err)
