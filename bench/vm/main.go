@@ -35,6 +35,7 @@ func main() {
 	scList := flag.String("scenarios", "", "comma-separated scenarios (default all)")
 	kList := flag.String("killers", "", "comma-separated killers (default all)")
 	data := flag.String("data", "", "raw data directory for a variant's runs; no report is written (default REPO/bench/vm/data, and docs/benchmarks/vm.md)")
+	flag.StringVar(&oomguardConfig, "oomguard-config", "", "a config `FILE` for the guest's oomguard (/etc/oomguard/oomguard.toml), for trying a variant (its path is recorded in each run)")
 	flag.StringVar(&oomguardArgs, "oomguard-args", "", "extra arguments for `oomguard daemon` in the guest, for trying a variant (recorded in each run)")
 	flag.Parse()
 	dataDir := *data

@@ -282,7 +282,21 @@ func report(repo, dataDir string) error {
 	}
 	if len(targets) > 0 {
 		b.WriteString("## oomguard against the issue's targets\n\n")
-		b.WriteString("Medians of this run's repetitions. \"episode\" compares onset-to-end times.\n\n")
+		count := map[string]int{}
+		for _, r := range targets {
+			switch {
+			case strings.HasSuffix(r, "| met |"):
+				count["met"]++
+			case strings.HasSuffix(r, "| **missed** |"):
+				count["missed"]++
+			default:
+				count["n/a"]++
+			}
+		}
+		fmt.Fprintf(&b, "Medians of this run's repetitions. \"episode\" compares onset-to-end times. "+
+			"The kernel-only run counts as thrashing where its probe's worst stall (median) is %.0f ms or more, ten probe periods "+
+			"(the issue's examples of the kernel thrashing stalled it for 1.8 and 2.4 s); elsewhere that row is n/a.\n\n"+
+			"**%d met, %d missed, %d n/a.**\n\n", kernelThrashMs, count["met"], count["missed"], count["n/a"])
 		b.WriteString("| configuration | scenario | target | measured | verdict |\n|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(targets, "\n"))
 		b.WriteString("\n\n")
@@ -406,6 +420,15 @@ func plotScenario(path, cfg, sc string, runs []loaded) error {
 	return f.Close()
 }
 
+// kernelThrashMs is the kernel-only run's worst probe stall (median) from
+// which the report counts it as thrashing: ten probe periods. The issue's
+// examples of the kernel thrashing stalled the probe for 1.8 and 2.4 s.
+const kernelThrashMs = 1000.0
+
+// sampleMs is the guest's sampling period (vmtool bench): an episode is
+// known only to within it.
+const sampleMs = 50
+
 // targetRows checks oomguard's medians against the targets of issue 7.
 func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt map[string]string) []string {
 	var rows []string
@@ -417,16 +440,23 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 		rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s |", c.Name, sc, target, measured, v))
 	}
 	ep := og[0]
-	if eo, ok := stats["earlyoom"]; ok && sc != "thrash" {
+	if eo, ok := stats["earlyoom"]; ok {
 		limit, label := 0.5, "episode ≤ 0.5× earlyoom's"
 		if c.Zram > 0 {
 			limit, label = 0.25, "episode ≤ 0.25× earlyoom's"
 		}
 		switch {
+		case sc == "thrash":
+			// Judged by its own target below: earlyoom never acts on it.
 		case ep.med < 0:
 			add(label, "never ended", false)
 		case eo[0].med < 0:
 			add(label, fmt.Sprintf("%.0f ms; earlyoom never ended it", ep.med), true)
+		case eo[0].med <= 2*sampleMs && ep.med <= eo[0].med:
+			// Both within two samples of the onset: the ratio is the
+			// sampler's, not the killers'.
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %.0f vs %.0f ms; both within two of the bench's %d ms samples of the onset | n/a |",
+				c.Name, sc, label, ep.med, eo[0].med, sampleMs))
 		default:
 			add(label, fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", ep.med, eo[0].med, ep.med/eo[0].med), ep.med <= limit*eo[0].med)
 		}
@@ -446,8 +476,18 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 	if sc == "thrash" {
 		add("ends the thrash within 5 s", ep.String()+" ms", ep.med >= 0 && ep.med <= 5000)
 	}
+	// "A small fraction of the kernel-only run's wherever the kernel
+	// thrashes": where the kernel-only run's probe stalled for
+	// kernelThrashMs or more, at most a quarter of it.
 	if k, ok := stats["kernel"]; ok && k[2].med > 0 {
-		add("worst stall a fraction of the kernel-only run's", fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", og[2].med, k[2].med, og[2].med/k[2].med), og[2].med < k[2].med)
+		label := "worst stall ≤ ¼ of the kernel-only run's, where it thrashes"
+		measured := fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", og[2].med, k[2].med, og[2].med/k[2].med)
+		if k[2].med < kernelThrashMs {
+			rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s; the kernel-only run's worst stall is under %.0f ms: no thrash | n/a |",
+				c.Name, sc, label, measured, kernelThrashMs))
+		} else {
+			add(label, measured, og[2].med <= k[2].med/4)
+		}
 	}
 	h := hurt["oomguard"]
 	var what []string

@@ -36,8 +36,9 @@ var scenarios = []string{"fasthog", "slowleak", "thrash", "clonevm", "forkbomb",
 var killers = []string{"kernel", "earlyoom", "oomd", "oomguard"}
 
 // oomguardArgs are extra arguments for the guest's `oomguard daemon`
-// (-oomguard-args), for trying a variant; empty in the committed data.
-var oomguardArgs string
+// (-oomguard-args), and oomguardConfig a config file for it
+// (-oomguard-config), for trying a variant; empty in the committed data.
+var oomguardArgs, oomguardConfig string
 
 // Run is one boot's raw data: the guest's BenchResult plus what ran it.
 type Run struct {
@@ -122,6 +123,9 @@ func prepare(repo, work string) (*guest, error) {
 			fmt.Fprintf(os.Stderr, "bench: oomguard does not build; its runs are skipped: %v\n", err)
 			og = ""
 		}
+	}
+	if oomguardConfig != "" {
+		g.files = append(g.files, vm.File{Path: "/etc/oomguard/oomguard.toml", Source: oomguardConfig, Mode: 0o644})
 	}
 	if og != "" {
 		out, _ := exec.Command(og, "daemon", "-h").CombinedOutput()
@@ -246,6 +250,9 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 	}
 	if killer == "oomguard" {
 		r.OomguardArgs = oomguardArgs
+		if oomguardConfig != "" {
+			r.OomguardArgs = strings.TrimSpace(r.OomguardArgs + " (config " + oomguardConfig + ")")
+		}
 	}
 	if killer == "oomguard" && !g.oomguard {
 		r.Skipped = "this oomguard binary has no daemon (not implemented yet)"

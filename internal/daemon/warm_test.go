@@ -48,10 +48,10 @@ func TestWarmBeforeTheLevel(t *testing.T) {
 		want  int // Processes calls so far
 	}{
 		{"far from the level", 60, 0, 0},
-		{"just outside the band", 35, 100 * time.Millisecond, 0},
-		{"inside the band", 34, 200 * time.Millisecond, 1},
-		{"again within warmEvery", 20, 300 * time.Millisecond, 1},
-		{"warmEvery later", 20, 1200 * time.Millisecond, 2},
+		{"just outside the band", 20, 100 * time.Millisecond, 0},
+		{"inside the band", 19, 200 * time.Millisecond, 1},
+		{"again within warmEvery", 15, 300 * time.Millisecond, 1},
+		{"warmEvery later", 15, 1200 * time.Millisecond, 2},
 		{"back above the band", 50, 2500 * time.Millisecond, 2},
 	} {
 		sc.avail = c.avail
