@@ -26,11 +26,18 @@ func SetFIFO(priority int) error {
 	return nil
 }
 
-// SetNormal moves the calling thread back to SCHED_OTHER, undoing SetFIFO
-// before the thread is handed back to the Go runtime.
+// SetNormal moves the calling thread back to SCHED_OTHER at the nice value
+// it had (a real-time thread keeps its nice value, which sched_setattr
+// would otherwise reset to 0), undoing SetFIFO before the thread is handed
+// back to the Go runtime.
 func SetNormal() error {
-	if err := unix.SchedSetAttr(0, &unix.SchedAttr{Size: unix.SizeofSchedAttr}, 0); err != nil {
-		return fmt.Errorf("sched_setattr(SCHED_OTHER) on thread %d: %w", unix.Gettid(), err)
+	attr := unix.SchedAttr{Size: unix.SizeofSchedAttr}
+	// getpriority(2) returns 20 - nice.
+	if p, err := unix.Getpriority(unix.PRIO_PROCESS, 0); err == nil {
+		attr.Nice = int32(20 - p)
+	}
+	if err := unix.SchedSetAttr(0, &attr, 0); err != nil {
+		return fmt.Errorf("sched_setattr(SCHED_OTHER, nice %d) on thread %d: %w", attr.Nice, unix.Gettid(), err)
 	}
 	return nil
 }

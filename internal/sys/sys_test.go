@@ -88,8 +88,9 @@ func TestClosedPidFD(t *testing.T) {
 // TestSetFIFO moves a locked thread to SCHED_FIFO and back, and checks
 // that a child forked meanwhile does not inherit the real-time policy.
 func TestSetFIFO(t *testing.T) {
+	// Locked and never unlocked: the thread, whose scheduling this test
+	// changes, ends with the test's goroutine.
 	runtime.LockOSThread()
-	defer runtime.UnlockOSThread()
 	policyOf := func(tid int) uint32 {
 		t.Helper()
 		a, err := unix.SchedGetAttr(tid, 0)
@@ -97,6 +98,11 @@ func TestSetFIFO(t *testing.T) {
 			t.Fatalf("sched_getattr(%d): %v", tid, err)
 		}
 		return a.Policy
+	}
+	// Start from a nice value of our own, which SetNormal must keep.
+	nice := 3
+	if err := unix.Setpriority(unix.PRIO_PROCESS, 0, nice); err != nil {
+		t.Fatal(err)
 	}
 	if err := SetFIFO(1); err != nil {
 		t.Skipf("no SCHED_FIFO here: %v", err)
@@ -121,6 +127,9 @@ func TestSetFIFO(t *testing.T) {
 	}
 	if p := policyOf(0); p != unix.SCHED_NORMAL {
 		t.Errorf("policy %d after SetNormal, want SCHED_OTHER", p)
+	}
+	if a, err := unix.SchedGetAttr(0, 0); err == nil && a.Nice != int32(nice) {
+		t.Errorf("nice %d after SetNormal, want the %d it had before SetFIFO", a.Nice, nice)
 	}
 	if p := policyOf(cmd.Process.Pid); p != unix.SCHED_NORMAL {
 		t.Errorf("child forked at SCHED_FIFO has policy %d, want SCHED_OTHER", p)
