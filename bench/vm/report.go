@@ -75,6 +75,17 @@ func load(dataDir string) ([]loaded, error) {
 	return out, nil
 }
 
+// panicked returns the reason of a kernel panic in a run's error (which
+// carries the guest console's end), or "".
+func panicked(runErr string) string {
+	_, rest, ok := strings.Cut(runErr, "Kernel panic - not syncing: ")
+	if !ok {
+		return ""
+	}
+	line, _, _ := strings.Cut(rest, "\n")
+	return strings.TrimSpace(line)
+}
+
 // episode is the time from pressure onset to the end of the workload, or
 // -1 when the workload outlived the window.
 func episode(r *result) float64 {
@@ -203,6 +214,7 @@ func report(repo, dataDir string) error {
 		load = fmt.Sprintf("%.1f to %.1f", loMin, loMax)
 	}
 	fmt.Fprintf(&b, "- Runs were taken %s; the host's 1-minute load average at the runs' starts was %s (2 cores). Absolute times under TCG are slow and noisy; compare killers within one configuration.\n", dates(runs), load)
+	fmt.Fprintf(&b, "- A run whose guest panicked (the kernel found nothing left to kill: \"System is deadlocked on memory\") counts as an episode that never ended, with the whole guest hurt; it has no stall figure.\n")
 	fmt.Fprintf(&b, "- An episode of 0 ms means the killer ended the workload before MemAvailable fell below 10 %% (the bench samples every 50 ms).\n\n")
 
 	var skipped []string
@@ -217,6 +229,14 @@ func report(repo, dataDir string) error {
 				var bad []string
 				for _, r := range runs {
 					if r.Config != c.Name || r.Scenario != sc || r.Killer != k {
+						continue
+					}
+					if why := panicked(r.Error); r.res == nil && why != "" {
+						// The guest died: the killer let the kernel run out
+						// of anything to kill. An outcome, not a lost run.
+						ep = append(ep, -1)
+						rel = append(rel, -1)
+						bad = append(bad, "the whole guest (kernel panic: "+why+")")
 						continue
 					}
 					if r.res == nil {
@@ -460,7 +480,9 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 		default:
 			add(label, fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", ep.med, eo[0].med, ep.med/eo[0].med), ep.med <= limit*eo[0].med)
 		}
-		add("worst stall ≤ earlyoom's", fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med), og[2].med <= eo[2].med)
+		if eo[2].n > 0 && og[2].n > 0 {
+			add("worst stall ≤ earlyoom's", fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med), og[2].med <= eo[2].med)
+		}
 	}
 	if od, ok := stats["oomd"]; ok {
 		// The issue's "beat the others": an episode no longer than oomd's.
@@ -479,7 +501,7 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 	// "A small fraction of the kernel-only run's wherever the kernel
 	// thrashes": where the kernel-only run's probe stalled for
 	// kernelThrashMs or more, at most a quarter of it.
-	if k, ok := stats["kernel"]; ok && k[2].med > 0 {
+	if k, ok := stats["kernel"]; ok && k[2].med > 0 && og[2].n > 0 {
 		label := "worst stall ≤ ¼ of the kernel-only run's, where it thrashes"
 		measured := fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", og[2].med, k[2].med, og[2].med/k[2].med)
 		if k[2].med < kernelThrashMs {
