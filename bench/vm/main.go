@@ -11,6 +11,13 @@
 // Only the report, from the kept raw data:
 //
 //	cd bench/vm && go run . -report-only
+//
+// A variant of oomguard beside the committed data, its raw data elsewhere
+// and no report (the killer's log in each run's JSON has a decided_in per
+// kill; the guest's start_unix_ms places log lines on the run's timeline):
+//
+//	cd bench/vm && go run . -reps 3 -configs ram-zram -scenarios fasthog \
+//		-killers oomguard -data /tmp/variant -oomguard-args "--no-mrelease --log-level debug"
 package main
 
 import (
