@@ -59,7 +59,9 @@ func TestHogAndBystander(t *testing.T) {
 	if n := g.OOMKills(); n != 0 {
 		t.Fatalf("kernel oom_kill count is %d, want 0", n)
 	}
-	if !regexp.MustCompile(fmt.Sprintf(`(?m)^.*kill.*\b%d\b.*$`, hogPID)).MatchString(d.Log()) {
+	// The line was written before the kill, but the test reads the
+	// daemon's stderr through a pipe: wait for it to come through.
+	if !d.waitLog(5*time.Second, regexp.MustCompile(fmt.Sprintf(`(?m)^.*kill.*\b%d\b.*$`, hogPID))) {
 		t.Errorf("the log does not name the victim %d:\n%s", hogPID, d.Log())
 	}
 }
@@ -84,6 +86,10 @@ func TestCloneVMSharersDieTogether(t *testing.T) {
 		if !waitDead(t, p, 20*time.Second) {
 			t.Fatalf("sharer %d survived; log:\n%s", p.PID(), d.Log())
 		}
+	}
+	// The kill's last line; everything before it has come through the pipe.
+	if !d.waitLog(5*time.Second, regexp.MustCompile(`victim gone`)) {
+		t.Fatalf("the kill did not end with \"victim gone\":\n%s", d.Log())
 	}
 	log := d.Log()
 	lastKill := -1
@@ -176,7 +182,7 @@ func TestFrozenVictimIsSkipped(t *testing.T) {
 	if !waitDead(t, smallFD, 30*time.Second) {
 		t.Fatalf("next candidate %d was not killed after the frozen victim was skipped; log:\n%s", smallPID, d.Log())
 	}
-	if !regexp.MustCompile(fmt.Sprintf(`skip.*\b%d\b`, bigPID)).MatchString(d.Log()) {
+	if !d.waitLog(5*time.Second, regexp.MustCompile(fmt.Sprintf(`skip.*\b%d\b`, bigPID))) {
 		t.Errorf("the log does not say the frozen victim %d was skipped:\n%s", bigPID, d.Log())
 	}
 	if !alive(t, bigFD) {
