@@ -203,8 +203,9 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	m.last = v
 	_, inFlight := m.policy.InFlight()
 	if v.Level == policy.LevelNone && !inFlight {
-		next := m.nextInterval(snap)
-		m.warm(snap, now)
+		headroom := m.headroom(snap)
+		next := m.nextInterval(snap, headroom)
+		m.warm(snap, headroom, now)
 		m.mu.Unlock()
 		return next
 	}
@@ -246,7 +247,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 // often it does. The band is nextInterval's fastest: a machine that idles
 // a little above it pays nothing.
 const (
-	warmBand  = 10
+	warmBand  = fastPollBand
 	warmEvery = time.Second
 )
 
@@ -258,8 +259,8 @@ const (
 // kernel allocation in direct reclaim. In a 2-vCPU guest paging to zram
 // the cold pass over 59 processes took 120 to 190 ms, a third of the time
 // from trigger to kill (bench/vm). m.mu is held.
-func (m *memoryKiller) warm(snap *policy.Snapshot, now time.Time) {
-	if now.Sub(m.warmed) < warmEvery || m.headroom(snap) >= warmBand {
+func (m *memoryKiller) warm(snap *policy.Snapshot, headroom float64, now time.Time) {
+	if now.Sub(m.warmed) < warmEvery || headroom >= warmBand {
 		return
 	}
 	m.warmed = now
@@ -425,13 +426,16 @@ func (m *memoryKiller) noteError(what string, err error) {
 	}
 }
 
+// fastPollBand is the headroom (see headroom) below which nextInterval
+// polls every 10 ms.
+const fastPollBand = 10
+
 // nextInterval polls faster as memory gets closer to a trigger level, as
 // earlyoom does: event sources wake the loop for sudden changes, and the
-// poll catches everything else.
-func (m *memoryKiller) nextInterval(snap *policy.Snapshot) time.Duration {
-	headroom := m.headroom(snap)
+// poll catches everything else. headroom is m.headroom(snap).
+func (m *memoryKiller) nextInterval(snap *policy.Snapshot, headroom float64) time.Duration {
 	switch {
-	case headroom < 10:
+	case headroom < fastPollBand:
 		return min(m.interval, 10*time.Millisecond)
 	case headroom < 25:
 		return min(m.interval, 100*time.Millisecond)
