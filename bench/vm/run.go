@@ -147,6 +147,12 @@ func prepare(repo, work string) (*guest, error) {
 		}
 	}
 	g.oomd = addOomd(g, repo, cache)
+	// The kernel first: without it (vm/setup.sh not run) there is no cache
+	// directory either, and this error says what to do.
+	k, err := vm.FindKernel(cache)
+	if err != nil {
+		return nil, err
+	}
 	// The thrash scenario's actively read file: 130 MiB, incompressible.
 	data := filepath.Join(cache, "bench-cache-130M.bin")
 	if _, err := os.Stat(data); err != nil {
@@ -154,14 +160,10 @@ func prepare(repo, work string) (*guest, error) {
 		r := rand.NewChaCha8([32]byte{7})
 		r.Read(b)
 		if err := os.WriteFile(data, b, 0o644); err != nil {
-			return nil, err
+			return nil, fmt.Errorf("write the thrash scenario's file: %w", err)
 		}
 	}
 	g.cacheFile = data
-	k, err := vm.FindKernel(cache)
-	if err != nil {
-		return nil, err
-	}
 	g.kernel = "Debian " + k.Version
 	if out, err := exec.Command("qemu-system-x86_64", "--version").Output(); err == nil {
 		g.qemu = strings.SplitN(string(out), "\n", 2)[0]
