@@ -30,8 +30,9 @@ type Config struct {
 	// DryRun makes the daemon report what it would kill without killing.
 	DryRun bool `toml:"dry_run"`
 	// Interval is the period of the memory poll between events. The
-	// daemon stretches it up to 4 times while memory is far from every
-	// level, and shortens it near one.
+	// daemon sizes each poll to the time the fastest hog would need to
+	// reach a level, between 100 ms and 4 intervals, and shortens it
+	// further near one.
 	Interval Duration `toml:"interval"`
 
 	Socket      Socket      `toml:"socket"`

@@ -34,7 +34,7 @@ func (e *eventWaker) Close() error {
 //
 // It also returns, for each scope with a usage threshold armed, the lowest
 // such threshold in bytes: below it, the kernel tells the loop when usage
-// crosses it, and the poll may slow down (see stretchInterval).
+// crosses it, and the poll may slow down (see fillInterval).
 func openWakeSources(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger) (waker, map[string]uint64) {
 	var srcs []source.Source
 	type usageWatch struct {
