@@ -8,6 +8,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"gonum.org/v1/plot"
@@ -32,7 +33,9 @@ type result struct {
 	Bystanders  map[string]bool `json:"bystanders_alive"`
 	WorkloadEnd bool            `json:"workload_ended"`
 	KillerAlive bool            `json:"killer_alive"`
-	Samples     []struct {
+	// KernelOOMKills is nil in data from before the guest counted them.
+	KernelOOMKills *int64 `json:"kernel_oom_kills"`
+	Samples        []struct {
 		T        int64 `json:"t"`
 		AvailKB  int64 `json:"avail_kb"`
 		SwapFree int64 `json:"swap_free_kb"`
@@ -214,6 +217,7 @@ func report(repo, dataDir string) error {
 		load = fmt.Sprintf("%.1f to %.1f", loMin, loMax)
 	}
 	fmt.Fprintf(&b, "- Runs were taken %s; the host's 1-minute load average at the runs' starts was %s (2 cores). Absolute times under TCG are slow and noisy; compare killers within one configuration.\n", dates(runs), load)
+	fmt.Fprintf(&b, "- *kernel OOM kills, per run*: how many processes the kernel's own OOM killer killed during each run (`oom_kill` in `/proc/vmstat`, end less start); beside another killer, a nonzero count means the kernel got there first.\n")
 	fmt.Fprintf(&b, "- A run whose guest panicked (the kernel found nothing left to kill: \"System is deadlocked on memory\") counts as an episode that never ended, with the whole guest hurt; it has no stall figure.\n")
 	fmt.Fprintf(&b, "- An episode of 0 ms means the killer ended the workload before MemAvailable fell below 10 %% (the bench samples every 50 ms).\n\n")
 
@@ -224,9 +228,10 @@ func report(repo, dataDir string) error {
 		for _, sc := range scenarios {
 			stats := map[string][3]stat{}
 			hurt := map[string]string{}
+			kernelKills := map[string]string{}
 			for _, k := range killers {
 				var ep, rel, st []float64
-				var bad []string
+				var bad, kk []string
 				for _, r := range runs {
 					if r.Config != c.Name || r.Scenario != sc || r.Killer != k {
 						continue
@@ -252,6 +257,11 @@ func report(repo, dataDir string) error {
 					ep = append(ep, episode(r.res))
 					rel = append(rel, release(r.res))
 					st = append(st, r.res.MaxStallMs)
+					if n := r.res.KernelOOMKills; n != nil {
+						kk = append(kk, strconv.FormatInt(*n, 10))
+					} else {
+						kk = append(kk, "?")
+					}
 					for name, alive := range r.res.Bystanders {
 						if !alive {
 							bad = append(bad, name)
@@ -267,6 +277,7 @@ func report(repo, dataDir string) error {
 				stats[k] = [3]stat{summarize(ep), summarize(rel), summarize(st)}
 				slices.Sort(bad)
 				hurt[k] = strings.Join(slices.Compact(bad), ", ")
+				kernelKills[k] = strings.Join(kk, ", ")
 			}
 			for _, k := range killers {
 				s, ok := stats[k]
@@ -277,8 +288,8 @@ func report(repo, dataDir string) error {
 				if h == "" {
 					h = "none"
 				}
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2],
-					ratio(s[0], stats["earlyoom"][0]), ratio(s[0], stats["oomd"][0]), ratio(s[0], stats["kernel"][0]), h))
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2],
+					ratio(s[0], stats["earlyoom"][0]), ratio(s[0], stats["oomd"][0]), ratio(s[0], stats["kernel"][0]), h, kernelKills[k]))
 			}
 			if og, ok := stats["oomguard"]; ok {
 				targets = append(targets, targetRows(c, sc, og, stats, hurt)...)
@@ -288,15 +299,15 @@ func report(repo, dataDir string) error {
 				if err := plotScenario(filepath.Join(plotDir, name), c.Name, sc, runs); err != nil {
 					return err
 				}
-				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | |", c.Name, sc, name))
+				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | | |", c.Name, sc, name))
 			}
 		}
 		if len(rows) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n", c.Name)
-		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) |\n")
-		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) | kernel OOM kills, per run |\n")
+		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(rows, "\n"))
 		b.WriteString("\n\n")
 	}

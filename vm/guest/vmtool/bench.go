@@ -104,9 +104,12 @@ type BenchResult struct {
 	Bystanders  map[string]bool `json:"bystanders_alive"`
 	WorkloadEnd bool            `json:"workload_ended"`
 	KillerAlive bool            `json:"killer_alive"`
-	Samples     []Sample        `json:"samples"`
-	Probe       []ProbeSample   `json:"probe"`
-	Notes       []string        `json:"notes,omitempty"`
+	// KernelOOMKills is how many processes the kernel's OOM killer killed
+	// during the run (/proc/vmstat oom_kill, end less start).
+	KernelOOMKills int64         `json:"kernel_oom_kills"`
+	Samples        []Sample      `json:"samples"`
+	Probe          []ProbeSample `json:"probe"`
+	Notes          []string      `json:"notes,omitempty"`
 }
 
 const cgRoot = "/sys/fs/cgroup"
@@ -256,6 +259,7 @@ func bench(args []string) error {
 	default:
 		return fmt.Errorf("unknown scenario %q", *scenario)
 	}
+	oomKillsBefore := vmstat("oom_kill")
 	start = time.Now()
 	res.StartUnixMs = start.UnixMilli()
 	wc, err := startIn(wl, argv...)
@@ -329,6 +333,7 @@ func bench(args []string) error {
 	}
 	close(stop)
 	wg.Wait()
+	res.KernelOOMKills = vmstat("oom_kill") - oomKillsBefore
 	for i, name := range []string{"shell", "editor"} {
 		res.Bystanders[name] = bys[i].Process.Signal(syscall.Signal(0)) == nil && !exited(bys[i].Process.Pid)
 	}
