@@ -566,7 +566,14 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	hit := inCache && e.start == st.StartTime && e.layout == layout && e.comm == string(st.Comm)
 	if !hit {
 		if inCache {
+			// Another process, or another image, under this PID: its
+			// files go, and so does its entry, at once. (The entry is a
+			// copy: left in the cache when this pass returns early below,
+			// it would name closed descriptors, which a later pass would
+			// read, or read as another file's once their numbers are
+			// reused.)
 			s.closeFiles(&e)
+			delete(s.cache, f.pid)
 		}
 		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm)}
 		s.stats.New++

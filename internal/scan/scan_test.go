@@ -267,3 +267,90 @@ func TestReadRefaultsBelow(t *testing.T) {
 		}
 	}
 }
+
+// A PID taken by another process (another start time) whose status then
+// cannot be read (it exited too) is dropped from the cache with its kept
+// files: the next pass reads it afresh, not through descriptors already
+// closed (EBADF, or another file's once the numbers are reused). Seen in
+// TestKernelExitMidScan as "read /proc/N/oom_score_adj: bad file
+// descriptor": the end-of-pass sweep closed the stale entry's descriptors
+// a second time, and by then they were a new process's.
+func TestReusedPIDGoneMidReadLeavesNoClosedFiles(t *testing.T) {
+	root := t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(procFixture)); err != nil {
+		t.Fatal(err)
+	}
+	statPath := filepath.Join(root, "15042", "stat")
+	statusPath := filepath.Join(root, "15042", "status")
+	stat0, _ := os.ReadFile(statPath)
+	status0, _ := os.ReadFile(statusPath)
+	s := New(Config{ProcRoot: root, KeepOpen: KeepAll})
+	defer s.Close()
+	var snap policy.Snapshot
+	find := func() (policy.Process, bool) {
+		for _, p := range snap.Processes {
+			if p.PID == 15042 {
+				return p, true
+			}
+		}
+		return policy.Process{}, false
+	}
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	if p, ok := find(); !ok || p.StartTime != 82472 {
+		t.Fatalf("pass 1: %+v, %v", p, ok)
+	}
+	// Another process under the PID, gone before its status is read.
+	reused := strings.Replace(string(stat0), " 82472 ", " 99999 ", 1)
+	if reused == string(stat0) {
+		t.Fatal("fixture has no start time 82472 to change")
+	}
+	if err := os.WriteFile(statPath, []byte(reused), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Remove(statusPath); err != nil {
+		t.Fatal(err)
+	}
+	// A new process, read after 15042 in the same pass: its kept files
+	// take the lowest free descriptors, the ones just closed.
+	if err := os.CopyFS(filepath.Join(root, "15050"), os.DirFS(filepath.Join(procFixture, "15042"))); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Processes(&snap); err != nil {
+		t.Fatalf("pass 2: %v", err)
+	}
+	if _, ok := find(); ok {
+		t.Fatal("pass 2: 15042 listed without a status")
+	}
+	// Each kept entry is counted once: a second close of the old entry's
+	// files shows as one kept set too few (and closes the new process's).
+	kept := 0
+	for _, e := range s.cache {
+		if e.kept {
+			kept++
+		}
+	}
+	if kept != s.kept {
+		t.Fatalf("pass 2: %d entries keep files open, the scanner counts %d: a kept set was closed twice", kept, s.kept)
+	}
+	// It is readable again: read afresh.
+	if err := os.WriteFile(statusPath, status0, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Processes(&snap); err != nil {
+		t.Fatalf("pass 3: %v", err)
+	}
+	if p, ok := find(); !ok || p.StartTime != 99999 {
+		t.Fatalf("pass 3: %+v, %v", p, ok)
+	}
+	n := 0
+	for _, p := range snap.Processes {
+		if p.PID == 15050 {
+			n++
+		}
+	}
+	if n != 1 {
+		t.Fatalf("pass 3: 15050 listed %d times", n)
+	}
+}
