@@ -478,11 +478,11 @@ const (
 // SIGTERM level, of the machine or of the tightest scope, over
 // maxFillRate; at least minFillPoll (or interval, if shorter) and at most
 // maxStretch intervals. On a small machine it polls faster than interval:
-// a hog filling a 512 MiB guest at 190 MiB/s went from 30 % available to
-// the kernel's OOM kill within one 1 s poll (bench/vm). On a large, idle
-// one it stretches the poll and saves wake-ups. It does not stretch while
-// memory pressure shows (some avg10 of 1 % or more), so that polled PSI
-// triggers keep their pace. Event sources (PSI triggers, cgroup usage
+// a hog filling a 512 MiB guest at 190 MiB/s took it from 30 % available
+// to 1–2 % within one 1 s poll, and died before the next (bench/vm). On a
+// large, idle one it stretches the poll and saves wake-ups. It does not
+// stretch while memory pressure shows (some avg10 of 1 % or more), so that
+// polled PSI triggers keep their pace. Event sources (PSI triggers, cgroup usage
 // thresholds and memory.events) still wake the loop at once.
 //
 // A scope whose usage is below a usage threshold the kernel watches

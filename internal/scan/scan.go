@@ -551,8 +551,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		err = r.ReadStat(&e.files[fileStat], st)
 		if procfs.IsGone(err) {
 			// Our process is gone; the PID may be another's now.
-			s.closeFiles(&e)
-			delete(s.cache, f.pid)
+			s.forget(f.pid, &e, true)
 			inCache = false
 			err = r.Stat(f.pid, st)
 		}
@@ -572,8 +571,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 			// it would name closed descriptors, which a later pass would
 			// read, or read as another file's once their numbers are
 			// reused.)
-			s.closeFiles(&e)
-			delete(s.cache, f.pid)
+			s.forget(f.pid, &e, true)
 		}
 		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm)}
 		s.stats.New++

@@ -183,14 +183,7 @@ func TestConfirmGroupEdges(t *testing.T) {
 // and at least every statusRefreshPasses passes; in between, swap and page
 // tables come from the last read.
 func TestStatusRefresh(t *testing.T) {
-	root := t.TempDir()
-	if err := os.CopyFS(root, os.DirFS(procFixture)); err != nil {
-		t.Fatal(err)
-	}
-	statPath := filepath.Join(root, "15042", "stat")
-	statusPath := filepath.Join(root, "15042", "status")
-	stat0, _ := os.ReadFile(statPath)
-	status0, _ := os.ReadFile(statusPath)
+	root, statPath, statusPath, stat0, status0 := writableFixture(t)
 	setSwap := func(kB string) {
 		b := strings.Replace(string(status0), "VmSwap:\t       0 kB", "VmSwap:\t"+kB+" kB", 1)
 		if b == string(status0) {
@@ -276,14 +269,7 @@ func TestReadRefaultsBelow(t *testing.T) {
 // descriptor": the end-of-pass sweep closed the stale entry's descriptors
 // a second time, and by then they were a new process's.
 func TestReusedPIDGoneMidReadLeavesNoClosedFiles(t *testing.T) {
-	root := t.TempDir()
-	if err := os.CopyFS(root, os.DirFS(procFixture)); err != nil {
-		t.Fatal(err)
-	}
-	statPath := filepath.Join(root, "15042", "stat")
-	statusPath := filepath.Join(root, "15042", "status")
-	stat0, _ := os.ReadFile(statPath)
-	status0, _ := os.ReadFile(statusPath)
+	root, statPath, statusPath, stat0, status0 := writableFixture(t)
 	s := New(Config{ProcRoot: root, KeepOpen: KeepAll})
 	defer s.Close()
 	var snap policy.Snapshot
@@ -353,4 +339,25 @@ func TestReusedPIDGoneMidReadLeavesNoClosedFiles(t *testing.T) {
 	if n != 1 {
 		t.Fatalf("pass 3: 15050 listed %d times", n)
 	}
+}
+
+// writableFixture copies the /proc fixture where a test may change it, and
+// returns the copy with the paths and first contents of 15042's stat and
+// status.
+func writableFixture(t *testing.T) (root, statPath, statusPath string, stat0, status0 []byte) {
+	t.Helper()
+	root = t.TempDir()
+	if err := os.CopyFS(root, os.DirFS(procFixture)); err != nil {
+		t.Fatal(err)
+	}
+	statPath = filepath.Join(root, "15042", "stat")
+	statusPath = filepath.Join(root, "15042", "status")
+	var err error
+	if stat0, err = os.ReadFile(statPath); err != nil {
+		t.Fatal(err)
+	}
+	if status0, err = os.ReadFile(statusPath); err != nil {
+		t.Fatal(err)
+	}
+	return root, statPath, statusPath, stat0, status0
 }
