@@ -61,12 +61,23 @@ var modes = []mode{
 	{name: "reference: LD_PRELOAD shim that calls mlockall", preload: shimLock},
 }
 
-// The indices of the modes that the report's summary compares.
-const (
-	modeBare      = 0
-	modeRecursive = 5
-	modeFloor     = 9
+// The modes that the report's summary compares, by index into modes.
+var (
+	modeBare      = modeIndex("bare")
+	modeRecursive = modeIndex("run --mlock --recursive")
+	modeFloor     = modeIndex("reference: LD_PRELOAD shim that calls mlockall")
 )
+
+// modeIndex returns the index of the mode named name; it panics on a name
+// that modes lacks, at start-up.
+func modeIndex(name string) int {
+	for i, m := range modes {
+		if m.name == name {
+			return i
+		}
+	}
+	panic("bench/run: no mode " + name)
+}
 
 // shimSource is the C source of the reference shims; LOCK selects shimLock.
 const shimSource = `#include <sys/mman.h>
