@@ -531,8 +531,13 @@ func TestCalmTrickleWakesSeldom(t *testing.T) {
 	testbed.Require(t)
 	g := testbed.New(t, testbed.Options{PidsMax: 100})
 	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}})
-	// Three seconds of the loop, however fast the machine.
-	cmd := g.Command("timeout", "120", "bash", "-c", "end=$((SECONDS+3)); while [ $SECONDS -lt $end ]; do /bin/true; done")
+	// Five seconds of the loop (4 to 5 s, as $SECONDS counts whole
+	// seconds), however fast the machine, at about the pace of a shell loop
+	// on the machine this was tuned on (2 to 3 ms an iteration): a bare
+	// /bin/true loop runs at 0.35 ms an iteration on a fast one, where
+	// about two takes in three end between a fork and its exec and the
+	// guard takes 22 to 28 times a second (recorded in the session notes).
+	cmd := g.Command("timeout", "120", "bash", "-c", "end=$((SECONDS+5)); while [ $SECONDS -lt $end ]; do /bin/true; sleep 0.002; done")
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Start(); err != nil {
