@@ -35,7 +35,11 @@ import (
 // or, for bombs whose members live on and keep forking copies of
 // themselves (a fork() loop, a bomb that sleeps between forks), when it is
 // recent as above, has at least CloningFamily live members, at least half
-// of them born within RateWindow, every live member but its root a copy
+// as many births within RateWindow of its newest birth (a burst: measured
+// from its newest birth, not from now, so that a family that grew in a
+// burst and then went silent at its pids limit is still seen as one by a
+// pass that comes late, such as a guard whose events were delayed), every
+// live member but its root a copy
 // (forked, never exec'd, not known only from a /proc scan), and at least
 // CloningGenerations clone generations: live copies nested one inside the
 // other (a copy that forked a copy that forked a copy), each of which has
@@ -227,6 +231,9 @@ type Verdict struct {
 	Depth int
 	// Rate is Births per second of RateWindow.
 	Rate float64
+	// Burst counts the forks on record within RateWindow of the family's
+	// newest fork (up to burstClimb levels below each counting record).
+	Burst int
 	// Generations counts replication generations: the most exited,
 	// branching records (processes that exited leaving two or more lines of
 	// descendants) nested along one line of descent.
@@ -269,8 +276,12 @@ type Detector struct {
 
 type stats struct {
 	live, young, orphans, dead, births int32
-	depth                              int32 // -1: no live member below
-	generations                        int32
+	// burst counts the forks below and at the record within RateWindow of
+	// newest, the latest fork there (math.MinInt64: none).
+	burst       int32
+	newest      time.Duration
+	depth       int32 // -1: no live member below
+	generations int32
 	// copies counts live members that are copies (forked, never exec'd,
 	// known from their fork event); clones is the most copies of at least
 	// CopyAge nested one inside the other below the record, counting from
@@ -332,7 +343,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 	for i := len(order) - 1; i >= 0; i-- {
 		id := order[i]
 		r := rec.Get(id)
-		s := stats{depth: -1, first: r.Born, firstFork: math.MaxInt64}
+		s := stats{depth: -1, first: r.Born, firstFork: math.MaxInt64, newest: math.MinInt64}
 		children := 0
 		for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			c, chr := &d.st[ch], rec.Get(ch)
@@ -344,6 +355,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			s.dead += c.dead
 			s.births += c.births
 			s.copies += c.copies
+			s.newest = max(s.newest, c.newest)
 			if isCopy(chr, in) {
 				s.clonesAll = max(s.clonesAll, c.clonesAll+1)
 				if in.Now-chr.Born >= d.cfg.CopyAge {
@@ -388,12 +400,16 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 					s.generations++
 				}
 			}
-			if !r.Exec && !r.Scanned && r.Born >= rateCut {
-				s.births++
+			if forked(r) {
+				if r.Born >= rateCut {
+					s.births++
+				}
+				s.newest = max(s.newest, r.Born)
 			}
 		}
 		d.st[id] = s
 	}
+	d.countBursts(rec, order)
 	for _, id := range order {
 		r := rec.Get(id)
 		s := &d.st[id]
@@ -454,6 +470,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			Orphans:     int(s.orphans),
 			Dead:        int(s.dead),
 			Births:      int(s.births),
+			Burst:       int(s.burst),
 			Depth:       int(s.depth),
 			Rate:        float64(s.births) / d.cfg.RateWindow.Seconds(),
 			Generations: int(s.generations),
@@ -612,11 +629,43 @@ func (d *Detector) recent(s *stats) bool {
 }
 
 // cloning is the cloning rule with clones clone generations: a family of
-// copies, half of it born within RateWindow, with copies nested that deep.
+// copies, half as many of its births within RateWindow of its newest as it
+// has live members, with copies nested that deep.
 func (d *Detector) cloning(s *stats, clones int32) bool {
 	return s.live >= int32(d.cfg.CloningFamily) && clones >= int32(d.cfg.CloningGenerations) &&
-		s.copies >= s.live-1 && 2*s.births >= s.live
+		s.copies >= s.live-1 && 2*s.burst >= s.live
 }
+
+// burstClimb bounds how many levels above itself a fork is counted in
+// bursts, so that a pass stays linear in the records however deep the
+// lineage. The cloning rule, the only user, is for families of a few
+// levels: a fork loop is 4 or 5 deep at 400 members, a bomb that doubles
+// about log2 of its size; deeper families are caught by MinDepth.
+const burstClimb = 64
+
+// countBursts fills each record's burst: a fork counts at every record
+// above it (itself included) whose family's newest fork came at most
+// RateWindow after it. Going up, the newest fork only gets later, so each
+// fork counts at an unbroken run of records from itself upward, and the
+// climb stops at the first that is too late (or after burstClimb levels).
+func (d *Detector) countBursts(rec *lineage.Recorder, order []lineage.ID) {
+	for _, id := range order[1:] { // order[0] is the root of everything
+		r := rec.Get(id)
+		if !forked(r) {
+			continue
+		}
+		for a, n := id, 0; a > lineage.Root && n < burstClimb; a, n = rec.Get(a).Parent, n+1 {
+			if d.st[a].newest-r.Born > d.cfg.RateWindow {
+				break
+			}
+			d.st[a].burst++
+		}
+	}
+}
+
+// forked reports whether r was born of a fork event: not an exec image
+// (whose process was born earlier) nor a process known only from a scan.
+func forked(r *lineage.Record) bool { return !r.Exec && !r.Scanned }
 
 // isCopy reports whether r is a live member running a copy of its parent's
 // image: born of a fork event (not a scan, which cannot tell a copy from a

@@ -827,6 +827,66 @@ func TestCloningRecheck(t *testing.T) {
 	}
 }
 
+// TestSilentBurstSeenLate: a C fork() loop on a fast machine grows wide,
+// not deep (every member forks several copies before its children run):
+// 4 or 5 levels at its pids limit, short of MinDepth, and it never exits
+// a parent. It fills its limit in a burst, then sits there forking nothing.
+// A pass that first looks more than RateWindow later (a guard whose events
+// came late, or a deferred verdict checked again) must still flag it: the
+// burst is measured from its newest birth, not from now. A family of
+// copies that grew slowly to the same shape is no burst, however it is
+// looked at.
+func TestSilentBurstSeenLate(t *testing.T) {
+	for _, tc := range []struct {
+		name string
+		each time.Duration // between one fork and the next
+		bomb bool
+	}{
+		{"fork loop filling its limit in 50 ms", 25 * time.Microsecond, true},
+		{"the same copies forked steadily over 50 s", 25 * ms, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			rec := lineage.New(lineage.Config{})
+			now := 100 * time.Second
+			rec.Reconcile([]lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second}}, now)
+			rec.Fork(500, 1000, now)
+			rec.Exec(1000, now, []byte("forkloop"))
+			members, next := []int32{1000}, int32(1001)
+			// Rounds in which every member forks three copies: 4, 16, 64,
+			// 256, 1024, then up to the limit of 2000.
+			for len(members) < 2000 {
+				for _, p := range slices.Clone(members) {
+					for range 3 {
+						if len(members) == 2000 {
+							break
+						}
+						now += tc.each
+						rec.Fork(p, next, now)
+						members = append(members, next)
+						next++
+					}
+				}
+			}
+			now += 3 * time.Second // silent since
+			det := New(Config{})
+			v := det.Detect(Input{Lineage: rec, Now: now}, nil)
+			if !tc.bomb {
+				if len(v) != 0 {
+					t.Fatalf("false positive: %+v", v)
+				}
+				return
+			}
+			if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != 2000 {
+				t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all 2000 members", v)
+			}
+			if v[0].Depth >= det.Config().MinDepth || v[0].Births != 0 || v[0].Burst != 1999 {
+				t.Errorf("depth %d, births %d, burst %d: want a shallow family (under MinDepth %d), silent for 3 s, all 1999 of its forks in the burst",
+					v[0].Depth, v[0].Births, v[0].Burst, det.Config().MinDepth)
+			}
+		})
+	}
+}
+
 // TestForkLoopAtItsLimitSeenByScanKeepsItsRoot: a guard started after a C
 // fork loop filled its pids limit knows the loop only from a /proc scan,
 // and nobody is born any more. The loop's first child holds the one family
