@@ -207,7 +207,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		}
 		if fresh == 0 {
 			quiet++
-			nap(2 * time.Millisecond)
+			sys.SleepThread(2 * time.Millisecond)
 		} else {
 			quiet = 0
 		}
@@ -640,7 +640,7 @@ func (c *container) wait(timeout time.Duration) int {
 			if fd.fd != nil {
 				fd.fd.WaitExit(10 * time.Millisecond)
 			} else {
-				nap(10 * time.Millisecond)
+				sys.SleepThread(10 * time.Millisecond)
 			}
 		}
 	}
@@ -677,14 +677,4 @@ func (c *container) releaseFDs() {
 		unix.Close(fd)
 	}
 	c.reserve = nil
-}
-
-// nap sleeps in a raw nanosleep(2) rather than time.Sleep: the caller may
-// be a real-time thread locked to its goroutine, and a Go timer wake-up
-// needs another runtime thread, which a bomb's thousands of runnable tasks
-// can starve for seconds.
-func nap(d time.Duration) {
-	ts := unix.NsecToTimespec(int64(d))
-	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
-	}
 }

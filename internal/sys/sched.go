@@ -2,6 +2,7 @@ package sys
 
 import (
 	"fmt"
+	"time"
 
 	"golang.org/x/sys/unix"
 )
@@ -40,4 +41,19 @@ func SetNormal() error {
 		return fmt.Errorf("sched_setattr(SCHED_OTHER, nice %d) on thread %d: %w", attr.Nice, unix.Gettid(), err)
 	}
 	return nil
+}
+
+// SleepThread sleeps the calling thread for d in nanosleep(2), through the
+// runtime's system call path, resuming after signals. A goroutine that
+// sleeps on a Go timer, a channel or the network poller is woken by
+// another runtime thread, which runs at normal priority: a real-time
+// thread locked to its goroutine (see SetFIFO) that sleeps that way waits
+// for a normal thread to get a CPU, and a fork bomb's thousands of
+// runnable tasks can keep it waiting for seconds. Here the kernel wakes
+// the sleeper itself. The cost is that entering the system call may wake
+// the runtime's monitor thread, which a sleep in the poller does not.
+func SleepThread(d time.Duration) {
+	ts := unix.NsecToTimespec(int64(d))
+	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
+	}
 }
