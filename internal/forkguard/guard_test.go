@@ -189,8 +189,14 @@ func TestBombsAreContained(t *testing.T) {
 			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) > base }) {
 				t.Fatal("bomb did not start")
 			}
-			// The testbed's reaper forked the timeout wrapper.
-			wrapper := timeoutChild(t, cmd.Process.Pid)
+			// The testbed's reaper forked the timeout wrapper. Where it
+			// lives on (the SIGSTOP cases), wait for its exec: the group
+			// may show the reaper's child before it runs timeout.
+			wait := time.Duration(0)
+			if tc.method == "sigstop" {
+				wait = 5 * time.Second
+			}
+			wrapper := timeoutChild(t, cmd.Process.Pid, wait)
 			if tc.atCap {
 				if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) >= 1990 }) {
 					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
@@ -257,10 +263,22 @@ func TestBombsAreContained(t *testing.T) {
 }
 
 // timeoutChild returns the child of pid (the testbed's reaper) that runs
-// timeout, from /proc/PID/task/PID/children; 0 when it has exited. The
-// reaper is a subreaper, so the bomb's orphans are its children too: on a
-// fast machine some are there already.
-func timeoutChild(t *testing.T, pid int) int {
+// timeout, from /proc/PID/task/PID/children, waiting up to wait for one to
+// show; 0 when none does (it has exited, or not exec'd yet). The reaper is
+// a subreaper, so the bomb's orphans are its children too: on a fast
+// machine some are there already.
+func timeoutChild(t *testing.T, pid int, wait time.Duration) int {
+	t.Helper()
+	deadline := time.Now().Add(wait)
+	for {
+		if found := timeoutChildNow(t, pid); found != 0 || time.Now().After(deadline) {
+			return found
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+func timeoutChildNow(t *testing.T, pid int) int {
 	t.Helper()
 	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
 	if err != nil {
