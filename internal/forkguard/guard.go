@@ -371,17 +371,14 @@ func (g *Guard) Run(ctx context.Context) error {
 	// trickle of forks and execs costs a wake-up every few milliseconds,
 	// not one per event. Hot (the last take held a burst of hotBatch
 	// events or more: a bomb): take again at once.
-	// The active loop sleeps in the kernel at real-time priority (see
-	// pause), else on an Alarm: unlike time.Sleep, it does not wake Go's
-	// monitor thread (see source.Alarm).
-	var alarm *source.Alarm
-	if !g.rt.Load() {
-		var err error
-		if alarm, err = source.NewAlarm(); err != nil {
-			g.log.Warn("forkguard: sleeping on Go timers instead", "err", err)
-		} else {
-			defer alarm.Close()
-		}
+	// The active loop sleeps on an Alarm (unlike time.Sleep, it does not
+	// wake Go's monitor thread: see source.Alarm), or in the kernel when
+	// the thread is real-time and the take was not calm (see pause).
+	alarm, err := source.NewAlarm()
+	if err != nil {
+		g.log.Warn("forkguard: sleeping on Go timers instead", "err", err)
+	} else {
+		defer alarm.Close()
 	}
 	hot, trickle, calm := false, false, false
 	calmRun := 0            // calm takes in a row
@@ -400,7 +397,7 @@ func (g *Guard) Run(ctx context.Context) error {
 			case trickle:
 				delay = trickleDelay
 			}
-			g.pause(ctx, alarm, delay)
+			g.pause(ctx, alarm, delay, calm)
 		default:
 			wait := time.Duration(-1) // until an event
 			if due, ok := g.nextPass(); ok {
@@ -489,18 +486,22 @@ func (g *Guard) Run(ctx context.Context) error {
 	return nil
 }
 
-// pause sleeps for delay: in nanosleep(2) on the event thread when it runs
-// at real-time priority, else on alarm when there is one. A wake-up
-// through Go's poller (the alarm) needs a runtime thread of normal
-// priority to get a CPU first, and a bomb's runnable members kept it off
-// for 3 to 4 s on a 2-CPU machine, long enough for a fork() loop to fill
-// its pids limit unseen (TestBombsAreContained). A sleep in the kernel is
-// ended by the kernel, and the real-time thread preempts the bomb at once.
-// The price is that entering the system call may wake the runtime's
-// monitor thread, which the alarm does not: a few wake-ups more for each
-// lone process an idle machine starts.
-func (g *Guard) pause(ctx context.Context, alarm *source.Alarm, delay time.Duration) {
-	if g.rt.Load() {
+// pause sleeps for delay. On the real-time event thread, a pause that is
+// not calm sleeps in nanosleep(2): a wake-up through Go's poller (the
+// alarm) needs a runtime thread of normal priority to get a CPU first, and
+// while a bomb's members held both CPUs of a 2-CPU machine that took 3 to
+// 4 s, long enough for a fork() loop to fill its pids limit unseen
+// (TestBombsAreContained). A sleep in the kernel is ended by the kernel,
+// and the real-time thread preempts the bomb at once. But entering the
+// system call wakes the runtime's monitor thread, which then polls every
+// 20 µs for a while: a paced shell loop cost the process 560 context
+// switches a second that way, against 60 with the alarm. A calm pause (a
+// build's or a shell loop's trickle, see calmDelay) is where that would
+// add up, and no bomb is running then, so the runtime's threads are idle
+// in the poller and wake at once: it sleeps on the alarm (100 a second
+// with both kinds of pause).
+func (g *Guard) pause(ctx context.Context, alarm *source.Alarm, delay time.Duration, calm bool) {
+	if g.rt.Load() && !calm {
 		sys.SleepThread(delay)
 		return
 	}
