@@ -206,6 +206,74 @@ func TestKillFrozenVictimStaysAliveUntilThaw(t *testing.T) {
 	}
 }
 
+// TestMreleaseAfter: with MreleaseAfter, a victim that can run exits by
+// itself within the wait and is not reaped; a frozen one (it cannot run
+// its exit path) is reaped once the wait is over, its memory coming back
+// while it is still frozen.
+func TestMreleaseAfter(t *testing.T) {
+	hog := testbed.CompileC(t, hogSource)
+	start := func(t *testing.T) (*testbed.Group, Victim) {
+		g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+		g.Start(hog, "96", "0")
+		var pids []int
+		if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+			t.Fatalf("want the hog alone, have %v", pids)
+		}
+		waitUsage(t, g, func(u uint64) bool { return u >= 90<<20 }, 5*time.Second)
+		return g, members(t, pids)
+	}
+	t.Run("a victim that can run exits by itself", func(t *testing.T) {
+		g, v := start(t)
+		k := &Killer{Log: testLogger(t), Mrelease: true, MreleaseAfter: 2 * time.Second, Deadline: 5 * time.Second}
+		res := k.Kill(context.Background(), v)
+		checkPartition(t, v, res)
+		if res.Err != nil || len(res.Killed) != 1 || len(res.Released) != 0 {
+			t.Fatalf("Killed %v, Released %v, Err %v: want it killed, not reaped", res.Killed, res.Released, res.Err)
+		}
+		for _, s := range res.Steps {
+			if s.Op == OpMrelease {
+				t.Fatalf("reaped a victim that exited within the wait: %+v", res.Steps)
+			}
+		}
+		if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+			t.Fatalf("processes left after Kill: %v", g.Procs())
+		}
+	})
+	t.Run("a frozen victim is reaped after the wait", func(t *testing.T) {
+		g, v := start(t)
+		if err := g.Freezer.Freeze(5 * time.Second); err != nil {
+			t.Fatal(err)
+		}
+		const after = 200 * time.Millisecond
+		k := &Killer{Log: testLogger(t), Mrelease: true, MreleaseAfter: after, Deadline: 300 * time.Millisecond}
+		res := k.Kill(context.Background(), v)
+		checkPartition(t, v, res)
+		if len(res.Released) != 1 || len(res.StillAlive) != 1 {
+			t.Fatalf("Released %v, StillAlive %v: want the frozen victim reaped, and alive until thawed", res.Released, res.StillAlive)
+		}
+		var killed, reaped time.Time
+		for _, s := range res.Steps {
+			switch {
+			case s.Op == OpSignal && s.Signal == unix.SIGKILL:
+				killed = s.Time
+			case s.Op == OpMrelease:
+				reaped = s.Time
+			}
+		}
+		if gap := reaped.Sub(killed); killed.IsZero() || gap < after {
+			t.Fatalf("reaped %v after SIGKILL, want at least %v: %+v", gap, after, res.Steps)
+		}
+		// Reaped while still frozen: its memory is back.
+		waitUsage(t, g, func(u uint64) bool { return u < 32<<20 }, 5*time.Second)
+		if err := g.Freezer.Thaw(); err != nil {
+			t.Fatal(err)
+		}
+		if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+			t.Fatalf("victim did not die after thaw: %v", g.Procs())
+		}
+	})
+}
+
 func TestKillNeverHitsAReusedPID(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
 	g.Start("sleep", "60")

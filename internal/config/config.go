@@ -154,6 +154,9 @@ type Kill struct {
 	Deadline Duration `toml:"deadline"`
 	// Mrelease reaps the victim's memory with process_mrelease after SIGKILL.
 	Mrelease bool `toml:"mrelease"`
+	// MreleaseAfter is how long a victim has to exit by itself after
+	// SIGKILL before its memory is reaped (see action.Killer).
+	MreleaseAfter Duration `toml:"mrelease_after"`
 	// KillCgroup kills, after the victim's mm group, every other process
 	// of its cgroup (see etc/oomguard.toml).
 	KillCgroup bool `toml:"kill_cgroup"`

@@ -109,6 +109,7 @@ func TestRejections(t *testing.T) {
 		{"protect path", "[rules]\nprotect = [\"/usr/sbin/sshd\"]\n", 2, "has no '/'"},
 		{"kill deadline zero", "[kill]\ndeadline = \"0s\"\n", 2, "out of range"},
 		{"term grace too long", "[kill]\nterm_grace = \"2m\"\n", 2, "out of range"},
+		{"mrelease after past the deadline", "[kill]\ndeadline = \"1s\"\nmrelease_after = \"1500ms\"\n", 3, "out of range"},
 		{"forkbomb family", "[forkbomb]\nmin_family = 1\n", 2, "fewer than 2"},
 		{"forkbomb rate", "[forkbomb]\nmin_rate = 0\n", 2, "min_rate must be above 0"},
 		{"forkbomb age", "[forkbomb]\nmax_age = \"0s\"\n", 2, "out of range"},

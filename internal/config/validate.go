@@ -109,6 +109,7 @@ func (c *Config) Validate() error {
 
 	v.between("kill.deadline", c.Kill.Deadline, 10*time.Millisecond, time.Minute)
 	v.between("kill.term_grace", c.Kill.TermGrace, 0, time.Minute)
+	v.between("kill.mrelease_after", c.Kill.MreleaseAfter, 0, time.Duration(c.Kill.Deadline))
 
 	if c.ForkBomb.Enabled {
 		if c.ForkBomb.MinFamily < 2 {

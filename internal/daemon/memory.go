@@ -118,7 +118,8 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	m.rules = PolicyRules(cfg)
 	m.policy = policy.NewKiller(kc, m.rules)
 	m.grace = kc.TermGrace
-	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease}
+	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease,
+		MreleaseAfter: time.Duration(cfg.Kill.MreleaseAfter)}
 	if m.act.Deadline == 0 {
 		m.act.Deadline = policy.DefaultDeadline
 	}
