@@ -215,14 +215,17 @@ func freeLoopbackAddr(t *testing.T) string {
 	return l.Addr().String()
 }
 
-// startPrivateBus runs a dbus-daemon of the test's own and returns its address.
+// startPrivateBus runs a dbus-daemon of the test's own, listening in the
+// test's temporary directory (the session default, /tmp, keeps the socket
+// file after the daemon is killed), and returns its address.
 func startPrivateBus(t *testing.T) string {
 	t.Helper()
 	bin, err := exec.LookPath("dbus-daemon")
 	if err != nil {
 		t.Fatal("dbus-daemon is not installed; scripts/setup.sh installs it")
 	}
-	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--print-address=1")
+	cmd := exec.Command(bin, "--session", "--nofork", "--nopidfile", "--print-address=1",
+		"--address=unix:dir="+t.TempDir())
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {
 		t.Fatal(err)

@@ -27,7 +27,9 @@ func startBus(t *testing.T, cred *syscall.Credential) string {
 	if err != nil {
 		t.Skip("dbus-daemon not installed (apt package dbus-daemon): cannot start a private bus")
 	}
-	args := []string{"--session", "--nofork", "--nopidfile", "--print-address=1"}
+	// In the test's temporary directory: the session default, /tmp, keeps
+	// the socket file after the daemon is killed.
+	args := []string{"--session", "--nofork", "--nopidfile", "--print-address=1", "--address=unix:dir=" + t.TempDir()}
 	if cred != nil {
 		if os.Geteuid() != 0 {
 			t.Skip("running a bus as another user needs root")
