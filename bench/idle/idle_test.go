@@ -187,7 +187,7 @@ func writeDoc(t *testing.T, samples [][]sample, window, warmup time.Duration) {
 		fmt.Fprintf(&b, "| %s | %.1f | %.1f | %s | %s | %s | %s |\n", last.name, float64(last.rssKiB)/1024, float64(last.hwmKiB)/1024,
 			strings.Join(cpu, ", "), strings.Join(eo, ", "), strings.Join(ratio, ", "), strings.Join(forks, ", "))
 	}
-	b.WriteString("\nThe fork-bomb guard handles every fork, exec and exit event of the machine, so its share grows with the machine's fork rate (last column); on a silent machine it sleeps until the next event, and each lone process (its fork, exec and exit) costs it two wake-ups. The run without it shows what the memory killer alone costs.\n")
+	b.WriteString("\nThe fork-bomb guard handles every fork, exec and exit event of the machine, so its share grows with the machine's fork rate (last column); on a silent machine it sleeps until the next event, and each lone process (its fork, exec and exit) costs it two wake-ups, the second after a 5 ms sleep in nanosleep(2) that also sets Go's monitor thread polling for about a millisecond. The run without it shows what the memory killer alone costs.\n")
 	if err := os.WriteFile("../../docs/benchmarks/idle.md", []byte(b.String()), 0o644); err != nil {
 		t.Fatal(err)
 	}
