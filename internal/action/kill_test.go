@@ -212,16 +212,7 @@ func TestKillFrozenVictimStaysAliveUntilThaw(t *testing.T) {
 // while it is still frozen.
 func TestMreleaseAfter(t *testing.T) {
 	hog := testbed.CompileC(t, hogSource)
-	start := func(t *testing.T) (*testbed.Group, Victim) {
-		g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
-		g.Start(hog, "96", "0")
-		var pids []int
-		if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
-			t.Fatalf("want the hog alone, have %v", pids)
-		}
-		waitUsage(t, g, func(u uint64) bool { return u >= 90<<20 }, 5*time.Second)
-		return g, members(t, pids)
-	}
+	start := func(t *testing.T) (*testbed.Group, Victim) { return startLoneHog(t, hog, 96) }
 	t.Run("a victim that can run exits by itself", func(t *testing.T) {
 		g, v := start(t)
 		k := &Killer{Log: testLogger(t), Mrelease: true, MreleaseAfter: 2 * time.Second, Deadline: 5 * time.Second}
@@ -272,6 +263,20 @@ func TestMreleaseAfter(t *testing.T) {
 			t.Fatalf("victim did not die after thaw: %v", g.Procs())
 		}
 	})
+}
+
+// startLoneHog starts hog holding mib MiB, without sharers, in a testbed
+// group of its own, and returns once its memory is in.
+func startLoneHog(t *testing.T, hog string, mib uint64) (*testbed.Group, Victim) {
+	t.Helper()
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
+	g.Start(hog, strconv.FormatUint(mib, 10), "0")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
+		t.Fatalf("want the hog alone in its group, have %v", pids)
+	}
+	waitUsage(t, g, func(u uint64) bool { return u >= (mib-5)<<20 }, 10*time.Second)
+	return g, members(t, pids)
 }
 
 func TestKillNeverHitsAReusedPID(t *testing.T) {
@@ -368,15 +373,9 @@ func TestMreleaseReleasesMemory(t *testing.T) {
 	hog := testbed.CompileC(t, hogSource)
 	for _, mrelease := range []bool{true, false} {
 		t.Run("mrelease="+strconv.FormatBool(mrelease), func(t *testing.T) {
-			g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 20})
-			g.Start(hog, "200", "0")
-			var pids []int
-			if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 1 }) {
-				t.Fatalf("hog did not start: %v", pids)
-			}
-			waitUsage(t, g, func(u uint64) bool { return u >= 195<<20 }, 10*time.Second)
+			g, v := startLoneHog(t, hog, 200)
+			pids := []int{v.Members[0].PID}
 			k := &Killer{Log: testLogger(t), Mrelease: mrelease}
-			v := members(t, pids)
 			begin := time.Now()
 			res := k.Kill(context.Background(), v)
 			checkPartition(t, v, res)

@@ -707,8 +707,14 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			"age", now()-p.Born, "scanned", p.Scanned)
 	}
 	g.mu.Unlock()
-	reason := fmt.Sprintf("fork bomb: family of %s has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s (%d births within %v of its newest), %d replication and %d clone generations",
-		rootName, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, v.Burst, g.det.Config().RateWindow, v.Generations, v.Clones)
+	// The burst is what the cloning rule counts: a family silent at its
+	// limit shows 0 births/s but the births of its last second on record.
+	burst := ""
+	if v.Burst > 0 {
+		burst = fmt.Sprintf(" (%d within %v of its newest birth)", v.Burst, g.det.Config().RateWindow)
+	}
+	reason := fmt.Sprintf("fork bomb: family of %s has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s%s, %d replication and %d clone generations",
+		rootName, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, burst, v.Generations, v.Clones)
 	nums := map[string]float64{
 		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "burst": float64(v.Burst), "young": float64(v.Young),
 		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),

@@ -39,8 +39,10 @@ import (
 // from its newest birth, not from now, so that a family that grew in a
 // burst and then went silent at its pids limit is still seen as one by a
 // pass that comes late, such as a guard whose events were delayed), every
-// live member but its root a copy
-// (forked, never exec'd, not known only from a /proc scan), and at least
+// live member but its root a copy (forked, never exec'd, known from its
+// fork event; or, in a family of MinFamily or more, known from a /proc
+// scan and carrying its parent's name, which is all a scan can tell), and
+// at least
 // CloningGenerations clone generations: live copies nested one inside the
 // other (a copy that forked a copy that forked a copy), each of which has
 // run CopyAge without exec.
@@ -231,15 +233,17 @@ type Verdict struct {
 	Depth int
 	// Rate is Births per second of RateWindow.
 	Rate float64
-	// Burst counts the forks on record within RateWindow of the family's
-	// newest fork (up to burstClimb levels below each counting record).
+	// Burst counts the processes on record started within RateWindow of
+	// the family's newest start (up to burstClimb levels below each
+	// counting record).
 	Burst int
 	// Generations counts replication generations: the most exited,
 	// branching records (processes that exited leaving two or more lines of
 	// descendants) nested along one line of descent.
 	Generations int
 	// Clones counts clone generations: the most live copies (forked, never
-	// exec'd, for at least CopyAge) nested one inside the other below Root.
+	// exec'd, for at least CopyAge), or namesakes (see namesake), nested
+	// one inside the other below Root.
 	Clones int
 	// FirstBorn is the earliest birth in the family: when it started.
 	FirstBorn time.Duration
@@ -276,17 +280,20 @@ type Detector struct {
 
 type stats struct {
 	live, young, orphans, dead, births int32
-	// burst counts the forks below and at the record within RateWindow of
-	// newest, the latest fork there (math.MinInt64: none).
+	// burst counts the processes started below and at the record within
+	// RateWindow of newest, the latest start there (math.MinInt64: none);
+	// a start is a fork event, or the start time a scan read.
 	burst       int32
 	newest      time.Duration
 	depth       int32 // -1: no live member below
 	generations int32
 	// copies counts live members that are copies (forked, never exec'd,
-	// known from their fork event); clones is the most copies of at least
-	// CopyAge nested one inside the other below the record, counting from
-	// its children, and clonesAll the same for copies of any age.
-	copies, clones, clonesAll int32
+	// known from their fork event), and namesakes those known from a scan
+	// that carry their parent's name (see namesake); clones is the most
+	// copies or namesakes of at least CopyAge nested one inside the other
+	// below the record, counting from its children, and clonesAll the
+	// same for any age.
+	copies, namesakes, clones, clonesAll int32
 	// first is the earliest birth in the family, firstFork the earliest
 	// below the record (its own exec images aside); math.MaxInt64: none.
 	first, firstFork time.Duration
@@ -355,8 +362,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			s.dead += c.dead
 			s.births += c.births
 			s.copies += c.copies
+			s.namesakes += c.namesakes
 			s.newest = max(s.newest, c.newest)
-			if isCopy(chr, in) {
+			if isCopy(chr, in) || namesake(r, chr, in) {
 				s.clonesAll = max(s.clonesAll, c.clonesAll+1)
 				if in.Now-chr.Born >= d.cfg.CopyAge {
 					s.clones = max(s.clones, c.clones+1)
@@ -390,6 +398,8 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 				}
 				if isCopy(r, in) {
 					s.copies++
+				} else if namesake(rec.Get(r.Parent), r, in) {
+					s.namesakes++
 				}
 			}
 			if !r.Alive && r.Exited {
@@ -400,10 +410,10 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 					s.generations++
 				}
 			}
-			if forked(r) {
-				if r.Born >= rateCut {
-					s.births++
-				}
+			if forked(r) && r.Born >= rateCut {
+				s.births++
+			}
+			if !r.Exec {
 				s.newest = max(s.newest, r.Born)
 			}
 		}
@@ -630,10 +640,19 @@ func (d *Detector) recent(s *stats) bool {
 
 // cloning is the cloning rule with clones clone generations: a family of
 // copies, half as many of its births within RateWindow of its newest as it
-// has live members, with copies nested that deep.
+// has live members, with copies nested that deep. Namesakes (copies as far
+// as a scan can tell) count as copies in a family of MinFamily or more: a
+// fork() loop that filled its pids limit before the guard saw it, or
+// whose events were lost, is a scan's namesakes, every one started in one
+// burst; on a fast machine it is too shallow for MinDepth (4 or 5 levels at
+// 2,000 members).
 func (d *Detector) cloning(s *stats, clones int32) bool {
+	copies := s.copies
+	if s.live >= int32(d.cfg.MinFamily) {
+		copies += s.namesakes
+	}
 	return s.live >= int32(d.cfg.CloningFamily) && clones >= int32(d.cfg.CloningGenerations) &&
-		s.copies >= s.live-1 && 2*s.burst >= s.live
+		copies >= s.live-1 && 2*s.burst >= s.live
 }
 
 // burstClimb bounds how many levels above itself a fork is counted in
@@ -643,15 +662,16 @@ func (d *Detector) cloning(s *stats, clones int32) bool {
 // about log2 of its size; deeper families are caught by MinDepth.
 const burstClimb = 64
 
-// countBursts fills each record's burst: a fork counts at every record
-// above it (itself included) whose family's newest fork came at most
-// RateWindow after it. Going up, the newest fork only gets later, so each
-// fork counts at an unbroken run of records from itself upward, and the
-// climb stops at the first that is too late (or after burstClimb levels).
+// countBursts fills each record's burst: a process's start (its fork, or
+// the start time a scan read) counts at every record above it (itself
+// included) whose family's newest start came at most RateWindow after it.
+// Going up, the newest start only gets later, so each start counts at an
+// unbroken run of records from itself upward, and the climb stops at the
+// first that is too late (or after burstClimb levels).
 func (d *Detector) countBursts(rec *lineage.Recorder, order []lineage.ID) {
 	for _, id := range order[1:] { // order[0] is the root of everything
 		r := rec.Get(id)
-		if !forked(r) {
+		if r.Exec { // an image of a process started earlier
 			continue
 		}
 		for a, n := id, 0; a > lineage.Root && n < burstClimb; a, n = rec.Get(a).Parent, n+1 {
@@ -666,6 +686,17 @@ func (d *Detector) countBursts(rec *lineage.Recorder, order []lineage.ID) {
 // forked reports whether r was born of a fork event: not an exec image
 // (whose process was born earlier) nor a process known only from a scan.
 func forked(r *lineage.Record) bool { return !r.Exec && !r.Scanned }
+
+// namesake reports whether r, a live member known only from a /proc scan
+// (a guard started late, or resynchronised after lost events), carries the
+// name of its parent p: a copy of it as far as a scan can tell, which
+// cannot tell a copy from a program that exec'd the same name (a shell
+// running a shell script). So namesakes count toward the cloning rule
+// only in families of MinFamily or more (see cloning).
+func namesake(p, r *lineage.Record, in Input) bool {
+	return p != nil && r.Scanned && r.Alive && !r.Kthread && r.Comm[0] != 0 && r.Comm == p.Comm &&
+		in.Scope.Contains(r.PID)
+}
 
 // isCopy reports whether r is a live member running a copy of its parent's
 // image: born of a fork event (not a scan, which cannot tell a copy from a

@@ -887,6 +887,77 @@ func TestSilentBurstSeenLate(t *testing.T) {
 	}
 }
 
+// TestScannedBurstOfNamesakes: a guard that starts after a fast machine's
+// fork() loop filled its limit (or resynchronises from /proc after losing
+// its events) knows the loop only from a scan: no fork events, so no
+// copies and no births, and the loop is 4 levels deep, short of MinDepth.
+// What a scan does show: every member carries its parent's name, and all
+// started in one burst. Families a scan shows alike but that are not
+// bombs: a prefork pool (namesakes one level deep), the same wide tree of
+// namesakes started steadily over 50 s, and a smaller one (a shell running
+// nested shell scripts in a burst, which a scan cannot tell from a loop).
+func TestScannedBurstOfNamesakes(t *testing.T) {
+	var loop, other [16]byte
+	copy(loop[:], "forkloop")
+	copy(other[:], "bash")
+	for _, tc := range []struct {
+		name   string
+		size   int           // members, root included
+		fanout int           // children each member starts per round; 0: all from the root
+		each   time.Duration // between one start and the next
+		bomb   bool
+	}{
+		{"fork loop at its limit, started in 50 ms", 2000, 3, 25 * time.Microsecond, true},
+		{"prefork pool of 400, started in 40 ms", 400, 0, 100 * time.Microsecond, false},
+		{"the loop's shape, started over 50 s", 2000, 3, 25 * ms, false},
+		{"nested shells, 150 started in 15 ms", 150, 3, 100 * time.Microsecond, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := 100 * time.Second
+			born := now - 5*time.Second - time.Duration(tc.size)*tc.each
+			// Started from a login shell (old, never part of a family):
+			// with a young launcher between them the family would be one
+			// level deeper, and a tree of three rounds more passes MinDepth.
+			procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second, Comm: other},
+				{PID: 1000, PPID: 500, Born: born, Comm: loop}}
+			members, next := []int32{1000}, int32(1001)
+			for len(members) < tc.size {
+				parents, fanout := slices.Clone(members), tc.fanout
+				if fanout == 0 {
+					parents, fanout = []int32{1000}, tc.size
+				}
+				for _, p := range parents {
+					for range fanout {
+						if len(members) == tc.size {
+							break
+						}
+						born += tc.each
+						procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: born, Comm: loop})
+						members = append(members, next)
+						next++
+					}
+				}
+			}
+			rec := lineage.New(lineage.Config{})
+			rec.Reconcile(procs, now)
+			det := New(Config{})
+			v := det.Detect(Input{Lineage: rec, Now: now}, nil)
+			if !tc.bomb {
+				if len(v) != 0 {
+					t.Fatalf("false positive: %+v", v)
+				}
+				return
+			}
+			if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != tc.size {
+				t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, tc.size)
+			}
+			if v[0].Depth >= det.Config().MinDepth || v[0].Orphans != 0 {
+				t.Errorf("depth %d, orphans %d: want a shallow family without orphans, which only the burst of namesakes gives away", v[0].Depth, v[0].Orphans)
+			}
+		})
+	}
+}
+
 // TestForkLoopAtItsLimitSeenByScanKeepsItsRoot: a guard started after a C
 // fork loop filled its pids limit knows the loop only from a /proc scan,
 // and nobody is born any more. The loop's first child holds the one family
