@@ -498,8 +498,8 @@ func (g *Guard) Run(ctx context.Context) error {
 // switches a second that way, against 60 with the alarm. A calm pause (a
 // build's or a shell loop's trickle, see calmDelay) is where that would
 // add up, and no bomb is running then, so the runtime's threads are idle
-// in the poller and wake at once: it sleeps on the alarm (100 a second
-// with both kinds of pause).
+// in the poller and wake at once: it sleeps on the alarm (the shell loop
+// then cost 100 context switches a second).
 func (g *Guard) pause(ctx context.Context, alarm *source.Alarm, delay time.Duration, calm bool) {
 	if g.rt.Load() && !calm {
 		sys.SleepThread(delay)
