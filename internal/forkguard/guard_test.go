@@ -271,9 +271,10 @@ func TestBombsAreContained(t *testing.T) {
 
 // timeoutChild returns the child of pid (the testbed's reaper) that runs
 // timeout, from /proc/PID/task/PID/children, waiting up to wait for one to
-// show; 0 when none does (it has exited, or not exec'd yet). The reaper is
-// a subreaper, so the bomb's orphans are its children too: on a fast
-// machine some are there already.
+// show; 0 when none does (it has exited). The reaper is a subreaper, so
+// the bomb's orphans are its children too: on a fast machine some are
+// there already. A child that still carries the reaper's own name is the
+// wrapper before its exec (the reaper forks nothing else), the same PID.
 func timeoutChild(t *testing.T, pid int, wait time.Duration) int {
 	t.Helper()
 	deadline := time.Now().Add(wait)
@@ -291,10 +292,14 @@ func timeoutChildNow(t *testing.T, pid int) int {
 	if err != nil {
 		t.Fatalf("children of %d: %v", pid, err)
 	}
+	reaper, err := os.ReadFile(fmt.Sprintf("/proc/%d/comm", pid))
+	if err != nil {
+		t.Fatalf("name of the reaper %d: %v", pid, err)
+	}
 	found := 0
 	for _, f := range strings.Fields(string(b)) {
 		comm, err := os.ReadFile("/proc/" + f + "/comm")
-		if err != nil || strings.TrimSpace(string(comm)) != "timeout" {
+		if c := strings.TrimSpace(string(comm)); err != nil || (c != "timeout" && c != strings.TrimSpace(string(reaper))) {
 			continue
 		}
 		if found != 0 {
