@@ -349,13 +349,16 @@ func (g *Guard) Run(ctx context.Context) error {
 	if err := g.resync(true); err != nil {
 		return err
 	}
-	// A collection now, while the machine is calm: the first one a
-	// process makes starts the runtime's background mark workers and
-	// waits for each to run, on threads of normal priority. Made first by
-	// this thread in a bomb's containment (which allocates), that wait
-	// took 2.4 to 3.3 s on a 2-CPU machine, the bomb's members holding
-	// every CPU; once started, the workers stay.
-	runtime.GC()
+	// A collection now, from another goroutine: the first one a process
+	// makes starts the runtime's background mark workers and waits for
+	// each to run, on threads of normal priority. Made first by this
+	// thread in a bomb's containment (which allocates), that wait took
+	// 2.4 to 3.3 s on a 2-CPU machine, the bomb's members holding every
+	// CPU; once started, the workers stay. On a calm machine this one is
+	// over in milliseconds. Not on this thread: with a bomb already
+	// running (a guard started late), a whole collection waits on those
+	// threads, and the guard was not ready after 10 s.
+	go runtime.GC()
 	g.pgscan, _ = g.readPgscan()
 	close(g.ready)
 	g.log.Info("forkguard: watching", "processes", g.rec.LiveCount(), "filter", g.conn.Filtered(),
