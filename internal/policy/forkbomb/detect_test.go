@@ -869,15 +869,9 @@ func TestSilentBurstSeenLate(t *testing.T) {
 			}
 			now += 3 * time.Second // silent since
 			det := New(Config{})
-			v := det.Detect(Input{Lineage: rec, Now: now}, nil)
-			if !tc.bomb {
-				if len(v) != 0 {
-					t.Fatalf("false positive: %+v", v)
-				}
+			v, ok := loopVerdict(t, det, rec, now, tc.bomb, 2000)
+			if !ok {
 				return
-			}
-			if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != 2000 {
-				t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all 2000 members", v)
 			}
 			if v[0].Depth >= det.Config().MinDepth || v[0].Births != 0 || v[0].Burst != 1999 {
 				t.Errorf("depth %d, births %d, burst %d: want a shallow family (under MinDepth %d), silent for 3 s, all 1999 of its forks in the burst",
@@ -885,6 +879,24 @@ func TestSilentBurstSeenLate(t *testing.T) {
 			}
 		})
 	}
+}
+
+// loopVerdict runs det on rec at now. When bomb, it wants one verdict: the
+// loop's root, pid 1000, with all size members, and returns the verdicts
+// and true; otherwise it wants none, and returns false.
+func loopVerdict(t *testing.T, det *Detector, rec *lineage.Recorder, now time.Duration, bomb bool, size int) ([]Verdict, bool) {
+	t.Helper()
+	v := det.Detect(Input{Lineage: rec, Now: now}, nil)
+	if !bomb {
+		if len(v) != 0 {
+			t.Fatalf("false positive: %+v", v)
+		}
+		return nil, false
+	}
+	if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != size {
+		t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, size)
+	}
+	return v, true
 }
 
 // TestScannedBurstOfNamesakes: a guard that starts after a fast machine's
@@ -941,15 +953,9 @@ func TestScannedBurstOfNamesakes(t *testing.T) {
 			rec := lineage.New(lineage.Config{})
 			rec.Reconcile(procs, now)
 			det := New(Config{})
-			v := det.Detect(Input{Lineage: rec, Now: now}, nil)
-			if !tc.bomb {
-				if len(v) != 0 {
-					t.Fatalf("false positive: %+v", v)
-				}
+			v, ok := loopVerdict(t, det, rec, now, tc.bomb, tc.size)
+			if !ok {
 				return
-			}
-			if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != tc.size {
-				t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, tc.size)
 			}
 			if v[0].Depth >= det.Config().MinDepth || v[0].Orphans != 0 {
 				t.Errorf("depth %d, orphans %d: want a shallow family without orphans, which only the burst of namesakes gives away", v[0].Depth, v[0].Orphans)
