@@ -182,10 +182,9 @@ func (r *run) fail(err error) {
 // verifies its start time, optionally sends SIGTERM and waits TermGrace,
 // sends SIGKILL to every member still alive, then (with Mrelease) calls
 // process_mrelease on each of them still alive after MreleaseAfter, and
-// finally waits for death on the
-// pidfds up to Deadline or until ctx ends. It never signals a member whose
-// identity it could not verify. Kill does not retry: call it again with the
-// StillAlive members to wait once more.
+// finally waits for death on the pidfds up to Deadline or until ctx ends.
+// It never signals a member whose identity it could not verify. Kill does
+// not retry: call it again with the StillAlive members to wait once more.
 func (k *Killer) Kill(ctx context.Context, v Victim) Result {
 	r := &run{k: k, v: v, logger: k.log()}
 	defer func() {

@@ -655,7 +655,7 @@ func (d *Detector) cloning(s *stats, clones int32) bool {
 		copies >= s.live-1 && 2*s.burst >= s.live
 }
 
-// burstClimb bounds how many levels above itself a fork is counted in
+// burstClimb bounds how many levels above itself a start is counted in
 // bursts, so that a pass stays linear in the records however deep the
 // lineage. The cloning rule, the only user, is for families of a few
 // levels: a fork loop is 4 or 5 deep at 400 members, a bomb that doubles
