@@ -35,17 +35,19 @@ import (
 // or, for bombs whose members live on and keep forking copies of
 // themselves (a fork() loop, a bomb that sleeps between forks), when it is
 // recent as above, has at least CloningFamily live members, at least half
-// as many births within RateWindow of its newest birth (a burst: measured
-// from its newest birth, not from now, so that a family that grew in a
-// burst and then went silent at its pids limit is still seen as one by a
-// pass that comes late, such as a guard whose events were delayed), every
-// live member but its root a copy (forked, never exec'd, known from its
-// fork event; or, in a family of MinFamily or more, known from a /proc
-// scan and carrying its parent's name, which is all a scan can tell), and
-// at least
-// CloningGenerations clone generations: live copies nested one inside the
-// other (a copy that forked a copy that forked a copy), each of which has
-// run CopyAge without exec.
+// as many births within RateWindow of its newest prompt birth (a burst:
+// measured from its newest birth, not from now, so that a family that grew
+// in a burst and then went silent at its pids limit is still seen as one
+// by a pass that comes late, such as a guard whose events were delayed;
+// and from the newest birth that came within RateWindow of its parent's,
+// so that a straggler does not hide the burst: a member a long-lived one
+// forked later, when a bomb at its limit refills a slot that some other
+// process freed), every live member but its root a copy (forked, never
+// exec'd, known from its fork event; or, in a family of MinFamily or more,
+// known from a /proc scan and carrying its parent's name, which is all a
+// scan can tell), and at least CloningGenerations clone generations: live
+// copies nested one inside the other (a copy that forked a copy that
+// forked a copy), each of which has run CopyAge without exec.
 //
 // The defaults, and why:
 //
@@ -234,8 +236,8 @@ type Verdict struct {
 	// Rate is Births per second of RateWindow.
 	Rate float64
 	// Burst counts the processes on record started within RateWindow of
-	// the family's newest start (up to burstClimb levels below each
-	// counting record).
+	// the family's newest prompt start (see prompt; up to burstClimb levels
+	// below each counting record).
 	Burst int
 	// Generations counts replication generations: the most exited,
 	// branching records (processes that exited leaving two or more lines of
@@ -281,8 +283,9 @@ type Detector struct {
 type stats struct {
 	live, young, orphans, dead, births int32
 	// burst counts the processes started below and at the record within
-	// RateWindow of newest, the latest start there (math.MinInt64: none);
-	// a start is a fork event, or the start time a scan read.
+	// RateWindow before newest, the latest prompt start there (see prompt;
+	// math.MinInt64: none); a start is a fork event, or the start time a
+	// scan read.
 	burst       int32
 	newest      time.Duration
 	depth       int32 // -1: no live member below
@@ -413,7 +416,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			if forked(r) && r.Born >= rateCut {
 				s.births++
 			}
-			if !r.Exec {
+			if !r.Exec && prompt(rec, r, d.cfg.RateWindow) {
 				s.newest = max(s.newest, r.Born)
 			}
 		}
@@ -639,8 +642,8 @@ func (d *Detector) recent(s *stats) bool {
 }
 
 // cloning is the cloning rule with clones clone generations: a family of
-// copies, half as many of its births within RateWindow of its newest as it
-// has live members, with copies nested that deep. Namesakes (copies as far
+// copies, half as many of its births within RateWindow of its newest prompt
+// one (see prompt) as it has live members, with copies nested that deep. Namesakes (copies as far
 // as a scan can tell) count as copies in a family of MinFamily or more: a
 // fork() loop that filled its pids limit before the guard saw it, or
 // whose events were lost, is a scan's namesakes, every one started in one
@@ -664,10 +667,11 @@ const burstClimb = 64
 
 // countBursts fills each record's burst: a process's start (its fork, or
 // the start time a scan read) counts at every record above it (itself
-// included) whose family's newest start came at most RateWindow after it.
-// Going up, the newest start only gets later, so each start counts at an
-// unbroken run of records from itself upward, and the climb stops at the
-// first that is too late (or after burstClimb levels).
+// included) whose family's newest prompt start came at most RateWindow
+// after it, and not before it (a straggler is not counted). Going up, the
+// newest prompt start only gets later (or first appears), so each start
+// counts at an unbroken run of records, and the climb stops at the first
+// whose newest prompt start is too late (or after burstClimb levels).
 func (d *Detector) countBursts(rec *lineage.Recorder, order []lineage.ID) {
 	for _, id := range order[1:] { // order[0] is the root of everything
 		r := rec.Get(id)
@@ -675,12 +679,31 @@ func (d *Detector) countBursts(rec *lineage.Recorder, order []lineage.ID) {
 			continue
 		}
 		for a, n := id, 0; a > lineage.Root && n < burstClimb; a, n = rec.Get(a).Parent, n+1 {
-			if d.st[a].newest-r.Born > d.cfg.RateWindow {
+			newest := d.st[a].newest
+			if newest == math.MinInt64 || r.Born > newest { // no prompt start here yet, or a later straggler
+				continue
+			}
+			if newest-r.Born > d.cfg.RateWindow {
 				break
 			}
 			d.st[a].burst++
 		}
 	}
+}
+
+// prompt reports whether r, a process's first image, started within window
+// of the process that forked it (or its parent is unknown). The burst of a
+// family is measured back from its newest prompt start: a bomb's members
+// fork as soon as they run, while a member that a long-lived one forks
+// later (a bomb at its pids limit refilling a slot that another process of
+// its cgroup or session freed) is a straggler, and measured back from it
+// the burst would be that straggler alone. A family grown slowly has no
+// burst before its newest prompt start either.
+func prompt(rec *lineage.Recorder, r *lineage.Record, window time.Duration) bool {
+	if r.Parent <= lineage.Root {
+		return true
+	}
+	return r.Born-rec.Get(r.Parent).Born <= window
 }
 
 // forked reports whether r was born of a fork event: not an exec image

@@ -840,10 +840,16 @@ func TestSilentBurstSeenLate(t *testing.T) {
 	for _, tc := range []struct {
 		name string
 		each time.Duration // between one fork and the next
-		bomb bool
+		// straggler: 2 s after the burst, a member exits and one of the
+		// loop's first copies forks another in its slot (a bomb at its
+		// pids limit refilling a slot that some other process freed).
+		straggler bool
+		bomb      bool
 	}{
-		{"fork loop filling its limit in 50 ms", 25 * time.Microsecond, true},
-		{"the same copies forked steadily over 50 s", 25 * ms, false},
+		{"fork loop filling its limit in 50 ms", 25 * time.Microsecond, false, true},
+		{"the same loop refilling a slot 2 s later", 25 * time.Microsecond, true, true},
+		{"the same copies forked steadily over 50 s", 25 * ms, false, false},
+		{"the same, refilling a slot 2 s later", 25 * ms, true, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			rec := lineage.New(lineage.Config{})
@@ -867,13 +873,20 @@ func TestSilentBurstSeenLate(t *testing.T) {
 					}
 				}
 			}
+			wantBurst := 1999
+			if tc.straggler {
+				now += 2 * time.Second
+				rec.Exit(members[len(members)-1], now)
+				rec.Fork(1001, next, now)
+				wantBurst = 1998 // the straggler and the one that exited are not in it
+			}
 			now += 3 * time.Second // silent since
 			det := New(Config{})
 			v, ok := loopVerdict(t, det, rec, now, tc.bomb, 2000)
 			if !ok {
 				return
 			}
-			if v[0].Depth >= det.Config().MinDepth || v[0].Births != 0 || v[0].Burst != 1999 {
+			if v[0].Depth >= det.Config().MinDepth || v[0].Births != 0 || v[0].Burst != wantBurst {
 				t.Errorf("depth %d, births %d, burst %d: want a shallow family (under MinDepth %d), silent for 3 s, all 1999 of its forks in the burst",
 					v[0].Depth, v[0].Births, v[0].Burst, det.Config().MinDepth)
 			}
@@ -917,12 +930,17 @@ func TestScannedBurstOfNamesakes(t *testing.T) {
 		size   int           // members, root included
 		fanout int           // children each member starts per round; 0: all from the root
 		each   time.Duration // between one start and the next
-		bomb   bool
+		// straggler: the last member was started 3 s after the others, by
+		// one of the loop's first copies (a slot refilled at the limit).
+		straggler bool
+		bomb      bool
 	}{
-		{"fork loop at its limit, started in 50 ms", 2000, 3, 25 * time.Microsecond, true},
-		{"prefork pool of 400, started in 40 ms", 400, 0, 100 * time.Microsecond, false},
-		{"the loop's shape, started over 50 s", 2000, 3, 25 * ms, false},
-		{"nested shells, 150 started in 15 ms", 150, 3, 100 * time.Microsecond, false},
+		{"fork loop at its limit, started in 50 ms", 2000, 3, 25 * time.Microsecond, false, true},
+		{"the same with a slot refilled 3 s later", 2000, 3, 25 * time.Microsecond, true, true},
+		{"prefork pool of 400, started in 40 ms", 400, 0, 100 * time.Microsecond, false, false},
+		{"the loop's shape, started over 50 s", 2000, 3, 25 * ms, false, false},
+		{"the same with a slot refilled 3 s later", 2000, 3, 25 * ms, true, false},
+		{"nested shells, 150 started in 15 ms", 150, 3, 100 * time.Microsecond, false, false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := 100 * time.Second
@@ -949,6 +967,10 @@ func TestScannedBurstOfNamesakes(t *testing.T) {
 						next++
 					}
 				}
+			}
+			if tc.straggler {
+				last := &procs[len(procs)-1]
+				last.PPID, last.Born = 1001, born+3*time.Second
 			}
 			rec := lineage.New(lineage.Config{})
 			rec.Reconcile(procs, now)
