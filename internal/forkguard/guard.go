@@ -696,14 +696,44 @@ func (g *Guard) recheck(t time.Duration) {
 	}
 }
 
+// boolNumber is 1 for true and 0 for false, for an action's numbers.
+func boolNumber(b bool) float64 {
+	if b {
+		return 1
+	}
+	return 0
+}
+
 // contain stops and kills one family and records the action.
 func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb.PIDSet) {
 	g.mu.Lock()
 	root := g.rec.Get(v.Root)
-	rootName := fmt.Sprintf("%s (pid %d)", root.CommString(), v.RootPID)
-	if root.CommStale {
+	// The root's process is named by its last image: a wrapper forked by
+	// a shell that exec'd timeout is "timeout", not the shell's name.
+	named := root
+	for id := v.Root; id != lineage.None; {
+		next := lineage.None
+		for ch := g.rec.Get(id).FirstChild; ch != lineage.None; ch = g.rec.Get(ch).NextSibling {
+			if g.rec.Get(ch).Exec {
+				next = ch
+			}
+		}
+		if next != lineage.None {
+			named = g.rec.Get(next)
+		}
+		id = next
+	}
+	rootName := fmt.Sprintf("%s (pid %d)", named.CommString(), v.RootPID)
+	// A root that exited (a bomb's first shell, or a launcher that died)
+	// is named as such: its PID is no longer the family's, and whatever
+	// shares its cgroup now is judged without it.
+	rootExited := root.Exited && !v.RootAlive
+	if rootExited {
+		rootName = fmt.Sprintf("%s (pid %d, exited)", named.CommString(), v.RootPID)
+	}
+	if named.CommStale {
 		rootName = fmt.Sprintf("pid %d (name unknown: it exited before it could be read; last known name %s)",
-			v.RootPID, root.CommString())
+			v.RootPID, named.CommString())
 	}
 	if p := g.rec.Get(root.Parent); p != nil {
 		g.log.Debug("forkguard: family root's parent", "pid", p.PID, "comm", p.CommString(), "alive", p.Alive,
@@ -714,13 +744,14 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	// limit shows 0 births/s but the births of its last second on record.
 	burst := ""
 	if v.Burst > 0 {
-		burst = fmt.Sprintf(" (%d within %v of its newest birth)", v.Burst, g.det.Config().RateWindow)
+		burst = fmt.Sprintf(" (%d within %v before its burst's last birth)", v.Burst, g.det.Config().RateWindow)
 	}
 	reason := fmt.Sprintf("fork bomb: family of %s has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s%s, %d replication and %d clone generations",
 		rootName, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, burst, v.Generations, v.Clones)
 	nums := map[string]float64{
 		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "burst": float64(v.Burst), "young": float64(v.Young),
 		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),
+		"root_exited": boolNumber(rootExited),
 		"generations": float64(v.Generations), "clones": float64(v.Clones),
 	}
 	if g.cfg.DryRun {

@@ -15,11 +15,14 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/control"
 	"github.com/oomguard/oomguard/internal/forkguard"
 	"github.com/oomguard/oomguard/internal/policy/forkbomb"
+	"github.com/oomguard/oomguard/internal/sys"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -143,8 +146,13 @@ func TestBombsAreContained(t *testing.T) {
 		// cgroup.freeze) instead of its v1 pids cgroup.
 		v2 bool
 		// atCap starts the guard only once the bomb sits at pids.max.
-		atCap  bool
-		method string
+		atCap bool
+		// killWrapper kills the timeout wrapper once the bomb sits at
+		// pids.max, before the guard starts: the bomb refills the slot it
+		// freed, a straggler born seconds after the burst, and the group
+		// then holds the bomb alone.
+		killWrapper bool
+		method      string
 	}{
 		{name: "bash bomb with exiting parents", argv: []string{"bash", "-c", "b(){ b|b & }; b"}, method: "freeze-v1"},
 		{name: "C fork loop", argv: []string{forkLoop}, shared: true, method: "sigstop"},
@@ -167,6 +175,11 @@ func TestBombsAreContained(t *testing.T) {
 		// bench/forkbomb found this loop only when timeout killed its
 		// root, 30 s later.
 		{name: "fork loop sitting at pids.max", argv: []string{forkLoop}, atCap: true, method: "sigstop"},
+		// Measured from the straggler, the burst was that one member: the
+		// guard took a fifth to a half of the loop's first child's family
+		// only, and the rest starved the SIGKILLed ones for 5 s.
+		{name: "fork loop at pids.max refilling its launcher's slot", argv: []string{forkLoop}, atCap: true,
+			killWrapper: true, method: "freeze-v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2, MemoryLimit: 1 << 30})
@@ -200,15 +213,45 @@ func TestBombsAreContained(t *testing.T) {
 			// lives on (the SIGSTOP cases), wait for its exec: the group
 			// may show the reaper's child before it runs timeout.
 			wait := time.Duration(0)
-			if tc.method == "sigstop" {
+			if tc.method == "sigstop" || tc.killWrapper {
 				wait = 5 * time.Second
 			}
 			wrapper := timeoutChild(t, cmd.Process.Pid, wait)
+			// Where the wrapper lives on beside the bomb, it can still die
+			// before the guard acts: the kernel's OOM killer, should the
+			// bomb fill its memory cgroup, picks it, the largest process
+			// there (a CI run once saw it go 60 ms after the guard's scan).
+			// The group then holds the family alone. Watch it by pidfd.
+			var wrapperFD *sys.PidFD
+			if wrapper != 0 && tc.method == "sigstop" {
+				if fd, err := sys.PidfdOpen(wrapper); err == nil {
+					wrapperFD = fd
+					t.Cleanup(func() { fd.Close() })
+				}
+			}
+			wrapperGone := false
 			if tc.atCap {
 				if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) >= 1990 }) {
 					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
 				}
 				time.Sleep(300 * time.Millisecond)
+				if tc.killWrapper {
+					fd := testbed.Pin(t, wrapper, "timeout wrapper")
+					if err := fd.SendSignal(unix.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+					// The bomb starves it: its death can take seconds.
+					if done, err := fd.WaitExit(20 * time.Second); err != nil || !done {
+						t.Fatalf("the wrapper %d did not die: %v", wrapper, err)
+					}
+					if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) == 2000 && !slices.Contains(p, wrapper) }) {
+						t.Fatalf("the bomb did not refill its wrapper's slot: %d procs", len(g.Procs()))
+					}
+					time.Sleep(1500 * time.Millisecond) // a straggler: RateWindow after the burst
+				}
+				if wrapperFD != nil {
+					wrapperGone, _ = wrapperFD.Exited()
+				}
 				r = startGuard(t, cfg)
 			}
 			if !g.WaitProcs(20*time.Second, func(p []int) bool {
@@ -252,10 +295,22 @@ func TestBombsAreContained(t *testing.T) {
 			because := func(pid int) string {
 				return fmt.Sprintf("via sigstop (not frozen: %s also holds process %d, not of the family)", g.Freezer.Path, pid)
 			}
+			// A wrapper that died after the guard's scan is the family's
+			// exited root: the climb passes through dead launchers.
+			if n := got[0].Numbers; wrapper != 0 && int(n["root_pid"]) == wrapper && n["root_exited"] == 1 {
+				wrapperGone = true
+			}
+			if tc.method == "sigstop" && !wrapperGone && wrapper != 0 && slices.Contains(got[0].PIDs, wrapper) {
+				t.Errorf("the guard killed the wrapper %d, which launched the bomb and lives on beside it: %s", wrapper, got[0].Reason)
+			}
 			switch {
+			case tc.method == "sigstop" && wrapperGone && !tc.shared && strings.Contains(got[0].Reason, "via freeze"):
+				t.Logf("the wrapper %d died before the guard acted (%d OOM kills in the group); the group held the family alone, so it was frozen, rightly",
+					wrapper, g.OOMKills())
 			case tc.method == "sigstop" && !strings.Contains(got[0].Reason, because(wrapper)) &&
 				!(tc.shared && strings.Contains(got[0].Reason, because(by))):
-				t.Errorf("contained %q, want via sigstop because %s also holds the wrapper %d or the bystander %d", got[0].Reason, g.Freezer.Path, wrapper, by)
+				t.Errorf("contained %q, want via sigstop because %s also holds the wrapper %d or the bystander %d (%d OOM kills in the group)",
+					got[0].Reason, g.Freezer.Path, wrapper, by, g.OOMKills())
 			case strings.Contains(got[0].Reason, "via "+tc.method):
 			case tc.method != "sigstop" && strings.Contains(got[0].Reason, "via sigstop (not frozen: freeze ") &&
 				strings.Contains(got[0].Reason, " not frozen after "):
@@ -421,44 +476,71 @@ func TestTreeShowsDeadRootOfLiveBomb(t *testing.T) {
 	for r.g.Stats().Found == 0 && time.Now().Before(deadline) {
 		time.Sleep(20 * time.Millisecond)
 	}
-	if r.g.Stats().Found == 0 {
+	// Each dry-run report is of a new root as the bomb's first processes
+	// exit. Its first bash exits at once, but the bomb starves it, so the
+	// first report can come while it lives; a later one names its root
+	// exited (the first bash, or the timeout that waited for it), by the
+	// name of its last image.
+	exitedRoot := func(a actionlog.Action) bool {
+		root := int(a.Numbers["root_pid"])
+		return a.Numbers["root_exited"] == 1 &&
+			(strings.Contains(a.Reason, fmt.Sprintf("family of timeout (pid %d, exited)", root)) ||
+				strings.Contains(a.Reason, fmt.Sprintf("family of bash (pid %d, exited)", root)) ||
+				strings.Contains(a.Reason, fmt.Sprintf("family of pid %d (name unknown: it exited", root)))
+	}
+	var reports []actionlog.Action
+	for !slices.ContainsFunc(reports, exitedRoot) && time.Now().Before(deadline) {
+		time.Sleep(20 * time.Millisecond)
+		reports = r.acts.Recent()
+	}
+	if r.g.Stats().Found == 0 || len(reports) == 0 {
 		t.Fatal("dry run did not report the bomb")
 	}
-	for _, a := range r.acts.Recent() {
+	for _, a := range reports {
 		if !a.DryRun {
 			t.Fatalf("action in dry run: %+v", a)
 		}
 	}
+	if !slices.ContainsFunc(reports, exitedRoot) {
+		t.Errorf("no report names the bomb's exited root: %+v", reports)
+	}
 	// What `oomguard tree --socket S --json --scope G` asks the daemon
-	// (the CLI's own formatting is tested in internal/cli).
-	var res forkguard.TreeResult
-	if err := control.Call(ctx, sock, "tree", forkguard.TreeParams{Scope: g.Pids.Path}, &res); err != nil {
-		t.Fatal(err)
-	}
-	out, _ := json.Marshal(res)
-	byID := map[int]forkguard.Node{}
-	for _, n := range res.Nodes {
-		byID[n.ID] = n
-	}
-	// The bash that started the bomb exited at once: it must be there,
-	// dead, with live members below it, and live members must have dead
-	// recorded parents.
+	// (the CLI's own formatting is tested in internal/cli). The bash that
+	// started the bomb exited: it must be there, dead, with live members
+	// below it, and live members must have dead recorded parents. Asked
+	// again until the first bash has exited, for the same reason as above.
+	var out []byte
 	var deadBash *forkguard.Node
 	liveOrphans := 0
-	for _, n := range res.Nodes {
-		// On a fast machine timeout and the first bash can both exec and
-		// exit before the guard reads their names: then they are shown
-		// with the name of the image before (comm_guessed).
-		if (n.Comm == "bash" || n.CommGuessed) && !n.Alive && deadBash == nil {
-			if p, ok := byID[n.Parent]; ok && (p.Comm == "timeout" || p.CommGuessed) {
-				n := n
-				deadBash = &n
+	for deadBash == nil && time.Now().Before(deadline) {
+		var res forkguard.TreeResult
+		if err := control.Call(ctx, sock, "tree", forkguard.TreeParams{Scope: g.Pids.Path}, &res); err != nil {
+			t.Fatal(err)
+		}
+		out, _ = json.Marshal(res)
+		byID := map[int]forkguard.Node{}
+		for _, n := range res.Nodes {
+			byID[n.ID] = n
+		}
+		liveOrphans = 0
+		for _, n := range res.Nodes {
+			// On a fast machine timeout and the first bash can both exec
+			// and exit before the guard reads their names: then they are
+			// shown with the name of the image before (comm_guessed).
+			if (n.Comm == "bash" || n.CommGuessed) && !n.Alive && deadBash == nil {
+				if p, ok := byID[n.Parent]; ok && (p.Comm == "timeout" || p.CommGuessed) {
+					n := n
+					deadBash = &n
+				}
+			}
+			if n.Alive {
+				if p, ok := byID[n.Parent]; ok && !p.Alive && p.PID == n.PPID {
+					liveOrphans++
+				}
 			}
 		}
-		if n.Alive {
-			if p, ok := byID[n.Parent]; ok && !p.Alive && p.PID == n.PPID {
-				liveOrphans++
-			}
+		if deadBash == nil {
+			time.Sleep(20 * time.Millisecond)
 		}
 	}
 	if deadBash == nil {
