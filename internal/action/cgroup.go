@@ -34,6 +34,13 @@ type CgroupKiller struct {
 	// Deadline bounds waiting for the cgroup to empty, DefaultDeadline
 	// when zero.
 	Deadline time.Duration
+	// SkipMrelease leaves the killed members' memory to their own exit
+	// (kill.mrelease = false); otherwise each member still alive
+	// MreleaseAfter after its SIGKILL is reaped with process_mrelease(2),
+	// as Killer does (see Killer.MreleaseAfter). The v2 cgroup.kill path
+	// reaps nothing.
+	SkipMrelease  bool
+	MreleaseAfter time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
 }
@@ -46,6 +53,8 @@ type CgroupKill struct {
 	// Killed are the PIDs that were sent SIGKILL (every member, for
 	// cgroup.kill).
 	Killed []int
+	// Released are members process_mrelease succeeded on.
+	Released []int
 	// Protected are members left alone, with the reason.
 	Protected map[int]string
 }
@@ -269,13 +278,44 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 		if thaw != nil {
 			thaw()
 		}
-		for _, fd := range fresh {
-			fd.ProcessMrelease()
+		if !k.SkipMrelease {
+			rep.Released = append(rep.Released, k.mrelease(ctx, fresh, deadline)...)
 		}
 		if round > 50 || time.Now().After(deadline) || ctx.Err() != nil {
 			return rep, k.waitKilled(ctx, cg)
 		}
 	}
+}
+
+// mrelease waits up to MreleaseAfter (not past deadline) for the members
+// of fds, SIGKILLed, to exit by themselves, then reaps those still alive
+// with process_mrelease and returns the PIDs it reaped.
+func (k *CgroupKiller) mrelease(ctx context.Context, fds []*sys.PidFD, deadline time.Time) []int {
+	alive := func() []*sys.PidFD {
+		var left []*sys.PidFD
+		for _, fd := range fds {
+			if done, err := fd.Exited(); err != nil || !done {
+				left = append(left, fd)
+			}
+		}
+		return left
+	}
+	left := alive()
+	until := time.Now().Add(k.MreleaseAfter)
+	if until.After(deadline) {
+		until = deadline
+	}
+	for len(left) > 0 && time.Now().Before(until) && ctx.Err() == nil {
+		time.Sleep(5 * time.Millisecond)
+		left = alive()
+	}
+	var released []int
+	for _, fd := range left {
+		if err := fd.ProcessMrelease(); err == nil {
+			released = append(released, fd.PID())
+		}
+	}
+	return released
 }
 
 // ownFreezer returns the v1 freezer cgroup the processes of fds share, when

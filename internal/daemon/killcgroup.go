@@ -8,7 +8,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"time"
 
 	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
@@ -78,12 +77,14 @@ func (m *memoryKiller) victimCgroup(path string, mounts cgroupfs.Mounts) (cgroup
 // joined since is checked again (oom_score_adj -1000, protected names, PID
 // 1 and oomguard itself) and left alone, and the cgroup is then not frozen
 // whole.
-func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, deadline time.Duration) (action.CgroupKiller, cgroupfs.Cgroup, error) {
+func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, act action.Killer) (action.CgroupKiller, cgroupfs.Cgroup, error) {
 	mounts := cgroupfs.ReadMounts("/proc/self/mountinfo")
 	k := action.CgroupKiller{
-		Log:       m.log,
-		Deadline:  deadline,
-		Protected: func(pid int) string { return protectedNow(pid, rules) },
+		Log:           m.log,
+		Deadline:      act.Deadline,
+		Protected:     func(pid int) string { return protectedNow(pid, rules) },
+		SkipMrelease:  !act.Mrelease,
+		MreleaseAfter: act.MreleaseAfter,
 	}
 	if mt, ok := mounts.V1("freezer"); ok {
 		k.FreezerRoot = mt.Dir

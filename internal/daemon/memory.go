@@ -333,7 +333,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	var cg cgroupfs.Cgroup
 	var cgErr error
 	if dec.KillCgroup {
-		cgKiller, cg, cgErr = m.cgroupKiller(c, rules, act.Deadline)
+		cgKiller, cg, cgErr = m.cgroupKiller(c, rules, act)
 		if cgErr == nil && dec.Signal == policy.SIGTERM {
 			// The whole cgroup gets the polite signal and the same grace.
 			if _, err := cgKiller.Signal(cg, unix.SIGTERM); err != nil {
@@ -381,7 +381,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		default:
 			reason += fmt.Sprintf("; and the rest of its cgroup %s (%d processes) via %s", c.Cgroup, len(rep.Killed), rep.Method)
 			m.log.Info("kill-cgroup: killed the victim's cgroup", "victim", c.Victim, "cgroup", c.Cgroup,
-				"pids", rep.Killed, "method", rep.Method)
+				"pids", rep.Killed, "method", rep.Method, "released", rep.Released)
 		}
 		for pid, why := range rep.Protected {
 			m.log.Warn("kill-cgroup: protected process left alone", "pid", pid, "cgroup", c.Cgroup, "why", why)

@@ -1,0 +1,73 @@
+package action
+
+import (
+	"context"
+	"slices"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/testbed"
+)
+
+// TestCgroupKillerMrelease: a cgroup kill reaps, as a Killer does, only the
+// members still alive MreleaseAfter after their SIGKILL, and never with
+// SkipMrelease (kill.mrelease = false, which kill_cgroup ignored before).
+// The killer is given no v1 freezer, so it stops with SIGSTOP and leaves
+// the test's own freeze alone: a member frozen by the test cannot exit.
+func TestCgroupKillerMrelease(t *testing.T) {
+	hog := testbed.CompileC(t, hogSource)
+	t.Run("a member that can run exits by itself", func(t *testing.T) {
+		g, v := startLoneHog(t, hog, 96)
+		k := &CgroupKiller{Log: testLogger(t), MreleaseAfter: 2 * time.Second, Deadline: 5 * time.Second}
+		rep, err := k.Kill(context.Background(), g.Memory)
+		if err != nil || !slices.Equal(rep.Killed, []int{int(v.Members[0].PID)}) || len(rep.Released) != 0 {
+			t.Fatalf("Killed %v, Released %v, err %v: want the hog killed, not reaped", rep.Killed, rep.Released, err)
+		}
+	})
+	for _, tc := range []struct {
+		name string
+		skip bool
+	}{
+		{"a frozen member is reaped after the wait", false},
+		{"nothing is reaped with SkipMrelease", true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			g, v := startLoneHog(t, hog, 96)
+			if err := g.Freezer.Freeze(5 * time.Second); err != nil {
+				t.Fatal(err)
+			}
+			const after = 200 * time.Millisecond
+			k := &CgroupKiller{Log: testLogger(t), SkipMrelease: tc.skip, MreleaseAfter: after, Deadline: 600 * time.Millisecond}
+			start := time.Now()
+			rep, err := k.Kill(context.Background(), g.Memory)
+			if err == nil {
+				t.Fatalf("Kill of a frozen member returned no error: %+v", rep)
+			}
+			pid := int(v.Members[0].PID)
+			if !slices.Equal(rep.Killed, []int{pid}) {
+				t.Fatalf("Killed %v, want %d", rep.Killed, pid)
+			}
+			if tc.skip {
+				if len(rep.Released) != 0 {
+					t.Fatalf("Released %v with SkipMrelease", rep.Released)
+				}
+				// Its memory stays until it runs its own exit.
+				if u, err := g.Memory.ReadUint("memory.usage_in_bytes"); err != nil || u < 64<<20 {
+					t.Fatalf("usage %d MiB while frozen, unreaped: want the hog's 96 MiB", u>>20)
+				}
+			} else {
+				if !slices.Equal(rep.Released, []int{pid}) || time.Since(start) < after {
+					t.Fatalf("Released %v after %v: want %d reaped, after at least %v", rep.Released, time.Since(start), pid, after)
+				}
+				// Reaped while still frozen: its memory is back.
+				waitUsage(t, g, func(u uint64) bool { return u < 32<<20 }, 5*time.Second)
+			}
+			if err := g.Freezer.Thaw(); err != nil {
+				t.Fatal(err)
+			}
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+				t.Fatalf("member did not die after thaw: %v", g.Procs())
+			}
+		})
+	}
+}
