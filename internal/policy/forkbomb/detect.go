@@ -642,13 +642,13 @@ func (d *Detector) recent(s *stats) bool {
 }
 
 // cloning is the cloning rule with clones clone generations: a family of
-// copies, half as many of its births within RateWindow of its newest prompt
-// one (see prompt) as it has live members, with copies nested that deep. Namesakes (copies as far
-// as a scan can tell) count as copies in a family of MinFamily or more: a
-// fork() loop that filled its pids limit before the guard saw it, or
-// whose events were lost, is a scan's namesakes, every one started in one
-// burst; on a fast machine it is too shallow for MinDepth (4 or 5 levels at
-// 2,000 members).
+// copies, half as many of its births within RateWindow before its newest
+// prompt one (see prompt) as it has live members, with copies nested that
+// deep. Namesakes (copies as far as a scan can tell) count as copies in a
+// family of MinFamily or more: a fork() loop that filled its pids limit
+// before the guard saw it, or whose events were lost, is a scan's
+// namesakes, every one started in one burst; on a fast machine it is too
+// shallow for MinDepth (4 or 5 levels at 2,000 members).
 func (d *Detector) cloning(s *stats, clones int32) bool {
 	copies := s.copies
 	if s.live >= int32(d.cfg.MinFamily) {
