@@ -246,6 +246,12 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 	// package syscall wakes Go's monitor thread when it sleeps, and sets it
 	// polling every 20 µs for a while.
 	r, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0)
+	if e == unix.EMFILE || e == unix.ENFILE {
+		// Out of descriptors (a kill holding a pidfd per member of a
+		// huge group): wait in poll(2) on this thread instead of failing,
+		// which would stop the caller.
+		return c.pollWait(timeout)
+	}
 	if e != 0 {
 		return false, fmt.Errorf("proc connector: dup for wait: %w", e)
 	}
@@ -288,6 +294,42 @@ func (c *Conn) WaitIdle(timeout time.Duration) (bool, error) {
 		return false, nil
 	}
 	return false, fmt.Errorf("proc connector: wait: %w", err)
+}
+
+// pollWaitSlice bounds each poll(2) of pollWait, so that an Interrupt is
+// seen within it.
+const pollWaitSlice = 100 * time.Millisecond
+
+// pollWait is WaitIdle without the network poller, for when no descriptor
+// is left to duplicate: the calling thread sleeps in poll(2), in slices of
+// pollWaitSlice, checking for an Interrupt between them.
+func (c *Conn) pollWait(timeout time.Duration) (bool, error) {
+	deadline := time.Now().Add(timeout)
+	for {
+		c.waitMu.Lock()
+		interrupted := c.interrupted
+		c.waitMu.Unlock()
+		if interrupted {
+			return false, nil
+		}
+		slice := pollWaitSlice
+		if timeout >= 0 {
+			left := time.Until(deadline)
+			if left <= 0 {
+				return false, nil
+			}
+			slice = min(slice, left)
+		}
+		c.pfd[0] = unix.PollFd{Fd: int32(c.fd), Events: unix.POLLIN}
+		n, err := unix.Poll(c.pfd, int((slice+time.Millisecond-1)/time.Millisecond))
+		switch {
+		case err == unix.EINTR:
+		case err != nil:
+			return false, fmt.Errorf("proc connector: poll: %w", err)
+		case n > 0:
+			return true, nil
+		}
+	}
 }
 
 // Interrupt ends a WaitIdle in progress, and makes every later one return

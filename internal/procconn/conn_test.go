@@ -3,6 +3,7 @@ package procconn
 import (
 	"encoding/binary"
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
 	"testing"
@@ -202,4 +203,122 @@ func TestWaitIdle(t *testing.T) {
 	if queued, err := c.WaitIdle(10 * time.Second); queued || err != nil {
 		t.Errorf("WaitIdle after Interrupt = %v, %v", queued, err)
 	}
+}
+
+// TestWaitIdleOutOfDescriptors: with no descriptor left to duplicate (a
+// kill holding a pidfd for each member of a huge group), WaitIdle waits in
+// poll(2) instead of failing: its error stopped the whole daemon in the
+// VM's 30,000-process scenario. It still sees an event, times out, and
+// ends on Interrupt.
+func TestWaitIdleOutOfDescriptors(t *testing.T) {
+	requireRoot(t)
+	c, err := Open(Options{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	// A shell that forks when told to through a pipe it already holds:
+	// starting a process needs descriptors, writing to a pipe does not.
+	sh := exec.Command("sh", "-c", "read x; /bin/true; read y")
+	in, err := sh.StdinPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := sh.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer sh.Wait()
+	defer in.Close()
+	evs := make([]Event, 64)
+	drain := func() {
+		for {
+			if n, err := c.TryRead(evs); n == 0 && err == nil {
+				return
+			}
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	drain()
+	// No descriptor left: the soft limit at the highest one in use.
+	var lim unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+		t.Fatal(err)
+	}
+	fds, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	top := 0
+	for _, f := range fds {
+		var n int
+		if _, err := fmt.Sscan(f.Name(), &n); err == nil {
+			top = max(top, n)
+		}
+	}
+	low := lim
+	low.Cur = uint64(top) + 8
+	if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &low); err != nil {
+		t.Fatal(err)
+	}
+	// Then take every number left below it.
+	var fillers []int
+	restored := false
+	restore := func() {
+		if !restored {
+			restored = true
+			for _, fd := range fillers {
+				unix.Close(fd)
+			}
+			if err := unix.Setrlimit(unix.RLIMIT_NOFILE, &lim); err != nil {
+				t.Fatal(err)
+			}
+		}
+	}
+	defer restore()
+	for {
+		fd, err := unix.Open("/dev/null", unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			break
+		}
+		fillers = append(fillers, fd)
+	}
+	if _, _, e := unix.RawSyscall(unix.SYS_FCNTL, uintptr(c.fd), unix.F_DUPFD_CLOEXEC, 0); e != unix.EMFILE {
+		restore()
+		t.Fatalf("dup with the limit at %d: %v, want EMFILE", low.Cur, e)
+	}
+	// Nothing happens: a timeout, not an error.
+	start := time.Now()
+	queued, err := c.WaitIdle(150 * time.Millisecond)
+	if err != nil || time.Since(start) < 140*time.Millisecond {
+		restore()
+		t.Fatalf("WaitIdle out of descriptors = %v, %v after %v; want a timeout", queued, err, time.Since(start))
+	}
+	drain() // another process of the machine may have forked meanwhile
+	// The shell forks: seen.
+	if _, err := in.Write([]byte("go\n")); err != nil {
+		restore()
+		t.Fatal(err)
+	}
+	queued, err = c.WaitIdle(10 * time.Second)
+	if err != nil || !queued {
+		restore()
+		t.Fatalf("WaitIdle out of descriptors = %v, %v; want the shell's fork", queued, err)
+	}
+	// Interrupt ends a wait without deadline within a poll slice.
+	go func() {
+		time.Sleep(50 * time.Millisecond)
+		c.Interrupt()
+	}()
+	start = time.Now()
+	for time.Since(start) < 10*time.Second {
+		drain()
+		if queued, err = c.WaitIdle(-1); err != nil || !queued {
+			break
+		}
+	}
+	restore()
+	if err != nil || queued || time.Since(start) > 5*time.Second {
+		t.Fatalf("after Interrupt, WaitIdle out of descriptors = %v, %v after %v", queued, err, time.Since(start))
+	}
+	in.Write([]byte("end\n"))
 }
