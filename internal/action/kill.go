@@ -152,9 +152,15 @@ type run struct {
 	res    Result
 	ts     []*target
 	logger *slog.Logger
+	// quiet records and logs only the steps that failed: a victim of
+	// thousands of members would otherwise log several lines for each.
+	quiet bool
 }
 
 func (r *run) step(s Step) {
+	if r.quiet && s.Err == nil {
+		return
+	}
 	s.Time = time.Now()
 	r.res.Steps = append(r.res.Steps, s)
 	attrs := []any{"op", string(s.Op), "pid", s.PID, "reason", r.v.Reason}
@@ -185,7 +191,16 @@ func (r *run) fail(err error) {
 // finally waits for death on the pidfds up to Deadline or until ctx ends.
 // It never signals a member whose identity it could not verify. Kill does
 // not retry: call it again with the StillAlive members to wait once more.
+//
+// A victim with more members than this process has file descriptors left
+// (an mm shared by tens of thousands of clones) is killed in batches
+// instead; see killInBatches.
 func (k *Killer) Kill(ctx context.Context, v Victim) Result {
+	if len(v.Members) > batchAbove {
+		if budget := fdBudget(); len(v.Members) > budget {
+			return k.killInBatches(ctx, v, budget)
+		}
+	}
 	r := &run{k: k, v: v, logger: k.log()}
 	defer func() {
 		for _, t := range r.ts {
@@ -223,8 +238,12 @@ func (k *Killer) Kill(ctx context.Context, v Victim) Result {
 }
 
 // open opens and verifies a pidfd for every member before any signal.
-func (r *run) open() {
-	for _, m := range r.v.Members {
+func (r *run) open() { r.openMembers(r.v.Members) }
+
+// openMembers opens and verifies a pidfd for each of ms, and adds a target
+// to r.ts for each it pinned.
+func (r *run) openMembers(ms []Member) {
+	for _, m := range ms {
 		fd, err := sys.PidfdOpen(m.PID)
 		if err != nil {
 			if errors.Is(err, unix.ESRCH) {
@@ -277,8 +296,12 @@ func (r *run) alive() int {
 	return n
 }
 
-func (r *run) signal(sig unix.Signal) {
-	for _, t := range r.ts {
+func (r *run) signal(sig unix.Signal) { r.signalTargets(r.ts, sig) }
+
+// signalTargets sends sig through the pidfd of each target of ts that is
+// not known dead.
+func (r *run) signalTargets(ts []*target, sig unix.Signal) {
+	for _, t := range ts {
 		if t.dead {
 			continue
 		}
@@ -309,8 +332,12 @@ func (r *run) signal(sig unix.Signal) {
 // mrelease runs only after signal(SIGKILL) has gone to every member:
 // process_mrelease reaps an address space, and reaping one that a live,
 // unsignalled sharer still writes from could corrupt its writes (seed 004).
-func (r *run) mrelease() {
-	for _, t := range r.ts {
+func (r *run) mrelease() { r.mreleaseTargets(r.ts) }
+
+// mreleaseTargets calls process_mrelease on each target of ts not known
+// dead.
+func (r *run) mreleaseTargets(ts []*target) {
+	for _, t := range ts {
 		if t.dead {
 			continue
 		}
