@@ -70,9 +70,17 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 	if k.TermGrace > 0 {
 		first = unix.SIGTERM
 	}
-	for i := 0; i < len(v.Members) && ctx.Err() == nil; i += batch {
+	for i := 0; i < len(v.Members); i += batch {
+		part := v.Members[i:min(i+batch, len(v.Members))]
+		if ctx.Err() != nil {
+			// Never reached: alive as far as we know, and not signalled.
+			for _, m := range part {
+				r.res.StillAlive = append(r.res.StillAlive, m.PID)
+			}
+			continue
+		}
 		from := len(r.ts)
-		r.openMembers(v.Members[i:min(i+batch, len(v.Members))])
+		r.openMembers(part)
 		opened := r.ts[from:]
 		r.signalTargets(opened, first)
 		for _, t := range opened {
@@ -107,6 +115,8 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 		}
 	}
 	if err := ctx.Err(); err != nil && len(r.res.StillAlive) > 0 {
+		r.quiet = false
+		r.step(Step{Op: OpTimeout, Err: err, Note: strconv.Itoa(len(r.res.StillAlive)) + " members left alive, some never signalled: cancelled"})
 		r.fail(errors.New("kill: " + strconv.Itoa(len(r.res.StillAlive)) + " members still alive: " + err.Error()))
 	}
 	r.logger.Info("kill: batches done", "members", len(v.Members), "signalled", len(r.res.Signalled),

@@ -98,3 +98,25 @@ func TestKillInBatches(t *testing.T) {
 		waitGone(t, g)
 	})
 }
+
+// TestKillInBatchesCancelled: a kill in batches whose context ends part
+// way (the daemon stopping) still accounts for every member: those it
+// never reached are StillAlive, not lost from the result.
+func TestKillInBatchesCancelled(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 600})
+	g.Start("sh", "-c", `for i in $(seq 300); do sleep 300 & done; wait`)
+	var pids []int
+	if !g.WaitProcs(20*time.Second, func(p []int) bool { pids = p; return len(p) == 301 }) {
+		t.Fatalf("want the shell and its 300 sleeps, have %d", len(pids))
+	}
+	v := members(t, pids)
+	restore := limitDescriptors(t, 32)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	res := (&Killer{Log: testLogger(t), Deadline: time.Second}).Kill(ctx, v)
+	restore()
+	checkPartition(t, v, res)
+	if len(res.StillAlive) != 301 || len(res.Signalled) != 0 || res.Err == nil {
+		t.Fatalf("StillAlive %d, Signalled %d, Err %v: want every member reported alive and unsignalled, and the error", len(res.StillAlive), len(res.Signalled), res.Err)
+	}
+}

@@ -81,7 +81,9 @@ type Result struct {
 	// start time (a reused PID); they were never signalled.
 	Mismatched []int
 	// StillAlive are members that were signalled but had not exited when the
-	// deadline passed (frozen or stuck in D state), or when ctx ended.
+	// deadline passed (frozen or stuck in D state), or when ctx ended; and
+	// members never signalled because their pidfd could not be opened or
+	// verified, or because ctx ended before Kill reached them.
 	StillAlive []int
 	// Signalled are members SIGKILL was sent to.
 	Signalled []int
