@@ -26,11 +26,12 @@ var cmdPs = &Command{
 }
 
 func runPs(ctx context.Context, env Env, args []string) error {
-	fset := newFlagSet(env, "ps", "[--scope DIR]... [--json] [--socket PATH] [--config FILE]")
+	fset := newFlagSet(env, "ps", "[--scope DIR]... [--json] [--socket PATH] [--timeout D] [--config FILE]")
 	var scopes stringList
 	fset.Var(&scopes, "scope", "rank only the processes of this cgroup `DIR` (repeatable)")
 	asJSON := fset.Bool("json", false, `print {"candidates": [...]} as JSON, best victim first`)
 	socket := fset.String("socket", control.DefaultSocket, "ask the daemon at this control socket `PATH` first")
+	timeout := fset.Duration("timeout", 10*time.Second, "how long to wait for the daemon's answer (tens of thousands of processes on a slow machine can take longer)")
 	cfgPath := fset.String("config", "", "rules from this configuration `FILE` when no daemon answers (default "+config.DefaultPath+" when present)")
 	if err := parseFlags(fset, args); err != nil {
 		return err
@@ -49,7 +50,9 @@ func runPs(ctx context.Context, env Env, args []string) error {
 
 	var res daemon.PsResult
 	source := "daemon at " + *socket
-	err := control.Call(ctx, *socket, "ps", daemon.PsParams{Scopes: abs}, &res)
+	callCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	err := control.Call(callCtx, *socket, "ps", daemon.PsParams{Scopes: abs}, &res)
 	if err != nil {
 		if !errors.Is(err, control.ErrNoDaemon) && !strings.Contains(err.Error(), daemon.ErrScopeMismatch.Error()) {
 			return err

@@ -7,6 +7,7 @@ import (
 	"io"
 	"sort"
 	"strings"
+	"time"
 
 	"github.com/oomguard/oomguard/internal/control"
 	"github.com/oomguard/oomguard/internal/forkguard"
@@ -19,9 +20,10 @@ var cmdTree = &Command{
 }
 
 func runTree(ctx context.Context, env Env, args []string) error {
-	fs := newFlagSet(env, "tree", "[--socket PATH] [--json] [--scope CGROUP]")
+	fs := newFlagSet(env, "tree", "[--socket PATH] [--json] [--scope CGROUP] [--timeout D]")
 	socket := fs.String("socket", control.DefaultSocket, "control socket of the running daemon")
 	asJSON := fs.Bool("json", false, `print one JSON object {"nodes": [...]}`)
+	timeout := fs.Duration("timeout", 10*time.Second, "how long to wait for the daemon's answer (tens of thousands of processes on a slow machine can take longer)")
 	scope := fs.String("scope", "", "show only the processes of this cgroup directory and their ancestors")
 	if err := parseFlags(fs, args); err != nil {
 		return err
@@ -30,7 +32,9 @@ func runTree(ctx context.Context, env Env, args []string) error {
 		return usageErrorf("unexpected argument %q", fs.Arg(0))
 	}
 	var res forkguard.TreeResult
-	if err := control.Call(ctx, *socket, "tree", forkguard.TreeParams{Scope: *scope}, &res); err != nil {
+	callCtx, cancel := context.WithTimeout(ctx, *timeout)
+	defer cancel()
+	if err := control.Call(callCtx, *socket, "tree", forkguard.TreeParams{Scope: *scope}, &res); err != nil {
 		return err
 	}
 	if res.Nodes == nil {

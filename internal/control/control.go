@@ -104,9 +104,15 @@ func (s *Server) Serve(ctx context.Context, l net.Listener) error {
 	}
 }
 
+// ioTimeout bounds reading a request and writing its response, each; the
+// handler in between takes what it takes (a ps of tens of thousands of
+// processes on a slow machine, seconds). It is also Call's wait when its
+// context has no deadline.
+var ioTimeout = 10 * time.Second
+
 func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 	defer c.Close()
-	c.SetDeadline(time.Now().Add(10 * time.Second))
+	c.SetDeadline(time.Now().Add(ioTimeout))
 	var req Request
 	resp := Response{Version: APIVersion}
 	if err := json.NewDecoder(io.LimitReader(c, 1<<20)).Decode(&req); err != nil {
@@ -125,6 +131,7 @@ func (s *Server) serveConn(ctx context.Context, c net.Conn) {
 			resp.Error = fmt.Sprintf("encode result of %s: %v", req.Method, err)
 		}
 	}
+	c.SetDeadline(time.Now().Add(ioTimeout))
 	if err := json.NewEncoder(c).Encode(resp); err != nil {
 		s.log.Debug("control: write response", "err", err)
 	}
@@ -145,11 +152,12 @@ func Call(ctx context.Context, socket, method string, params, result any) error 
 		return fmt.Errorf("control socket %s: %w", socket, err)
 	}
 	defer c.Close()
-	if dl, ok := ctx.Deadline(); ok {
-		c.SetDeadline(dl)
-	} else {
-		c.SetDeadline(time.Now().Add(10 * time.Second))
+	dl, ok := ctx.Deadline()
+	if !ok {
+		dl = time.Now().Add(ioTimeout)
 	}
+	c.SetDeadline(dl)
+	wait := time.Until(dl).Round(time.Millisecond)
 	req := Request{Version: APIVersion, Method: method}
 	if params != nil {
 		if req.Params, err = json.Marshal(params); err != nil {
@@ -161,6 +169,10 @@ func Call(ctx context.Context, socket, method string, params, result any) error 
 	}
 	var resp Response
 	if err := json.NewDecoder(c).Decode(&resp); err != nil {
+		if errors.Is(err, os.ErrDeadlineExceeded) {
+			return fmt.Errorf("control socket %s: no answer to %s within %v (a daemon watching tens of thousands of processes on a slow machine may need longer: --timeout): %w",
+				socket, method, wait, err)
+		}
 		return fmt.Errorf("control socket %s: read %s response: %w", socket, method, err)
 	}
 	if resp.Error != "" {
