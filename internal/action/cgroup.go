@@ -131,24 +131,28 @@ func (k *CgroupKiller) Kill(ctx context.Context, cg cgroupfs.Cgroup) (CgroupKill
 // Signal sends sig through pidfds to every unprotected process in cg and
 // its descendants whose membership still holds once its pidfd is open, and
 // returns their PIDs. It stops nothing: it is the polite first step (a
-// SIGTERM) before Kill.
+// SIGTERM) before Kill. It holds at most as many pidfds at once as there are
+// descriptors to spare.
 func (k *CgroupKiller) Signal(cg cgroupfs.Cgroup, sig unix.Signal) ([]int, error) {
-	fds, _, err := k.openMembers(cg, nil, nil)
-	defer func() {
+	done := map[int]bool{}
+	batch := max(fdBudget(), minBatch)
+	var sent []int
+	for round := 0; ; round++ {
+		fds, now, err := k.openMembers(cg, done, nil, batch)
 		for _, fd := range fds {
+			done[fd.PID()] = true
+			if err == nil && fd.SendSignal(sig) == nil {
+				sent = append(sent, fd.PID())
+			}
 			fd.Close()
 		}
-	}()
-	if err != nil {
-		return nil, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
-	}
-	var sent []int
-	for _, fd := range fds {
-		if fd.SendSignal(sig) == nil {
-			sent = append(sent, fd.PID())
+		if err != nil {
+			return sent, fmt.Errorf("signal cgroup %s: %w", cg.Path, err)
+		}
+		if len(fds) == 0 || round > 10+len(now)/batch {
+			return sent, nil
 		}
 	}
-	return sent, nil
 }
 
 // openMembers opens a pidfd for every unprotected process in cg and its
@@ -157,15 +161,18 @@ func (k *CgroupKiller) Signal(cg cgroupfs.Cgroup, sig unix.Signal) ([]int, error
 // reused outside) after its pidfd was opened is never signalled. It
 // returns the kept pidfds and the membership it checked against; protected
 // members are recorded in protected when it is not nil.
-func (k *CgroupKiller) openMembers(cg cgroupfs.Cgroup, known map[int]*sys.PidFD, protected map[int]string) ([]*sys.PidFD, []int, error) {
+func (k *CgroupKiller) openMembers(cg cgroupfs.Cgroup, known map[int]bool, protected map[int]string, limit int) ([]*sys.PidFD, []int, error) {
 	members, err := cg.ProcsBelow()
 	if err != nil {
 		return nil, nil, err
 	}
 	var opened []*sys.PidFD
 	for _, pid := range members {
-		if _, ok := known[pid]; ok {
+		if known[pid] {
 			continue
+		}
+		if limit > 0 && len(opened) == limit {
+			break
 		}
 		if why := k.protected(pid); why != "" {
 			if protected != nil {
@@ -232,20 +239,22 @@ func (k *CgroupKiller) waitKilled(ctx context.Context, cg cgroupfs.Cgroup) error
 // pidfds and thaws, repeated until the cgroup holds only protected
 // processes.
 func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep CgroupKill) (CgroupKill, error) {
-	fds := map[int]*sys.PidFD{}
-	defer func() {
-		for _, fd := range fds {
-			fd.Close()
-		}
-	}()
+	// A round opens at most as many pidfds as there are descriptors to
+	// spare, and closes them once its members have SIGKILL: a cgroup of
+	// tens of thousands of processes takes several rounds.
+	done := map[int]bool{}
+	batch := max(fdBudget(), minBatch)
 	deadline := time.Now().Add(k.deadline())
 	for round := 0; ; round++ {
-		fresh, now, err := k.openMembers(cg, fds, rep.Protected)
+		fresh, now, err := k.openMembers(cg, done, rep.Protected, batch)
 		if err != nil {
 			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
 		}
-		for _, fd := range fresh {
-			fds[fd.PID()] = fd
+		closeFresh := func() {
+			for _, fd := range fresh {
+				done[fd.PID()] = true
+				fd.Close()
+			}
 		}
 		if len(fresh) == 0 {
 			err := k.waitKilled(ctx, cg)
@@ -281,7 +290,8 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 		if !k.SkipMrelease {
 			rep.Released = append(rep.Released, k.mrelease(ctx, fresh, deadline)...)
 		}
-		if round > 50 || time.Now().After(deadline) || ctx.Err() != nil {
+		closeFresh()
+		if round > 50+len(now)/batch || time.Now().After(deadline) || ctx.Err() != nil {
 			return rep, k.waitKilled(ctx, cg)
 		}
 	}

@@ -6,6 +6,8 @@ import (
 	"testing"
 	"time"
 
+	"golang.org/x/sys/unix"
+
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -69,5 +71,33 @@ func TestCgroupKillerMrelease(t *testing.T) {
 				t.Fatalf("member did not die after thaw: %v", g.Procs())
 			}
 		})
+	}
+}
+
+// TestCgroupKillerInBatches: a cgroup with more processes than descriptors
+// to spare is signalled and killed whole, a round of pidfds at a time.
+// Before, the pidfds of every member stayed open until the end, the opens
+// past the limit failed, and those members were never signalled.
+func TestCgroupKillerInBatches(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, PidsMax: 600})
+	g.Start("sh", "-c", `trap "" TERM; for i in $(seq 300); do sleep 300 & done; wait`)
+	var pids []int
+	if !g.WaitProcs(20*time.Second, func(p []int) bool { pids = p; return len(p) == 301 }) {
+		t.Fatalf("want the shell and its 300 sleeps, have %d", len(pids))
+	}
+	restore := limitDescriptors(t, 32)
+	k := &CgroupKiller{Log: testLogger(t), Deadline: 10 * time.Second}
+	sent, err := k.Signal(g.Memory, unix.SIGTERM)
+	if err != nil || len(sent) != 301 {
+		restore()
+		t.Fatalf("SIGTERM sent to %d of 301, err %v", len(sent), err)
+	}
+	rep, err := k.Kill(context.Background(), g.Memory)
+	restore()
+	if err != nil || len(rep.Killed) != 301 {
+		t.Fatalf("Killed %d of 301 via %q, err %v", len(rep.Killed), rep.Method, err)
+	}
+	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) == 0 }) {
+		t.Fatalf("%d processes left after Kill", len(g.Procs()))
 	}
 }
