@@ -192,7 +192,9 @@ func TestActionFaults(t *testing.T) {
 	report(t, results, res, err)
 }
 
-// TestOomguardScale gives the guest 1.5 GiB and 30,000 extra processes
+// TestOomguardScale gives the guest 2 GiB (with 1.5 GiB, 30,000 tasks' kernel
+// memory took MemAvailable under 10 %, and the daemon rightly killed them
+// all) and 30,000 extra processes
 // (guest/manyprocs: clone(CLONE_VM) children) and reports the scan time of
 // oomguard ps (through the daemon and alone), of oomguard tree, and the
 // daemon's resident memory; it fails if any of them fails or the daemon
@@ -209,7 +211,7 @@ func TestOomguardScale(t *testing.T) {
 	files := append(guestFiles(t), File{Path: "/test/bin/oomguard", Source: og}, File{Path: "/test/bin/manyprocs", Source: mp})
 	sc := scenario(t, "og-scale", "SCALE_N="+n+"\n")
 	sc.Timeout = 8 * time.Minute
-	results, res, err := RunScenarios(context.Background(), Config{Files: files, MemoryMiB: 1536}, []Scenario{sc})
+	results, res, err := RunScenarios(context.Background(), Config{Files: files, MemoryMiB: 2048}, []Scenario{sc})
 	if res != nil {
 		t.Logf("boot took %v", res.Elapsed)
 	}

@@ -185,11 +185,17 @@ func (r *run) waitByProc(ctx context.Context, d time.Duration, final bool) {
 		}
 		if time.Now().After(deadline) || ctx.Err() != nil {
 			if final {
+				// The first few by name, then how many more.
 				r.quiet = false
+				shown := 0
 				for _, t := range r.ts {
-					if !t.dead {
+					if !t.dead && shown < 10 {
+						shown++
 						r.step(Step{Op: OpTimeout, PID: t.m.PID, Note: "still alive after deadline " + d.String()})
 					}
+				}
+				if left > shown {
+					r.step(Step{Op: OpTimeout, Note: strconv.Itoa(left-shown) + " more members still alive after deadline " + d.String()})
 				}
 				r.quiet = true
 			}

@@ -28,10 +28,10 @@ sleep 3
 alive $d || { cat /tmp/daemon.log; fail "daemon exited at start"; }
 r0=-
 r1=$(rss $d)
-t0=$(ms); oomguard ps --json --socket /run/og.sock >/tmp/ps1.json 2>/tmp/ps1.err; e1=$?; t1=$(ms)
+t0=$(ms); oomguard ps --json --socket /run/og.sock --timeout 300s >/tmp/ps1.json 2>/tmp/ps1.err; e1=$?; t1=$(ms)
 t2=$(ms); oomguard ps --json --socket /nonexistent >/tmp/ps2.json 2>/tmp/ps2.err; e2=$?; t3=$(ms)
 r2=$(rss $d)
-tt0=$(ms); oomguard tree --json --socket /run/og.sock >/tmp/tree.json 2>/tmp/tree.err; e3=$?; tt1=$(ms)
+tt0=$(ms); oomguard tree --json --socket /run/og.sock --timeout 300s >/tmp/tree.json 2>/tmp/tree.err; e3=$?; tt1=$(ms)
 alive $d; da=$?
 echo "scale: processes=$(ls -d /proc/[0-9]* | wc -l)"
 echo "scale: daemon VmRSS before=${r0}kB after-spawn=${r1}kB after-ps=${r2}kB"
