@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 out=docs/benchmarks.md
-order=(killlatency idle scan forkbomb kmem run vm)
+order=(killlatency idle scan scale forkbomb kmem run vm)
 {
 	echo "# oomguard benchmarks"
 	echo
