@@ -104,16 +104,8 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 			r.mreleaseTargets([]*target{reaper})
 		}
 	}
-	deadline := k.Deadline
-	if deadline <= 0 {
-		deadline = DefaultDeadline
-	}
-	r.waitByProc(ctx, deadline, true)
-	for _, t := range r.ts {
-		if !t.dead {
-			r.res.StillAlive = append(r.res.StillAlive, t.m.PID)
-		}
-	}
+	r.waitByProc(ctx, k.deadline(), true)
+	r.noteStillAlive()
 	if err := ctx.Err(); err != nil && len(r.res.StillAlive) > 0 {
 		r.quiet = false
 		r.step(Step{Op: OpTimeout, Err: err, Note: strconv.Itoa(len(r.res.StillAlive)) + " members left alive, some never signalled: cancelled"})

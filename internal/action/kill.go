@@ -222,21 +222,30 @@ func (k *Killer) Kill(ctx context.Context, v Victim) Result {
 			}
 			r.mrelease()
 		}
-		deadline := k.Deadline
-		if deadline <= 0 {
-			deadline = DefaultDeadline
-		}
-		r.wait(ctx, deadline, true)
+		r.wait(ctx, k.deadline(), true)
 	}
+	r.noteStillAlive()
+	if err := ctx.Err(); err != nil && len(r.res.StillAlive) > 0 {
+		r.fail(fmt.Errorf("kill pids %v: %w", r.res.StillAlive, err))
+	}
+	return r.res
+}
+
+// deadline is how long Kill waits for death after SIGKILL.
+func (k *Killer) deadline() time.Duration {
+	if k.Deadline <= 0 {
+		return DefaultDeadline
+	}
+	return k.Deadline
+}
+
+// noteStillAlive adds the targets not known dead to StillAlive.
+func (r *run) noteStillAlive() {
 	for _, t := range r.ts {
 		if !t.dead {
 			r.res.StillAlive = append(r.res.StillAlive, t.m.PID)
 		}
 	}
-	if err := ctx.Err(); err != nil && len(r.res.StillAlive) > 0 {
-		r.fail(fmt.Errorf("kill pids %v: %w", r.res.StillAlive, err))
-	}
-	return r.res
 }
 
 // open opens and verifies a pidfd for every member before any signal.
