@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"errors"
+	"fmt"
 	"os"
 	"strconv"
 	"time"
@@ -134,11 +135,17 @@ func (r *run) killAgain(batch int, keep *target) {
 				continue
 			}
 			fd, err := openVerified(r.k.procRoot(), t.m)
-			if err != nil {
+			switch {
+			case errors.Is(err, unix.ESRCH) || errors.Is(err, unix.ENOENT) || errors.Is(err, errReused):
 				// Gone, or its PID names another process now: it exited
 				// after our SIGTERM reached it.
 				t.dead = true
 				r.res.Killed = append(r.res.Killed, t.m.PID)
+				continue
+			case err != nil:
+				// Alive as far as we know, and not signalled again.
+				r.step(Step{Op: OpDrop, PID: t.m.PID, Err: err, Note: "cannot open or verify a pidfd for SIGKILL"})
+				r.fail(err)
 				continue
 			}
 			t.fd = fd
@@ -197,6 +204,9 @@ func (r *run) waitByProc(ctx context.Context, d time.Duration, final bool) {
 	}
 }
 
+// errReused says a PID names another process than the member it was.
+var errReused = errors.New("pid reused")
+
 // openVerified opens a pidfd on m's PID and checks, while it pins the
 // process, that the process still has m's start time.
 func openVerified(procRoot string, m Member) (*sys.PidFD, error) {
@@ -209,7 +219,7 @@ func openVerified(procRoot string, m Member) (*sys.PidFD, error) {
 		if err != nil || st != m.StartTime {
 			fd.Close()
 			if err == nil {
-				err = errors.New("pid " + strconv.Itoa(m.PID) + " reused")
+				err = fmt.Errorf("pid %d: %w (start time %d, the member's was %d)", m.PID, errReused, st, m.StartTime)
 			}
 			return nil, err
 		}
