@@ -218,10 +218,11 @@ func TestBombsAreContained(t *testing.T) {
 			}
 			wrapper := timeoutChild(t, cmd.Process.Pid, wait)
 			// Where the wrapper lives on beside the bomb, it can still die
-			// before the guard acts: the kernel's OOM killer, should the
-			// bomb fill its memory cgroup, picks it, the largest process
-			// there (a CI run once saw it go 60 ms after the guard's scan).
-			// The group then holds the family alone. Watch it by pidfd.
+			// before the guard acts: a CI run saw it die 60 ms after the
+			// guard's scan, cause unknown (the kernel's OOM killer, should
+			// the bomb fill its memory cgroup, would pick it first, the
+			// largest process there). The group then holds the family
+			// alone. Watch it by pidfd.
 			var wrapperFD *sys.PidFD
 			if wrapper != 0 && tc.method == "sigstop" {
 				if fd, err := sys.PidfdOpen(wrapper); err == nil {
