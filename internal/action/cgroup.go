@@ -34,12 +34,11 @@ type CgroupKiller struct {
 	// Deadline bounds waiting for the cgroup to empty, DefaultDeadline
 	// when zero.
 	Deadline time.Duration
-	// SkipMrelease leaves the killed members' memory to their own exit
-	// (kill.mrelease = false); otherwise each member still alive
-	// MreleaseAfter after its SIGKILL is reaped with process_mrelease(2),
-	// as Killer does (see Killer.MreleaseAfter). The v2 cgroup.kill path
-	// reaps nothing.
-	SkipMrelease  bool
+	// Mrelease and MreleaseAfter are Killer's: with Mrelease, each member
+	// still alive MreleaseAfter after its SIGKILL is reaped with
+	// process_mrelease(2); without, its memory is left to its own exit.
+	// The v2 cgroup.kill path reaps nothing.
+	Mrelease      bool
 	MreleaseAfter time.Duration
 	// Log receives warnings; nil discards them.
 	Log *slog.Logger
@@ -141,7 +140,7 @@ func (k *CgroupKiller) Signal(cg cgroupfs.Cgroup, sig unix.Signal) ([]int, error
 		fds, now, err := k.openMembers(cg, done, nil, batch)
 		for _, fd := range fds {
 			done[fd.PID()] = true
-			if err == nil && fd.SendSignal(sig) == nil {
+			if fd.SendSignal(sig) == nil {
 				sent = append(sent, fd.PID())
 			}
 			fd.Close()
@@ -250,12 +249,6 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 		if err != nil {
 			return rep, fmt.Errorf("kill cgroup %s: %w", cg.Path, err)
 		}
-		closeFresh := func() {
-			for _, fd := range fresh {
-				done[fd.PID()] = true
-				fd.Close()
-			}
-		}
 		if len(fresh) == 0 {
 			err := k.waitKilled(ctx, cg)
 			if err == nil || time.Now().After(deadline) || ctx.Err() != nil {
@@ -287,10 +280,13 @@ func (k *CgroupKiller) killMembers(ctx context.Context, cg cgroupfs.Cgroup, rep 
 		if thaw != nil {
 			thaw()
 		}
-		if !k.SkipMrelease {
+		if k.Mrelease {
 			rep.Released = append(rep.Released, k.mrelease(ctx, fresh, deadline)...)
 		}
-		closeFresh()
+		for _, fd := range fresh {
+			done[fd.PID()] = true
+			fd.Close()
+		}
 		if round > 50+len(now)/batch || time.Now().After(deadline) || ctx.Err() != nil {
 			return rep, k.waitKilled(ctx, cg)
 		}

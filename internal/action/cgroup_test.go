@@ -13,14 +13,14 @@ import (
 
 // TestCgroupKillerMrelease: a cgroup kill reaps, as a Killer does, only the
 // members still alive MreleaseAfter after their SIGKILL, and never with
-// SkipMrelease (kill.mrelease = false, which kill_cgroup ignored before).
+// Mrelease off (kill.mrelease = false, which kill_cgroup ignored before).
 // The killer is given no v1 freezer, so it stops with SIGSTOP and leaves
 // the test's own freeze alone: a member frozen by the test cannot exit.
 func TestCgroupKillerMrelease(t *testing.T) {
 	hog := testbed.CompileC(t, hogSource)
 	t.Run("a member that can run exits by itself", func(t *testing.T) {
 		g, v := startLoneHog(t, hog, 96)
-		k := &CgroupKiller{Log: testLogger(t), MreleaseAfter: 2 * time.Second, Deadline: 5 * time.Second}
+		k := &CgroupKiller{Log: testLogger(t), Mrelease: true, MreleaseAfter: 2 * time.Second, Deadline: 5 * time.Second}
 		rep, err := k.Kill(context.Background(), g.Memory)
 		if err != nil || !slices.Equal(rep.Killed, []int{int(v.Members[0].PID)}) || len(rep.Released) != 0 {
 			t.Fatalf("Killed %v, Released %v, err %v: want the hog killed, not reaped", rep.Killed, rep.Released, err)
@@ -31,7 +31,7 @@ func TestCgroupKillerMrelease(t *testing.T) {
 		skip bool
 	}{
 		{"a frozen member is reaped after the wait", false},
-		{"nothing is reaped with SkipMrelease", true},
+		{"nothing is reaped without Mrelease", true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g, v := startLoneHog(t, hog, 96)
@@ -39,7 +39,7 @@ func TestCgroupKillerMrelease(t *testing.T) {
 				t.Fatal(err)
 			}
 			const after = 200 * time.Millisecond
-			k := &CgroupKiller{Log: testLogger(t), SkipMrelease: tc.skip, MreleaseAfter: after, Deadline: 600 * time.Millisecond}
+			k := &CgroupKiller{Log: testLogger(t), Mrelease: !tc.skip, MreleaseAfter: after, Deadline: 600 * time.Millisecond}
 			start := time.Now()
 			rep, err := k.Kill(context.Background(), g.Memory)
 			if err == nil {
@@ -51,7 +51,7 @@ func TestCgroupKillerMrelease(t *testing.T) {
 			}
 			if tc.skip {
 				if len(rep.Released) != 0 {
-					t.Fatalf("Released %v with SkipMrelease", rep.Released)
+					t.Fatalf("Released %v without Mrelease", rep.Released)
 				}
 				// Its memory stays until it runs its own exit.
 				if u, err := g.Memory.ReadUint("memory.usage_in_bytes"); err != nil || u < 64<<20 {

@@ -209,18 +209,18 @@ func (k *Killer) Kill(ctx context.Context, v Victim) Result {
 			t.fd.Close()
 		}
 	}()
-	r.open()
+	r.openMembers(r.v.Members)
 	if k.TermGrace > 0 && r.alive() > 0 {
-		r.signal(unix.SIGTERM)
+		r.signalTargets(r.ts, unix.SIGTERM)
 		r.wait(ctx, k.TermGrace, false)
 	}
 	if r.alive() > 0 && ctx.Err() == nil {
-		r.signal(unix.SIGKILL)
+		r.signalTargets(r.ts, unix.SIGKILL)
 		if k.Mrelease {
 			if k.MreleaseAfter > 0 {
 				r.wait(ctx, k.MreleaseAfter, false)
 			}
-			r.mrelease()
+			r.mreleaseTargets(r.ts)
 		}
 		r.wait(ctx, k.deadline(), true)
 	}
@@ -248,11 +248,8 @@ func (r *run) noteStillAlive() {
 	}
 }
 
-// open opens and verifies a pidfd for every member before any signal.
-func (r *run) open() { r.openMembers(r.v.Members) }
-
 // openMembers opens and verifies a pidfd for each of ms, and adds a target
-// to r.ts for each it pinned.
+// to r.ts for each it pinned. Kill opens every member before any signal.
 func (r *run) openMembers(ms []Member) {
 	for _, m := range ms {
 		fd, err := sys.PidfdOpen(m.PID)
@@ -307,8 +304,6 @@ func (r *run) alive() int {
 	return n
 }
 
-func (r *run) signal(sig unix.Signal) { r.signalTargets(r.ts, sig) }
-
 // signalTargets sends sig through the pidfd of each target of ts that is
 // not known dead.
 func (r *run) signalTargets(ts []*target, sig unix.Signal) {
@@ -340,13 +335,10 @@ func (r *run) signalTargets(ts []*target, sig unix.Signal) {
 	}
 }
 
-// mrelease runs only after signal(SIGKILL) has gone to every member:
+// mreleaseTargets calls process_mrelease on each target of ts not known
+// dead. It runs only after SIGKILL has gone to every member:
 // process_mrelease reaps an address space, and reaping one that a live,
 // unsignalled sharer still writes from could corrupt its writes (seed 004).
-func (r *run) mrelease() { r.mreleaseTargets(r.ts) }
-
-// mreleaseTargets calls process_mrelease on each target of ts not known
-// dead.
 func (r *run) mreleaseTargets(ts []*target) {
 	for _, t := range ts {
 		if t.dead {

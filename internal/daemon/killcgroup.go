@@ -83,7 +83,7 @@ func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, act 
 		Log:           m.log,
 		Deadline:      act.Deadline,
 		Protected:     func(pid int) string { return protectedNow(pid, rules) },
-		SkipMrelease:  !act.Mrelease,
+		Mrelease:      act.Mrelease,
 		MreleaseAfter: act.MreleaseAfter,
 	}
 	if mt, ok := mounts.V1("freezer"); ok {

@@ -710,24 +710,12 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	root := g.rec.Get(v.Root)
 	// The root's process is named by its last image: a wrapper forked by
 	// a shell that exec'd timeout is "timeout", not the shell's name.
-	named := root
-	for id := v.Root; id != lineage.None; {
-		next := lineage.None
-		for ch := g.rec.Get(id).FirstChild; ch != lineage.None; ch = g.rec.Get(ch).NextSibling {
-			if g.rec.Get(ch).Exec {
-				next = ch
-			}
-		}
-		if next != lineage.None {
-			named = g.rec.Get(next)
-		}
-		id = next
-	}
+	named := g.rec.Get(g.rec.LastImage(v.Root))
 	rootName := fmt.Sprintf("%s (pid %d)", named.CommString(), v.RootPID)
 	// A root that exited (a bomb's first shell, or a launcher that died)
 	// is named as such: its PID is no longer the family's, and whatever
 	// shares its cgroup now is judged without it.
-	rootExited := root.Exited && !v.RootAlive
+	rootExited := root.Exited
 	if rootExited {
 		rootName = fmt.Sprintf("%s (pid %d, exited)", named.CommString(), v.RootPID)
 	}

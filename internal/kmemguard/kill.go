@@ -183,6 +183,7 @@ func (g *Guard) killCgroup(ctx context.Context, cg cgroupfs.Cgroup, d kmembudget
 		Protected:     g.protected,
 		FreezeTimeout: g.cfg.FreezeTimeout,
 		Deadline:      g.cfg.KillTimeout,
+		Mrelease:      true,
 		Log:           g.log,
 	}
 	rep, err := killer.Kill(ctx, cg)

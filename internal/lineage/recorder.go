@@ -656,6 +656,23 @@ func (r *Recorder) Walk(id ID, fn func(id ID, depth int) bool) {
 	}
 }
 
+// LastImage returns the newest image on record of id's process: id itself,
+// or the last of the images its later execs created.
+func (r *Recorder) LastImage(id ID) ID {
+	for {
+		next := None
+		for ch := r.recs[id].FirstChild; ch != None; ch = r.recs[ch].NextSibling {
+			if r.recs[ch].Exec {
+				next = ch
+			}
+		}
+		if next == None {
+			return id
+		}
+		id = next
+	}
+}
+
 // ForkParent returns the record of the process that forked id's process:
 // it skips id's own earlier exec images.
 func (r *Recorder) ForkParent(id ID) ID {

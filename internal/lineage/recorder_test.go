@@ -405,3 +405,22 @@ func mustLookup(t *testing.T, r *Recorder, pid int32) ID {
 	}
 	return id
 }
+
+// TestLastImage: a process that forked and then exec'd twice is named by
+// its third image; a process that never exec'd is its own last image.
+func TestLastImage(t *testing.T) {
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}, {PID: 100, PPID: 1, Born: time.Second}}, 2*time.Second)
+	r.Fork(100, 200, 3*time.Second)
+	first, _ := r.Lookup(200)
+	r.Exec(200, 4*time.Second, []byte("timeout"))
+	r.Exec(200, 5*time.Second, []byte("bash"))
+	last, _ := r.Lookup(200)
+	if first == last || r.LastImage(first) != last || r.Get(last).CommString() != "bash" {
+		t.Fatalf("LastImage(%d) = %d, want %d (bash)", first, r.LastImage(first), last)
+	}
+	parent, _ := r.Lookup(100)
+	if r.LastImage(parent) != parent {
+		t.Fatalf("LastImage of a process that never exec'd = %d, want itself %d", r.LastImage(parent), parent)
+	}
+}

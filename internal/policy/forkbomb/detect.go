@@ -603,14 +603,7 @@ func (d *Detector) forksCopies(rec *lineage.Recorder, p, child lineage.ID, in In
 
 // execd reports whether the process of record id exec'd: a later image of
 // it is on record.
-func execd(rec *lineage.Recorder, id lineage.ID) bool {
-	for ch := rec.Get(id).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-		if rec.Get(ch).Exec {
-			return true
-		}
-	}
-	return false
-}
+func execd(rec *lineage.Recorder, id lineage.ID) bool { return rec.LastImage(id) != id }
 
 func (d *Detector) qualifies(s *stats) bool {
 	live := float64(s.live)
