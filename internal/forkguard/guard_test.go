@@ -26,13 +26,32 @@ import (
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
-// C programs for the bombs.
+// C programs for the bombs. Each first makes itself, and so every copy, the
+// kernel OOM killer's first choice: a bomb's kernel memory can reach its
+// group's memory limit (each failed fork copies the whole mm before pids.max
+// refuses it, and task structs are freed an RCU grace period late, so a
+// loaded machine can hold several times the steady 250 to 350 MiB), and the
+// OOM killer would otherwise take the largest processes there, the timeout
+// wrapper and the bystander (CI saw both die that way). Raising one's own
+// oom_score_adj needs no privilege.
 const (
-	forkLoopC = `#include <unistd.h>
-int main(void) { for (;;) fork(); }
+	forkLoopC = `#include <fcntl.h>
+#include <unistd.h>
+int main(void) {
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+	if (fd < 0 || write(fd, "1000", 4) != 4) return 125;
+	close(fd);
+	for (;;) fork();
+}
 `
-	slowBombC = `#include <unistd.h>
-int main(void) { for (;;) { usleep(200000); fork(); } }
+	slowBombC = `#include <fcntl.h>
+#include <unistd.h>
+int main(void) {
+	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
+	if (fd < 0 || write(fd, "1000", 4) != 4) return 125;
+	close(fd);
+	for (;;) { usleep(200000); fork(); }
+}
 `
 )
 
@@ -217,12 +236,13 @@ func TestBombsAreContained(t *testing.T) {
 				wait = 5 * time.Second
 			}
 			wrapper := timeoutChild(t, cmd.Process.Pid, wait)
-			// Where the wrapper lives on beside the bomb, it can still die
-			// before the guard acts: a CI run saw it die 60 ms after the
-			// guard's scan, cause unknown (the kernel's OOM killer, should
-			// the bomb fill its memory cgroup, would pick it first, the
-			// largest process there). The group then holds the family
-			// alone. Watch it by pidfd.
+			// Where the wrapper lives on beside the bomb, it could still die
+			// before the guard acts: CI runs saw it die, once 60 ms after
+			// the guard's scan. The kernel's OOM killer, with the bomb at
+			// its group's memory limit, takes the largest process there
+			// (reproduced here with a 200 MiB limit), hence the bombs'
+			// oom_score_adj of 1000. Should it die all the same, the group
+			// holds the family alone. Watch it by pidfd.
 			var wrapperFD *sys.PidFD
 			if wrapper != 0 && tc.method == "sigstop" {
 				if fd, err := sys.PidfdOpen(wrapper); err == nil {
@@ -266,8 +286,9 @@ func TestBombsAreContained(t *testing.T) {
 				t.Fatalf("survivors %v", left)
 			}
 			if !alive(by) {
-				t.Fatalf("bystander %d was killed", by)
+				t.Fatalf("bystander %d was killed (%d OOM kills in the group, whose memory peaked at %d MiB)", by, g.OOMKills(), g.MaxUsage()>>20)
 			}
+			t.Logf("the group's memory peaked at %d MiB; %d OOM kills", g.MaxUsage()>>20, g.OOMKills())
 			var got []actionlog.Action
 			for _, a := range r.acts.Recent() {
 				if a.Kind == "contain-forkbomb" {
