@@ -72,7 +72,9 @@ func TestHogAndBystander(t *testing.T) {
 func TestCloneVMSharersDieTogether(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
 	bin := testbed.CompileC(t, cloneVMSource)
-	d := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug")
+	// Reaped at once: by default a victim that nothing waits on is given
+	// 100 ms to exit by itself, and these do.
+	d := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug", "--mrelease-after", "0s")
 	cmd := g.Command(bin, "600", "1000")
 	out, _ := cmd.StdoutPipe()
 	if err := cmd.Start(); err != nil {

@@ -155,7 +155,9 @@ type Kill struct {
 	// Mrelease reaps the victim's memory with process_mrelease after SIGKILL.
 	Mrelease bool `toml:"mrelease"`
 	// MreleaseAfter is how long a victim has to exit by itself after
-	// SIGKILL before its memory is reaped (see action.Killer).
+	// SIGKILL before its memory is reaped, while no task stalls on memory;
+	// under a memory stall the victim is reaped at once (see
+	// policy.KillConfig.ReapAfter).
 	MreleaseAfter Duration `toml:"mrelease_after"`
 	// KillCgroup kills, after the victim's mm group, every other process
 	// of its cgroup (see etc/oomguard.toml).
@@ -290,7 +292,7 @@ func Default() *Config {
 			AvailableSoftPercent: 20,
 			Turnover:             0.25,
 		},
-		Kill: Kill{Deadline: Duration(2e9), Mrelease: true},
+		Kill: Kill{Deadline: Duration(2e9), Mrelease: true, MreleaseAfter: Duration(100e6)},
 		ForkBomb: ForkBomb{Enabled: true, MinFamily: 200, MinRate: 2000, MaxAge: Duration(60e9),
 			MinYoungFraction: 0.8, MinDepth: 6, MinOrphanFraction: 0.3,
 			OrphanFamily: 50, OrphanFamilyFraction: 0.5, ReplicatingFamily: 16, ReplicatingGenerations: 3,

@@ -72,7 +72,7 @@ func RegisterFlags(fs *flag.FlagSet) *Overrides {
 	o.duration("term-grace", "kill.term_grace", "SIGTERM to SIGKILL grace `period` (0 = SIGKILL only)", func(c *Config, d Duration) { c.Kill.TermGrace = d })
 	o.duration("kill-deadline", "kill.deadline", "wait this `long` for a victim to exit", func(c *Config, d Duration) { c.Kill.Deadline = d })
 	o.boolean("no-mrelease", "kill.mrelease", "do not reap victims with process_mrelease", func(c *Config, b bool) { c.Kill.Mrelease = !b })
-	o.duration("mrelease-after", "kill.mrelease_after", "give a victim this `long` to exit by itself before reaping it (0 = at once)", func(c *Config, d Duration) { c.Kill.MreleaseAfter = d })
+	o.duration("mrelease-after", "kill.mrelease_after", "give a victim this `long` to exit by itself before reaping it, while nothing stalls on memory (0 = at once)", func(c *Config, d Duration) { c.Kill.MreleaseAfter = d })
 	o.boolean("kill-cgroup", "kill.kill_cgroup", "kill the victim's whole cgroup", func(c *Config, b bool) { c.Kill.KillCgroup = b })
 	o.boolean("no-forkbomb", "forkbomb.enabled", "disable fork-bomb detection", func(c *Config, b bool) { c.ForkBomb.Enabled = !b })
 

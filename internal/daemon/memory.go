@@ -103,7 +103,8 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	if err != nil {
 		return err
 	}
-	kc := policy.KillConfig{TermGrace: time.Duration(cfg.Kill.TermGrace), Deadline: time.Duration(cfg.Kill.Deadline)}
+	kc := policy.KillConfig{TermGrace: time.Duration(cfg.Kill.TermGrace), Deadline: time.Duration(cfg.Kill.Deadline),
+		ReapAfter: time.Duration(cfg.Kill.MreleaseAfter)}
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	m.triggers = t
@@ -118,8 +119,8 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	m.rules = PolicyRules(cfg)
 	m.policy = policy.NewKiller(kc, m.rules)
 	m.grace = kc.TermGrace
-	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease,
-		MreleaseAfter: time.Duration(cfg.Kill.MreleaseAfter)}
+	// MreleaseAfter is the decision's (KillConfig.ReapAfter).
+	m.act = action.Killer{Log: m.log, Deadline: kc.Deadline, Mrelease: cfg.Kill.Mrelease}
 	if m.act.Deadline == 0 {
 		m.act.Deadline = policy.DefaultDeadline
 	}
@@ -311,6 +312,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	if dec.Signal == policy.SIGTERM {
 		act.TermGrace = grace
 	}
+	act.MreleaseAfter = dec.ReapAfter
 	victim := action.Victim{Reason: fmt.Sprintf("%s: %s", dec.Verdict.Trigger, dec.Reason)}
 	for _, mb := range c.Members {
 		victim.Members = append(victim.Members, action.Member{PID: mb.PID, StartTime: mb.StartTime})
@@ -327,7 +329,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		}
 	}
 	m.log.Info("kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm, "signal", dec.Signal.String(),
-		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "decided_in", decided, "reason", dec.Reason)
+		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "decided_in", decided, "reap_after", dec.ReapAfter, "reason", dec.Reason)
 	begin := time.Now()
 	var cgKiller action.CgroupKiller
 	var cg cgroupfs.Cgroup

@@ -73,6 +73,9 @@ type Decision struct {
 	// Reap asks for process_mrelease once SIGKILL has been delivered to
 	// every member of Victim (never before: seed 004).
 	Reap bool `json:"reap"`
+	// ReapAfter is how long to let the victim exit by itself first; zero
+	// reaps at once (KillConfig.ReapAfter says when).
+	ReapAfter time.Duration `json:"reap_after"`
 	// KillCgroup asks to kill Victim.Cgroup as a whole (Rules.KillCgroup).
 	KillCgroup bool `json:"kill_cgroup,omitempty"`
 	// Attempt is 1 for the first SIGKILL and 2 for the retry; 0 for SIGTERM.
@@ -127,6 +130,14 @@ type KillConfig struct {
 	// is retried once, and after the retry before it is marked skipped.
 	// Zero means DefaultDeadline.
 	Deadline time.Duration
+	// ReapAfter is how long a SIGKILLed victim is given to exit by itself
+	// before its memory is reaped, while no task stalls on memory
+	// (Verdict.MemoryWaiting false). Reaping takes a CPU at the daemon's
+	// priority; a victim that can run frees the same memory as fast, and
+	// when nobody waits for memory, taking the CPU from others only delays
+	// them. When a task stalls on memory, or on the SIGKILL retry, the
+	// victim is reaped at once.
+	ReapAfter time.Duration
 }
 
 // phase is where the in-flight victim is.
@@ -338,9 +349,13 @@ func (k *Killer) progress(v Verdict, now time.Time) (d Decision, done bool) {
 
 // killDecision is a SIGKILL decision on the in-flight victim.
 func (k *Killer) killDecision(v Verdict, now time.Time, reason string) Decision {
-	return Decision{Kind: DecideKill, Victim: k.cur.victim, Signal: SIGKILL, Reap: true,
+	d := Decision{Kind: DecideKill, Victim: k.cur.victim, Signal: SIGKILL, Reap: true,
 		KillCgroup: k.rules.KillCgroup, Attempt: k.cur.attempt,
 		Deadline: now.Add(k.cfg.Deadline), Verdict: v, Reason: reason}
+	if !v.MemoryWaiting && k.cur.attempt < 2 {
+		d.ReapAfter = k.cfg.ReapAfter
+	}
+	return d
 }
 
 // markVictim marks every live member of the in-flight victim skipped.

@@ -405,3 +405,40 @@ func TestKillerIdleDoesNotAllocate(t *testing.T) {
 		t.Errorf("the mark of a live process expired")
 	}
 }
+
+// A victim's memory is reaped at once when some task waits for memory, and
+// after ReapAfter when none does; the retry of a victim that outlived its
+// deadline is reaped at once whatever the pressure.
+func TestKillerReapAfter(t *testing.T) {
+	const ms = time.Millisecond
+	for _, tc := range []struct {
+		name    string
+		waiting bool
+		retry   bool
+		want    time.Duration
+	}{
+		{name: "nothing waits for memory: the victim exits by itself first", want: 100 * ms},
+		{name: "a task stalls on memory: reaped at once", waiting: true, want: 0},
+		{name: "the retry after the deadline: reaped at once", retry: true, want: 0},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := loadSnap(t, "scope_hog.json")
+			k := NewKiller(KillConfig{Deadline: time.Second, ReapAfter: 100 * ms}, Rules{})
+			v := Verdict{Level: LevelKill, Trigger: TriggerScope, Scope: 0, MemoryWaiting: tc.waiting}
+			now := snap.Time
+			d := k.Decide(snap, v, now)
+			if tc.retry {
+				d = k.Decide(snap, v, now.Add(time.Second))
+				if d.Attempt != 2 {
+					t.Fatalf("decision %v attempt %d after the deadline, want the retry", d.Kind, d.Attempt)
+				}
+			}
+			if d.Kind != DecideKill || !d.Reap {
+				t.Fatalf("decision %v (reap %v), want a kill with a reap", d.Kind, d.Reap)
+			}
+			if d.ReapAfter != tc.want {
+				t.Errorf("ReapAfter %v, want %v", d.ReapAfter, tc.want)
+			}
+		})
+	}
+}

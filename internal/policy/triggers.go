@@ -72,6 +72,11 @@ type Verdict struct {
 	// Numbers are the measured values and the levels they were compared to,
 	// for logs and metrics.
 	Numbers map[string]float64 `json:"numbers,omitempty"`
+	// MemoryWaiting is true when some task stalled on memory since the
+	// previous snapshot (the system's memory "some" PSI total grew), or
+	// when that cannot be told (no PSI, or no previous snapshot). It
+	// decides how soon a victim's memory is reaped (KillConfig.ReapAfter).
+	MemoryWaiting bool `json:"memory_waiting"`
 }
 
 // Triggers configures every trigger. Each is independent; the zero value
@@ -318,6 +323,10 @@ type TriggerState struct {
 	psi      []psiHist
 	memStall psiHist  // the memavail trigger's memory "full" window
 	memFall  fallHist // the memavail trigger's fill rate
+	// memSome is the system's memory "some" total (µs) at the previous
+	// snapshot, when haveSome.
+	memSome  uint64
+	haveSome bool
 }
 
 // fallHist measures how fast MemAvailable falls: over tumbling windows of
@@ -485,7 +494,22 @@ func EvaluateTriggers(state *TriggerState, snap *Snapshot, cfg Triggers) Verdict
 		tv := thrash(&state.scopes[i], sc.Path, now, sc.RefaultFile, avail, ok, avail/100*float64(limit), pageSize(snap), pr, i, &cfg.Thrash)
 		v = worse(v, tv)
 	}
+	v.MemoryWaiting = memoryWaiting(state, &snap.Pressure.Memory)
 	return v
+}
+
+// memoryWaiting reports whether some task stalled on memory between the
+// previous snapshot and this one, by the system-wide memory "some" total
+// (which counts the stalls inside every cgroup, scoped or not); true when
+// it cannot tell.
+func memoryWaiting(state *TriggerState, f *PressureFile) bool {
+	if !f.Valid {
+		state.haveSome = false
+		return true
+	}
+	waiting := !state.haveSome || f.Some.Total != state.memSome
+	state.memSome, state.haveSome = f.Some.Total, true
+	return waiting
 }
 
 // worse returns b when it is strictly more severe than a.

@@ -764,3 +764,32 @@ func TestMemAvailLead(t *testing.T) {
 		}
 	}
 }
+
+// MemoryWaiting follows the system's memory "some" total from one snapshot
+// to the next, and is true whenever it cannot tell.
+func TestMemoryWaiting(t *testing.T) {
+	snap := loadSnap(t, "desktop.json")
+	var st TriggerState
+	for i, step := range []struct {
+		valid bool
+		some  uint64
+		want  bool
+	}{
+		{valid: false, want: true},             // no PSI: cannot tell
+		{valid: true, some: 5000, want: true},  // no previous total
+		{valid: true, some: 5000, want: false}, // nobody stalled since
+		{valid: true, some: 5001, want: true},  // a microsecond of stall
+		{valid: true, some: 5001, want: false}, // calm again
+		{valid: false, some: 5001, want: true}, // PSI gone
+		{valid: true, some: 5001, want: true},  // back, but no previous total
+		{valid: true, some: 5001, want: false},
+	} {
+		s := *snap
+		s.Time = snap.Time.Add(time.Duration(i) * 100 * time.Millisecond)
+		s.Pressure.Memory.Valid = step.valid
+		s.Pressure.Memory.Some.Total = step.some
+		if got := EvaluateTriggers(&st, &s, DefaultTriggers()).MemoryWaiting; got != step.want {
+			t.Errorf("step %d (valid %v, some %d): MemoryWaiting %v, want %v", i, step.valid, step.some, got, step.want)
+		}
+	}
+}
