@@ -350,6 +350,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		"swap_bytes":            float64(c.Swap),
 		"kill_duration_seconds": time.Since(begin).Seconds(),
 		"decision_seconds":      decided.Seconds(),
+		"reap_after_seconds":    dec.ReapAfter.Seconds(),
 	}
 	for k, v := range dec.Verdict.Numbers {
 		numbers[k] = v
