@@ -27,13 +27,14 @@ import (
 )
 
 // C programs for the bombs. Each first makes itself, and so every copy, the
-// kernel OOM killer's first choice: a bomb's kernel memory can reach its
-// group's memory limit (each failed fork copies the whole mm before pids.max
-// refuses it, and task structs are freed an RCU grace period late, so a
-// loaded machine can hold several times the steady 250 to 350 MiB), and the
-// OOM killer would otherwise take the largest processes there, the timeout
-// wrapper and the bystander (CI saw both die that way). Raising one's own
-// oom_score_adj needs no privilege.
+// kernel OOM killer's first choice. Should a bomb's kernel memory reach its
+// group's memory limit, the OOM killer would otherwise take the largest
+// processes there: the timeout wrapper, then the bystander. CI runs saw
+// exactly those two die; a 200 MiB limit does that here. How the group
+// reached its 1 GiB in CI is not known: here it peaks at 250 to 390 MiB
+// (each failed fork copies the whole mm before pids.max refuses it, and
+// freed task structs wait for an RCU grace period, so a loaded machine may
+// hold more). Raising one's own oom_score_adj needs no privilege.
 const (
 	forkLoopC = `#include <fcntl.h>
 #include <unistd.h>

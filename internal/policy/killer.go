@@ -133,10 +133,11 @@ type KillConfig struct {
 	// ReapAfter is how long a SIGKILLed victim is given to exit by itself
 	// before its memory is reaped, while no task stalls on memory
 	// (Verdict.MemoryWaiting false). Reaping takes a CPU at the daemon's
-	// priority; a victim that can run frees the same memory as fast, and
-	// when nobody waits for memory, taking the CPU from others only delays
-	// them. When a task stalls on memory, or on the SIGKILL retry, the
-	// victim is reaped at once.
+	// priority; a victim that can run frees the same memory by itself, a
+	// few milliseconds later, and when nobody waits for memory those
+	// milliseconds help no one while the CPU taken delays others. When a
+	// task stalls on memory, or on the SIGKILL retry, the victim is reaped
+	// at once.
 	ReapAfter time.Duration
 }
 
