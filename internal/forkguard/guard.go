@@ -775,10 +775,21 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		}
 		return out
 	}
+	restore := func() {}
+	if g.rt.Load() {
+		// The containment is 20 to 50 ms of work on this thread, enough to
+		// be preempted; getting it back takes another runtime thread,
+		// which the bomb would starve (sys.RaiseThreads).
+		var err error
+		if restore, err = sys.RaiseThreads(g.cfg.Priority); err != nil {
+			g.log.Warn("forkguard: the runtime's other threads stay at normal priority during the containment", "err", err)
+		}
+	}
 	rep, err := containment.Contain(ctx, fam, containment.Options{
 		ProcRoot: g.cfg.ProcRoot, Mounts: g.mounts, Self: int(g.self), MonoMinusBoot: g.monoMinusBoot,
 		NoFreeze: g.cfg.NoFreeze,
 	})
+	restore()
 	doneMono := now() - time.Since(rep.Done)
 	for i, sk := range rep.Skipped {
 		if i == 10 {

@@ -2,6 +2,8 @@ package sys
 
 import (
 	"fmt"
+	"os"
+	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -56,4 +58,78 @@ func SleepThread(d time.Duration) {
 	ts := unix.NsecToTimespec(int64(d))
 	for unix.Nanosleep(&ts, &ts) == unix.EINTR {
 	}
+}
+
+// RaiseThreads moves every thread of this process that is not real-time
+// already to SCHED_FIFO at priority (with SCHED_RESET_ON_FORK), and returns
+// a function that puts each back to the policy and nice value it had.
+//
+// A goroutine locked to a real-time thread (see SetFIFO) still depends on
+// the Go scheduler's other threads whenever it is preempted or comes back
+// from a long system call: another thread must run the scheduler and hand
+// the goroutine back to its own thread. At normal priority, a fork bomb's
+// thousands of runnable tasks can keep that thread off the CPU for
+// seconds. For a short, critical stretch (a containment), raising every
+// thread removes the wait. Threads created meanwhile start at normal
+// priority (SCHED_RESET_ON_FORK). Threads that exit meanwhile are skipped.
+// The error reports the first thread that could not be raised; the
+// threads raised before it are put back before RaiseThreads returns.
+func RaiseThreads(priority int) (restore func(), err error) {
+	tids, err := threadIDs()
+	if err != nil {
+		return func() {}, err
+	}
+	type saved struct {
+		tid  int
+		attr unix.SchedAttr
+	}
+	var raised []saved
+	restore = func() {
+		for _, s := range raised {
+			attr := s.attr
+			attr.Size = unix.SizeofSchedAttr
+			unix.SchedSetAttr(s.tid, &attr, 0) // an exited thread needs nothing
+		}
+	}
+	for _, tid := range tids {
+		old, err := unix.SchedGetAttr(tid, 0)
+		if err != nil {
+			continue // exited
+		}
+		if old.Policy == unix.SCHED_FIFO || old.Policy == unix.SCHED_RR {
+			continue
+		}
+		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(priority),
+			Flags: schedFlagResetOnFork}
+		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
+			if err == unix.ESRCH {
+				continue
+			}
+			restore()
+			return func() {}, fmt.Errorf("sched_setattr(SCHED_FIFO, priority %d) on thread %d: %w (needs CAP_SYS_NICE or RLIMIT_RTPRIO)",
+				priority, tid, err)
+		}
+		raised = append(raised, saved{tid, *old})
+	}
+	return restore, nil
+}
+
+// threadIDs lists /proc/self/task.
+func threadIDs() ([]int, error) {
+	f, err := os.Open("/proc/self/task")
+	if err != nil {
+		return nil, fmt.Errorf("list this process's threads: %w", err)
+	}
+	defer f.Close()
+	names, err := f.Readdirnames(-1)
+	if err != nil {
+		return nil, fmt.Errorf("list this process's threads: read /proc/self/task: %w", err)
+	}
+	tids := make([]int, 0, len(names))
+	for _, n := range names {
+		if tid, err := strconv.Atoi(n); err == nil {
+			tids = append(tids, tid)
+		}
+	}
+	return tids, nil
 }
