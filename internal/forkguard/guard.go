@@ -780,8 +780,12 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		// The containment is 20 to 50 ms of work on this thread, enough to
 		// be preempted; getting it back takes another runtime thread,
 		// which the bomb would starve (sys.RaiseThreads).
-		var err error
-		if restore, err = sys.RaiseThreads(g.cfg.Priority); err != nil {
+		var dir procfs.DirReader
+		tids, err := dir.Tasks(procfs.NewFS(g.cfg.ProcRoot), int(g.self), nil)
+		if err == nil {
+			restore, err = sys.RaiseThreads(tids, g.cfg.Priority)
+		}
+		if err != nil {
 			g.log.Warn("forkguard: the runtime's other threads stay at normal priority during the containment", "err", err)
 		}
 	}

@@ -1,9 +1,8 @@
 package sys
 
 import (
+	"errors"
 	"fmt"
-	"os"
-	"strconv"
 	"time"
 
 	"golang.org/x/sys/unix"
@@ -60,9 +59,10 @@ func SleepThread(d time.Duration) {
 	}
 }
 
-// RaiseThreads moves every thread of this process that is not real-time
-// already to SCHED_FIFO at priority (with SCHED_RESET_ON_FORK), and returns
-// a function that puts each back to the policy and nice value it had.
+// RaiseThreads moves every thread of tids (this process's, from
+// /proc/self/task) that is not real-time already to SCHED_FIFO at priority
+// (with SCHED_RESET_ON_FORK), and returns a function that puts each back to
+// the policy and nice value it had.
 //
 // A goroutine locked to a real-time thread (see SetFIFO) still depends on
 // the Go scheduler's other threads whenever it is preempted or comes back
@@ -74,11 +74,7 @@ func SleepThread(d time.Duration) {
 // priority (SCHED_RESET_ON_FORK). Threads that exit meanwhile are skipped.
 // The error reports the first thread that could not be raised; the
 // threads raised before it are put back before RaiseThreads returns.
-func RaiseThreads(priority int) (restore func(), err error) {
-	tids, err := threadIDs()
-	if err != nil {
-		return func() {}, err
-	}
+func RaiseThreads(tids []int, priority int) (restore func(), err error) {
 	type saved struct {
 		tid  int
 		attr unix.SchedAttr
@@ -102,7 +98,7 @@ func RaiseThreads(priority int) (restore func(), err error) {
 		attr := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: uint32(priority),
 			Flags: schedFlagResetOnFork}
 		if err := unix.SchedSetAttr(tid, &attr, 0); err != nil {
-			if err == unix.ESRCH {
+			if errors.Is(err, unix.ESRCH) {
 				continue
 			}
 			restore()
@@ -112,24 +108,4 @@ func RaiseThreads(priority int) (restore func(), err error) {
 		raised = append(raised, saved{tid, *old})
 	}
 	return restore, nil
-}
-
-// threadIDs lists /proc/self/task.
-func threadIDs() ([]int, error) {
-	f, err := os.Open("/proc/self/task")
-	if err != nil {
-		return nil, fmt.Errorf("list this process's threads: %w", err)
-	}
-	defer f.Close()
-	names, err := f.Readdirnames(-1)
-	if err != nil {
-		return nil, fmt.Errorf("list this process's threads: read /proc/self/task: %w", err)
-	}
-	tids := make([]int, 0, len(names))
-	for _, n := range names {
-		if tid, err := strconv.Atoi(n); err == nil {
-			tids = append(tids, tid)
-		}
-	}
-	return tids, nil
 }

@@ -1,7 +1,9 @@
 package sys
 
 import (
+	"os"
 	"runtime"
+	"strconv"
 	"sync"
 	"testing"
 
@@ -32,16 +34,22 @@ func TestRaiseThreads(t *testing.T) {
 	defer close(release)
 
 	before := map[int]unix.SchedAttr{}
-	tids, err := threadIDs()
+	entries, err := os.ReadDir("/proc/self/task")
 	if err != nil {
 		t.Fatal(err)
+	}
+	var tids []int
+	for _, e := range entries {
+		if tid, err := strconv.Atoi(e.Name()); err == nil {
+			tids = append(tids, tid)
+		}
 	}
 	for _, tid := range tids {
 		if a, err := unix.SchedGetAttr(tid, 0); err == nil {
 			before[tid] = *a
 		}
 	}
-	restore, err := RaiseThreads(1)
+	restore, err := RaiseThreads(tids, 1)
 	if err != nil {
 		t.Skipf("no SCHED_FIFO here: %v", err)
 	}

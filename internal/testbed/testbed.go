@@ -298,15 +298,11 @@ func (g *Group) Stat(name string) int64 {
 // MaxUsage returns memory.max_usage_in_bytes of the memory cgroup: the
 // most it has been charged since it was made.
 func (g *Group) MaxUsage() int64 {
-	b, err := g.Memory.ReadFile("memory.max_usage_in_bytes")
+	v, err := g.Memory.ReadUint("memory.max_usage_in_bytes")
 	if err != nil {
 		g.t.Fatalf("testbed: %v", err)
 	}
-	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
-	if err != nil {
-		g.t.Fatalf("testbed: %s: %v", g.Memory.File("memory.max_usage_in_bytes"), err)
-	}
-	return v
+	return int64(v)
 }
 
 // OOMKills returns the oom_kill count of the memory cgroup's memory.oom_control.
