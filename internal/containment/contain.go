@@ -76,8 +76,13 @@ type Options struct {
 	// spinning tasks took up to 4.4 s on a loaded 2-CPU machine); on
 	// timeout the cgroup is thawed and SIGSTOP takes over.
 	FreezeTimeout time.Duration
-	// ExitTimeout bounds waiting for the killed members to exit, 5 s.
+	// ExitTimeout bounds waiting for the next killed member to exit, 5 s:
+	// the wait goes on while members keep exiting. Members that were
+	// SIGKILLed inside a memory cgroup at its limit can take seconds to
+	// die, all of them busy reclaiming (a CI run saw 970 take 3.4 s).
 	ExitTimeout time.Duration
+	// ExitDeadline bounds the whole wait after SIGKILL, 30 s.
+	ExitDeadline time.Duration
 	// MaxRounds bounds the SIGSTOP sweeps, 500.
 	MaxRounds int
 	// NoFreeze forces the SIGSTOP path (tests).
@@ -93,6 +98,9 @@ func (o *Options) defaults() {
 	}
 	if o.ExitTimeout <= 0 {
 		o.ExitTimeout = 5 * time.Second
+	}
+	if o.ExitDeadline <= 0 {
+		o.ExitDeadline = 30 * time.Second
 	}
 	if o.MaxRounds <= 0 {
 		o.MaxRounds = 500
@@ -251,7 +259,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 			rep.Unpinned++
 		}
 	}
-	rep.Survivors = c.wait(o.ExitTimeout)
+	rep.Survivors = c.wait(o.ExitTimeout, o.ExitDeadline)
 	rep.Done = time.Now()
 	for pid := range c.fds {
 		rep.PIDs = append(rep.PIDs, pid)
@@ -260,7 +268,8 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		rep.Skipped = append(rep.Skipped, Skip{PID: pid, Reason: c.reasons[pid]})
 	}
 	if rep.Survivors > 0 {
-		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL", rep.Survivors, o.ExitTimeout)
+		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL (none exited in the last %v, or the wait reached its bound of %v)",
+			rep.Survivors, rep.Done.Sub(rep.Killed).Round(time.Millisecond), o.ExitTimeout, o.ExitDeadline)
 	}
 	return rep, nil
 }
@@ -627,24 +636,37 @@ func (c *container) killAll() {
 	}
 }
 
-// wait waits for every killed member to exit and returns how many did not.
-func (c *container) wait(timeout time.Duration) int {
-	deadline := time.Now().Add(timeout)
-	left := 0
+// wait waits for every killed member to exit and returns how many did not:
+// until none is left, until no member exited for timeout, or until bound
+// has passed since the call.
+func (c *container) wait(timeout, bound time.Duration) int {
+	start := time.Now()
+	last := start // the last time a member was seen to exit
+	pending := make([]*pin, 0, len(c.fds))
 	for _, fd := range c.fds {
-		for !c.exited(fd) {
-			if time.Now().After(deadline) {
-				left++
-				break
-			}
-			if fd.fd != nil {
-				fd.fd.WaitExit(10 * time.Millisecond)
-			} else {
-				sys.SleepThread(10 * time.Millisecond)
+		pending = append(pending, fd)
+	}
+	for {
+		left := pending[:0]
+		for _, fd := range pending {
+			if !c.exited(fd) {
+				left = append(left, fd)
 			}
 		}
+		now := time.Now()
+		if len(left) < len(pending) {
+			last = now
+		}
+		pending = left
+		if len(pending) == 0 || now.Sub(last) >= timeout || now.Sub(start) >= bound {
+			return len(pending)
+		}
+		if fd := pending[0]; fd.fd != nil {
+			fd.fd.WaitExit(10 * time.Millisecond)
+		} else {
+			sys.SleepThread(10 * time.Millisecond)
+		}
 	}
-	return left
 }
 
 func (c *container) closeAll() {

@@ -252,3 +252,82 @@ func TestContainBeyondDescriptorLimit(t *testing.T) {
 		}
 	}
 }
+
+// TestContainWaitsWhileMembersExit: killed members that take longer than
+// ExitTimeout in all to die, but never that long between one exit and the
+// next, are waited for (members of a memory cgroup at its limit die slowly,
+// all of them reclaiming: a CI run saw 105 of 1,218 still alive after 5 s).
+// Here three groups of members are held frozen after the SIGKILL, and
+// thawed one at a time. The wait ends ExitTimeout after the last exit, and
+// at ExitDeadline in any case.
+func TestContainWaitsWhileMembersExit(t *testing.T) {
+	testbed.Require(t)
+	mounts, err := FindMounts("/proc/self/mountinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	off := monoMinusBoot()
+	for _, tc := range []struct {
+		name      string
+		thaw      []time.Duration // when each group is thawed; < 0: never
+		deadline  time.Duration
+		survivors int // groups left
+		// The wait after SIGKILL, which comes a few ms after the thaws
+		// are scheduled.
+		minWait, maxWait time.Duration
+	}{
+		{name: "exits keep coming", thaw: []time.Duration{time.Second, 2500 * time.Millisecond, 4 * time.Second},
+			minWait: 3800 * time.Millisecond, maxWait: 6 * time.Second},
+		{name: "the last group never exits", thaw: []time.Duration{time.Second, 2500 * time.Millisecond, -1},
+			survivors: 1, minWait: 4300 * time.Millisecond, maxWait: 7 * time.Second},
+		{name: "the deadline comes first", thaw: []time.Duration{time.Second, 2500 * time.Millisecond, 4 * time.Second},
+			deadline: 3 * time.Second, survivors: 1, minWait: 2900 * time.Millisecond, maxWait: 3800 * time.Millisecond},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var groups []*testbed.Group
+			var fams []Family
+			for range tc.thaw {
+				g := testbed.New(t, testbed.Options{PidsMax: 20})
+				fams = append(fams, family(t, startFamily(t, g, 3), off))
+				if err := g.Freezer.Freeze(10 * time.Second); err != nil {
+					t.Fatal(err)
+				}
+				groups = append(groups, g)
+			}
+			all := func(out []Target) []Target {
+				for _, f := range fams {
+					out = f(out)
+				}
+				return out
+			}
+			if n := len(all(nil)); n != 4*len(groups) {
+				t.Fatalf("%d members, want %d", n, 4*len(groups))
+			}
+			start := time.Now()
+			for i, at := range tc.thaw {
+				if at < 0 {
+					continue
+				}
+				timer := time.AfterFunc(at, func() {
+					if err := groups[i].Freezer.Thaw(); err != nil {
+						t.Errorf("thaw group %d: %v", i, err)
+					}
+				})
+				t.Cleanup(func() { timer.Stop() })
+			}
+			rep, err := Contain(context.Background(), all, Options{Mounts: mounts, Self: os.Getpid(), MonoMinusBoot: off,
+				NoFreeze: true, ExitTimeout: 2 * time.Second, ExitDeadline: tc.deadline})
+			waited := rep.Done.Sub(rep.Killed)
+			t.Logf("waited %v after SIGKILL (%v after the first thaw was scheduled): %+v, %v", waited, time.Since(start), rep.Survivors, err)
+			if len(rep.PIDs) != 4*len(groups) || rep.Survivors != 4*tc.survivors {
+				t.Fatalf("killed %d with %d survivors, want %d killed and %d survivors", len(rep.PIDs), rep.Survivors, 4*len(groups), 4*tc.survivors)
+			}
+			if (err != nil) != (tc.survivors > 0) {
+				t.Fatalf("error %v with %d survivors", err, rep.Survivors)
+			}
+			if waited < tc.minWait || waited > tc.maxWait {
+				t.Errorf("waited %v after SIGKILL, want %v to %v", waited, tc.minWait, tc.maxWait)
+			}
+		})
+	}
+}
