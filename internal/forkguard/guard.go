@@ -734,19 +734,24 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	if v.Burst > 0 {
 		burst = fmt.Sprintf(" (%d within %v before its burst's last birth)", v.Burst, g.det.Config().RateWindow)
 	}
+	// A bomb whose root died before the guard saw it (see
+	// forkbomb.Verdict.Siblings) is named by one line and counts the rest.
+	if len(v.Siblings) > 0 {
+		rootName += fmt.Sprintf(" and %d sibling lines of its name (their common root is gone)", len(v.Siblings))
+	}
 	reason := fmt.Sprintf("fork bomb: family of %s has %d live members (%d young, %d orphans, %d dead ancestors), depth %d, %.0f births/s%s, %d replication and %d clone generations",
 		rootName, v.Live, v.Young, v.Orphans, v.Dead, v.Depth, v.Rate, burst, v.Generations, v.Clones)
 	nums := map[string]float64{
 		"size": float64(v.Live), "depth": float64(v.Depth), "rate": v.Rate, "burst": float64(v.Burst), "young": float64(v.Young),
 		"orphans": float64(v.Orphans), "dead_ancestors": float64(v.Dead), "root_pid": float64(v.RootPID),
 		"root_exited": boolNumber(rootExited),
-		"generations": float64(v.Generations), "clones": float64(v.Clones),
+		"generations": float64(v.Generations), "clones": float64(v.Clones), "sibling_lines": float64(len(v.Siblings)),
 	}
 	if g.cfg.DryRun {
 		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
 		g.recheck(g.cooldown[v.RootRef])
 		g.mu.Lock()
-		g.members = forkbomb.Members(g.rec, v.Root, scope, g.members[:0])
+		g.members = g.verdictMembers(v, scope)
 		g.mu.Unlock()
 		pids := make([]int, len(g.members))
 		for i, m := range g.members {
@@ -765,11 +770,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		}
 		g.mu.Lock()
 		defer g.mu.Unlock()
-		root := g.rec.Resolve(v.RootRef)
-		if root == lineage.None {
-			return out
-		}
-		g.members = forkbomb.Members(g.rec, root, sc, g.members[:0])
+		g.members = g.verdictMembers(v, sc)
 		for _, m := range g.members {
 			out = append(out, containment.Target{PID: m.PID, Born: m.Born})
 		}
@@ -838,6 +839,22 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			"time_to_contain", time.Duration(nums["time_to_contain_seconds"]*float64(time.Second)))
 	}
 	g.record(a)
+}
+
+// verdictMembers lists, into g.members, the live members of v's family
+// and of its sibling lines, those whose records still stand (the family
+// of a root that exited and left no one is empty). g.mu must be held.
+func (g *Guard) verdictMembers(v forkbomb.Verdict, scope *forkbomb.PIDSet) []forkbomb.Member {
+	out := g.members[:0]
+	if root := g.rec.Resolve(v.RootRef); root != lineage.None {
+		out = forkbomb.Members(g.rec, root, scope, out)
+	}
+	for _, ref := range v.Siblings {
+		if id := g.rec.Resolve(ref); id != lineage.None {
+			out = forkbomb.Members(g.rec, id, scope, out)
+		}
+	}
+	return out
 }
 
 func (g *Guard) record(a actionlog.Action) {

@@ -253,6 +253,10 @@ type Verdict struct {
 	// (later than FirstBorn by however long the root ran before forking);
 	// math.MaxInt64 when no record below Root was born of a fork.
 	FirstFork time.Duration
+	// Siblings are the roots of the bomb's other lines when its own root
+	// is gone and a scan is all the guard knows (see orphanedLines): the
+	// family is Root's and theirs. Live and Young count theirs too.
+	Siblings []lineage.Ref
 }
 
 // Input is what one detection pass looks at.
@@ -329,6 +333,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 	}
 	d.st, d.qe, d.cov, d.anc = d.st[:n], d.qe[:n], d.cov[:n], d.anc[:n]
 	d.recheck = 0
+	clear(d.cov)
 	// A family that holds oomguard itself is never a bomb's: killing it
 	// would kill the killer and whatever started it (a supervisor, a
 	// test runner, a login shell) along with the bomb.
@@ -431,8 +436,9 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			// Its youngest copies will have run CopyAge by then.
 			d.recheck = in.Now + d.cfg.CopyAge
 		}
-		// covered: some ancestor is already a verdict's root.
-		d.cov[id] = r.Parent != lineage.None && (d.cov[r.Parent] || d.qe[r.Parent])
+		// covered: some ancestor is already a verdict's root, or the
+		// record is one of a verdict's sibling lines (set below).
+		d.cov[id] = d.cov[id] || (r.Parent != lineage.None && (d.cov[r.Parent] || d.qe[r.Parent]))
 		if !d.qe[id] || d.cov[id] {
 			continue
 		}
@@ -470,16 +476,17 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			}
 			id, r, s = next, rec.Get(next), &d.st[next]
 		}
-		if slices.ContainsFunc(out, func(v Verdict) bool { return v.Root == id }) {
+		if d.cov[id] || slices.ContainsFunc(out, func(v Verdict) bool { return v.Root == id }) {
 			continue
 		}
+		siblings, live, young := d.orphanedLines(rec, id, in, youngCut)
 		out = append(out, Verdict{
 			Root:        id,
 			RootRef:     rec.Ref(id),
 			RootPID:     r.PID,
 			RootAlive:   r.Alive,
-			Live:        int(s.live),
-			Young:       int(s.young),
+			Live:        int(s.live + live),
+			Young:       int(s.young + young),
 			Orphans:     int(s.orphans),
 			Dead:        int(s.dead),
 			Births:      int(s.births),
@@ -490,16 +497,69 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			Clones:      int(s.clones),
 			FirstBorn:   s.first,
 			FirstFork:   s.firstFork,
+			Siblings:    siblings,
 		})
 	}
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
 	return out
 }
 
+// orphanedLines returns the roots of the other lines of a bomb whose root
+// is gone, seen by a /proc scan only, and how many live and young members
+// they hold. A fork() loop whose root died (the kernel's OOM killer takes
+// any member once the bomb reaches its memory limit) leaves each of the
+// root's children at the top of a line of its own, adopted by PID 1 or a
+// subreaper. Fork events would have kept the dead root on record, and the
+// climb would pass through it (see forksCopies); a guard that started
+// later, or resynchronised after lost events, sees only siblings under a
+// parent of another name. The one whose line qualified is the verdict's
+// root, id; its siblings are the bomb's too when each is, as far as a scan
+// can tell, the same program's copy at the head of a line of copies: alive,
+// eligible, scanned, carrying id's name, started no earlier than RateWindow
+// before id, its whole line namesakes, with at least one namesake below
+// it. A lone process of that name (a job shell beside a shell bomb under
+// make) has forked no copy and is spared; a lone copy of a fork() loop
+// left behind forks again into the slots the verdict frees, and is caught
+// then. The verdict's root must itself be such a line, under a parent of
+// another name (a parent of the same name forked them all: the climb and
+// the root's own verdict cover that).
+func (d *Detector) orphanedLines(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
+	r := rec.Get(id)
+	if !r.Scanned || !r.Alive || !d.namesakeLine(id) || r.Parent <= lineage.Root {
+		return nil, 0, 0
+	}
+	p := rec.Get(r.Parent)
+	if p.Comm == r.Comm {
+		return nil, 0, 0
+	}
+	for ch := p.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		cr := rec.Get(ch)
+		if ch == id || d.cov[ch] || d.anc[ch] || !cr.Scanned || !cr.Alive || cr.Comm != r.Comm ||
+			cr.Born < r.Born-d.cfg.RateWindow || !d.eligible(cr, in, youngCut) || !d.namesakeLine(ch) {
+			continue
+		}
+		siblings = append(siblings, rec.Ref(ch))
+		live += d.st[ch].live
+		young += d.st[ch].young
+		d.cov[ch] = true
+	}
+	return siblings, live, young
+}
+
+// namesakeLine reports whether the family of record id is a line of
+// copies: two or more live members, every one below id a copy or a
+// namesake of its parent.
+func (d *Detector) namesakeLine(id lineage.ID) bool {
+	s := &d.st[id]
+	return s.live >= 2 && s.copies+s.namesakes >= s.live-1
+}
+
 // launched returns the family a live root only launched, to step down to:
 //
 //   - its only child, when it has one and that child's family has live
-//     members (a shell or timeout that started the bomb and waits for it).
+//     members (a shell or timeout that started the bomb and waits for it),
+//     unless a scan shows that child carrying the root's name: a copy, as
+//     far as a scan can tell, so the root is the bomb's own.
 //     The child's family need not qualify by itself: it holds every live
 //     member but the wrapper, which may be just what tips a family at a
 //     threshold.
@@ -535,6 +595,12 @@ func (d *Detector) launched(rec *lineage.Recorder, id lineage.ID, in Input, youn
 		}
 	}
 	if n == 1 {
+		// A scan's namesake below a root of the same name is a copy as far
+		// as it can tell: the root is a member of the bomb (a copy in a
+		// line whose own root died, see orphanedLines), not its launcher.
+		if namesake(r, rec.Get(only), in) {
+			return lineage.None, false
+		}
 		return only, d.st[only].live > 0
 	}
 	switch {

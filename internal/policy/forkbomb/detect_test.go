@@ -1126,3 +1126,88 @@ func scriptShellDiesWithItsBomb(t *testing.T, helpers int, exits bool) {
 		}
 	}
 }
+
+// TestOrphanedForkLoopSeenByScan: a C fork loop filled its pids limit and
+// its memory limit, and the kernel's OOM killer took the loop's root (CI
+// saw it). The root's children were adopted by a subreaper outside the
+// scope, or by PID 1, before the guard started, so a scan shows sibling
+// lines of namesakes and no root. One verdict must take every line (one at
+// a time, each containment freed slots that the others refilled, 17
+// containments in 19 s), and nothing else beside them: a lone process of
+// the loop's name (it has forked no copy: a job shell beside a shell bomb
+// looks the same), a line of that name whose member runs another program,
+// a line started long before, and a job of another name.
+func TestOrphanedForkLoopSeenByScan(t *testing.T) {
+	var loop, reaper, sh, cc [16]byte
+	copy(loop[:], "forkloop")
+	copy(reaper[:], "reaper")
+	copy(sh[:], "sh")
+	copy(cc[:], "cc1")
+	for _, tc := range []struct {
+		name               string
+		adopter            int32 // 900: a young subreaper outside the scope; 1: PID 1
+		first, others, per int   // the first line's size; the other lines' count and size
+	}{
+		{"first line holds most, adopted by a subreaper", 900, 1669, 5, 66},
+		{"first line holds a sixth, adopted by a subreaper", 900, 300, 10, 150},
+		{"adopted by PID 1", 1, 1000, 9, 100},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := 100 * time.Second
+			young := now - 5*time.Second
+			procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second, Comm: sh},
+				{PID: 900, PPID: 500, Born: young - time.Second, Comm: reaper}}
+			next := int32(1001)
+			var bomb, spared []int32
+			// line adds a line of n namesakes under the adopter: a chain
+			// 3 deep (a fast machine's loop is shallow), the rest hanging
+			// from its end.
+			line := func(n int, born time.Duration, comm [16]byte) []int32 {
+				var pids []int32
+				p := tc.adopter
+				for i := 0; i < n; i++ {
+					procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: born, Comm: comm})
+					pids = append(pids, next)
+					if i < 3 {
+						p = next
+					}
+					next++
+				}
+				return pids
+			}
+			bomb = append(bomb, line(tc.first, young, loop)...)
+			for i := 0; i < tc.others; i++ {
+				bomb = append(bomb, line(tc.per, young+time.Duration(i)*time.Millisecond, loop)...)
+			}
+			spared = append(spared, line(1, young+10*time.Millisecond, loop)...) // a lone copy
+			mixed := line(20, young, loop)                                       // one member runs cc1
+			procs[len(procs)-1].Comm = cc
+			spared = append(spared, mixed...)
+			spared = append(spared, line(20, young-2*time.Minute, loop)...) // old
+			job := line(3, young, sh)                                       // a job shell and its own
+			spared = append(spared, job...)
+			scope := make([]int, 0, len(procs))
+			for _, p := range procs {
+				if p.PID >= 1000 {
+					scope = append(scope, int(p.PID))
+				}
+			}
+			rec := lineage.New(lineage.Config{})
+			rec.Reconcile(procs, now)
+			v := New(Config{}).Detect(Input{Lineage: rec, Now: now, Scope: NewPIDSet(scope)}, nil)
+			if len(v) != 1 || v[0].Live != len(bomb) || len(v[0].Siblings) != tc.others {
+				t.Fatalf("verdicts %+v, want one of %d live members: a line and its %d siblings", v, len(bomb), tc.others)
+			}
+			var got []int32
+			for _, ref := range append([]lineage.Ref{v[0].RootRef}, v[0].Siblings...) {
+				for _, m := range Members(rec, rec.Resolve(ref), nil, nil) {
+					got = append(got, m.PID)
+				}
+			}
+			slices.Sort(got)
+			if !slices.Equal(got, bomb) {
+				t.Errorf("members: %d, want the %d of the bomb's lines; spared %v", len(got), len(bomb), spared)
+			}
+		})
+	}
+}
