@@ -26,32 +26,39 @@ import (
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
-// C programs for the bombs. Each first makes itself, and so every copy, the
-// kernel OOM killer's first choice. Should a bomb's kernel memory reach its
+// C programs for the bombs. Each copy makes itself the kernel OOM killer's
+// first choice; the root does not. Should a bomb's kernel memory reach its
 // group's memory limit, the OOM killer would otherwise take the largest
 // processes there: the timeout wrapper, then the bystander. CI runs saw
-// exactly those two die; a 200 MiB limit does that here. How the group
-// reached its 1 GiB in CI is not known: here it peaks at 250 to 390 MiB
-// (each failed fork copies the whole mm before pids.max refuses it, and
-// freed task structs wait for an RCU grace period, so a loaded machine may
-// hold more). Raising one's own oom_score_adj needs no privilege.
+// exactly those two die; a 200 MiB limit does that here. Taking the root
+// instead would leave the root's children as the tops of separate lines,
+// the case of "fork loop at pids.max whose root was killed" (with a 260 MiB
+// limit the OOM killer took the root in one run of three). How the group
+// reached its 1 GiB in CI is not known: here it peaks at 250 to 390 MiB.
+// Raising one's own oom_score_adj needs no privilege.
 const (
 	forkLoopC = `#include <fcntl.h>
 #include <unistd.h>
-int main(void) {
+static void first_choice(void) {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
-	if (fd < 0 || write(fd, "1000", 4) != 4) return 125;
+	if (fd < 0 || write(fd, "1000", 4) != 4) _exit(125);
 	close(fd);
-	for (;;) fork();
+}
+int main(void) {
+	int copy = 0;
+	for (;;) if (fork() == 0 && !copy) { copy = 1; first_choice(); }
 }
 `
 	slowBombC = `#include <fcntl.h>
 #include <unistd.h>
-int main(void) {
+static void first_choice(void) {
 	int fd = open("/proc/self/oom_score_adj", O_WRONLY);
-	if (fd < 0 || write(fd, "1000", 4) != 4) return 125;
+	if (fd < 0 || write(fd, "1000", 4) != 4) _exit(125);
 	close(fd);
-	for (;;) { usleep(200000); fork(); }
+}
+int main(void) {
+	int copy = 0;
+	for (;;) { usleep(200000); if (fork() == 0 && !copy) { copy = 1; first_choice(); } }
 }
 `
 )
@@ -172,7 +179,15 @@ func TestBombsAreContained(t *testing.T) {
 		// freed, a straggler born seconds after the burst, and the group
 		// then holds the bomb alone.
 		killWrapper bool
-		method      string
+		// killRoot kills the bomb's root once the bomb sits at pids.max,
+		// before the guard starts, as the kernel's OOM killer does when the
+		// bomb also fills its memory limit (CI saw it): the root's children
+		// head lines of their own, adopted by the testbed's subreaper, and
+		// the timeout wrapper exits. The first containment must take every
+		// line, not one at a time while the others refill the slots it
+		// frees (17 containments in 19 s before).
+		killRoot bool
+		method   string
 	}{
 		{name: "bash bomb with exiting parents", argv: []string{"bash", "-c", "b(){ b|b & }; b"}, method: "freeze-v1"},
 		{name: "C fork loop", argv: []string{forkLoop}, shared: true, method: "sigstop"},
@@ -200,6 +215,8 @@ func TestBombsAreContained(t *testing.T) {
 		// only, and the rest starved the SIGKILLed ones for 5 s.
 		{name: "fork loop at pids.max refilling its launcher's slot", argv: []string{forkLoop}, atCap: true,
 			killWrapper: true, method: "freeze-v1"},
+		{name: "fork loop at pids.max whose root was killed", argv: []string{forkLoop}, atCap: true,
+			killRoot: true, method: "freeze-v1"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			g := testbed.New(t, testbed.Options{PidsMax: 2000, V2: tc.v2, MemoryLimit: 1 << 30})
@@ -233,7 +250,7 @@ func TestBombsAreContained(t *testing.T) {
 			// lives on (the SIGSTOP cases), wait for its exec: the group
 			// may show the reaper's child before it runs timeout.
 			wait := time.Duration(0)
-			if tc.method == "sigstop" || tc.killWrapper {
+			if tc.method == "sigstop" || tc.killWrapper || tc.killRoot {
 				wait = 5 * time.Second
 			}
 			wrapper := timeoutChild(t, cmd.Process.Pid, wait)
@@ -271,6 +288,22 @@ func TestBombsAreContained(t *testing.T) {
 					}
 					time.Sleep(1500 * time.Millisecond) // a straggler: RateWindow after the burst
 				}
+				if tc.killRoot {
+					root := onlyChild(t, wrapper)
+					fd := testbed.Pin(t, root, "the bomb's root")
+					if err := fd.SendSignal(unix.SIGKILL); err != nil {
+						t.Fatal(err)
+					}
+					if done, err := fd.WaitExit(20 * time.Second); err != nil || !done {
+						t.Fatalf("the bomb's root %d did not die: %v", root, err)
+					}
+					// timeout exits with its child, and the lines refill
+					// both slots.
+					if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) == 2000 && !slices.Contains(p, wrapper) }) {
+						t.Fatalf("the bomb's lines did not refill the root's and the wrapper's slots: %d procs", len(g.Procs()))
+					}
+					time.Sleep(300 * time.Millisecond)
+				}
 				if wrapperFD != nil {
 					wrapperGone, _ = wrapperFD.Exited()
 				}
@@ -298,6 +331,10 @@ func TestBombsAreContained(t *testing.T) {
 			}
 			if len(got) == 0 {
 				t.Fatalf("no contain-forkbomb action; stats %+v", r.g.Stats())
+			}
+			if tc.killRoot && (got[0].Numbers["sibling_lines"] == 0 || got[0].Numbers["killed"] < 1900) {
+				t.Errorf("the first containment took %v members and %v sibling lines, want all the bomb's lines (1,900 members or more) at once: %s",
+					got[0].Numbers["killed"], got[0].Numbers["sibling_lines"], got[0].Reason)
 			}
 			for _, a := range got {
 				if slices.Contains(a.PIDs, by) {
@@ -345,6 +382,24 @@ func TestBombsAreContained(t *testing.T) {
 			}
 		})
 	}
+}
+
+// onlyChild returns the one child of pid.
+func onlyChild(t *testing.T, pid int) int {
+	t.Helper()
+	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", pid, pid))
+	if err != nil {
+		t.Fatalf("children of %d: %v", pid, err)
+	}
+	f := strings.Fields(string(b))
+	if len(f) != 1 {
+		t.Fatalf("children of %d: %q, want one", pid, b)
+	}
+	child, err := strconv.Atoi(f[0])
+	if err != nil {
+		t.Fatalf("children of %d: %v", pid, err)
+	}
+	return child
 }
 
 // timeoutChild returns the child of pid (the testbed's reaper) that runs
