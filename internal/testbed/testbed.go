@@ -16,6 +16,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"testing"
@@ -59,7 +60,93 @@ type Group struct {
 	reapers []*exec.Cmd
 }
 
-var serial atomic.Int64
+var (
+	serial    atomic.Int64
+	sweepOnce sync.Once
+)
+
+// namePrefix starts every group's name, followed by the creating test
+// binary's PID and a serial number.
+const namePrefix = "oomguard-test-"
+
+// SweepStale ends and removes the groups of test binaries that are gone: a
+// binary killed by a signal (a go test timeout, a stopped run) never ran
+// its cleanups. A group is stale when the PID in its name is not a live
+// process; a PID reused since errs toward leaving the group alone. Its
+// processes, started by that binary's tests, are ended the safe way
+// (KillAll). It looks in ownMemory (this process's memory cgroup), the v1
+// pids and freezer hierarchies and the v2 one, and returns what it did or
+// failed to do.
+func SweepStale(ownMemory string) []string {
+	parents := []string{ownMemory, filepath.Join(V1Root, "pids"), filepath.Join(V1Root, "freezer"), V2Root}
+	stale := map[string]bool{}
+	var names []string
+	for _, dir := range parents {
+		entries, _ := os.ReadDir(dir)
+		for _, e := range entries {
+			pid, ok := ownerPID(e.Name())
+			if !e.IsDir() || !ok || pid == os.Getpid() || stale[e.Name()] {
+				continue
+			}
+			if err := syscall.Kill(pid, 0); err != syscall.ESRCH {
+				continue // alive, or not ours to ask about
+			}
+			stale[e.Name()] = true
+			names = append(names, e.Name())
+		}
+	}
+	var msgs []string
+	for _, name := range names {
+		g := &Group{Name: name}
+		for i, dir := range parents {
+			c, err := cgroupfs.Open(filepath.Join(dir, name))
+			if err != nil {
+				continue
+			}
+			switch i {
+			case 0:
+				g.Memory = c
+			case 1:
+				g.Pids = c
+			case 2:
+				g.Freezer = c
+			case 3:
+				g.V2Cgroup = &c
+			}
+		}
+		if g.Freezer.Path != "" {
+			if err := g.KillAll(); err != nil {
+				msgs = append(msgs, fmt.Sprintf("testbed: stale group %s of a test binary that is gone: %v", name, err))
+				continue
+			}
+		}
+		var failed []string
+		for _, c := range g.Cgroups() {
+			if c.Path != "" {
+				if err := os.Remove(c.Path); err != nil && !os.IsNotExist(err) {
+					failed = append(failed, err.Error())
+				}
+			}
+		}
+		if len(failed) > 0 {
+			msgs = append(msgs, fmt.Sprintf("testbed: stale group %s: %s", name, strings.Join(failed, "; ")))
+		} else {
+			msgs = append(msgs, fmt.Sprintf("testbed: removed stale group %s of a test binary that is gone", name))
+		}
+	}
+	return msgs
+}
+
+// ownerPID returns the PID in a group's name.
+func ownerPID(name string) (int, bool) {
+	rest, ok := strings.CutPrefix(name, namePrefix)
+	if !ok {
+		return 0, false
+	}
+	pid, _, ok := strings.Cut(rest, "-")
+	n, err := strconv.Atoi(pid)
+	return n, ok && err == nil && n > 0
+}
 
 // Require skips the test unless it runs as root on a machine with the v1
 // memory, pids and freezer hierarchies.
@@ -110,7 +197,12 @@ func New(t testing.TB, o Options) *Group {
 	if err != nil {
 		t.Fatalf("testbed: %v", err)
 	}
-	name := fmt.Sprintf("oomguard-test-%d-%d", os.Getpid(), serial.Add(1))
+	sweepOnce.Do(func() {
+		for _, msg := range SweepStale(own) {
+			t.Log(msg)
+		}
+	})
+	name := fmt.Sprintf("%s%d-%d", namePrefix, os.Getpid(), serial.Add(1))
 	g := &Group{Name: name, t: t}
 	t.Cleanup(g.destroy)
 	g.Memory = mkdir(t, filepath.Join(own, name))
@@ -239,7 +331,8 @@ func (g *Group) KillAll() error {
 	}
 	g.Freezer.Thaw()
 	if !g.WaitProcs(10*time.Second, func(p []int) bool { return len(p) == 0 }) {
-		return fmt.Errorf("testbed: %s still has processes %v", g.Freezer.Path, g.Procs())
+		left, _ := g.Freezer.Procs()
+		return fmt.Errorf("testbed: %s still has processes %v", g.Freezer.Path, left)
 	}
 	if freezeErr != nil {
 		return fmt.Errorf("testbed: killed without freezing first: %w", freezeErr)

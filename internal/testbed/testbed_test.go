@@ -2,10 +2,13 @@ package testbed
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"strings"
+	"syscall"
 	"testing"
 	"time"
 )
@@ -86,4 +89,66 @@ func lineOf(s, prefix string) string {
 		}
 	}
 	return ""
+}
+
+// TestSweepStaleRemovesGroupsOfGoneBinaries: a test binary killed by a
+// signal leaves its groups, and whatever runs in them, behind. The next
+// binary ends and removes them; the groups of a binary still running are
+// left alone.
+func TestSweepStaleRemovesGroupsOfGoneBinaries(t *testing.T) {
+	Require(t)
+	own, err := OwnMemoryCgroup()
+	if err != nil {
+		t.Fatal(err)
+	}
+	gone := exec.Command("true")
+	if err := gone.Run(); err != nil {
+		t.Fatal(err)
+	}
+	owner := exec.Command("sleep", "60") // a binary still running
+	if err := owner.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { owner.Process.Kill(); owner.Wait() }()
+	left := exec.Command("sleep", "60") // a workload the gone binary left
+	if err := left.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer func() { left.Process.Kill(); left.Wait() }()
+	dirs := func(name string) []string {
+		return []string{filepath.Join(own, name), filepath.Join(V1Root, "pids", name), filepath.Join(V1Root, "freezer", name)}
+	}
+	staleName := fmt.Sprintf("%s%d-1", namePrefix, gone.Process.Pid)
+	liveName := fmt.Sprintf("%s%d-1", namePrefix, owner.Process.Pid)
+	for _, name := range []string{staleName, liveName} {
+		for _, d := range dirs(name) {
+			if err := os.Mkdir(d, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			t.Cleanup(func() { os.Remove(d) })
+		}
+	}
+	for _, d := range dirs(staleName) {
+		if err := os.WriteFile(filepath.Join(d, "cgroup.procs"), []byte(strconv.Itoa(left.Process.Pid)), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Another package's test binary, starting beside this one, may sweep
+	// the group first; what counts is that it is gone.
+	msgs := SweepStale(own)
+	t.Logf("sweep: %q", msgs)
+	for _, d := range dirs(staleName) {
+		if _, err := os.Stat(d); !os.IsNotExist(err) {
+			t.Errorf("%s is still there: %v", d, err)
+		}
+	}
+	var ee *exec.ExitError
+	if err := left.Wait(); !errors.As(err, &ee) || ee.Sys().(syscall.WaitStatus).Signal() != syscall.SIGKILL {
+		t.Errorf("the workload left behind: %v, want killed by SIGKILL", err)
+	}
+	for _, d := range dirs(liveName) {
+		if _, err := os.Stat(d); err != nil {
+			t.Errorf("the running binary's %s: %v", d, err)
+		}
+	}
 }
