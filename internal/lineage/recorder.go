@@ -72,13 +72,7 @@ type Record struct {
 }
 
 // CommString returns Comm as a string.
-func (r *Record) CommString() string {
-	n := 0
-	for n < len(r.Comm) && r.Comm[n] != 0 {
-		n++
-	}
-	return string(r.Comm[:n])
-}
+func (r *Record) CommString() string { return string(r.Comm[:commLen(&r.Comm)]) }
 
 // Ref is a reference to a record that detects reuse of its ID.
 type Ref struct {
@@ -499,7 +493,25 @@ func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
 		p := &procs[i]
 		if id, ok := r.live[p.PID]; ok {
 			if d := r.recs[id].Born - p.Born; d < dupTolerance && d > -dupTolerance {
-				r.recs[id].mark = r.epoch
+				c := &r.recs[id]
+				c.mark = r.epoch
+				switch {
+				case p.Comm[0] == 0 || c.Comm == p.Comm:
+				case c.Comm[0] == 0 || c.CommStale:
+					// A name never read, or only guessed.
+					c.Comm, c.CommStale = p.Comm, false
+				default:
+					// The process runs under another name: its exec
+					// event was lost (or it renamed itself). A record
+					// forked from its parent would otherwise stay a copy
+					// under the parent's name (a fork() loop's root
+					// named after its timeout wrapper, say).
+					r.Exec(p.PID, now, p.Comm[:commLen(&p.Comm)])
+					if img, ok := r.live[p.PID]; ok {
+						r.recs[img].mark = r.epoch
+					}
+					diff++
+				}
 				continue
 			}
 		}
@@ -552,6 +564,15 @@ func (r *Recorder) Reconcile(procs []Proc, now time.Duration) int {
 	r.adds = add[:0]
 	r.noteGrowth()
 	return diff
+}
+
+// commLen returns the length of a NUL-padded command name.
+func commLen(c *[16]byte) int {
+	n := 0
+	for n < len(c) && c[n] != 0 {
+		n++
+	}
+	return n
 }
 
 // isAncestor reports whether a is id or one of its ancestors.

@@ -424,3 +424,45 @@ func TestLastImage(t *testing.T) {
 		t.Fatalf("LastImage of a process that never exec'd = %d, want itself %d", r.LastImage(parent), parent)
 	}
 }
+
+// TestReconcileSeesLostExec: a fork seen, its exec lost. The scan shows the
+// process under another name: it runs another program, and is no longer a
+// copy of its parent under the parent's name.
+func TestReconcileSeesLostExec(t *testing.T) {
+	var sh, loop [16]byte
+	copy(sh[:], "timeout")
+	copy(loop[:], "forkloop")
+	r := New(Config{})
+	r.Reconcile([]Proc{{PID: 1}, {PID: 50, PPID: 1, Born: 100 * ms, Comm: sh}}, time.Second)
+	r.Fork(50, 51, 2*time.Second)
+	id, _ := r.Lookup(51)
+	if c := r.Get(id); c.Comm != sh || c.Exec {
+		t.Fatalf("forked record %+v, want a copy named timeout", c)
+	}
+	scan := []Proc{{PID: 1}, {PID: 50, PPID: 1, Born: 100 * ms, Comm: sh}, {PID: 51, PPID: 50, Born: 2 * time.Second, Comm: loop}}
+	if d := r.Reconcile(scan, 3*time.Second); d != 1 {
+		t.Fatalf("resync diff = %d, want 1 (the lost exec)", d)
+	}
+	img, _ := r.Lookup(51)
+	c := r.Get(img)
+	if c.Comm != loop || !c.Exec || !c.Alive || c.Parent != id || c.Born != 2*time.Second {
+		t.Fatalf("live image of 51: %+v, want an exec image named forkloop below record %d, born at 2s", c, id)
+	}
+	if got := shape(r); got != "(1+(50+(51-(51x+))))" {
+		t.Fatalf("tree %s", got)
+	}
+	if d := r.Reconcile(scan, 4*time.Second); d != 0 {
+		t.Fatalf("consistent resync diff = %d, want 0", d)
+	}
+	// A fork of a parent not on record has no name yet: the scan names
+	// it, and that is no exec.
+	r.Fork(52, 53, 5*time.Second)
+	scan = append(scan, Proc{PID: 52, PPID: 1, Born: 4500 * ms, Comm: loop}, Proc{PID: 53, PPID: 52, Born: 5 * time.Second, Comm: loop})
+	if d := r.Reconcile(scan, 6*time.Second); d != 1 {
+		t.Fatalf("resync diff = %d, want 1 (52 new)", d)
+	}
+	id53, _ := r.Lookup(53)
+	if c := r.Get(id53); c.Comm != loop || c.Exec || c.CommStale || r.Get(c.Parent).PID != 52 {
+		t.Fatalf("record of 53: %+v, want the fork named forkloop below 52", c)
+	}
+}
