@@ -458,7 +458,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			if d.anc[p] || !d.eligible(pr, in, youngCut) {
 				break
 			}
-			if (pr.Alive || ps.live > s.live+2) && !d.forksCopies(rec, p, id, in) {
+			if (pr.Alive || ps.live > s.live+2) && !d.forksCopies(rec, p, id, in) && !d.scannedCopies(rec, p, id) {
 				break
 			}
 			id, r, s = p, rec.Get(p), ps
@@ -665,6 +665,19 @@ func (d *Detector) forksCopies(rec *lineage.Recorder, p, child lineage.ID, in In
 		}
 	}
 	return false
+}
+
+// scannedCopies is forksCopies for a child known from a scan only (its
+// fork event was lost, or came before the guard started), which cannot
+// tell a copy: the child carries p's name, and p's whole family is a line
+// of namesakes (see namesakeLine), so p and everything below it run one
+// program that never exec'd. A fork() loop's root, whose children a
+// resync after lost events brought back as scans, is one; a shell whose
+// children run scripts of the same name is not, for those scripts run
+// other programs.
+func (d *Detector) scannedCopies(rec *lineage.Recorder, p, child lineage.ID) bool {
+	cr := rec.Get(child)
+	return cr.Scanned && cr.Comm[0] != 0 && cr.Comm == rec.Get(p).Comm && d.namesakeLine(p)
 }
 
 // execd reports whether the process of record id exec'd: a later image of

@@ -1211,3 +1211,49 @@ func TestOrphanedForkLoopSeenByScan(t *testing.T) {
 		})
 	}
 }
+
+// TestForkLoopResyncedAfterLostEventsKeepsItsRoot: the guard saw a fork()
+// loop's root forked and exec'd, then lost the events of its growth, and a
+// resync brought the root's children back from /proc as scans. The loop
+// grew for 2 s (a slow or loaded machine), so the root's family as a whole
+// is no burst, while each line, grown within a second, qualifies alone.
+// The verdict must climb to the live root, whose whole family is the
+// loop's namesakes, and take all of it (it took the lines one at a time,
+// while the root refilled; once, none at all).
+func TestForkLoopResyncedAfterLostEventsKeepsItsRoot(t *testing.T) {
+	var loop, timeout [16]byte
+	copy(loop[:], "forkloop")
+	copy(timeout[:], "timeout")
+	now := 100 * time.Second
+	young := now - 5*time.Second
+	rec := lineage.New(lineage.Config{})
+	procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second}, {PID: 900, PPID: 500, Born: young - time.Second, Comm: timeout}}
+	rec.Reconcile(procs, young-time.Second)
+	rec.Fork(900, 1000, young)
+	rec.Exec(1000, young+ms, loop[:8])
+	procs = append(procs, lineage.Proc{PID: 1000, PPID: 900, Born: young, Comm: loop})
+	next := int32(1001)
+	want := 1
+	// Each line: a head forked by the root at start, a chain 3 deep
+	// below it, the rest hanging from the chain's end, all within 500 ms.
+	for _, line := range []struct {
+		n     int
+		start time.Duration
+	}{{900, 0}, {800, 1500 * ms}} {
+		p := int32(1000)
+		for i := 0; i < line.n; i++ {
+			born := young + line.start + time.Duration(i)*500*ms/time.Duration(line.n)
+			procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: born, Comm: loop})
+			if i < 3 {
+				p = next
+			}
+			next++
+		}
+		want += line.n
+	}
+	rec.Reconcile(procs, now-time.Second)
+	v := New(Config{}).Detect(Input{Lineage: rec, Now: now}, nil)
+	if len(v) != 1 || v[0].RootPID != 1000 || v[0].Live != want {
+		t.Fatalf("verdicts %+v, want one: the loop's root, pid 1000, with all %d members", v, want)
+	}
+}
