@@ -135,6 +135,10 @@ type Report struct {
 	// Unpinned counts members held by PID and start time rather than a
 	// pidfd, because oomguard had no file descriptor left (RLIMIT_NOFILE).
 	Unpinned int
+	// Adopted counts members found as children of stopped members (with
+	// SIGSTOP; a frozen cgroup's are found in it) that the family did not
+	// list: forks whose events were lost.
+	Adopted int
 	// Start is when Contain began, Stopped when every member was stopped,
 	// Killed when SIGKILL was sent to all, Done when every killed member
 	// was dead.
@@ -220,6 +224,18 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 			quiet = 0
 		}
 	}
+	if frozen == nil {
+		// Children that the family does not know of: forks whose events
+		// were lost (a bomb overflowing the proc connector) would refill
+		// the slots the kill frees. Stopped members fork no more.
+		for round := 0; round < o.MaxRounds; round++ {
+			n := c.adoptChildren()
+			rep.Adopted += n
+			if n == 0 {
+				break
+			}
+		}
+	}
 	rep.Stopped = time.Now()
 	if frozen != nil {
 		// Anything else in a cgroup that held only the family came from
@@ -284,6 +300,7 @@ type container struct {
 	reserve  []int
 	outOfFDs bool
 	buf      [1024]byte
+	children []byte // see readChildren
 }
 
 func (c *container) skip(pid int32, why string) {
@@ -405,16 +422,8 @@ func (c *container) open(m Target) *pin {
 	return held
 }
 
-// read reads path into c.buf. Out of descriptors, it gives the reserve back
-// (see runOut) and tries again.
-func (c *container) read(path string) (int, error) {
-	n, err := readInto(path, c.buf[:])
-	if fdLimit(err) && !c.outOfFDs {
-		c.runOut()
-		n, err = readInto(path, c.buf[:])
-	}
-	return n, err
-}
+// read reads path into c.buf (see readInto).
+func (c *container) read(path string) (int, error) { return c.readInto(path, c.buf[:]) }
 
 // runOut switches to holding members by PID: no more pidfds are opened,
 // and the reserve leaves descriptors for reading their /proc files.
@@ -626,6 +635,92 @@ func (c *container) adoptFromCgroup(cg cgroupfs.Cgroup, members []Target) {
 		}
 		return nil
 	})
+}
+
+// adoptChildren pins and stops the children of pinned members that are
+// neither pinned nor skipped, from /proc/PID/task/PID/children (the
+// children of each member's main thread: a fork() loop's, a shell's), and
+// returns how many it stopped. A child counts only if, once pinned, its
+// parent is still that member: a PID reused between the read and the pin
+// is someone else's.
+func (c *container) adoptChildren() int {
+	parents := make([]int32, 0, len(c.fds))
+	for pid := range c.fds {
+		parents = append(parents, pid)
+	}
+	adopted := 0
+	for _, parent := range parents {
+		dir := strconv.Itoa(int(parent))
+		n, err := c.readChildren(filepath.Join(c.o.ProcRoot, dir, "task", dir, "children"))
+		if err != nil {
+			continue
+		}
+		for list := c.children[:n]; len(list) > 0; {
+			var field []byte
+			field, list = nextField(list)
+			pid, err := strconv.Atoi(string(field))
+			if err != nil || pid <= 0 {
+				continue
+			}
+			if _, ok := c.fds[int32(pid)]; ok || c.skipped[int32(pid)] {
+				continue
+			}
+			m, err := c.read(filepath.Join(c.o.ProcRoot, strconv.Itoa(pid), "stat"))
+			if err != nil {
+				continue
+			}
+			st, ok := procscan.ParseStat(c.buf[:m])
+			if !ok || st.PPID != parent {
+				continue
+			}
+			p := c.open(Target{PID: int32(pid), Born: st.Born + c.o.MonoMinusBoot})
+			if p == nil {
+				continue
+			}
+			if err := c.signal(p, unix.SIGSTOP); err != nil {
+				c.skip(int32(pid), "stop: "+err.Error())
+				continue
+			}
+			adopted++
+		}
+	}
+	return adopted
+}
+
+// readChildren reads a children file into c.children, growing it (a fork()
+// loop's root can have thousands of children) up to 1 MiB.
+func (c *container) readChildren(path string) (int, error) {
+	if c.children == nil {
+		c.children = make([]byte, 16<<10)
+	}
+	for {
+		n, err := c.readInto(path, c.children)
+		if err != nil || n < len(c.children) || len(c.children) >= 1<<20 {
+			return n, err
+		}
+		c.children = make([]byte, 2*len(c.children))
+	}
+}
+
+// readInto reads path into buf; out of descriptors, it gives the reserve
+// back (see runOut) and tries again.
+func (c *container) readInto(path string, buf []byte) (int, error) {
+	n, err := readInto(path, buf)
+	if fdLimit(err) && !c.outOfFDs {
+		c.runOut()
+		n, err = readInto(path, buf)
+	}
+	return n, err
+}
+
+// nextField returns the first space-separated field of b and the rest.
+func nextField(b []byte) (field, rest []byte) {
+	b = bytes.TrimLeft(b, " \n")
+	i := bytes.IndexAny(b, " \n")
+	if i < 0 {
+		return b, nil
+	}
+	return b[:i], b[i:]
 }
 
 func (c *container) killAll() {
