@@ -67,6 +67,11 @@ type Config struct {
 	// ResyncHold is how long after a resynchronisation that found the
 	// lineage wrong no family is killed (only logged): the lineage is
 	// rebuilt from /proc and lost dead ancestors are gone. 0 means 2 s.
+	// It holds from the first such resync of an episode of loss, not
+	// from each: a bomb that keeps overflowing the proc connector is
+	// contained once the hold is over. Resyncs come at most every 50 ms
+	// (or ten times the last one's cost, up to 1 s), and no pass judges a
+	// lineage that lost events before its resync.
 	ResyncHold time.Duration
 	// Cooldown is how long a family already reported in dry-run (or one
 	// whose containment failed) is not reported again; 0 means 10 s, the
@@ -115,6 +120,10 @@ type Guard struct {
 	lastCost      time.Duration
 	lastGaps      uint64
 	lastResync    time.Duration
+	resyncCost    time.Duration // how long the last resync took
+	lossPending   bool          // events were lost since the last resync
+	lastLoss      time.Duration // when events were last seen lost
+	lastWrong     time.Duration // when a resync last found the lineage wrong
 	holdUntil     time.Duration
 	cooldown      map[lineage.Ref]time.Duration
 	pgscan        uint64
@@ -298,6 +307,44 @@ const (
 // take at most 5 % of the event thread on a machine with many records.
 func (g *Guard) detectGap() time.Duration { return max(g.cfg.DetectInterval, 20*g.lastCost) }
 
+// minResyncGap is the least time between two resynchronisations from
+// /proc: a bomb that overflows the proc connector loses events at every
+// take, and a scan of every process at every take (600 in 7 s with a
+// minimal receive buffer) would cost the event thread most of its time.
+const minResyncGap = 50 * time.Millisecond
+
+// maxResyncGap bounds resyncGap: no pass judges a lineage that lost
+// events before its resync, so the gap delays a containment (a resync of
+// a fork() loop's 2,000 members took 600 ms, and ten times that held the
+// loop for 6 s after the hold).
+const maxResyncGap = time.Second
+
+// resyncGap is the least time between resynchronisations: minResyncGap,
+// or ten times the last one's cost, so that they take at most a tenth of
+// the event thread on a machine with many processes, up to maxResyncGap.
+func (g *Guard) resyncGap() time.Duration {
+	return min(max(minResyncGap, 10*g.resyncCost), maxResyncGap)
+}
+
+// lossTrail is how long after the last loss seen resyncs go on, a
+// resyncGap apart, even when no further loss is seen. The kernel reports
+// an overflow once, then drops silently until the receive queue has been
+// emptied; a sequence gap shows only when a later event of the same CPU
+// comes. A bomb that goes silent at its pids limit sends none: the
+// guard, its lineage resynchronised mid-growth, missed half of a fork()
+// loop's members for 7 s until some other event came.
+const lossTrail = time.Second
+
+// nextResync returns when the next resync from /proc is due, and false
+// when none is: resyncGap after the last one, while a loss seen since is
+// pending, or while the last one came within lossTrail of the last loss.
+func (g *Guard) nextResync() (time.Duration, bool) {
+	if !g.lossPending && (g.lastLoss == 0 || g.lastResync-g.lastLoss >= lossTrail) {
+		return 0, false
+	}
+	return g.lastResync + g.resyncGap(), true
+}
+
 // nextPass returns when the next detection pass is due, and false when
 // none is. A pass is due detectGap after the last one once any process
 // has forked, exec'd or exited since (a fork adds a member, an exec makes
@@ -406,6 +453,12 @@ func (g *Guard) Run(ctx context.Context) error {
 			if due, ok := g.nextPass(); ok {
 				wait = max(due-t, time.Millisecond)
 			}
+			if due, ok := g.nextResync(); ok {
+				due = max(due-t, time.Millisecond)
+				if wait < 0 || due < wait {
+					wait = due
+				}
+			}
 			if _, err := g.conn.WaitIdle(wait); err != nil {
 				return fmt.Errorf("forkguard: %w", err)
 			}
@@ -467,6 +520,11 @@ func (g *Guard) Run(ctx context.Context) error {
 			}
 		}
 		if lost {
+			g.lossPending = true
+			g.lastLoss = t
+		}
+		if due, ok := g.nextResync(); ok && t >= due {
+			g.lossPending = false
 			if err := g.resync(false); err != nil {
 				g.log.Error("forkguard: resync", "err", err)
 			}
@@ -482,7 +540,9 @@ func (g *Guard) Run(ctx context.Context) error {
 		// Detection passes cost O(records) (plus a scope read when a
 		// candidate shows up); on a busy machine they are spaced so that
 		// they take at most 5% of the thread's time.
-		if due, ok := g.nextPass(); ok && t >= due {
+		// A lineage that lost events waits for its resync (at most
+		// resyncGap) before anything is judged on it.
+		if due, ok := g.nextPass(); ok && t >= due && !g.lossPending {
 			g.detect(ctx, t)
 		}
 	}
@@ -607,6 +667,7 @@ func (g *Guard) resync(seed bool) error {
 	g.mu.Lock()
 	diff := g.rec.Reconcile(procs, t)
 	g.mu.Unlock()
+	g.resyncCost = now() - t
 	// Events that raced the scan come after it: a fork already seen by
 	// the scan is merged, and parents are known by now.
 	g.drain()
@@ -618,9 +679,21 @@ func (g *Guard) resync(seed bool) error {
 	if diff > 0 {
 		g.recheck(t)
 		g.wrong.Add(1)
-		g.holdUntil = t + g.cfg.ResyncHold
-		g.log.Warn("forkguard: events were lost; lineage resynchronised from /proc", "corrected", diff,
-			"hold", g.cfg.ResyncHold)
+		// The hold covers the start of an episode of loss, and is not
+		// renewed while the loss goes on: a bomb that overflows the proc
+		// connector at every take would otherwise be held forever (a
+		// bash bomb with a minimal receive buffer was, 23 resyncs in 25
+		// s, all wrong). An episode ends after ResyncHold without a
+		// wrong resync, beyond the least time between two resyncs.
+		episode := g.lastWrong == 0 || t-g.lastWrong > g.cfg.ResyncHold+g.resyncGap()
+		g.lastWrong = t
+		if episode {
+			g.holdUntil = t + g.cfg.ResyncHold
+			g.log.Warn("forkguard: events were lost; lineage resynchronised from /proc", "corrected", diff,
+				"hold", g.cfg.ResyncHold)
+		} else {
+			g.log.Debug("forkguard: events still lost; lineage resynchronised from /proc", "corrected", diff)
+		}
 	}
 	return nil
 }
@@ -812,6 +885,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	nums["survivors"] = float64(rep.Survivors)
 	nums["rounds"] = float64(rep.Rounds)
 	nums["skipped"] = float64(len(rep.Skipped))
+	nums["adopted"] = float64(rep.Adopted)
 	nums["time_to_contain_seconds"] = (doneMono - v.FirstBorn).Seconds()
 	if v.FirstFork < math.MaxInt64 {
 		nums["time_from_first_fork_seconds"] = (doneMono - v.FirstFork).Seconds()

@@ -529,6 +529,45 @@ func TestEventLossResyncsAndKillsNothing(t *testing.T) {
 	}
 }
 
+// TestBombThatKeepsOverflowingTheConnectorIsContained: with a minimal
+// receive buffer, a fork() loop overflows the proc connector at nearly
+// every take. Every resync finds the lineage wrong; the hold after the
+// first must not be renewed by the next (before, a bash bomb was held for
+// 25 s, 23 resyncs all wrong), and resyncs come at most every 50 ms (600 in
+// 7 s before, one per take).
+func TestBombThatKeepsOverflowingTheConnectorIsContained(t *testing.T) {
+	testbed.Require(t)
+	forkLoop := testbed.CompileC(t, forkLoopC)
+	g := testbed.New(t, testbed.Options{PidsMax: 2000, MemoryLimit: 1 << 30})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}, RcvBuf: 1})
+	start := time.Now()
+	cmd := g.Start("timeout", "60", forkLoop)
+	defer func() { go cmd.Wait() }()
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return time.Since(start) > time.Second && len(p) == 0 }) {
+		t.Fatalf("bomb not contained after %v: %d procs left; stats %+v; actions %+v", time.Since(start), len(g.Procs()), r.g.Stats(), r.acts.Recent())
+	}
+	took := time.Since(start)
+	// The action is counted once the containment has seen its members
+	// die, a little after the group is empty.
+	for deadline := time.Now().Add(10 * time.Second); r.g.Stats().Killed == 0 && time.Now().Before(deadline); {
+		time.Sleep(10 * time.Millisecond)
+	}
+	s := r.g.Stats()
+	t.Logf("contained after %v; stats %+v; actions %+v", took, s, r.acts.Recent())
+	if s.Events.Overruns == 0 && s.Events.Gaps == 0 {
+		t.Fatal("no loss with a minimal buffer: the test proves nothing")
+	}
+	if s.Wrong < 2 {
+		t.Logf("only %d resyncs found the lineage wrong: the hold was not put to the test", s.Wrong)
+	}
+	if max := uint64(took/(50*time.Millisecond)) + 2; s.Resyncs > max {
+		t.Errorf("%d resyncs in %v, want at most %d (one per 50 ms)", s.Resyncs, took, max)
+	}
+	if s.Found == 0 || s.Killed < 1900 {
+		t.Errorf("found %d, killed %d: want the loop's members killed", s.Found, s.Killed)
+	}
+}
+
 func TestTreeShowsDeadRootOfLiveBomb(t *testing.T) {
 	testbed.Require(t)
 	g := testbed.New(t, testbed.Options{PidsMax: 150})
