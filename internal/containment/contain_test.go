@@ -19,6 +19,18 @@ import (
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
+// realKernel skips the test unless the testbed can run, and returns the
+// machine's mounts (with a v1 freezer) and its MonoMinusBoot.
+func realKernel(t *testing.T) (Mounts, time.Duration) {
+	t.Helper()
+	testbed.Require(t)
+	mounts, err := FindMounts("/proc/self/mountinfo")
+	if err != nil || mounts.V1Freezer == "" {
+		t.Fatalf("mounts %+v, %v", mounts, err)
+	}
+	return mounts, monoMinusBoot()
+}
+
 func monoMinusBoot() time.Duration {
 	var m, b unix.Timespec
 	unix.ClockGettime(unix.CLOCK_MONOTONIC, &m)
@@ -113,12 +125,7 @@ func startFamily(t *testing.T, g *testbed.Group, n int, prefix ...string) int {
 }
 
 func TestContain(t *testing.T) {
-	testbed.Require(t)
-	mounts, err := FindMounts("/proc/self/mountinfo")
-	if err != nil || mounts.V1Freezer == "" {
-		t.Fatalf("mounts %+v, %v", mounts, err)
-	}
-	off := monoMinusBoot()
+	mounts, off := realKernel(t)
 	for _, tc := range []struct {
 		name     string
 		shared   bool
@@ -271,12 +278,7 @@ func TestContainBeyondDescriptorLimit(t *testing.T) {
 // (chrt), so that they die as soon as they are thawed. Times are measured
 // from when the thaws were scheduled.
 func TestContainWaitsWhileMembersExit(t *testing.T) {
-	testbed.Require(t)
-	mounts, err := FindMounts("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := monoMinusBoot()
+	mounts, off := realKernel(t)
 	const exitTimeout = 3 * time.Second
 	for _, tc := range []struct {
 		name      string
@@ -376,12 +378,7 @@ func TestContainWaitsWhileMembersExit(t *testing.T) {
 // children of stopped members are found in /proc and killed with the rest,
 // whether stopped by SIGSTOP or frozen with their cgroup.
 func TestContainAdoptsChildrenTheFamilyMissed(t *testing.T) {
-	testbed.Require(t)
-	mounts, err := FindMounts("/proc/self/mountinfo")
-	if err != nil {
-		t.Fatal(err)
-	}
-	off := monoMinusBoot()
+	mounts, off := realKernel(t)
 	for _, noFreeze := range []bool{true, false} {
 		t.Run(fmt.Sprintf("noFreeze=%v", noFreeze), func(t *testing.T) {
 			g := testbed.New(t, testbed.Options{PidsMax: 100})
