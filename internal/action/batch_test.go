@@ -72,8 +72,10 @@ func TestKillInBatches(t *testing.T) {
 		res := (&Killer{Log: testLogger(t), Mrelease: true, Deadline: 10 * time.Second}).Kill(context.Background(), v)
 		restore()
 		checkPartition(t, v, res)
-		if res.Err != nil || len(res.Killed) != 401 || len(res.Signalled) != 401 || len(res.Released) != 1 {
-			t.Fatalf("Killed %d, Signalled %d, Released %v, StillAlive %v, Err %v: want all 401 killed, one reaped",
+		// One process_mrelease for the one mm, unless its holders had all
+		// exited by then (nothing left to release).
+		if res.Err != nil || len(res.Killed) != 401 || len(res.Signalled) != 401 || len(res.Released) > 1 {
+			t.Fatalf("Killed %d, Signalled %d, Released %v, StillAlive %v, Err %v: want all 401 killed, at most one reaped",
 				len(res.Killed), len(res.Signalled), res.Released, res.StillAlive, res.Err)
 		}
 		waitGone(t, g)

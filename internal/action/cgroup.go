@@ -317,7 +317,7 @@ func (k *CgroupKiller) mrelease(ctx context.Context, fds []*sys.PidFD, deadline 
 	}
 	var released []int
 	for _, fd := range left {
-		if err := fd.ProcessMrelease(); err == nil {
+		if ok, err := fd.ProcessMrelease(); err == nil && ok {
 			released = append(released, fd.PID())
 		}
 	}

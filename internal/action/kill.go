@@ -344,10 +344,14 @@ func (r *run) mreleaseTargets(ts []*target) {
 		if t.dead {
 			continue
 		}
-		err := t.fd.ProcessMrelease()
-		if err == nil {
+		released, err := t.fd.ProcessMrelease()
+		switch {
+		case err == nil && released:
 			r.res.Released = append(r.res.Released, t.m.PID)
 			r.step(Step{Op: OpMrelease, PID: t.m.PID})
+			continue
+		case err == nil:
+			r.step(Step{Op: OpMrelease, PID: t.m.PID, Note: "already exited: nothing to release"})
 			continue
 		}
 		note := ""

@@ -71,7 +71,7 @@ func (g *Guard) killHeaviest(cg cgroupfs.Cgroup, d kmembudget.Decision, rep kmem
 		g.record(a)
 		return
 	}
-	if err := fd.ProcessMrelease(); err != nil {
+	if _, err := fd.ProcessMrelease(); err != nil {
 		g.log.Debug("kmem budget: process_mrelease", "pid", v.PID, "err", err)
 	}
 	dead, _ := fd.WaitExit(g.cfg.KillTimeout)

@@ -108,17 +108,25 @@ func (p *PidFD) WaitExit(timeout time.Duration) (bool, error) {
 // ProcessMrelease asks the kernel to release the memory of the dying process
 // behind p now, through process_mrelease(2), instead of waiting for its exit
 // path. The process must already have a fatal signal pending, or EINVAL
-// results. It returns nil when the process is already gone.
-func (p *PidFD) ProcessMrelease() error {
+// results. It reports whether it released anything: false, with a nil
+// error, when the process had already exited (the kernel returns success
+// then too, with nothing left to release, so p is asked first). A process
+// that exits between that question and the call is reported released.
+func (p *PidFD) ProcessMrelease() (bool, error) {
 	fd := p.FD()
 	if fd < 0 {
-		return fmt.Errorf("process_mrelease(pid %d): %w", p.pid, ErrClosed)
+		return false, fmt.Errorf("process_mrelease(pid %d): %w", p.pid, ErrClosed)
+	}
+	if exited, err := p.Exited(); err == nil && exited {
+		return false, nil
 	}
 	_, _, e := unix.Syscall(unix.SYS_PROCESS_MRELEASE, uintptr(fd), 0, 0)
 	switch e {
-	case 0, unix.ESRCH:
-		return nil
+	case 0:
+		return true, nil
+	case unix.ESRCH:
+		return false, nil
 	default:
-		return fmt.Errorf("process_mrelease(pid %d): %w", p.pid, e)
+		return false, fmt.Errorf("process_mrelease(pid %d): %w", p.pid, e)
 	}
 }

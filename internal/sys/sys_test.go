@@ -27,14 +27,20 @@ func TestPidFDKillAndWait(t *testing.T) {
 	if err := p.SendSignal(unix.SIGKILL); err != nil {
 		t.Fatal(err)
 	}
-	if err := p.ProcessMrelease(); err != nil {
+	if _, err := p.ProcessMrelease(); err != nil {
 		t.Fatalf("process_mrelease after SIGKILL: %v", err)
 	}
 	exited, err := p.WaitExit(5 * time.Second)
 	if err != nil || !exited {
 		t.Fatalf("WaitExit = %v, %v; want exited", exited, err)
 	}
+	if released, err := p.ProcessMrelease(); released || err != nil {
+		t.Fatalf("process_mrelease of an exited process: released %v, %v; want nothing released and no error", released, err)
+	}
 	cmd.Wait()
+	if released, err := p.ProcessMrelease(); released || err != nil {
+		t.Fatalf("process_mrelease of a reaped process: released %v, %v; want nothing released and no error", released, err)
+	}
 	if err := p.SendSignal(unix.SIGKILL); !errors.Is(err, unix.ESRCH) {
 		t.Fatalf("signal to a reaped process: %v, want ESRCH", err)
 	}
@@ -51,7 +57,7 @@ func TestProcessMreleaseNeedsPendingKill(t *testing.T) {
 		t.Fatal(err)
 	}
 	defer p.Close()
-	if err := p.ProcessMrelease(); !errors.Is(err, unix.EINVAL) {
+	if _, err := p.ProcessMrelease(); !errors.Is(err, unix.EINVAL) {
 		t.Fatalf("process_mrelease on a live process: %v, want EINVAL", err)
 	}
 }
