@@ -274,34 +274,28 @@ func TestBombsAreContained(t *testing.T) {
 					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
 				}
 				time.Sleep(300 * time.Millisecond)
-				if tc.killWrapper {
-					fd := testbed.Pin(t, wrapper, "timeout wrapper")
+				// killAtCap kills pid while the bomb sits at pids.max, and
+				// waits for the bomb to refill the slots freed (the
+				// wrapper's too: timeout exits with its child).
+				killAtCap := func(pid int, what string) {
+					fd := testbed.Pin(t, pid, what)
 					if err := fd.SendSignal(unix.SIGKILL); err != nil {
 						t.Fatal(err)
 					}
 					// The bomb starves it: its death can take seconds.
 					if done, err := fd.WaitExit(20 * time.Second); err != nil || !done {
-						t.Fatalf("the wrapper %d did not die: %v", wrapper, err)
+						t.Fatalf("%s %d did not die: %v", what, pid, err)
 					}
 					if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) == 2000 && !slices.Contains(p, wrapper) }) {
-						t.Fatalf("the bomb did not refill its wrapper's slot: %d procs", len(g.Procs()))
+						t.Fatalf("the bomb did not refill the slots that %s freed: %d procs", what, len(g.Procs()))
 					}
+				}
+				if tc.killWrapper {
+					killAtCap(wrapper, "the timeout wrapper")
 					time.Sleep(1500 * time.Millisecond) // a straggler: RateWindow after the burst
 				}
 				if tc.killRoot {
-					root := onlyChild(t, wrapper)
-					fd := testbed.Pin(t, root, "the bomb's root")
-					if err := fd.SendSignal(unix.SIGKILL); err != nil {
-						t.Fatal(err)
-					}
-					if done, err := fd.WaitExit(20 * time.Second); err != nil || !done {
-						t.Fatalf("the bomb's root %d did not die: %v", root, err)
-					}
-					// timeout exits with its child, and the lines refill
-					// both slots.
-					if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) == 2000 && !slices.Contains(p, wrapper) }) {
-						t.Fatalf("the bomb's lines did not refill the root's and the wrapper's slots: %d procs", len(g.Procs()))
-					}
+					killAtCap(onlyChild(t, wrapper), "the bomb's root")
 					time.Sleep(300 * time.Millisecond)
 				}
 				if wrapperFD != nil {
