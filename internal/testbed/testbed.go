@@ -8,6 +8,7 @@ package testbed
 import (
 	"bufio"
 	"bytes"
+	"errors"
 	"crypto/sha256"
 	"encoding/hex"
 	"fmt"
@@ -97,21 +98,12 @@ func SweepStale(ownMemory string) []string {
 	}
 	var msgs []string
 	for _, name := range names {
-		g := &Group{Name: name}
+		g := &Group{Name: name, V2Cgroup: new(cgroupfs.Cgroup)}
+		// In the order of parents.
+		slots := []*cgroupfs.Cgroup{&g.Memory, &g.Pids, &g.Freezer, g.V2Cgroup}
 		for i, dir := range parents {
-			c, err := cgroupfs.Open(filepath.Join(dir, name))
-			if err != nil {
-				continue
-			}
-			switch i {
-			case 0:
-				g.Memory = c
-			case 1:
-				g.Pids = c
-			case 2:
-				g.Freezer = c
-			case 3:
-				g.V2Cgroup = &c
+			if c, err := cgroupfs.Open(filepath.Join(dir, name)); err == nil {
+				*slots[i] = c
 			}
 		}
 		if g.Freezer.Path != "" {
@@ -120,16 +112,8 @@ func SweepStale(ownMemory string) []string {
 				continue
 			}
 		}
-		var failed []string
-		for _, c := range g.Cgroups() {
-			if c.Path != "" {
-				if err := os.Remove(c.Path); err != nil && !os.IsNotExist(err) {
-					failed = append(failed, err.Error())
-				}
-			}
-		}
-		if len(failed) > 0 {
-			msgs = append(msgs, fmt.Sprintf("testbed: stale group %s: %s", name, strings.Join(failed, "; ")))
+		if errs := g.removeCgroups(); len(errs) > 0 {
+			msgs = append(msgs, fmt.Sprintf("testbed: stale group %s: %v", name, errors.Join(errs...)))
 		} else {
 			msgs = append(msgs, fmt.Sprintf("testbed: removed stale group %s of a test binary that is gone", name))
 		}
@@ -360,6 +344,16 @@ func (g *Group) destroy() {
 			g.t.Errorf("testbed cleanup: subreaper %d did not finish within 10s", r.Process.Pid)
 		}
 	}
+	for _, err := range g.removeCgroups() {
+		g.t.Errorf("testbed cleanup: %v", err)
+	}
+}
+
+// removeCgroups removes every cgroup of the group, retrying each for up
+// to 2 s (a cgroup is busy until its last task is reaped), and returns
+// what failed.
+func (g *Group) removeCgroups() []error {
+	var errs []error
 	for _, c := range g.Cgroups() {
 		if c.Path == "" {
 			continue
@@ -373,9 +367,10 @@ func (g *Group) destroy() {
 			time.Sleep(10 * time.Millisecond)
 		}
 		if err != nil {
-			g.t.Errorf("testbed cleanup: remove %s: %v", c.Path, err)
+			errs = append(errs, fmt.Errorf("remove %s: %w", c.Path, err))
 		}
 	}
+	return errs
 }
 
 // Stat returns field name (for example "total_rss" or "hierarchical_memory_limit")
