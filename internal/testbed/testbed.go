@@ -8,9 +8,9 @@ package testbed
 import (
 	"bufio"
 	"bytes"
-	"errors"
 	"crypto/sha256"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"os"
 	"os/exec"
