@@ -77,9 +77,10 @@ type Options struct {
 	// timeout the cgroup is thawed and SIGSTOP takes over.
 	FreezeTimeout time.Duration
 	// ExitTimeout bounds waiting for the next killed member to exit, 5 s:
-	// the wait goes on while members keep exiting. Members that were
-	// SIGKILLed inside a memory cgroup at its limit can take seconds to
-	// die, all of them busy reclaiming (a CI run saw 970 take 3.4 s).
+	// the wait goes on while members keep exiting. Killed members can take
+	// seconds to die: in CI, with the bomb's memory cgroup at its limit,
+	// 970 took 3.4 s; here, beside 1,450 members of the same bomb left
+	// running, 550 took 15.7 s. Why is not known.
 	ExitTimeout time.Duration
 	// ExitDeadline bounds the whole wait after SIGKILL, 30 s.
 	ExitDeadline time.Duration
@@ -640,9 +641,9 @@ func (c *container) adoptFromCgroup(cg cgroupfs.Cgroup, members []Target) {
 // adoptChildren pins and stops the children of pinned members that are
 // neither pinned nor skipped, from /proc/PID/task/PID/children (the
 // children of each member's main thread: a fork() loop's, a shell's), and
-// returns how many it stopped. A child counts only if, once pinned, its
-// parent is still that member: a PID reused between the read and the pin
-// is someone else's.
+// returns how many it stopped. A child counts only if its stat names
+// that member as its parent, and open then pins it only if its start time
+// is still the one read: a PID reused in between is someone else's.
 func (c *container) adoptChildren() int {
 	parents := make([]int32, 0, len(c.fds))
 	for pid := range c.fds {

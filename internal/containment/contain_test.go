@@ -93,6 +93,20 @@ func alive(pid int) bool {
 	return err == nil && !strings.Contains(string(b), ") Z ") && !strings.Contains(string(b), ") X ")
 }
 
+// startPinnedFamily starts a family of a shell and n children (see
+// startFamily) and pins every member with a pidfd, so that checks after
+// Contain ask about these processes, not about a PID a busy machine (other
+// packages' bombs run beside these tests) reused after they were reaped.
+func startPinnedFamily(t *testing.T, g *testbed.Group, n int, off time.Duration) (root int, members []Target, pinned []*sys.PidFD) {
+	t.Helper()
+	root = startFamily(t, g, n)
+	members = family(t, root, off)(nil)
+	if len(members) != n+1 {
+		t.Fatalf("family of %d has %d members, want %d", root, len(members), n+1)
+	}
+	return root, members, pinAll(t, members)
+}
+
 // startFamily starts a shell and n sleeping children in g, the shell run
 // through prefix when given (a command that execs the rest, such as chrt),
 // and returns the shell's PID.
@@ -144,15 +158,7 @@ func TestContain(t *testing.T) {
 				g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 1 })
 				by = g.Procs()[0]
 			}
-			root := startFamily(t, g, 20)
-			members := family(t, root, off)(nil)
-			if len(members) != 21 {
-				t.Fatalf("family of %d has %d members", root, len(members))
-			}
-			// Pinned now, so that the check after Contain asks about these
-			// processes, not about a PID a busy machine (other packages'
-			// bombs run beside this test) reused after they were reaped.
-			pinned := pinAll(t, members)
+			root, _, pinned := startPinnedFamily(t, g, 20, off)
 			rep, err := Contain(context.Background(), family(t, root, off), Options{Mounts: mounts, Self: os.Getpid(),
 				MonoMinusBoot: off, NoFreeze: tc.noFreeze})
 			if err != nil {
@@ -224,12 +230,7 @@ func TestContainBeyondDescriptorLimit(t *testing.T) {
 	testbed.Require(t)
 	off := monoMinusBoot()
 	g := testbed.New(t, testbed.Options{PidsMax: 100})
-	root := startFamily(t, g, 40)
-	members := family(t, root, off)(nil)
-	if len(members) != 41 {
-		t.Fatalf("family of %d has %d members", root, len(members))
-	}
-	pinned := pinAll(t, members)
+	_, members, pinned := startPinnedFamily(t, g, 40, off)
 	// Reading /proc/self/fd takes a descriptor too; leave room for 15
 	// pidfds and the reserve.
 	entries, err := os.ReadDir("/proc/self/fd")
@@ -382,12 +383,7 @@ func TestContainAdoptsChildrenTheFamilyMissed(t *testing.T) {
 	for _, noFreeze := range []bool{true, false} {
 		t.Run(fmt.Sprintf("noFreeze=%v", noFreeze), func(t *testing.T) {
 			g := testbed.New(t, testbed.Options{PidsMax: 100})
-			root := startFamily(t, g, 20)
-			all := family(t, root, off)(nil)
-			if len(all) != 21 {
-				t.Fatalf("family of %d has %d members", root, len(all))
-			}
-			pinned := pinAll(t, all)
+			root, _, pinned := startPinnedFamily(t, g, 20, off)
 			// The family knows the root and half its children.
 			known := func(out []Target) []Target {
 				for _, m := range family(t, root, off)(nil) {
