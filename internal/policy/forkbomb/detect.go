@@ -49,6 +49,11 @@ import (
 // copies nested one inside the other (a copy that forked a copy that
 // forked a copy), each of which has run CopyAge without exec.
 //
+// Lines that a scan shows under one parent, carrying one name, and started
+// within RateWindow of each other, none a bomb by itself, are judged as one
+// family when each is a line of copies: the lines of a bomb whose root is
+// gone (see orphanedBombs).
+//
 // The defaults, and why:
 //
 //   - MinFamily 200. Legitimate parallel work is bounded by its job count:
@@ -500,8 +505,117 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			Siblings:    siblings,
 		})
 	}
+	out = d.orphanedBombs(rec, in, youngCut, out)
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
 	return out
+}
+
+// orphanedBombs appends the verdicts on bombs whose root is gone and none
+// of whose lines qualifies alone, seen by a /proc scan only: a fork() loop
+// at its memory limit, where the kernel's OOM killer takes member after
+// member (hundreds in a minute), its root among them, leaves dozens of
+// lines under PID 1 or a subreaper, each a few levels deep and under
+// MinFamily, so that no line is a bomb by itself. Together they are one,
+// as their gone common root's family would be: each group of two or more
+// such lines (see orphanedLine) under one parent, carrying one name,
+// whose heads started within RateWindow of the first line's, is judged as
+// one family. Its counts are the lines' summed (each line's burst
+// measured from its own newest prompt start), with the gone root's level
+// added: the heads, copies of one program born in one burst, count as
+// namesakes of that root, one clone generation and one level of depth
+// above the lines'. Lines started apart, or of other names, or with a
+// member that runs another program, stay apart; so do a launcher's
+// instances of a forking server (postmaster and its backends), whose lines
+// are one level deep, two with the gone root's: under CloningGenerations.
+func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.Duration, out []Verdict) []Verdict {
+	for _, p := range d.order {
+		for lead := rec.Get(p).FirstChild; lead != lineage.None; lead = rec.Get(lead).NextSibling {
+			if !d.orphanedLine(rec, lead, in, youngCut) {
+				continue
+			}
+			lr := rec.Get(lead)
+			g := d.st[lead]
+			heads := int32(1)
+			for ch := lr.NextSibling; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+				if cr := rec.Get(ch); cr.Comm != lr.Comm || cr.Born-lr.Born > d.cfg.RateWindow || lr.Born-cr.Born > d.cfg.RateWindow ||
+					!d.orphanedLine(rec, ch, in, youngCut) {
+					continue
+				}
+				heads++
+				g.add(&d.st[ch])
+			}
+			if heads < 2 {
+				continue
+			}
+			g.namesakes += heads
+			g.clones++
+			g.clonesAll++
+			g.depth++
+			g.firstFork = g.first
+			if !d.qualifies(&g) {
+				continue
+			}
+			var siblings []lineage.Ref
+			for ch := lr.NextSibling; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+				if cr := rec.Get(ch); cr.Comm == lr.Comm && cr.Born-lr.Born <= d.cfg.RateWindow && lr.Born-cr.Born <= d.cfg.RateWindow &&
+					d.orphanedLine(rec, ch, in, youngCut) {
+					siblings = append(siblings, rec.Ref(ch))
+					d.cov[ch] = true
+				}
+			}
+			d.cov[lead] = true
+			out = append(out, Verdict{
+				Root:        lead,
+				RootRef:     rec.Ref(lead),
+				RootPID:     lr.PID,
+				RootAlive:   lr.Alive,
+				Live:        int(g.live),
+				Young:       int(g.young),
+				Orphans:     int(g.orphans),
+				Dead:        int(g.dead),
+				Births:      int(g.births),
+				Burst:       int(g.burst),
+				Depth:       int(g.depth),
+				Rate:        float64(g.births) / d.cfg.RateWindow.Seconds(),
+				Generations: int(g.generations),
+				Clones:      int(g.clones),
+				FirstBorn:   g.first,
+				FirstFork:   g.firstFork,
+				Siblings:    siblings,
+			})
+		}
+	}
+	return out
+}
+
+// orphanedLine reports whether record id may be one line of a bomb whose
+// root is gone (see orphanedBombs): a live, eligible process known from a
+// scan, not yet a verdict's or covered by one, not holding oomguard,
+// under a parent of another name, heading a line of namesakes (see
+// namesakeLine) that is too small or too shallow to qualify by itself.
+func (d *Detector) orphanedLine(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) bool {
+	r := rec.Get(id)
+	return r.Scanned && r.Alive && !d.qe[id] && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root &&
+		rec.Get(r.Parent).Comm != r.Comm && d.namesakeLine(id) && d.eligible(r, in, youngCut)
+}
+
+// add folds the counts of the family o into s, as of two sibling lines.
+func (s *stats) add(o *stats) {
+	s.live += o.live
+	s.young += o.young
+	s.orphans += o.orphans
+	s.dead += o.dead
+	s.births += o.births
+	s.burst += o.burst
+	s.copies += o.copies
+	s.namesakes += o.namesakes
+	s.newest = max(s.newest, o.newest)
+	s.depth = max(s.depth, o.depth)
+	s.generations = max(s.generations, o.generations)
+	s.clones = max(s.clones, o.clones)
+	s.clonesAll = max(s.clonesAll, o.clonesAll)
+	s.first = min(s.first, o.first)
+	s.firstFork = min(s.firstFork, o.firstFork)
 }
 
 // orphanedLines returns the roots of the other lines of a bomb whose root

@@ -1,0 +1,219 @@
+package forkbomb
+
+import (
+	"bufio"
+	"compress/gzip"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/oomguard/oomguard/internal/lineage"
+)
+
+// readScan reads a /proc scan recorded by the forkguard tests' capture: a
+// line "now µs", then one line per process, "pid ppid born_µs comm
+// in_scope" (born on CLOCK_MONOTONIC).
+func readScan(t *testing.T, file string) (procs []lineage.Proc, scope []int, now time.Duration) {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	sc := bufio.NewScanner(z)
+	for sc.Scan() {
+		fl := strings.Fields(sc.Text())
+		num := func(i int) int64 {
+			v, err := strconv.ParseInt(fl[i], 10, 64)
+			if err != nil {
+				t.Fatalf("%s: %q: %v", file, sc.Text(), err)
+			}
+			return v
+		}
+		if len(fl) == 2 && fl[0] == "now" {
+			now = time.Duration(num(1)) * time.Microsecond
+			continue
+		}
+		if len(fl) != 5 {
+			t.Fatalf("%s: malformed line %q", file, sc.Text())
+		}
+		p := lineage.Proc{PID: int32(num(0)), PPID: int32(num(1)), Born: time.Duration(num(2)) * time.Microsecond}
+		copy(p.Comm[:], fl[3])
+		procs = append(procs, p)
+		if fl[4] == "true" {
+			scope = append(scope, int(p.PID))
+		}
+	}
+	if err := sc.Err(); err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	if now == 0 || len(scope) == 0 {
+		t.Fatalf("%s: no time or no process in scope", file)
+	}
+	return procs, scope, now
+}
+
+// verdictMembers returns the PIDs of a verdict's members: its root's line
+// and its sibling lines'.
+func verdictMembers(rec *lineage.Recorder, v Verdict, scope *PIDSet) []int32 {
+	var pids []int32
+	for _, ref := range append([]lineage.Ref{v.RootRef}, v.Siblings...) {
+		for _, m := range Members(rec, rec.Resolve(ref), scope, nil) {
+			pids = append(pids, m.PID)
+		}
+	}
+	slices.Sort(pids)
+	return pids
+}
+
+// TestRecordedScanOfForkLoopAtItsMemoryLimit replays a /proc scan taken on
+// the real kernel: a C fork() loop at pids.max 2,000 and a 260 MiB memory
+// limit, 6 s after it reached them (409 kernel OOM kills by then; the
+// capture is the forkguard subtest "fork loop at its pids and memory
+// limits", with the scan written out). The killed copies' children head
+// dozens of lines under the testbed's subreaper, the largest of 158
+// members, 2 levels deep: no line is a bomb by itself, and before the
+// orphaned-lines rule nothing was found. Together they are one bomb.
+func TestRecordedScanOfForkLoopAtItsMemoryLimit(t *testing.T) {
+	procs, scopePIDs, now := readScan(t, filepath.Join("testdata", "scan-forkloop-at-memory-limit.txt.gz"))
+	rec := lineage.New(lineage.Config{})
+	rec.Reconcile(procs, now)
+	scope := NewPIDSet(scopePIDs)
+	det := New(Config{})
+	v := det.Detect(Input{Lineage: rec, Now: now, Scope: scope}, nil)
+	if len(v) != 1 {
+		t.Fatalf("%d verdicts, want 1: %+v", len(v), v)
+	}
+	got := verdictMembers(rec, v[0], scope)
+	if len(got) != v[0].Live {
+		t.Errorf("verdict counts %d live members, its lines hold %d", v[0].Live, len(got))
+	}
+	// Every member in scope; all but lone copies (a copy whose children
+	// the OOM killer took: it has forked none left, and is spared) taken.
+	for _, pid := range got {
+		if !scope.Contains(pid) {
+			t.Fatalf("member %d is outside the scope", pid)
+		}
+	}
+	if len(got) < len(scopePIDs)*95/100 {
+		t.Errorf("the verdict takes %d of the %d processes in scope, want 95%% or more", len(got), len(scopePIDs))
+	}
+	if len(v[0].Siblings) < 10 {
+		t.Errorf("%d sibling lines, want the dozens the scan holds", len(v[0].Siblings))
+	}
+	// No line qualifies alone: that is what the rule is for.
+	for _, ref := range append([]lineage.Ref{v[0].RootRef}, v[0].Siblings...) {
+		if n := len(Members(rec, rec.Resolve(ref), scope, nil)); n >= det.Config().MinFamily {
+			t.Errorf("a line of %d members: the scan does not show the case the rule is for", n)
+		}
+	}
+}
+
+// TestOrphanedLinesJudgedTogether builds scans of lines under one adopter
+// (a subreaper, or PID 1) whose common root is gone, none of them a bomb
+// by itself, and checks which are judged one bomb together.
+func TestOrphanedLinesJudgedTogether(t *testing.T) {
+	var loop, reaper, sh, postgres [16]byte
+	copy(loop[:], "forkloop")
+	copy(reaper[:], "reaper")
+	copy(sh[:], "sh")
+	copy(postgres[:], "postgres")
+	type line struct {
+		comm [16]byte
+		// chain is how many levels deep the line's head nests namesakes
+		// before the rest hang from the last; size its live members.
+		chain, size int
+	}
+	for _, tc := range []struct {
+		name    string
+		adopter int32 // 900: a young subreaper outside the scope; 1: PID 1
+		lines   int
+		line    line
+		// spacing is between the heads' starts; age the first head's.
+		spacing, age time.Duration
+		bomb         bool
+	}{
+		{name: "fork loop's lines at its memory limit, under a subreaper", adopter: 900, lines: 40,
+			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second, bomb: true},
+		{name: "the same under PID 1", adopter: 1, lines: 40,
+			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second, bomb: true},
+		{name: "two lines", adopter: 900, lines: 2,
+			line: line{loop, 2, 150}, spacing: time.Millisecond, age: 5 * time.Second, bomb: true},
+		// A launcher that started 40 database instances and exited: each
+		// a server and its backends, one level deep.
+		{name: "instances of a forking server", adopter: 1, lines: 40,
+			line: line{postgres, 1, 20}, spacing: 10 * time.Millisecond, age: 5 * time.Second},
+		// Lines started apart: one at a time, each under RateWindow of
+		// the bomb's shape.
+		{name: "lines started 2 s apart", adopter: 900, lines: 20,
+			line: line{loop, 2, 40}, spacing: 2 * time.Second, age: 50 * time.Second},
+		{name: "old lines", adopter: 900, lines: 40,
+			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 2 * time.Minute},
+		{name: "under a parent of their name", adopter: 950, lines: 40,
+			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second},
+		{name: "too few members together", adopter: 900, lines: 4,
+			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			now := 1000 * time.Second
+			first := now - tc.age
+			procs := []lineage.Proc{{PID: 1}, {PID: 500, PPID: 1, Born: time.Second, Comm: sh},
+				{PID: 900, PPID: 500, Born: first - 3*time.Minute, Comm: reaper},
+				// A parent of the lines' name: the lines are its own,
+				// and its family is judged as it stands.
+				{PID: 950, PPID: 500, Born: first - 3*time.Minute, Comm: tc.line.comm}}
+			next := int32(1001)
+			var members []int32
+			for l := 0; l < tc.lines; l++ {
+				p := tc.adopter
+				born := first + time.Duration(l)*tc.spacing
+				for i := 0; i < tc.line.size; i++ {
+					procs = append(procs, lineage.Proc{PID: next, PPID: p, Born: born, Comm: tc.line.comm})
+					members = append(members, next)
+					if i < tc.line.chain {
+						p = next
+					}
+					next++
+				}
+			}
+			// A lone copy beside the lines, and a job shell with its own.
+			procs = append(procs, lineage.Proc{PID: next, PPID: tc.adopter, Born: first, Comm: tc.line.comm},
+				lineage.Proc{PID: next + 1, PPID: tc.adopter, Born: first, Comm: sh},
+				lineage.Proc{PID: next + 2, PPID: next + 1, Born: first, Comm: sh})
+			var scope []int
+			for _, p := range procs {
+				if p.PID > 1000 {
+					scope = append(scope, int(p.PID))
+				}
+			}
+			rec := lineage.New(lineage.Config{})
+			rec.Reconcile(procs, now)
+			in := Input{Lineage: rec, Now: now, Scope: NewPIDSet(scope)}
+			v := New(Config{}).Detect(in, nil)
+			if !tc.bomb {
+				if len(v) > 0 {
+					t.Fatalf("false positive: %+v", v[0])
+				}
+				return
+			}
+			if len(v) != 1 {
+				t.Fatalf("%d verdicts, want one on the %d lines together: %+v", len(v), tc.lines, v)
+			}
+			if got := verdictMembers(rec, v[0], in.Scope); !slices.Equal(got, members) {
+				t.Errorf("members: %d, want the %d of the lines (not the lone copy %d nor the job shells)", len(got), len(members), next)
+			}
+			if len(v[0].Siblings) != tc.lines-1 || v[0].Live != len(members) || v[0].Clones != tc.line.chain+1 {
+				t.Errorf("verdict %d sibling lines, %d live, %d clone generations; want %d, %d, %d",
+					len(v[0].Siblings), v[0].Live, v[0].Clones, tc.lines-1, len(members), tc.line.chain+1)
+			}
+		})
+	}
+}
