@@ -513,36 +513,38 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 // orphanedBombs appends the verdicts on bombs whose root is gone and none
 // of whose lines qualifies alone, seen by a /proc scan only: a fork() loop
 // at its memory limit, where the kernel's OOM killer takes member after
-// member (hundreds in a minute), its root among them, leaves dozens of
+// member (hundreds in seconds), its root among them, leaves dozens of
 // lines under PID 1 or a subreaper, each a few levels deep and under
 // MinFamily, so that no line is a bomb by itself. Together they are one,
-// as their gone common root's family would be: each group of two or more
-// such lines (see orphanedLine) under one parent, carrying one name,
-// whose heads started within RateWindow of the first line's, is judged as
-// one family. Its counts are the lines' summed (each line's burst
-// measured from its own newest prompt start), with the gone root's level
-// added: the heads, copies of one program born in one burst, count as
-// namesakes of that root, one clone generation and one level of depth
-// above the lines'. Lines started apart, or of other names, or with a
-// member that runs another program, stay apart; so do a launcher's
+// as their gone common root's family would be: a group of such lines (see
+// orphanedLine), each started within RateWindow of another (see
+// groupSpan), is judged as one family. Its counts are the lines'
+// summed (each line's burst measured from its own newest prompt start),
+// with the gone root's level added: the heads, copies of one program,
+// count as namesakes of that root, one clone generation and one level of
+// depth above the lines'. Lines of other names, or with a member that runs
+// another program, or started apart, stay apart; so do a launcher's
 // instances of a forking server (postmaster and its backends), whose lines
 // are one level deep, two with the gone root's: under CloningGenerations.
 func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.Duration, out []Verdict) []Verdict {
 	for _, p := range d.order {
 		for lead := rec.Get(p).FirstChild; lead != lineage.None; lead = rec.Get(lead).NextSibling {
-			if !d.orphanedLine(rec, lead, in, youngCut) {
+			if d.qe[lead] || !d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
 			lr := rec.Get(lead)
-			g := d.st[lead]
-			heads := int32(1)
-			for ch := lr.NextSibling; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-				if cr := rec.Get(ch); cr.Comm != lr.Comm || cr.Born-lr.Born > d.cfg.RateWindow || lr.Born-cr.Born > d.cfg.RateWindow ||
-					!d.orphanedLine(rec, ch, in, youngCut) {
-					continue
+			from, to := d.groupSpan(rec, lead, in, youngCut)
+			var g stats
+			heads := int32(0)
+			for ch := rec.Get(p).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+				if b := rec.Get(ch).Born; b >= from && b <= to && d.orphanedLine(rec, lead, ch, in, youngCut) {
+					if heads == 0 {
+						g = d.st[ch]
+					} else {
+						g.add(&d.st[ch])
+					}
+					heads++
 				}
-				heads++
-				g.add(&d.st[ch])
 			}
 			if heads < 2 {
 				continue
@@ -555,14 +557,7 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			if !d.qualifies(&g) {
 				continue
 			}
-			var siblings []lineage.Ref
-			for ch := lr.NextSibling; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-				if cr := rec.Get(ch); cr.Comm == lr.Comm && cr.Born-lr.Born <= d.cfg.RateWindow && lr.Born-cr.Born <= d.cfg.RateWindow &&
-					d.orphanedLine(rec, ch, in, youngCut) {
-					siblings = append(siblings, rec.Ref(ch))
-					d.cov[ch] = true
-				}
-			}
+			siblings, _, _ := d.groupLines(rec, lead, from, to, in, youngCut)
 			d.cov[lead] = true
 			out = append(out, Verdict{
 				Root:        lead,
@@ -589,14 +584,50 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 }
 
 // orphanedLine reports whether record id may be one line of a bomb whose
-// root is gone (see orphanedBombs): a live, eligible process known from a
-// scan, not yet a verdict's or covered by one, not holding oomguard,
-// under a parent of another name, heading a line of namesakes (see
-// namesakeLine) that is too small or too shallow to qualify by itself.
-func (d *Detector) orphanedLine(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) bool {
-	r := rec.Get(id)
-	return r.Scanned && r.Alive && !d.qe[id] && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root &&
-		rec.Get(r.Parent).Comm != r.Comm && d.namesakeLine(id) && d.eligible(r, in, youngCut)
+// root is gone, the bomb of line lead's (see orphanedLines): a live,
+// eligible process known from a scan, not covered by a verdict, not
+// holding oomguard, a sibling of lead carrying lead's name under a parent
+// of another name (a parent of that name forked them all: the climb and
+// the root's own verdict cover that), and heading a line of namesakes (see
+// namesakeLine).
+func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in Input, youngCut time.Duration) bool {
+	r, lr := rec.Get(id), rec.Get(lead)
+	return r.Scanned && r.Alive && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root && r.Parent == lr.Parent &&
+		r.Comm == lr.Comm && rec.Get(r.Parent).Comm != r.Comm && d.namesakeLine(id) && d.eligible(r, in, youngCut)
+}
+
+// groupSpan returns when the group of lines that lead belongs to began
+// and ended: each line of the group started within RateWindow of another,
+// as a fork() loop's root forks its children in one burst.
+func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, youngCut time.Duration) (from, to time.Duration) {
+	from, to = rec.Get(lead).Born, rec.Get(lead).Born
+	for changed := true; changed; {
+		changed = false
+		for ch := rec.Get(rec.Get(lead).Parent).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+			b := rec.Get(ch).Born
+			if (b >= from && b <= to) || b < from-d.cfg.RateWindow || b > to+d.cfg.RateWindow || !d.orphanedLine(rec, lead, ch, in, youngCut) {
+				continue
+			}
+			from, to, changed = min(from, b), max(to, b), true
+		}
+	}
+	return from, to
+}
+
+// groupLines returns the lines of lead's group (see orphanedLine) that
+// started from from to to, other than lead's own, and how many live and
+// young members they hold, and marks them covered.
+func (d *Detector) groupLines(rec *lineage.Recorder, lead lineage.ID, from, to time.Duration, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
+	for ch := rec.Get(rec.Get(lead).Parent).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		if b := rec.Get(ch).Born; ch == lead || b < from || b > to || !d.orphanedLine(rec, lead, ch, in, youngCut) {
+			continue
+		}
+		siblings = append(siblings, rec.Ref(ch))
+		live += d.st[ch].live
+		young += d.st[ch].young
+		d.cov[ch] = true
+	}
+	return siblings, live, young
 }
 
 // add folds the counts of the family o into s, as of two sibling lines.
@@ -620,44 +651,28 @@ func (s *stats) add(o *stats) {
 
 // orphanedLines returns the roots of the other lines of a bomb whose root
 // is gone, seen by a /proc scan only, and how many live and young members
-// they hold. A fork() loop whose root died (the kernel's OOM killer takes
-// any member once the bomb reaches its memory limit) leaves each of the
-// root's children at the top of a line of its own, adopted by PID 1 or a
-// subreaper. Fork events would have kept the dead root on record, and the
-// climb would pass through it (see forksCopies); a guard that started
-// later, or resynchronised after lost events, sees only siblings under a
-// parent of another name. The one whose line qualified is the verdict's
-// root, id; its siblings are the bomb's too when each is, as far as a scan
-// can tell, the same program's copy at the head of a line of copies: alive,
-// eligible, scanned, carrying id's name, started no earlier than RateWindow
-// before id, its whole line namesakes, with at least one namesake below
-// it. A lone process of that name (a job shell beside a shell bomb under
-// make) has forked no copy and is spared; a lone copy of a fork() loop
-// left behind forks again into the slots the verdict frees, and is caught
-// then. The verdict's root must itself be such a line, under a parent of
-// another name (a parent of the same name forked them all: the climb and
-// the root's own verdict cover that).
+// they hold, and marks them covered. A fork() loop whose root died (the
+// kernel's OOM killer takes any member once the bomb reaches its memory
+// limit) leaves each of the root's children at the top of a line of its
+// own, adopted by PID 1 or a subreaper. Fork events would have kept the
+// dead root on record, and the climb would pass through it (see
+// forksCopies); a guard that started later, or resynchronised after lost
+// events, sees only siblings under a parent of another name. The bomb's
+// lines are id's and those of its siblings that are, as far as a scan can
+// tell, the same program's copies at the head of lines of copies (see
+// orphanedLine), and that started no earlier than the group's start (see
+// groupSpan), however much later: a line that a loop's root forked into a
+// slot freed later is the bomb's too, once one line has qualified alone. A lone process of that name (a job
+// shell beside a shell bomb under make) has forked no copy and is spared;
+// a lone copy of a fork() loop left behind forks again into the slots the
+// verdict frees, and is caught then. Record id must itself head such a
+// line.
 func (d *Detector) orphanedLines(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
-	r := rec.Get(id)
-	if !r.Scanned || !r.Alive || !d.namesakeLine(id) || r.Parent <= lineage.Root {
+	if !d.orphanedLine(rec, id, id, in, youngCut) {
 		return nil, 0, 0
 	}
-	p := rec.Get(r.Parent)
-	if p.Comm == r.Comm {
-		return nil, 0, 0
-	}
-	for ch := p.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-		cr := rec.Get(ch)
-		if ch == id || d.cov[ch] || d.anc[ch] || !cr.Scanned || !cr.Alive || cr.Comm != r.Comm ||
-			cr.Born < r.Born-d.cfg.RateWindow || !d.eligible(cr, in, youngCut) || !d.namesakeLine(ch) {
-			continue
-		}
-		siblings = append(siblings, rec.Ref(ch))
-		live += d.st[ch].live
-		young += d.st[ch].young
-		d.cov[ch] = true
-	}
-	return siblings, live, young
+	from, _ := d.groupSpan(rec, id, in, youngCut)
+	return d.groupLines(rec, id, from, math.MaxInt64, in, youngCut)
 }
 
 // namesakeLine reports whether the family of record id is a line of
