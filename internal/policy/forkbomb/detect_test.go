@@ -1147,10 +1147,17 @@ func TestOrphanedForkLoopSeenByScan(t *testing.T) {
 		name               string
 		adopter            int32 // 900: a young subreaper outside the scope; 1: PID 1
 		first, others, per int   // the first line's size; the other lines' count and size
+		// spacing is between the other lines' starts, from the first's;
+		// 1 ms when 0. Negative: they started before it, one after
+		// another (a loop that took seconds to fill its limit), as far
+		// back as 6 s: more than RateWindow, but each within it of the
+		// next.
+		spacing time.Duration
 	}{
-		{"first line holds most, adopted by a subreaper", 900, 1669, 5, 66},
-		{"first line holds a sixth, adopted by a subreaper", 900, 300, 10, 150},
-		{"adopted by PID 1", 1, 1000, 9, 100},
+		{"first line holds most, adopted by a subreaper", 900, 1669, 5, 66, 0},
+		{"first line holds a sixth, adopted by a subreaper", 900, 300, 10, 150, 0},
+		{"adopted by PID 1", 1, 1000, 9, 100, 0},
+		{"the other lines started seconds before", 900, 1000, 10, 100, -600 * time.Millisecond},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := 100 * time.Second
@@ -1176,8 +1183,12 @@ func TestOrphanedForkLoopSeenByScan(t *testing.T) {
 				return pids
 			}
 			bomb = append(bomb, line(tc.first, young, loop)...)
+			spacing := tc.spacing
+			if spacing == 0 {
+				spacing = time.Millisecond
+			}
 			for i := 0; i < tc.others; i++ {
-				bomb = append(bomb, line(tc.per, young+time.Duration(i)*time.Millisecond, loop)...)
+				bomb = append(bomb, line(tc.per, young+time.Duration(i+1)*spacing, loop)...)
 			}
 			spared = append(spared, line(1, young+10*time.Millisecond, loop)...) // a lone copy
 			mixed := line(20, young, loop)                                       // one member runs cc1
