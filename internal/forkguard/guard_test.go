@@ -293,8 +293,14 @@ func TestBombsAreContained(t *testing.T) {
 			}
 			wrapperGone := false
 			if tc.atCap {
-				if !g.WaitProcs(20*time.Second, func(p []int) bool { return len(p) >= 1990 }) {
-					t.Fatalf("bomb did not reach pids.max: %d procs", len(g.Procs()))
+				// pids.current, not the processes listed: a copy that the
+				// kernel's OOM killer took (a bomb at its memory limit too)
+				// holds its slot as a zombie that its parent, a fork()
+				// loop, never reaps.
+				for deadline := time.Now().Add(20 * time.Second); g.PidsCurrent() < 1990; time.Sleep(50 * time.Millisecond) {
+					if time.Now().After(deadline) {
+						t.Fatalf("bomb did not reach pids.max: pids.current %d, %d procs listed", g.PidsCurrent(), len(g.Procs()))
+					}
 				}
 				time.Sleep(300 * time.Millisecond)
 				// killAtCap kills pid while the bomb sits at pids.max, and
@@ -413,6 +419,15 @@ func TestBombsAreContained(t *testing.T) {
 				t.Logf("the freeze timed out; SIGSTOP took over")
 			case tc.method != "sigstop" && strings.Contains(got[0].Reason, because(wrapper)):
 				t.Logf("the wrapper had not exited yet (a loaded machine); SIGSTOP, rightly")
+			case tc.atCap && g.OOMKills() > 0 &&
+				strings.Contains(got[0].Reason, fmt.Sprintf("via sigstop (not frozen: %s also holds process ", g.Freezer.Path)):
+				// At its memory limit too, the bomb loses copies to the
+				// kernel's OOM killer and refills their slots all the time:
+				// a copy forked between the scan and the freeze is not yet
+				// on the verdict's list, and the group is then not the
+				// family's alone. SIGSTOP, rightly; the first containment
+				// must still have taken the bomb (checked above).
+				t.Logf("%d OOM kills in the group: a member newer than the verdict; SIGSTOP, rightly", g.OOMKills())
 			default:
 				t.Errorf("contained %q, want via %s", got[0].Reason, tc.method)
 			}

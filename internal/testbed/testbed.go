@@ -393,6 +393,16 @@ func (g *Group) MaxUsage() int64 {
 	return int64(v)
 }
 
+// PidsCurrent returns pids.current of the pids cgroup: its tasks, zombies
+// not yet reaped included (which cgroup.procs no longer lists).
+func (g *Group) PidsCurrent() int {
+	v, err := g.Pids.ReadUint("pids.current")
+	if err != nil {
+		g.t.Fatalf("testbed: %v", err)
+	}
+	return int(v)
+}
+
 // OOMKills returns the oom_kill count of the memory cgroup's memory.oom_control.
 func (g *Group) OOMKills() int64 {
 	b, err := g.Memory.ReadFile("memory.oom_control")

@@ -51,6 +51,9 @@ func TestWorkloadJoinsEveryCgroup(t *testing.T) {
 	if pids[0] == cmd.Process.Pid {
 		t.Fatalf("the reaper %d itself joined the cgroup", cmd.Process.Pid)
 	}
+	if n := g.PidsCurrent(); n != 1 {
+		t.Errorf("pids.current %d, want 1: the workload alone", n)
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/cgroup")
 	if err != nil {
 		t.Fatal(err)

@@ -529,7 +529,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.Duration, out []Verdict) []Verdict {
 	for _, p := range d.order {
 		for lead := rec.Get(p).FirstChild; lead != lineage.None; lead = rec.Get(lead).NextSibling {
-			if d.qe[lead] || !d.orphanedLine(rec, lead, lead, in, youngCut) {
+			if d.qe[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
 			lr := rec.Get(lead)
@@ -557,7 +557,9 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			if !d.qualifies(&g) {
 				continue
 			}
-			siblings, _, _ := d.groupLines(rec, lead, from, to, in, youngCut)
+			siblings, live, young := d.groupLines(rec, lead, from, to, to, in, youngCut)
+			g.live = d.st[lead].live + live
+			g.young = d.st[lead].young + young
 			d.cov[lead] = true
 			out = append(out, Verdict{
 				Root:        lead,
@@ -589,11 +591,50 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 // holding oomguard, a sibling of lead carrying lead's name under a parent
 // of another name (a parent of that name forked them all: the climb and
 // the root's own verdict cover that), and heading a line of namesakes (see
-// namesakeLine).
+// namesakeLine). Or such a process on its way out of the scope, whose
+// line below it is namesakes in scope (see leavingCopy).
 func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in Input, youngCut time.Duration) bool {
+	if !d.orphanedSibling(rec, lead, id) {
+		return false
+	}
+	r := rec.Get(id)
+	if !in.Scope.Contains(r.PID) {
+		return d.leavingCopy(r, &d.st[id], in, youngCut)
+	}
+	return d.eligible(r, in, youngCut) && d.namesakeLine(id)
+}
+
+// leavingCopy reports whether r, a live process out of the scope with
+// family counts s, is a bomb's copy on its way out: young, not PID 1,
+// oomguard or a kernel thread, with live members in scope below it, every
+// one a copy or namesake. A copy of a fork() loop at its memory limit that
+// the kernel's OOM killer took leaves its cgroup (cgroup_exit) before it
+// hands its children to the adopter (exit_notify, which waits for the
+// tasklist lock that 2,000 forking copies keep busy): for a while a scan
+// shows it, out of its cgroup's list, at the head of its line (dozens of
+// such lines, a tenth of a bomb at its limits, in one scan). Its members
+// are in scope; it is not, and Members leaves it out.
+func (d *Detector) leavingCopy(r *lineage.Record, s *stats, in Input, youngCut time.Duration) bool {
+	return r.PID > 1 && r.PID != in.Self && !r.Kthread && r.Born >= youngCut && s.live >= 1 && s.copies+s.namesakes >= s.live
+}
+
+// orphanedCopy reports whether record id is, as far as a scan can tell, a
+// lone copy of the bomb of line lead's: a sibling of lead as for
+// orphanedLine, eligible, alone, with no live member below it. A fork()
+// loop at its limits leaves many: the children of a copy that the
+// kernel's OOM killer took, deep in the tree, are mostly leaves, each at
+// the head of nothing.
+func (d *Detector) orphanedCopy(rec *lineage.Recorder, lead, id lineage.ID, in Input, youngCut time.Duration) bool {
+	return d.orphanedSibling(rec, lead, id) && d.eligible(rec.Get(id), in, youngCut) && d.st[id].live == 1
+}
+
+// orphanedSibling reports whether record id, a live process known from a
+// scan and not covered by a verdict nor holding oomguard, is a sibling of
+// lead carrying its name, under a parent of another name.
+func (d *Detector) orphanedSibling(rec *lineage.Recorder, lead, id lineage.ID) bool {
 	r, lr := rec.Get(id), rec.Get(lead)
 	return r.Scanned && r.Alive && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root && r.Parent == lr.Parent &&
-		r.Comm == lr.Comm && rec.Get(r.Parent).Comm != r.Comm && d.namesakeLine(id) && d.eligible(r, in, youngCut)
+		r.Comm == lr.Comm && rec.Get(r.Parent).Comm != r.Comm
 }
 
 // groupSpan returns when the group of lines that lead belongs to began
@@ -615,11 +656,14 @@ func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, y
 }
 
 // groupLines returns the lines of lead's group (see orphanedLine) that
-// started from from to to, other than lead's own, and how many live and
-// young members they hold, and marks them covered.
-func (d *Detector) groupLines(rec *lineage.Recorder, lead lineage.ID, from, to time.Duration, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
+// started from from to linesTo, other than lead's own, and its lone copies
+// (see orphanedCopy) that started from from to copiesTo, and how many live
+// and young members they hold, and marks them covered.
+func (d *Detector) groupLines(rec *lineage.Recorder, lead lineage.ID, from, linesTo, copiesTo time.Duration, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
 	for ch := rec.Get(rec.Get(lead).Parent).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-		if b := rec.Get(ch).Born; ch == lead || b < from || b > to || !d.orphanedLine(rec, lead, ch, in, youngCut) {
+		b := rec.Get(ch).Born
+		if ch == lead || b < from ||
+			!(b <= linesTo && d.orphanedLine(rec, lead, ch, in, youngCut) || b <= copiesTo && d.orphanedCopy(rec, lead, ch, in, youngCut)) {
 			continue
 		}
 		siblings = append(siblings, rec.Ref(ch))
@@ -662,17 +706,26 @@ func (s *stats) add(o *stats) {
 // tell, the same program's copies at the head of lines of copies (see
 // orphanedLine), and that started no earlier than the group's start (see
 // groupSpan), however much later: a line that a loop's root forked into a
-// slot freed later is the bomb's too, once one line has qualified alone. A lone process of that name (a job
-// shell beside a shell bomb under make) has forked no copy and is spared;
-// a lone copy of a fork() loop left behind forks again into the slots the
-// verdict frees, and is caught then. Record id must itself head such a
+// slot freed later is the bomb's too, once one line has qualified alone.
+// Lone processes of that name (see orphanedCopy) are taken when they
+// started within the group's span, and the group holds two lines or more:
+// a fork() loop's copies, left alone by the OOM killer, fork again into the
+// slots the verdict frees (a loop at its memory limit kept regrowing from
+// them, round after round). Beside one line alone, or started later, a
+// lone process of that name (a job shell beside a shell bomb under make)
+// has forked no copy and is spared; a lone copy of a fork() loop left
+// behind forks again, and is caught then. Record id must itself head a
 // line.
 func (d *Detector) orphanedLines(rec *lineage.Recorder, id lineage.ID, in Input, youngCut time.Duration) (siblings []lineage.Ref, live, young int32) {
 	if !d.orphanedLine(rec, id, id, in, youngCut) {
 		return nil, 0, 0
 	}
-	from, _ := d.groupSpan(rec, id, in, youngCut)
-	return d.groupLines(rec, id, from, math.MaxInt64, in, youngCut)
+	from, to := d.groupSpan(rec, id, in, youngCut)
+	if to == from {
+		// id's line alone in its span: no lone copy is taken beside it.
+		to = math.MinInt64
+	}
+	return d.groupLines(rec, id, from, math.MaxInt64, to, in, youngCut)
 }
 
 // namesakeLine reports whether the family of record id is a line of
