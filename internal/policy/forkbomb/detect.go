@@ -368,15 +368,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		for ch := r.FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			c, chr := &d.st[ch], rec.Get(ch)
 			children++
-			s.generations = max(s.generations, c.generations)
-			s.live += c.live
-			s.young += c.young
-			s.orphans += c.orphans
-			s.dead += c.dead
-			s.births += c.births
-			s.copies += c.copies
-			s.namesakes += c.namesakes
-			s.newest = max(s.newest, c.newest)
+			s.sum(c)
 			if isCopy(chr, in) || namesake(r, chr, in) {
 				s.clonesAll = max(s.clonesAll, c.clonesAll+1)
 				if in.Now-chr.Born >= d.cfg.CopyAge {
@@ -485,25 +477,10 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 			continue
 		}
 		siblings, live, young := d.orphanedLines(rec, id, in, youngCut)
-		out = append(out, Verdict{
-			Root:        id,
-			RootRef:     rec.Ref(id),
-			RootPID:     r.PID,
-			RootAlive:   r.Alive,
-			Live:        int(s.live + live),
-			Young:       int(s.young + young),
-			Orphans:     int(s.orphans),
-			Dead:        int(s.dead),
-			Births:      int(s.births),
-			Burst:       int(s.burst),
-			Depth:       int(s.depth),
-			Rate:        float64(s.births) / d.cfg.RateWindow.Seconds(),
-			Generations: int(s.generations),
-			Clones:      int(s.clones),
-			FirstBorn:   s.first,
-			FirstFork:   s.firstFork,
-			Siblings:    siblings,
-		})
+		v := *s
+		v.live += live
+		v.young += young
+		out = append(out, d.verdict(rec, id, &v, siblings))
 	}
 	out = d.orphanedBombs(rec, in, youngCut, out)
 	slices.SortStableFunc(out, func(a, b Verdict) int { return b.Live - a.Live })
@@ -532,7 +509,6 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			if d.qe[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
-			lr := rec.Get(lead)
 			from, to := d.groupSpan(rec, lead, in, youngCut)
 			var g stats
 			heads := int32(0)
@@ -561,25 +537,7 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			g.live = d.st[lead].live + live
 			g.young = d.st[lead].young + young
 			d.cov[lead] = true
-			out = append(out, Verdict{
-				Root:        lead,
-				RootRef:     rec.Ref(lead),
-				RootPID:     lr.PID,
-				RootAlive:   lr.Alive,
-				Live:        int(g.live),
-				Young:       int(g.young),
-				Orphans:     int(g.orphans),
-				Dead:        int(g.dead),
-				Births:      int(g.births),
-				Burst:       int(g.burst),
-				Depth:       int(g.depth),
-				Rate:        float64(g.births) / d.cfg.RateWindow.Seconds(),
-				Generations: int(g.generations),
-				Clones:      int(g.clones),
-				FirstBorn:   g.first,
-				FirstFork:   g.firstFork,
-				Siblings:    siblings,
-			})
+			out = append(out, d.verdict(rec, lead, &g, siblings))
 		}
 	}
 	return out
@@ -674,23 +632,54 @@ func (d *Detector) groupLines(rec *lineage.Recorder, lead lineage.ID, from, line
 	return siblings, live, young
 }
 
-// add folds the counts of the family o into s, as of two sibling lines.
-func (s *stats) add(o *stats) {
+// sum folds into s the counts of o, a child's family, that a family sums
+// over its children.
+func (s *stats) sum(o *stats) {
 	s.live += o.live
 	s.young += o.young
 	s.orphans += o.orphans
 	s.dead += o.dead
 	s.births += o.births
-	s.burst += o.burst
 	s.copies += o.copies
 	s.namesakes += o.namesakes
 	s.newest = max(s.newest, o.newest)
-	s.depth = max(s.depth, o.depth)
 	s.generations = max(s.generations, o.generations)
+}
+
+// add folds the counts of the family o into s, as of two sibling lines.
+func (s *stats) add(o *stats) {
+	s.sum(o)
+	s.burst += o.burst
+	s.depth = max(s.depth, o.depth)
 	s.clones = max(s.clones, o.clones)
 	s.clonesAll = max(s.clonesAll, o.clonesAll)
 	s.first = min(s.first, o.first)
 	s.firstFork = min(s.firstFork, o.firstFork)
+}
+
+// verdict returns the verdict on the family of record id with counts s and
+// sibling lines siblings.
+func (d *Detector) verdict(rec *lineage.Recorder, id lineage.ID, s *stats, siblings []lineage.Ref) Verdict {
+	r := rec.Get(id)
+	return Verdict{
+		Root:        id,
+		RootRef:     rec.Ref(id),
+		RootPID:     r.PID,
+		RootAlive:   r.Alive,
+		Live:        int(s.live),
+		Young:       int(s.young),
+		Orphans:     int(s.orphans),
+		Dead:        int(s.dead),
+		Births:      int(s.births),
+		Burst:       int(s.burst),
+		Depth:       int(s.depth),
+		Rate:        float64(s.births) / d.cfg.RateWindow.Seconds(),
+		Generations: int(s.generations),
+		Clones:      int(s.clones),
+		FirstBorn:   s.first,
+		FirstFork:   s.firstFork,
+		Siblings:    siblings,
+	}
 }
 
 // orphanedLines returns the roots of the other lines of a bomb whose root

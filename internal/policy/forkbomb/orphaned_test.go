@@ -1,9 +1,6 @@
 package forkbomb
 
 import (
-	"bufio"
-	"compress/gzip"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -19,16 +16,7 @@ import (
 // in_scope" (born on CLOCK_MONOTONIC).
 func readScan(t *testing.T, file string) (procs []lineage.Proc, scope []int, now time.Duration) {
 	t.Helper()
-	f, err := os.Open(file)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	z, err := gzip.NewReader(f)
-	if err != nil {
-		t.Fatalf("%s: %v", file, err)
-	}
-	sc := bufio.NewScanner(z)
+	sc := gzipLines(t, file)
 	for sc.Scan() {
 		fl := strings.Fields(sc.Text())
 		num := func(i int) int64 {

@@ -26,15 +26,6 @@ func TestReplayRecorded(t *testing.T) {
 	for _, file := range files {
 		name := strings.TrimSuffix(filepath.Base(file), ".events.gz")
 		t.Run(name, func(t *testing.T) {
-			f, err := os.Open(file)
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer f.Close()
-			z, err := gzip.NewReader(f)
-			if err != nil {
-				t.Fatal(err)
-			}
 			rec := lineage.New(lineage.Config{})
 			// The machine as a seed scan sees it: init and an old shell
 			// that is the workload's subreaper's parent.
@@ -53,7 +44,7 @@ func TestReplayRecorded(t *testing.T) {
 			var found, looseFound []Verdict
 			var last time.Duration
 			var peak, events int
-			sc := bufio.NewScanner(z)
+			sc := gzipLines(t, file)
 			for sc.Scan() && len(found) == 0 {
 				f := strings.Fields(sc.Text())
 				if len(f) < 3 || f[0] == "#" {
@@ -110,4 +101,20 @@ func TestReplayRecorded(t *testing.T) {
 			}
 		})
 	}
+}
+
+// gzipLines returns a scanner over the lines of the gzip file, closed when
+// the test ends.
+func gzipLines(t *testing.T, file string) *bufio.Scanner {
+	t.Helper()
+	f, err := os.Open(file)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { f.Close() })
+	z, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatalf("%s: %v", file, err)
+	}
+	return bufio.NewScanner(z)
 }
