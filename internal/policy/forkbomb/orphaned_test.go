@@ -141,8 +141,9 @@ func TestRecordedScansOfForkLoopsAtTheirMemoryLimits(t *testing.T) {
 // (a subreaper, or PID 1) whose common root is gone, none of them a bomb
 // by itself, and checks which are judged one bomb together.
 func TestOrphanedLinesJudgedTogether(t *testing.T) {
-	var loop, reaper, sh, postgres [16]byte
+	var loop, reaper, sh, postgres, ssh [16]byte
 	copy(loop[:], "forkloop")
+	copy(ssh[:], "ssh")
 	copy(reaper[:], "reaper")
 	copy(sh[:], "sh")
 	copy(postgres[:], "postgres")
@@ -181,6 +182,14 @@ func TestOrphanedLinesJudgedTogether(t *testing.T) {
 			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second},
 		{name: "too few members together", adopter: 900, lines: 4,
 			line: line{loop, 2, 40}, spacing: time.Millisecond, age: 5 * time.Second},
+		// A script that backgrounded 200 ssh sessions and exited: lone
+		// processes of one name, forked in a burst, none a line.
+		{name: "lone processes of one name", adopter: 1, lines: 200,
+			line: line{ssh, 0, 1}, spacing: time.Millisecond, age: 5 * time.Second},
+		// The same with each session's privilege-separated child: 200
+		// lines of two, one level deep.
+		{name: "lines of a server and its one child", adopter: 1, lines: 200,
+			line: line{ssh, 1, 2}, spacing: time.Millisecond, age: 5 * time.Second},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := 1000 * time.Second
