@@ -283,6 +283,10 @@ type Detector struct {
 	st    []stats
 	qe    []bool
 	cov   []bool
+	// judged marks the heads of orphaned groups already judged in this
+	// pass (see orphanedBombs): any of a group's heads spans the same
+	// group, so each is judged once.
+	judged []bool
 	anc   []bool // ancestors of oomguard itself: their families hold it
 	// recheck is when a family that only its youngest copies keep from
 	// the cloning rule is due to be looked at again; 0: none.
@@ -334,9 +338,11 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 		d.st = make([]stats, n, n+n/2)
 		d.qe = make([]bool, n, n+n/2)
 		d.cov = make([]bool, n, n+n/2)
+		d.judged = make([]bool, n, n+n/2)
 		d.anc = make([]bool, n, n+n/2)
 	}
-	d.st, d.qe, d.cov, d.anc = d.st[:n], d.qe[:n], d.cov[:n], d.anc[:n]
+	d.st, d.qe, d.cov, d.anc, d.judged = d.st[:n], d.qe[:n], d.cov[:n], d.anc[:n], d.judged[:n]
+	clear(d.judged)
 	d.recheck = 0
 	clear(d.cov)
 	// A family that holds oomguard itself is never a bomb's: killing it
@@ -506,7 +512,7 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.Duration, out []Verdict) []Verdict {
 	for _, p := range d.order {
 		for lead := rec.Get(p).FirstChild; lead != lineage.None; lead = rec.Get(lead).NextSibling {
-			if d.qe[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
+			if d.qe[lead] || d.judged[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
 			from, to := d.groupSpan(rec, lead, in, youngCut)
@@ -520,6 +526,7 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 						g.add(&d.st[ch])
 					}
 					heads++
+					d.judged[ch] = true
 				}
 			}
 			if heads < 2 {
