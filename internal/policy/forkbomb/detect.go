@@ -515,7 +515,7 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			if d.qe[lead] || d.judged[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
-			from, to := d.groupSpan(rec, lead, in, youngCut)
+			from, to, _ := d.groupSpan(rec, lead, in, youngCut)
 			var g stats
 			heads := int32(0)
 			for ch := rec.Get(p).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
@@ -574,11 +574,11 @@ func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in I
 // oomguard or a kernel thread, with live members in scope below it, every
 // one a copy or namesake. A copy of a fork() loop at its memory limit that
 // the kernel's OOM killer took leaves its cgroup (cgroup_exit) before it
-// hands its children to the adopter (exit_notify, which waits for the
-// tasklist lock that 2,000 forking copies keep busy): for a while a scan
-// shows it, out of its cgroup's list, at the head of its line (dozens of
-// such lines, a tenth of a bomb at its limits, in one scan). Its members
-// are in scope; it is not, and Members leaves it out.
+// hands its children to the adopter (exit_notify; beside 2,000 forking
+// copies, long enough for one scan to catch three): for a while a scan
+// shows it, out of its cgroup's list, at the head of its line (three such
+// lines, an eighth of a bomb at its limits, in one recorded scan). Its
+// members are in scope; it is not, and Members leaves it out.
 func (d *Detector) leavingCopy(r *lineage.Record, s *stats, in Input, youngCut time.Duration) bool {
 	return r.PID > 1 && r.PID != in.Self && !r.Kthread && r.Born >= youngCut && s.live >= 1 && s.copies+s.namesakes >= s.live
 }
@@ -603,13 +603,15 @@ func (d *Detector) orphanedSibling(rec *lineage.Recorder, lead, id lineage.ID) b
 }
 
 // groupSpan returns when the group of lines that lead belongs to began
-// and ended: each line of the group started within RateWindow of another,
-// as a fork() loop's root forks its children in one burst.
-func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, youngCut time.Duration) (from, to time.Duration) {
+// and ended, and how many lines it holds: each line of the group started
+// within RateWindow of another, as a fork() loop's root forks its
+// children in one burst.
+func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, youngCut time.Duration) (from, to time.Duration, lines int) {
 	from, to = rec.Get(lead).Born, rec.Get(lead).Born
+	first := rec.Get(rec.Get(lead).Parent).FirstChild
 	for changed := true; changed; {
 		changed = false
-		for ch := rec.Get(rec.Get(lead).Parent).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		for ch := first; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			b := rec.Get(ch).Born
 			if (b >= from && b <= to) || b < from-d.cfg.RateWindow || b > to+d.cfg.RateWindow || !d.orphanedLine(rec, lead, ch, in, youngCut) {
 				continue
@@ -617,7 +619,12 @@ func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, y
 			from, to, changed = min(from, b), max(to, b), true
 		}
 	}
-	return from, to
+	for ch := first; ch != lineage.None; ch = rec.Get(ch).NextSibling {
+		if b := rec.Get(ch).Born; b >= from && b <= to && d.orphanedLine(rec, lead, ch, in, youngCut) {
+			lines++
+		}
+	}
+	return from, to, lines
 }
 
 // groupLines returns the lines of lead's group (see orphanedLine) that
@@ -716,8 +723,8 @@ func (d *Detector) orphanedLines(rec *lineage.Recorder, id lineage.ID, in Input,
 	if !d.orphanedLine(rec, id, id, in, youngCut) {
 		return nil, 0, 0
 	}
-	from, to := d.groupSpan(rec, id, in, youngCut)
-	if to == from {
+	from, to, lines := d.groupSpan(rec, id, in, youngCut)
+	if lines < 2 {
 		// id's line alone in its span: no lone copy is taken beside it.
 		to = math.MinInt64
 	}

@@ -1153,11 +1153,15 @@ func TestOrphanedForkLoopSeenByScan(t *testing.T) {
 		// back as 6 s: more than RateWindow, but each within it of the
 		// next.
 		spacing time.Duration
+		// tick: all lines, and the lone copy, started in one clock tick
+		// (a scan's start times tick every 10 ms), whatever spacing says.
+		tick bool
 	}{
-		{"first line holds most, adopted by a subreaper", 900, 1669, 5, 66, 0},
-		{"first line holds a sixth, adopted by a subreaper", 900, 300, 10, 150, 0},
-		{"adopted by PID 1", 1, 1000, 9, 100, 0},
-		{"the other lines started seconds before", 900, 1000, 10, 100, -600 * time.Millisecond},
+		{"first line holds most, adopted by a subreaper", 900, 1669, 5, 66, 0, false},
+		{"first line holds a sixth, adopted by a subreaper", 900, 300, 10, 150, 0, false},
+		{"adopted by PID 1", 1, 1000, 9, 100, 0, false},
+		{"the other lines started seconds before", 900, 1000, 10, 100, -600 * time.Millisecond, false},
+		{"all started in one tick", 900, 1000, 10, 100, 0, true},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			now := 100 * time.Second
@@ -1184,7 +1188,10 @@ func TestOrphanedForkLoopSeenByScan(t *testing.T) {
 			}
 			bomb = append(bomb, line(tc.first, young, loop)...)
 			spacing := tc.spacing
-			if spacing == 0 {
+			switch {
+			case tc.tick:
+				spacing = 0
+			case spacing == 0:
 				spacing = time.Millisecond
 			}
 			for i := 0; i < tc.others; i++ {
