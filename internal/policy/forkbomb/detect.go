@@ -287,7 +287,7 @@ type Detector struct {
 	// pass (see orphanedBombs): any of a group's heads spans the same
 	// group, so each is judged once.
 	judged []bool
-	anc   []bool // ancestors of oomguard itself: their families hold it
+	anc    []bool // ancestors of oomguard itself: their families hold it
 	// recheck is when a family that only its youngest copies keep from
 	// the cloning rule is due to be looked at again; 0: none.
 	recheck time.Duration
