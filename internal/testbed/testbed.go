@@ -12,6 +12,7 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -387,6 +388,21 @@ func (g *Group) Stat(name string) int64 {
 // most it has been charged since it was made.
 func (g *Group) MaxUsage() int64 {
 	v, err := g.Memory.ReadUint("memory.max_usage_in_bytes")
+	if err != nil {
+		g.t.Fatalf("testbed: %v", err)
+	}
+	return int64(v)
+}
+
+// KmemMaxUsage returns memory.kmem.max_usage_in_bytes of the memory
+// cgroup: the most kernel memory (task structs, stacks, page tables, slab)
+// it has been charged since it was made; -1 where the kernel has no such
+// file.
+func (g *Group) KmemMaxUsage() int64 {
+	v, err := g.Memory.ReadUint("memory.kmem.max_usage_in_bytes")
+	if errors.Is(err, fs.ErrNotExist) {
+		return -1
+	}
 	if err != nil {
 		g.t.Fatalf("testbed: %v", err)
 	}

@@ -54,6 +54,9 @@ func TestWorkloadJoinsEveryCgroup(t *testing.T) {
 	if n := g.PidsCurrent(); n != 1 {
 		t.Errorf("pids.current %d, want 1: the workload alone", n)
 	}
+	if k := g.KmemMaxUsage(); k == 0 {
+		t.Errorf("memory.kmem.max_usage_in_bytes is 0 with a process in the group, which has a task struct and a stack")
+	}
 	b, err := os.ReadFile("/proc/" + strconv.Itoa(pids[0]) + "/cgroup")
 	if err != nil {
 		t.Fatal(err)
