@@ -512,7 +512,8 @@ func (d *Detector) Detect(in Input, out []Verdict) []Verdict {
 func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.Duration, out []Verdict) []Verdict {
 	for _, p := range d.order {
 		for lead := rec.Get(p).FirstChild; lead != lineage.None; lead = rec.Get(lead).NextSibling {
-			if d.qe[lead] || d.judged[lead] || !in.Scope.Contains(rec.Get(lead).PID) || !d.orphanedLine(rec, lead, lead, in, youngCut) {
+			if d.qe[lead] || d.judged[lead] || !rec.Get(lead).Alive || !in.Scope.Contains(rec.Get(lead).PID) ||
+				!d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
 			from, to, _ := d.groupSpan(rec, lead, in, youngCut)
@@ -563,16 +564,21 @@ func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in I
 		return false
 	}
 	r := rec.Get(id)
-	if !in.Scope.Contains(r.PID) {
+	if !r.Alive || !in.Scope.Contains(r.PID) {
 		return d.leavingCopy(r, &d.st[id], in, youngCut)
 	}
 	return d.eligible(r, in, youngCut) && d.namesakeLine(id)
 }
 
-// leavingCopy reports whether r, a live process out of the scope with
-// family counts s, is a bomb's copy on its way out: young, not PID 1,
-// oomguard or a kernel thread, with live members in scope below it, every
-// one a copy or namesake. A copy of a fork() loop at its memory limit that
+// leavingCopy reports whether r, a process out of the scope, or one that
+// exited since the scan that found it (its record stays while its line
+// lives), with family counts s, is a bomb's copy on its way out or gone:
+// young, not PID 1, oomguard or a kernel thread, with live members in
+// scope below it, every one a copy or namesake. The kernel's OOM killer
+// takes line heads too, after the guard's scan as well as before: the
+// line of one that died after it is still the bomb's (in a guard run at
+// 340 MiB, 114 members under such heads were left out of the first
+// containment and refilled the limit). A copy of a fork() loop at its memory limit that
 // the kernel's OOM killer took leaves its cgroup (cgroup_exit) before it
 // hands its children to the adopter (exit_notify; beside 2,000 forking
 // copies, long enough for one scan to catch three): for a while a scan
@@ -590,15 +596,16 @@ func (d *Detector) leavingCopy(r *lineage.Record, s *stats, in Input, youngCut t
 // kernel's OOM killer took, deep in the tree, are mostly leaves, each at
 // the head of nothing.
 func (d *Detector) orphanedCopy(rec *lineage.Recorder, lead, id lineage.ID, in Input, youngCut time.Duration) bool {
-	return d.orphanedSibling(rec, lead, id) && d.eligible(rec.Get(id), in, youngCut) && d.st[id].live == 1
+	return d.orphanedSibling(rec, lead, id) && rec.Get(id).Alive && d.eligible(rec.Get(id), in, youngCut) && d.st[id].live == 1
 }
 
-// orphanedSibling reports whether record id, a live process known from a
-// scan and not covered by a verdict nor holding oomguard, is a sibling of
+// orphanedSibling reports whether record id, a process known from a scan,
+// live or exited since (not one that exec'd: a later image is another
+// program), not covered by a verdict nor holding oomguard, is a sibling of
 // lead carrying its name, under a parent of another name.
 func (d *Detector) orphanedSibling(rec *lineage.Recorder, lead, id lineage.ID) bool {
 	r, lr := rec.Get(id), rec.Get(lead)
-	return r.Scanned && r.Alive && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root && r.Parent == lr.Parent &&
+	return r.Scanned && (r.Alive || r.Exited) && !d.cov[id] && !d.anc[id] && r.Parent > lineage.Root && r.Parent == lr.Parent &&
 		r.Comm == lr.Comm && rec.Get(r.Parent).Comm != r.Comm
 }
 

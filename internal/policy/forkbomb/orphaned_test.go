@@ -1,6 +1,7 @@
 package forkbomb
 
 import (
+	"fmt"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -74,6 +75,10 @@ func TestRecordedScansOfForkLoopsAtTheirMemoryLimits(t *testing.T) {
 		// orphanedBombs, is what finds it); leaving: some lines are
 		// headed by copies leaving the scope (see leavingCopy).
 		noneAlone, leaving bool
+		// exitHeads: this many line heads under the adopter exit after
+		// the scan (their exit events come in), as the OOM killer's
+		// victims do while the guard runs.
+		exitHeads int
 	}{
 		// "fork loop at its pids and memory limits": 260 MiB, 6 s after
 		// the limits (409 kernel OOM kills by then). The killed copies'
@@ -90,11 +95,16 @@ func TestRecordedScansOfForkLoopsAtTheirMemoryLimits(t *testing.T) {
 		// took 1,035 to 1,870 of the 2,000, and the rest refilled the
 		// slots it freed.
 		{file: "scan-forkloop-root-killed-340MiB.txt.gz", leaving: true},
+		// The same scan, then two heads of lines die (in a guard run, 114
+		// members under such heads were left out of the first
+		// containment).
+		{file: "scan-forkloop-root-killed-340MiB.txt.gz", leaving: true, exitHeads: 2},
 	} {
-		t.Run(tc.file, func(t *testing.T) {
+		t.Run(fmt.Sprintf("%s, %d heads exit", tc.file, tc.exitHeads), func(t *testing.T) {
 			procs, scopePIDs, now := readScan(t, filepath.Join("testdata", tc.file))
 			rec := lineage.New(lineage.Config{})
 			rec.Reconcile(procs, now)
+			scopePIDs = exitLineHeads(t, rec, scopePIDs, tc.exitHeads, now+time.Millisecond)
 			scope := NewPIDSet(scopePIDs)
 			det := New(Config{})
 			v := det.Detect(Input{Lineage: rec, Now: now, Scope: scope}, nil)
@@ -135,6 +145,31 @@ func TestRecordedScansOfForkLoopsAtTheirMemoryLimits(t *testing.T) {
 			}
 		})
 	}
+}
+
+// exitLineHeads records the exit of n heads of lines (in-scope processes
+// with in-scope children, under a parent out of the scope) at now, and
+// returns the scope without them.
+func exitLineHeads(t *testing.T, rec *lineage.Recorder, scope []int, n int, now time.Duration) []int {
+	t.Helper()
+	in := NewPIDSet(scope)
+	var gone []int
+	for _, pid := range scope {
+		if len(gone) == n {
+			break
+		}
+		id, _ := rec.Lookup(int32(pid))
+		r := rec.Get(id)
+		if in.Contains(rec.Get(r.Parent).PID) || r.FirstChild == lineage.None || !in.Contains(rec.Get(r.FirstChild).PID) {
+			continue
+		}
+		rec.Exit(int32(pid), now)
+		gone = append(gone, pid)
+	}
+	if len(gone) < n {
+		t.Fatalf("%d line heads found, want %d", len(gone), n)
+	}
+	return slices.DeleteFunc(slices.Clone(scope), func(p int) bool { return slices.Contains(gone, p) })
 }
 
 // TestOrphanedLinesJudgedTogether builds scans of lines under one adopter
