@@ -284,8 +284,8 @@ type Detector struct {
 	qe    []bool
 	cov   []bool
 	// judged marks the heads of orphaned groups already judged in this
-	// pass (see orphanedBombs): any of a group's heads spans the same
-	// group, so each is judged once.
+	// pass (see groupSpan): any of a group's heads spans the same group,
+	// so each is judged once.
 	judged []bool
 	anc    []bool // ancestors of oomguard itself: their families hold it
 	// recheck is when a family that only its youngest copies keep from
@@ -516,24 +516,12 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 				!d.orphanedLine(rec, lead, lead, in, youngCut) {
 				continue
 			}
-			from, to, _ := d.groupSpan(rec, lead, in, youngCut)
-			var g stats
-			heads := int32(0)
-			for ch := rec.Get(p).FirstChild; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-				if b := rec.Get(ch).Born; b >= from && b <= to && d.orphanedLine(rec, lead, ch, in, youngCut) {
-					if heads == 0 {
-						g = d.st[ch]
-					} else {
-						g.add(&d.st[ch])
-					}
-					heads++
-					d.judged[ch] = true
-				}
-			}
-			if heads < 2 {
+			grp := d.groupSpan(rec, lead, in, youngCut)
+			if grp.lines < 2 {
 				continue
 			}
-			g.namesakes += heads
+			g := grp.sum
+			g.namesakes += grp.lines
 			g.clones++
 			g.clonesAll++
 			g.depth++
@@ -541,7 +529,7 @@ func (d *Detector) orphanedBombs(rec *lineage.Recorder, in Input, youngCut time.
 			if !d.qualifies(&g) {
 				continue
 			}
-			siblings, live, young := d.groupLines(rec, lead, from, to, to, in, youngCut)
+			siblings, live, young := d.groupLines(rec, lead, grp.from, grp.to, grp.to, in, youngCut)
 			g.live = d.st[lead].live + live
 			g.young = d.st[lead].young + young
 			d.cov[lead] = true
@@ -576,9 +564,10 @@ func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in I
 // young, not PID 1, oomguard or a kernel thread, with live members in
 // scope below it, every one a copy or namesake. The kernel's OOM killer
 // takes line heads too, after the guard's scan as well as before: the
-// line of one that died after it is still the bomb's (in a guard run at
-// 340 MiB, 114 members under such heads were left out of the first
-// containment and refilled the limit). A copy of a fork() loop at its memory limit that
+// line of one that died after it is still the bomb's. (In a guard run at
+// 340 MiB the first containment left 114 members out, though the scans
+// taken alike were judged whole; the recorded scan with two heads exited
+// after it was three verdicts before this.) A copy of a fork() loop at its memory limit that
 // the kernel's OOM killer took leaves its cgroup (cgroup_exit) before it
 // hands its children to the adopter (exit_notify; beside 2,000 forking
 // copies, long enough for one scan to catch three): for a while a scan
@@ -609,29 +598,45 @@ func (d *Detector) orphanedSibling(rec *lineage.Recorder, lead, id lineage.ID) b
 		r.Comm == lr.Comm && rec.Get(r.Parent).Comm != r.Comm
 }
 
-// groupSpan returns when the group of lines that lead belongs to began
-// and ended, and how many lines it holds: each line of the group started
-// within RateWindow of another, as a fork() loop's root forks its
-// children in one burst.
-func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, youngCut time.Duration) (from, to time.Duration, lines int) {
-	from, to = rec.Get(lead).Born, rec.Get(lead).Born
+// lineGroup is the group of lines that a line belongs to (see groupSpan).
+type lineGroup struct {
+	// from and to are the first and last of its lines' starts.
+	from, to time.Duration
+	// lines counts its lines; sum is their counts folded (see add).
+	lines int32
+	sum   stats
+}
+
+// groupSpan returns the group of lines that lead belongs to, each started
+// within RateWindow of another, as a fork() loop's root forks its children
+// in one burst, and marks its lines judged (see orphanedBombs): any of
+// them spans the same group.
+func (d *Detector) groupSpan(rec *lineage.Recorder, lead lineage.ID, in Input, youngCut time.Duration) lineGroup {
+	g := lineGroup{from: rec.Get(lead).Born, to: rec.Get(lead).Born}
 	first := rec.Get(rec.Get(lead).Parent).FirstChild
 	for changed := true; changed; {
 		changed = false
 		for ch := first; ch != lineage.None; ch = rec.Get(ch).NextSibling {
 			b := rec.Get(ch).Born
-			if (b >= from && b <= to) || b < from-d.cfg.RateWindow || b > to+d.cfg.RateWindow || !d.orphanedLine(rec, lead, ch, in, youngCut) {
+			if (b >= g.from && b <= g.to) || b < g.from-d.cfg.RateWindow || b > g.to+d.cfg.RateWindow || !d.orphanedLine(rec, lead, ch, in, youngCut) {
 				continue
 			}
-			from, to, changed = min(from, b), max(to, b), true
+			g.from, g.to, changed = min(g.from, b), max(g.to, b), true
 		}
 	}
 	for ch := first; ch != lineage.None; ch = rec.Get(ch).NextSibling {
-		if b := rec.Get(ch).Born; b >= from && b <= to && d.orphanedLine(rec, lead, ch, in, youngCut) {
-			lines++
+		if b := rec.Get(ch).Born; b < g.from || b > g.to || !d.orphanedLine(rec, lead, ch, in, youngCut) {
+			continue
 		}
+		if g.lines == 0 {
+			g.sum = d.st[ch]
+		} else {
+			g.sum.add(&d.st[ch])
+		}
+		g.lines++
+		d.judged[ch] = true
 	}
-	return from, to, lines
+	return g
 }
 
 // groupLines returns the lines of lead's group (see orphanedLine) that
@@ -730,12 +735,13 @@ func (d *Detector) orphanedLines(rec *lineage.Recorder, id lineage.ID, in Input,
 	if !d.orphanedLine(rec, id, id, in, youngCut) {
 		return nil, 0, 0
 	}
-	from, to, lines := d.groupSpan(rec, id, in, youngCut)
-	if lines < 2 {
+	grp := d.groupSpan(rec, id, in, youngCut)
+	copiesTo := grp.to
+	if grp.lines < 2 {
 		// id's line alone in its span: no lone copy is taken beside it.
-		to = math.MinInt64
+		copiesTo = math.MinInt64
 	}
-	return d.groupLines(rec, id, from, math.MaxInt64, to, in, youngCut)
+	return d.groupLines(rec, id, grp.from, math.MaxInt64, copiesTo, in, youngCut)
 }
 
 // namesakeLine reports whether the family of record id is a line of
