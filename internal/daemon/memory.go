@@ -36,6 +36,9 @@ type snapshotter interface {
 	// ConfirmGroup returns pid and every process of candidates that shares
 	// pid's mm right now, as kcmp tells.
 	ConfirmGroup(pid int, candidates []int) ([]int, error)
+	// Warm reads processes missing from the cache until deadline, and
+	// returns how many it left.
+	Warm(deadline time.Time) (left int, err error)
 	// ReadRefaultsBelow limits reading the system's refault counter to
 	// MemAvailable under pct percent (see scan.Scanner).
 	ReadRefaultsBelow(pct float64)
@@ -76,7 +79,11 @@ type memoryKiller struct {
 	last     policy.Verdict
 	lastErr  string
 	dryShown map[int]time.Time
-	warmed   time.Time // last pass of warm
+	warmed   time.Time // last step of warm that left no process cold
+	warmLeft int       // processes the last step of warm left cold
+	// sched moves the loop's thread between SCHED_OTHER and SCHED_FIFO;
+	// set by Run when it may, used only from Run's thread.
+	sched *loopScheduler
 }
 
 func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger, actions *actionlog.Log) (*memoryKiller, error) {
@@ -132,27 +139,32 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	return nil
 }
 
-// loopPriority is the SCHED_FIFO priority of the memory loop's thread,
-// the same as forkguard's event thread.
+// loopPriority is the SCHED_FIFO priority of the memory loop's thread
+// while memory stalls (see realtimeGovernor), the same as forkguard's
+// event thread.
 const loopPriority = 1
 
 // Run loops until ctx ends. It sleeps on a source.Alarm, which an idle
 // daemon wakes from at a fraction of a Go timer's cost; a Go timer stands
 // in where the kernel refuses the Alarm's timerfd.
 func (m *memoryKiller) Run(ctx context.Context) error {
-	// One OS thread runs the loop, at real-time priority when allowed, as
-	// forkguard's event thread does. Under a thrash every runnable task
-	// competes with reclaim for the CPUs: at nice -10 the pass from
-	// trigger to kill took 150 to 320 ms in a 2-vCPU guest paging to zram,
-	// at SCHED_FIFO 40 to 45 ms (bench/vm). The loop sleeps between
-	// polls and allocates nothing, so it takes little from others.
+	// One OS thread runs the loop, at real-time priority while tasks stall
+	// on memory (realtimeGovernor), as forkguard's event thread does. The
+	// loop sleeps between polls and allocates nothing, so it takes little
+	// from others.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := sys.SetFIFO(loopPriority); err != nil {
 		m.log.Warn("cannot raise the memory loop to SCHED_FIFO; under a thrash the kill may come late",
 			"err", err, "fix", "run as root or with CAP_SYS_NICE (the unit grants it)")
 	} else {
-		defer sys.SetNormal()
+		m.sched = &loopScheduler{priority: loopPriority, realtime: true, log: m.log}
+		defer func() {
+			if m.sched.realtime {
+				sys.SetNormal()
+			}
+			m.sched = nil
+		}()
 	}
 	var wakeC <-chan struct{}
 	if m.wake != nil {
@@ -204,10 +216,11 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	}
 	m.last = v
 	_, inFlight := m.policy.InFlight()
+	m.sched.apply(snap.Pressure.Memory, now, v.Level != policy.LevelNone || inFlight)
 	if v.Level == policy.LevelNone && !inFlight {
 		headroom := m.headroom(snap)
 		next := m.nextInterval(snap, headroom)
-		m.warm(snap, headroom, now)
+		m.warm(headroom, now)
 		m.mu.Unlock()
 		return next
 	}
@@ -245,12 +258,16 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 }
 
 // warmBand is the headroom (points above the nearest SIGTERM level) below
-// which warm keeps the scanner's process cache current, and warmEvery how
-// often it does. The band is nextInterval's fastest: a machine that idles
-// a little above it pays nothing.
+// which warm keeps the scanner's process cache current; warmEvery is how
+// often it looks for processes new since its last complete round, and
+// warmSlice how long one step may spend reading them. The band is
+// nextInterval's fastest, so steps come every 10 ms there: a cache of 60
+// cold processes fills within a few dozen ms of CPU spread over tens of
+// steps. A machine that idles a little above the band pays nothing.
 const (
 	warmBand  = fastPollBand
 	warmEvery = time.Second
+	warmSlice = 5 * time.Millisecond
 )
 
 // warm keeps the scanner's process cache current while memory approaches
@@ -260,15 +277,26 @@ const (
 // command line of a swapped-out process is a swap-in, each new file a
 // kernel allocation in direct reclaim. In a 2-vCPU guest paging to zram
 // the cold pass over 59 processes took 120 to 190 ms, a third of the time
-// from trigger to kill (bench/vm). m.mu is held.
-func (m *memoryKiller) warm(snap *policy.Snapshot, headroom float64, now time.Time) {
-	if now.Sub(m.warmed) < warmEvery || headroom >= warmBand {
+// from trigger to kill, and without a thrash 90 to 220 ms, during which
+// the probe of bench/vm waited for its CPU as long. So the cache is filled
+// in slices of warmSlice, one per step, until no uncached process is left,
+// and looked at again warmEvery later. m.mu is held.
+func (m *memoryKiller) warm(headroom float64, now time.Time) {
+	if headroom >= warmBand || (m.warmLeft == 0 && now.Sub(m.warmed) < warmEvery) {
 		return
 	}
-	m.warmed = now
-	if err := m.scan.Processes(snap); err != nil {
-		m.noteError("scan processes", err)
+	left, err := m.scan.Warm(now.Add(warmSlice))
+	if err != nil {
+		m.noteError("warm the process cache", err)
+		m.warmLeft = 0
+		m.warmed = now
+		return
 	}
+	if left == 0 {
+		m.warmed = now
+	}
+	m.warmLeft = left
+	m.log.Debug("process cache warmed", "left", left, "took", time.Since(now))
 }
 
 // confirmSharers asks kcmp, right before the kill, which processes of the

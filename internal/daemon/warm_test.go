@@ -11,10 +11,20 @@ import (
 )
 
 // countingScanner is a snapshotter whose System reports avail out of
-// 100 units of memory (no swap) and whose Processes counts its calls.
+// 100 units of memory (no swap), whose Processes counts its calls, and
+// whose Warm reads one of cold processes per call, as a slice too short
+// for more would.
 type countingScanner struct {
 	avail     uint64
 	processes int
+	warms     int
+	cold      int
+}
+
+func (c *countingScanner) Warm(time.Time) (int, error) {
+	c.warms++
+	c.cold = max(c.cold-1, 0)
+	return c.cold, nil
 }
 
 func (c *countingScanner) System(snap *policy.Snapshot) error {
@@ -28,11 +38,13 @@ func (c *countingScanner) ConfirmGroup(pid int, _ []int) ([]int, error) {
 func (c *countingScanner) ReadRefaultsBelow(float64)          {}
 func (c *countingScanner) CgroupKernel(snap *policy.Snapshot) {}
 
-// TestWarmBeforeTheLevel checks that a step with no trigger level keeps
-// the process cache warm while memory is within warmBand points of the
-// SIGTERM level, at most once per warmEvery, and leaves it alone above.
+// TestWarmBeforeTheLevel checks that a step with no trigger level warms
+// the process cache while memory is within warmBand points of the SIGTERM
+// level: a slice per step until no process is left cold, then again
+// warmEvery after that; and that it leaves the cache alone above the band
+// and never runs a whole pass.
 func TestWarmBeforeTheLevel(t *testing.T) {
-	sc := &countingScanner{}
+	sc := &countingScanner{cold: 3}
 	m := &memoryKiller{
 		log:      slog.New(slog.NewTextHandler(io.Discard, nil)),
 		scan:     sc,
@@ -45,19 +57,29 @@ func TestWarmBeforeTheLevel(t *testing.T) {
 		name  string
 		avail uint64
 		at    time.Duration
-		want  int // Processes calls so far
+		cold  int // processes that appeared since the last step, if any
+		want  int // Warm calls so far
 	}{
-		{"far from the level", 60, 0, 0},
-		{"just outside the band", 20, 100 * time.Millisecond, 0},
-		{"inside the band", 19, 200 * time.Millisecond, 1},
-		{"again within warmEvery", 15, 300 * time.Millisecond, 1},
-		{"warmEvery later", 15, 1200 * time.Millisecond, 2},
-		{"back above the band", 50, 2500 * time.Millisecond, 2},
+		{"far from the level", 60, 0, 0, 0},
+		{"just outside the band", 20, 100 * time.Millisecond, 0, 0},
+		{"inside the band: a slice, two left cold", 19, 200 * time.Millisecond, 0, 1},
+		{"two left: another slice", 18, 210 * time.Millisecond, 0, 2},
+		{"one left: the last slice", 17, 220 * time.Millisecond, 0, 3},
+		{"none left, within warmEvery", 16, 230 * time.Millisecond, 2, 3},
+		{"still within warmEvery", 15, 1100 * time.Millisecond, 0, 3},
+		{"warmEvery after the last round", 15, 1230 * time.Millisecond, 0, 4},
+		{"the new one left", 15, 1240 * time.Millisecond, 0, 5},
+		{"round done", 15, 1250 * time.Millisecond, 0, 5},
+		{"back above the band", 50, 2500 * time.Millisecond, 3, 5},
 	} {
 		sc.avail = c.avail
 		next := m.step(context.Background(), t0.Add(c.at))
-		if sc.processes != c.want {
-			t.Errorf("%s: %d Processes passes, want %d", c.name, sc.processes, c.want)
+		sc.cold += c.cold
+		if sc.warms != c.want {
+			t.Errorf("%s: %d Warm calls, want %d", c.name, sc.warms, c.want)
+		}
+		if sc.processes != 0 {
+			t.Errorf("%s: %d whole passes below the levels, want none", c.name, sc.processes)
 		}
 		if m.last.Level != policy.LevelNone {
 			t.Fatalf("%s: level %v, want none (the test is about steps below the levels)", c.name, m.last.Level)

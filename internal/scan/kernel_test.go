@@ -456,3 +456,66 @@ func TestKernelCgroupKernel(t *testing.T) {
 	t.Logf("inflater %d in %s: %d KiB (RSS %d KiB); sleeper in %s: %d KiB",
 		inflater.PID, inflater.Cgroup, inflater.CgroupKernel>>10, inflater.RSS>>10, calm.Cgroup, calm.CgroupKernel>>10)
 }
+
+// TestKernelWarmInSlices fills a cold cache with Warm: with a deadline
+// already past, one process per call, the count left going down to none;
+// then the first Processes pass finds every process cached (no new one)
+// and reads the same fields as a scanner that started with a pass.
+func TestKernelWarmInSlices(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	for i := 0; i < 6; i++ {
+		g.Start("sleep", "60")
+	}
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 6 && allExeced(p, "sleep\x0060\x00") }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	scopes := []cgroupfs.Cgroup{g.Memory}
+	s := New(Config{Scopes: scopes, SelfPID: os.Getpid()})
+	defer s.Close()
+	past := time.Now().Add(-time.Second)
+	var lefts []int
+	for range 10 {
+		left, err := s.Warm(past)
+		if err != nil {
+			t.Fatalf("Warm: %v", err)
+		}
+		lefts = append(lefts, left)
+		if left == 0 {
+			break
+		}
+	}
+	if want := []int{5, 4, 3, 2, 1, 0}; !slices.Equal(lefts, want) {
+		t.Errorf("Warm left %v cold after each call, want %v", lefts, want)
+	}
+	if left, err := s.Warm(past); err != nil || left != 0 {
+		t.Errorf("Warm on a warm cache: left %d, err %v", left, err)
+	}
+	if st := s.LastPass(); st != (PassStats{}) {
+		t.Errorf("LastPass after Warm alone = %+v, want the zero value (no Processes pass yet)", st)
+	}
+	var warmed policy.Snapshot
+	if err := s.Processes(&warmed); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.LastPass(); st.New != 0 || st.Read != 6 {
+		t.Errorf("first pass after Warm: %+v, want 6 read and none new", st)
+	}
+	cold := New(Config{Scopes: scopes, SelfPID: os.Getpid()})
+	defer cold.Close()
+	var want policy.Snapshot
+	if err := cold.Processes(&want); err != nil {
+		t.Fatal(err)
+	}
+	if st := cold.LastPass(); st.New != 6 {
+		t.Errorf("a cold scanner's pass: %+v, want 6 new", st)
+	}
+	if len(warmed.Processes) != len(want.Processes) {
+		t.Fatalf("%d processes after Warm, %d from a cold pass", len(warmed.Processes), len(want.Processes))
+	}
+	for i, p := range warmed.Processes {
+		w := want.Processes[i]
+		if p.PID != w.PID || p.Cmdline != w.Cmdline || p.Cgroup != w.Cgroup || p.Comm != w.Comm || p.UID != w.UID {
+			t.Errorf("process %d after Warm: %+v, from a cold pass: %+v", p.PID, p, w)
+		}
+	}
+}
