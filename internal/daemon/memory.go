@@ -140,8 +140,8 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 }
 
 // loopPriority is the SCHED_FIFO priority of the memory loop's thread
-// while memory stalls (see realtimeGovernor), the same as forkguard's
-// event thread.
+// while memory stalls or a kill is due (see loopScheduler), the same as
+// forkguard's event thread.
 const loopPriority = 1
 
 // Run loops until ctx ends. It sleeps on a source.Alarm, which an idle
@@ -149,9 +149,9 @@ const loopPriority = 1
 // in where the kernel refuses the Alarm's timerfd.
 func (m *memoryKiller) Run(ctx context.Context) error {
 	// One OS thread runs the loop, at real-time priority while tasks stall
-	// on memory (realtimeGovernor), as forkguard's event thread does. The
-	// loop sleeps between polls and allocates nothing, so it takes little
-	// from others.
+	// on memory or a kill is due (loopScheduler), as forkguard's event
+	// thread does, and at normal priority otherwise. The loop sleeps
+	// between polls and allocates nothing, so it takes little from others.
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	if err := sys.SetFIFO(loopPriority); err != nil {
