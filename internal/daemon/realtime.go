@@ -56,7 +56,10 @@ type loopScheduler struct {
 	gov      realtimeGovernor
 	priority int
 	realtime bool
-	log      *slog.Logger
+	// stuck is set once a change of policy failed: the thread keeps the
+	// policy it has, and the warning is not repeated at every step.
+	stuck bool
+	log   *slog.Logger
 }
 
 // apply records p and moves the calling thread to SCHED_FIFO when the
@@ -64,7 +67,7 @@ type loopScheduler struct {
 // or a kill is in flight: the pass that decides and the kill then run
 // whole), and back to SCHED_OTHER otherwise, if it is not there already.
 func (s *loopScheduler) apply(p policy.PressureFile, now time.Time, urgent bool) {
-	if s == nil {
+	if s == nil || s.stuck {
 		return
 	}
 	want := s.gov.want(p, now) || urgent
@@ -78,7 +81,9 @@ func (s *loopScheduler) apply(p policy.PressureFile, now time.Time, urgent bool)
 		err = sys.SetNormal()
 	}
 	if err != nil {
-		s.log.Warn("memory loop: cannot change its scheduling policy", "realtime", want, "err", err)
+		s.log.Warn("memory loop: cannot change its scheduling policy; it keeps the one it has", "realtime", s.realtime,
+			"wanted_realtime", want, "err", err)
+		s.stuck = true
 		return
 	}
 	s.realtime = want
