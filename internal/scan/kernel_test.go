@@ -3,8 +3,10 @@ package scan
 import (
 	"fmt"
 	"os"
+	"os/exec"
 	"slices"
 	"strconv"
+	"syscall"
 	"testing"
 	"time"
 
@@ -489,6 +491,45 @@ func TestKernelWarmInSlices(t *testing.T) {
 	}
 	if left, err := s.Warm(past); err != nil || left != 0 {
 		t.Errorf("Warm on a warm cache: left %d, err %v", left, err)
+	}
+	if len(s.cache) != 6 || s.kept != 6 {
+		t.Errorf("after Warm: %d cached, %d with files kept, want 6 and 6", len(s.cache), s.kept)
+	}
+	// Two exit: the next Warm drops them and closes their files, with no
+	// Processes pass in between.
+	before := g.Procs()
+	extra := []*exec.Cmd{g.Start("sleep", "60"), g.Start("sleep", "60")}
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 8 && allExeced(p, "sleep\x0060\x00") }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	var gone []int
+	for _, pid := range g.Procs() {
+		if !slices.Contains(before, pid) {
+			gone = append(gone, pid)
+		}
+	}
+	if left, err := s.Warm(time.Now().Add(time.Second)); err != nil || left != 0 || len(s.cache) != 8 {
+		t.Fatalf("Warm with two new processes: left %d, err %v, %d cached, want 0, nil, 8", left, err, len(s.cache))
+	}
+	for _, pid := range gone {
+		syscall.Kill(pid, syscall.SIGKILL)
+	}
+	for _, c := range extra {
+		c.Wait() // the subreaper exits with its workload
+	}
+	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 6 }) {
+		t.Fatalf("group has %v", g.Procs())
+	}
+	if left, err := s.Warm(past); err != nil || left != 0 {
+		t.Errorf("Warm after two exits: left %d, err %v", left, err)
+	}
+	for _, pid := range gone {
+		if _, ok := s.cache[pid]; ok {
+			t.Errorf("exited process %d still cached after Warm", pid)
+		}
+	}
+	if len(s.cache) != 6 || s.kept != 6 {
+		t.Errorf("after the exits: %d cached, %d with files kept, want 6 and 6", len(s.cache), s.kept)
 	}
 	if st := s.LastPass(); st != (PassStats{}) {
 		t.Errorf("LastPass after Warm alone = %+v, want the zero value (no Processes pass yet)", st)

@@ -389,14 +389,22 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 // processes took 90 to 220 ms at once in a 2-vCPU guest under emulation,
 // and a task waiting for that CPU waited as long (bench/vm).
 //
-// Warm changes no snapshot and evicts nothing: a process it read and
-// that is gone by the next Processes pass leaves the cache then.
-// LastPass still describes the last Processes pass.
+// Warm changes no snapshot. It drops from the cache, closing their files,
+// the processes no longer listed (exited, or moved out of the scopes), as
+// a pass would: a daemon that lingers near a level warms for as long, and
+// every short-lived process would otherwise stay cached with a descriptor
+// open. LastPass still describes the last Processes pass.
 func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 	stats := s.stats
 	defer func() { s.stats = stats }()
 	if err := s.list(); err != nil {
 		return 0, err
+	}
+	for pid, e := range s.cache {
+		if _, listed := slices.BinarySearchFunc(s.found, pid, func(f found, pid int) int { return f.pid - pid }); !listed {
+			s.closeFiles(&e)
+			delete(s.cache, pid)
+		}
 	}
 	read := false
 	for _, f := range s.found {
