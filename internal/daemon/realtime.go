@@ -24,8 +24,8 @@ const realtimeHold = 2 * time.Second
 // SCHED_FIFO they take a CPU whole, and every task sharing it waits
 // (bench/vm's probe: the worst stall of a fast hog's run). The pass that
 // decides a kill still runs at SCHED_FIFO: at normal priority beside the
-// hog it took up to 143 ms instead of 20 to 40. Without PSI the loop always runs
-// at SCHED_FIFO, as it cannot tell.
+// hog it took up to 143 ms instead of 20 to 40. Without PSI the loop
+// always runs at SCHED_FIFO, as it cannot tell.
 //
 // want is pure: it takes the step's pressure and clock and returns the
 // policy the thread should have.
