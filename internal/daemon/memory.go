@@ -296,7 +296,10 @@ func (m *memoryKiller) warm(headroom float64, now time.Time) {
 		m.warmed = now
 	}
 	m.warmLeft = left
-	m.log.Debug("process cache warmed", "left", left, "took", time.Since(now))
+	// Checked first: the arguments would be boxed, at every step of the band.
+	if m.log.Enabled(context.Background(), slog.LevelDebug) {
+		m.log.Debug("process cache warmed", "left", left, "took", time.Since(now))
+	}
 }
 
 // confirmSharers asks kcmp, right before the kill, which processes of the

@@ -567,13 +567,14 @@ func (d *Detector) orphanedLine(rec *lineage.Recorder, lead, id lineage.ID, in I
 // line of one that died after it is still the bomb's. (In a guard run at
 // 340 MiB the first containment left 114 members out, though the scans
 // taken alike were judged whole; the recorded scan with two heads exited
-// after it was three verdicts before this.) A copy of a fork() loop at its memory limit that
-// the kernel's OOM killer took leaves its cgroup (cgroup_exit) before it
-// hands its children to the adopter (exit_notify; beside 2,000 forking
-// copies, long enough for one scan to catch three): for a while a scan
-// shows it, out of its cgroup's list, at the head of its line (three such
-// lines, an eighth of a bomb at its limits, in one recorded scan). Its
-// members are in scope; it is not, and Members leaves it out.
+// after it was three verdicts before this.) A copy of a fork() loop at its
+// memory limit that the kernel's OOM killer took leaves its cgroup
+// (cgroup_exit) before it hands its children to the adopter (exit_notify;
+// beside 2,000 forking copies, long enough for one scan to catch three):
+// for a while a scan shows it, out of its cgroup's list, at the head of
+// its line (three such lines, an eighth of a bomb at its limits, in one
+// recorded scan). Its members are in scope; it is not, and Members leaves
+// it out.
 func (d *Detector) leavingCopy(r *lineage.Record, s *stats, in Input, youngCut time.Duration) bool {
 	return r.PID > 1 && r.PID != in.Self && !r.Kthread && r.Born >= youngCut && s.live >= 1 && s.copies+s.namesakes >= s.live
 }
