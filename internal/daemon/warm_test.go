@@ -4,21 +4,27 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"slices"
 	"testing"
 	"time"
 
 	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/scan"
 )
 
 // countingScanner is a snapshotter whose System reports avail out of
-// 100 units of memory (no swap), whose Processes counts its calls, and
-// whose Warm reads one of cold processes per call, as a slice too short
-// for more would.
+// 100 units of memory (no swap), whose Processes counts its calls and
+// returns procs, and whose Warm reads one of cold processes per call, as a
+// slice too short for more would. It records the candidates of each
+// ConfirmGroup call and counts KeepKernelThreads calls.
 type countingScanner struct {
 	avail     uint64
 	processes int
 	warms     int
 	cold      int
+	procs     []policy.Process
+	confirmed [][]int
+	kept      int
 }
 
 func (c *countingScanner) Warm(time.Time) (int, error) {
@@ -31,12 +37,19 @@ func (c *countingScanner) System(snap *policy.Snapshot) error {
 	snap.Memory = policy.Memory{Total: 100, Available: c.avail}
 	return nil
 }
-func (c *countingScanner) Processes(snap *policy.Snapshot) error { c.processes++; return nil }
-func (c *countingScanner) ConfirmGroup(pid int, _ []int) ([]int, error) {
+func (c *countingScanner) Processes(snap *policy.Snapshot) error {
+	c.processes++
+	snap.Processes = append(snap.Processes[:0], c.procs...)
+	return nil
+}
+func (c *countingScanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
+	c.confirmed = append(c.confirmed, candidates)
 	return []int{pid}, nil
 }
 func (c *countingScanner) ReadRefaultsBelow(float64)          {}
+func (c *countingScanner) LastPass() scan.PassStats           { return scan.PassStats{} }
 func (c *countingScanner) CgroupKernel(snap *policy.Snapshot) {}
+func (c *countingScanner) KeepKernelThreads()                 { c.kept++ }
 
 // TestWarmBeforeTheLevel checks that a step with no trigger level warms
 // the process cache while memory is within warmBand points of the SIGTERM
@@ -87,5 +100,35 @@ func TestWarmBeforeTheLevel(t *testing.T) {
 		if next <= 0 {
 			t.Errorf("%s: next poll in %v", c.name, next)
 		}
+	}
+}
+
+// TestRehearsalKillsNothing checks that the rehearsal before the loop runs
+// a whole decision (a pass, a choice, the kcmp check of the victim, asking
+// only processes with an mm), then empties the cache but for kernel
+// threads, and leaves the killer as it was: no victim in flight, so the
+// first real step decides afresh.
+func TestRehearsalKillsNothing(t *testing.T) {
+	sc := &countingScanner{avail: 90, procs: []policy.Process{
+		{PID: 1, Comm: "init", State: 'S', RSS: 4 << 20, MMGroup: 1},
+		{PID: 2, Comm: "kthreadd", State: 'S', KernelThread: true},
+		{PID: 300, Comm: "hog", State: 'R', RSS: 400 << 20, MMGroup: 300},
+		{PID: 301, Comm: "hog", State: 'S', RSS: 400 << 20, MMGroup: 300},
+		{PID: 302, Comm: "zombie", State: 'Z', Exiting: true},
+	}}
+	m := &memoryKiller{
+		log:    slog.New(slog.NewTextHandler(io.Discard, nil)),
+		scan:   sc,
+		policy: policy.NewKiller(policy.KillConfig{}, policy.Rules{}),
+	}
+	m.rehearse(time.Unix(1000, 0))
+	if sc.processes != 1 || sc.kept != 1 {
+		t.Errorf("rehearsal: %d passes, %d KeepKernelThreads calls, want 1 and 1", sc.processes, sc.kept)
+	}
+	if want := [][]int{{1, 300, 301}}; !slices.EqualFunc(sc.confirmed, want, slices.Equal[[]int]) {
+		t.Errorf("rehearsal confirmed the victim's mm among %v, want %v (the processes with an mm)", sc.confirmed, want)
+	}
+	if _, inFlight := m.policy.InFlight(); inFlight {
+		t.Error("the rehearsal left a victim in flight")
 	}
 }

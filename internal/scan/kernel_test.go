@@ -6,9 +6,12 @@ import (
 	"os/exec"
 	"slices"
 	"strconv"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
@@ -559,4 +562,162 @@ func TestKernelWarmInSlices(t *testing.T) {
 			t.Errorf("process %d after Warm: %+v, from a cold pass: %+v", p.PID, p, w)
 		}
 	}
+}
+
+// Unscoped, kernel threads are read once: the next pass takes every one
+// still running from the cache (its pidfd polled), with what a cold
+// scanner reads for it, and reads no file of theirs.
+func TestKernelThreadsReadOnce(t *testing.T) {
+	s := New(Config{SelfPID: os.Getpid()})
+	defer s.Close()
+	var first, second policy.Snapshot
+	if err := s.Processes(&first); err != nil {
+		t.Fatal(err)
+	}
+	if st := s.LastPass(); st.KernelThreads != 0 {
+		t.Errorf("first pass took %d kernel threads from an empty cache", st.KernelThreads)
+	}
+	type key struct {
+		pid   int
+		start uint64
+	}
+	before := map[key]policy.Process{}
+	for _, p := range first.Processes {
+		if p.KernelThread {
+			before[key{p.PID, p.StartTime}] = p
+		}
+	}
+	if len(before) == 0 {
+		t.Fatal("no kernel thread in /proc")
+	}
+	if err := s.Processes(&second); err != nil {
+		t.Fatal(err)
+	}
+	both := 0
+	for _, p := range second.Processes {
+		was, ok := before[key{p.PID, p.StartTime}]
+		if !ok {
+			continue
+		}
+		both++
+		if !p.KernelThread || p.PPID != was.PPID || p.Comm != was.Comm || p.Cgroup != was.Cgroup || p.Cmdline != was.Cmdline {
+			t.Errorf("kernel thread %d from the cache: %+v, first read: %+v", p.PID, p, was)
+		}
+	}
+	if st := s.LastPass(); st.KernelThreads != both {
+		t.Errorf("second pass took %d kernel threads from the cache, want the %d listed in both passes", st.KernelThreads, both)
+	}
+	// A cold scanner reads the same parent and cgroup for them.
+	cold := New(Config{SelfPID: os.Getpid()})
+	defer cold.Close()
+	var fresh policy.Snapshot
+	if err := cold.Processes(&fresh); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range fresh.Processes {
+		if was, ok := before[key{p.PID, p.StartTime}]; ok && (!p.KernelThread || p.PPID != was.PPID || p.Cgroup != was.Cgroup) {
+			t.Errorf("kernel thread %d read cold: %+v, from the cache: %+v", p.PID, p, was)
+		}
+	}
+}
+
+// A watched entry whose process exits is dropped by the next pass and its
+// PID read again. Kernel threads cannot be made to exit, so the test
+// watches a child of its own as if it were one, and kills it; the child
+// stays a zombie (it is not reaped yet), so its PID is still listed.
+func TestKernelWatchedThreadExits(t *testing.T) {
+	child := exec.Command("sleep", "60")
+	if err := child.Start(); err != nil {
+		t.Fatal(err)
+	}
+	defer child.Wait()
+	defer child.Process.Kill()
+	pid := child.Process.Pid
+	if !allExecedWithin(pid, "sleep\x0060\x00", 10*time.Second) {
+		t.Fatalf("child %d did not exec sleep", pid)
+	}
+	s := New(Config{SelfPID: os.Getpid()})
+	defer s.Close()
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	e, ok := s.cache[pid]
+	if !ok {
+		t.Fatalf("child %d not cached", pid)
+	}
+	s.closeFiles(&e)
+	others := pidfdsOf(t, pid) // os.Process holds one of its own
+	pidfd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	e.pidfd, e.watched, e.kept = pidfd, true, true
+	s.kept++
+	s.cache[pid] = e
+	find := func() policy.Process {
+		t.Helper()
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range snap.Processes {
+			if p.PID == pid {
+				return p
+			}
+		}
+		t.Fatalf("child %d not in the pass", pid)
+		return policy.Process{}
+	}
+	if p := find(); !p.KernelThread {
+		t.Fatalf("watched child read as %+v, want it taken from the cache as a kernel thread", p)
+	}
+	child.Process.Signal(syscall.SIGKILL)
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/stat")
+		if i := slices.Index(b, ')'); i > 0 && len(b) > i+2 && b[i+2] == 'Z' {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("child %d did not become a zombie", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	p := find()
+	if p.KernelThread || p.State != 'Z' || !p.Exiting {
+		t.Errorf("child after its exit: %+v, want it read again: a zombie, no kernel thread", p)
+	}
+	if e := s.cache[pid]; e.watched {
+		t.Errorf("the exited child's entry is still watched")
+	}
+	if fds := pidfdsOf(t, pid); !slices.Equal(fds, others) {
+		t.Errorf("pidfds %v of the exited child are open, want only os.Process's %v", fds, others)
+	}
+}
+
+// pidfdsOf lists this process's descriptors that are pidfds of pid.
+func pidfdsOf(t *testing.T, pid int) []string {
+	t.Helper()
+	ents, err := os.ReadDir("/proc/self/fdinfo")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fds []string
+	for _, ent := range ents {
+		b, err := os.ReadFile("/proc/self/fdinfo/" + ent.Name())
+		if err == nil && slices.Contains(strings.Split(string(b), "\n"), "Pid:\t"+strconv.Itoa(pid)) {
+			fds = append(fds, ent.Name())
+		}
+	}
+	return fds
+}
+
+// allExecedWithin waits up to d for pid's cmdline to be cmdline.
+func allExecedWithin(pid int, cmdline string, d time.Duration) bool {
+	for end := time.Now().Add(d); time.Now().Before(end); time.Sleep(10 * time.Millisecond) {
+		if allExeced([]int{pid}, cmdline) {
+			return true
+		}
+	}
+	return false
 }

@@ -74,6 +74,7 @@ type Scanner struct {
 	meminfo procfs.Meminfo
 	vmstat  procfs.Vmstat
 	stat    procfs.Stat
+	recheck procfs.Stat // watchKernelThread's second read
 	status  procfs.Status
 	sc      procfs.Syscall
 	// pageSize converts stat's RSS (pages) to bytes.
@@ -89,6 +90,15 @@ type Scanner struct {
 	tids    []int
 	walkers []*procfs.DirReader
 	line    []byte
+	// pidfds says PIDs under cfg.ProcRoot are this process's to open
+	// pidfds for (the root is /proc). polls and pollPIDs are the cached
+	// kernel threads' pidfds polled by checkKernelThreads, noWait its
+	// timeout; threadsAlive says that poll succeeded in this pass.
+	pidfds       bool
+	polls        []unix.PollFd
+	pollPIDs     []int
+	noWait       unix.Timespec
+	threadsAlive bool
 	// failed and unordered: a kcmp failed, or could not order two mms,
 	// during the current sort.
 	failed, unordered bool
@@ -109,6 +119,10 @@ type PassStats struct {
 	Kept int
 	// StatusRead is how many status files the pass read (see statusDue).
 	StatusRead int
+	// KernelThreads is how many kernel threads the pass took from the
+	// cache without reading a file: their pidfds said they still run
+	// (see Processes).
+	KernelThreads int
 }
 
 // Close closes the files the Scanner keeps open (the processes' files and
@@ -172,9 +186,16 @@ type entry struct {
 	cgroup  string
 	gen     uint32
 	// files are the process's kept-open /proc files (Config.KeepOpen);
-	// kept says some are open.
+	// kept says some are open, or pidfd is.
 	files [nFiles]procfs.PIDFile
 	kept  bool
+	// pidfd, when watched, is a kernel thread's pidfd, kept instead of
+	// its files (see watchKernelThread); ppid and state are what its
+	// stat said when it was read.
+	pidfd   int
+	watched bool
+	ppid    int
+	state   byte
 	// What the last read of status said, and the RSS (from stat, in
 	// pages) at that read; see statusDue.
 	uid            int
@@ -220,6 +241,7 @@ func New(cfg Config) *Scanner {
 		pageSize: uint64(unix.Getpagesize()),
 	}
 	s.r.KeepSystemFiles()
+	s.pidfds = cfg.ProcRoot == "" || cfg.ProcRoot == "/proc"
 	if s.keep == 0 {
 		s.keep = KeepDefault
 	}
@@ -343,6 +365,15 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 // VforkChild is set for a process that shares its parent's mm while the
 // parent (any of its threads) is blocked in vfork(2), clone(2) with
 // CLONE_VFORK, or clone3(2) with CLONE_VFORK in its clone_args.
+//
+// Kernel threads are read once: a cached one is kept as a pidfd instead of
+// files, and each pass polls all of those pidfds with one ppoll(2). One
+// that still runs is taken from the cache as it was read (its state and
+// comm may have changed since; nothing of it counts for the policy, which
+// never chooses a kernel thread). One that exited is dropped and its PID
+// read as new. A small machine is mostly kernel threads (about 50 of the
+// 60 processes of bench/vm's guest), and reading them took most of the
+// pass that decides a kill.
 func (s *Scanner) Processes(snap *policy.Snapshot) error {
 	s.gen++
 	s.stats = PassStats{}
@@ -350,6 +381,7 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 	if err := s.list(); err != nil {
 		return err
 	}
+	s.checkKernelThreads()
 	s.stats.Listed = len(s.found)
 	procs := snap.Processes[:0]
 	for _, f := range s.found {
@@ -400,6 +432,7 @@ func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 	if err := s.list(); err != nil {
 		return 0, err
 	}
+	s.threadsAlive = false // Warm reads only processes not in the cache
 	for pid, e := range s.cache {
 		if _, listed := slices.BinarySearchFunc(s.found, pid, func(f found, pid int) int { return f.pid - pid }); !listed {
 			s.closeFiles(&e)
@@ -421,6 +454,21 @@ func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 		read = true
 	}
 	return left, nil
+}
+
+// KeepKernelThreads drops from the cache, closing their files, every
+// process but the kernel threads watched by pidfd (see Processes), which
+// live as long as the machine, mostly, and cost one descriptor each. The
+// daemon calls it after its rehearsal pass (see daemon.memoryKiller): the
+// processes it read would otherwise hold their files until the next pass,
+// which a machine far from any level may never run.
+func (s *Scanner) KeepKernelThreads() {
+	for pid, e := range s.cache {
+		if !e.watched {
+			s.closeFiles(&e)
+			delete(s.cache, pid)
+		}
+	}
 }
 
 // list fills s.found with the PIDs of this pass, sorted and unique.
@@ -551,7 +599,7 @@ const (
 
 var keptNames = [nFiles]string{"oom_score_adj", "stat", "status"}
 
-// closeFiles closes the files kept for e.
+// closeFiles closes the files kept for e, and its pidfd.
 func (s *Scanner) closeFiles(e *entry) {
 	if !e.kept {
 		return
@@ -559,8 +607,63 @@ func (s *Scanner) closeFiles(e *entry) {
 	for i := range e.files {
 		e.files[i].Close()
 	}
+	if e.watched {
+		unix.Close(e.pidfd)
+		e.watched = false
+	}
 	e.kept = false
 	s.kept--
+}
+
+// watchKernelThread keeps a pidfd for the kernel thread e, just read as
+// pid, instead of its files, while the budget of kept processes allows
+// (a pidfd is one descriptor, as the default kept file is). pidfd_open
+// names whichever process holds pid when it is called, so stat is read
+// again after it: a thread that exited before, its PID taken by another
+// process, is not watched.
+func (s *Scanner) watchKernelThread(e *entry, pid int) {
+	if !s.pidfds || s.keep&KeepAll == 0 || s.kept >= s.maxKept {
+		return
+	}
+	fd, err := unix.PidfdOpen(pid, 0)
+	if err != nil {
+		return
+	}
+	if err := s.r.Stat(pid, &s.recheck); err != nil || s.recheck.StartTime != e.start || !s.recheck.KernelThread() {
+		unix.Close(fd)
+		return
+	}
+	e.pidfd, e.watched, e.kept = fd, true, true
+	s.kept++
+}
+
+// checkKernelThreads polls, with one ppoll(2), the pidfds of the cached
+// kernel threads listed in this pass. A pidfd polls readable once its
+// process has exited: that entry is dropped, and its PID read as new. If
+// the poll fails, process reads every kernel thread as usual.
+func (s *Scanner) checkKernelThreads() {
+	s.threadsAlive = false
+	s.polls, s.pollPIDs = s.polls[:0], s.pollPIDs[:0]
+	for _, f := range s.found {
+		if e, ok := s.cache[f.pid]; ok && e.watched {
+			s.polls = append(s.polls, unix.PollFd{Fd: int32(e.pidfd), Events: unix.POLLIN})
+			s.pollPIDs = append(s.pollPIDs, f.pid)
+		}
+	}
+	if len(s.polls) == 0 {
+		return
+	}
+	if _, err := unix.Ppoll(s.polls, &s.noWait, nil); err != nil {
+		return
+	}
+	for i := range s.polls {
+		if s.polls[i].Revents != 0 {
+			pid := s.pollPIDs[i]
+			e := s.cache[pid]
+			s.forget(pid, &e, true)
+		}
+	}
+	s.threadsAlive = true
 }
 
 // openFiles opens the files Config.KeepOpen names for a process new to the
@@ -590,6 +693,19 @@ func (s *Scanner) openFiles(e *entry, pid int) {
 func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	r := s.r
 	e, inCache := s.cache[f.pid]
+	if inCache && e.watched && s.threadsAlive {
+		// A kernel thread that still runs (checkKernelThreads).
+		e.gen = s.gen
+		if f.dir != "" {
+			e.cgroup = f.dir
+		}
+		s.cache[f.pid] = e
+		s.stats.KernelThreads++
+		return policy.Process{
+			PID: f.pid, PPID: e.ppid, StartTime: e.start, State: e.state, KernelThread: true, Scope: f.scope,
+			UID: e.uid, Comm: e.comm, Cmdline: e.cmdline, Cgroup: e.cgroup,
+		}, true, nil
+	}
 	st := &s.stat
 	if inCache && e.files[fileStat].IsOpen() {
 		err = r.ReadStat(&e.files[fileStat], st)
@@ -617,12 +733,29 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 			// reused.)
 			s.forget(f.pid, &e, true)
 		}
-		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm)}
+		e = entry{start: st.StartTime, layout: layout, comm: string(st.Comm), ppid: st.PPID, state: st.State}
 		s.stats.New++
 	}
 	p = policy.Process{
 		PID: f.pid, PPID: st.PPID, StartTime: st.StartTime, State: st.State,
 		KernelThread: st.KernelThread(), Exiting: st.Exiting(), Scope: f.scope,
+	}
+	if !hit && p.KernelThread {
+		// A kernel thread new to the cache has no mm, no owner but root
+		// and no command line, and is never chosen: only its cgroup is
+		// read besides stat, and it is watched by pidfd from now on.
+		e.kthread = true
+		e.cgroup = f.dir
+		if e.cgroup == "" {
+			if e.cgroup, err = s.procCgroup(f); err != nil {
+				return p, false, skipGone(err)
+			}
+		}
+		s.watchKernelThread(&e, f.pid)
+		e.gen = s.gen
+		s.cache[f.pid] = e
+		p.Comm, p.Cgroup = e.comm, e.cgroup
+		return p, true, nil
 	}
 	if !hit || e.files[fileStatus].IsOpen() || s.statusDue(&e, f.pid, st.RSS) {
 		ss := &s.status
