@@ -295,7 +295,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 // read from disk for each page under a thrash. After the rehearsal that
 // path is resident and locked. (In bench/vm's emulated guest it also
 // spares the first real pass the translation of code never run before:
-// with kernel threads already watched, the pass that decided a fast hog's
+// with kernel threads watched by pidfd, the pass that decided a fast hog's
 // kill took 53 to 106 ms without the rehearsal and 26 to 50 ms with it, in
 // trial runs of 2026-11-27; a pass repeated at once takes 3 to 8 ms.)
 //
