@@ -432,7 +432,6 @@ func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 	if err := s.list(); err != nil {
 		return 0, err
 	}
-	s.threadsAlive = false // Warm reads only processes not in the cache
 	for pid, e := range s.cache {
 		if _, listed := slices.BinarySearchFunc(s.found, pid, func(f found, pid int) int { return f.pid - pid }); !listed {
 			s.closeFiles(&e)
@@ -745,11 +744,8 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		// and no command line, and is never chosen: only its cgroup is
 		// read besides stat, and it is watched by pidfd from now on.
 		e.kthread = true
-		e.cgroup = f.dir
-		if e.cgroup == "" {
-			if e.cgroup, err = s.procCgroup(f); err != nil {
-				return p, false, skipGone(err)
-			}
+		if e.cgroup, err = s.procCgroup(f); err != nil {
+			return p, false, skipGone(err)
 		}
 		s.watchKernelThread(&e, f.pid)
 		e.gen = s.gen
@@ -801,11 +797,8 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 			// Caught mid-exec (no arguments yet): read it again next pass.
 			e.layout = ^layout
 		}
-		e.cgroup = f.dir
-		if e.cgroup == "" {
-			if e.cgroup, err = s.procCgroup(f); err != nil {
-				return p, false, skipGone(err)
-			}
+		if e.cgroup, err = s.procCgroup(f); err != nil {
+			return p, false, skipGone(err)
 		}
 		s.openFiles(&e, f.pid)
 	} else if f.dir != "" && e.cgroup != f.dir {
@@ -904,9 +897,14 @@ func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
 	}
 }
 
-// procCgroup reads the process's cgroup path in its scope's hierarchy (v2,
-// or the v1 memory hierarchy when unscoped).
+// procCgroup returns the cgroup the pass found the process in, when
+// scoped with the scope's mount known; otherwise it reads the process's
+// cgroup path in its scope's hierarchy (v2, or the v1 memory hierarchy
+// when unscoped) from /proc/PID/cgroup.
 func (s *Scanner) procCgroup(f found) (string, error) {
+	if f.dir != "" {
+		return f.dir, nil
+	}
 	ctrl := "memory"
 	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[f.scope].Version == cgroupfs.V2 {
 		ctrl = ""
