@@ -43,6 +43,7 @@ func main() {
 	kList := flag.String("killers", "", "comma-separated killers (default all)")
 	data := flag.String("data", "", "raw data directory for a variant's runs; no report is written (default REPO/bench/vm/data, and docs/benchmarks/vm.md)")
 	flag.StringVar(&oomguardConfig, "oomguard-config", "", "a config `FILE` for the guest's oomguard (/etc/oomguard/oomguard.toml), for trying a variant (its path is recorded in each run)")
+	flag.IntVar(&logTail, "log-tail", logTail, "how many of the killer log's last lines each run keeps")
 	flag.StringVar(&oomguardArgs, "oomguard-args", "", "extra arguments for `oomguard daemon` in the guest, for trying a variant (recorded in each run)")
 	flag.Parse()
 	dataDir := *data

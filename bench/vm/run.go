@@ -11,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -39,6 +40,10 @@ var killers = []string{"kernel", "earlyoom", "oomd", "oomguard"}
 // (-oomguard-args), and oomguardConfig a config file for it
 // (-oomguard-config), for trying a variant; empty in the committed data.
 var oomguardArgs, oomguardConfig string
+
+// logTail is how many of the killer log's last lines each run keeps
+// (-log-tail): a variant's debug log needs more than the default.
+var logTail = 40
 
 // Run is one boot's raw data: the guest's BenchResult plus what ran it.
 type Run struct {
@@ -90,7 +95,7 @@ echo -1000 >/proc/$$/oom_score_adj
 sleep 1
 /test/bin/vmtool bench -scenario $SCENARIO -killer $KILLER -killer-pid $kpid -window $WINDOW -max $MAXRUN -cache-file /test/data/cache.bin
 echo "@@killer-log"
-tail -40 /tmp/killer.log 2>/dev/null
+tail -$LOG_TAIL /tmp/killer.log 2>/dev/null
 [ $kpid = 0 ] || kill $kpid
 `
 
@@ -280,7 +285,8 @@ func runOne(ctx context.Context, g *guest, c Config, scenario, killer string, re
 		DiskBPS: 32 << 20,
 		ZramMiB: c.Zram,
 		Timeout: maxRun + 90*time.Second,
-		Env:     map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": window.String(), "MAXRUN": maxRun.String(), "OOMGUARD_ARGS": oomguardArgs},
+		Env: map[string]string{"KILLER": killer, "SCENARIO": scenario, "WINDOW": window.String(), "MAXRUN": maxRun.String(), "OOMGUARD_ARGS": oomguardArgs,
+			"LOG_TAIL": strconv.Itoa(logTail)},
 	}
 	res, err := vm.Run(ctx, cfg)
 	if res != nil {
