@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -258,7 +259,13 @@ func TestBombsAreContained(t *testing.T) {
 			if !tc.atCap {
 				r = startGuard(t, cfg)
 			}
-			argv := append([]string{"30"}, tc.argv...)
+			// The bomb's root, SIGKILLed at its cap, took up to 27.6 s to
+			// die (see killAtCap), and the bomb must outlive that.
+			wrapperSecs := "30"
+			if tc.killRoot {
+				wrapperSecs = "60"
+			}
+			argv := append([]string{wrapperSecs}, tc.argv...)
 			start := time.Now()
 			cmd := g.Start("timeout", argv...)
 			defer func() { go cmd.Wait() }()
@@ -865,4 +872,112 @@ func TestCalmTrickleWakesSeldom(t *testing.T) {
 	if after.Found != before.Found {
 		t.Errorf("the shell loop was taken for a bomb: %+v", r.acts.Recent())
 	}
+}
+
+// TestEventThreadRealTimeOnlyInBursts: the event thread runs at SCHED_FIFO
+// for its seed and first pass, and then only until burstHold (2 s) passes
+// without a take that may be a bomb's; otherwise at normal priority. A program starting a few others (each
+// forked and exec'd) leaves it there; a shell forking 40 subshells that
+// never exec raises it, and it comes down again 2 s after the burst. The
+// thread's policy is read from the kernel, not only from Stats.
+func TestEventThreadRealTimeOnlyInBursts(t *testing.T) {
+	testbed.Require(t)
+	if err := canRunRealTime(); err != nil {
+		t.Skipf("this machine grants no SCHED_FIFO, so the guard only warns: %v", err)
+	}
+	g := testbed.New(t, testbed.Options{PidsMax: 200})
+	r := startGuard(t, forkguard.Config{Scopes: []cgroupfs.Cgroup{g.Pids}, DryRun: true})
+	if r.g.Stats().RealTimeSpells == 0 {
+		t.Fatal("the event thread did not start at SCHED_FIFO")
+	}
+	// Other processes on the machine may burst too: each wait outlasts
+	// a few of their holds.
+	waitNormal := func(what string) {
+		t.Helper()
+		for deadline := time.Now().Add(20 * time.Second); time.Now().Before(deadline); time.Sleep(20 * time.Millisecond) {
+			if !r.g.Stats().RealTime && len(fifoThreads(t)) == 0 {
+				return
+			}
+		}
+		t.Fatalf("%s: the event thread is still at SCHED_FIFO (threads %v, stats %+v)", what, fifoThreads(t), r.g.Stats())
+	}
+	waitNormal("after the start")
+
+	run := func(script string) {
+		t.Helper()
+		cmd := g.Command("timeout", "60", "bash", "-c", script)
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("%s: %v\n%s", script, err, out)
+		}
+	}
+	// A program starting others: forks matched by execs. Tried up to three
+	// times, in case something else on the machine burst meanwhile.
+	quiet := false
+	for try := 0; try < 3 && !quiet; try++ {
+		before := r.g.Stats().RealTimeSpells
+		run("for i in 1 2 3 4 5 6; do sleep 0.3 & done; wait")
+		time.Sleep(100 * time.Millisecond)
+		quiet = r.g.Stats().RealTimeSpells == before
+		if !quiet {
+			waitNormal("after a program start")
+		}
+	}
+	if !quiet {
+		t.Errorf("starting 6 programs raised the event thread to SCHED_FIFO in 3 tries of 3")
+	}
+
+	before := r.g.Stats().RealTimeSpells
+	cmd := g.Command("timeout", "60", "bash", "-c", "for i in $(seq 40); do (sleep 1; :) & done; wait")
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	var seen []int
+	for deadline := time.Now().Add(time.Second); time.Now().Before(deadline) && len(seen) == 0; time.Sleep(5 * time.Millisecond) {
+		seen = fifoThreads(t)
+	}
+	if err := cmd.Wait(); err != nil {
+		t.Fatalf("burst: %v", err)
+	}
+	if s := r.g.Stats(); s.RealTimeSpells == before || len(seen) != 1 {
+		t.Fatalf("40 subshells forked at once: spells %d -> %d, threads seen at SCHED_FIFO %v; want a new spell and one thread",
+			before, s.RealTimeSpells, seen)
+	}
+	waitNormal("after the burst")
+	if f := r.g.Stats().Found; f != 0 {
+		t.Errorf("the burst was taken for a bomb (%d families)", f)
+	}
+}
+
+// fifoThreads lists the threads of the test process at SCHED_FIFO.
+func fifoThreads(t *testing.T) []int {
+	t.Helper()
+	tasks, err := os.ReadDir("/proc/self/task")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var fifo []int
+	for _, task := range tasks {
+		tid, err := strconv.Atoi(task.Name())
+		if err != nil {
+			continue
+		}
+		if a, err := unix.SchedGetAttr(tid, 0); err == nil && a.Policy == unix.SCHED_FIFO {
+			fifo = append(fifo, tid)
+		}
+	}
+	return fifo
+}
+
+// canRunRealTime tries SCHED_FIFO on a thread of the test and undoes it.
+func canRunRealTime() error {
+	errc := make(chan error)
+	go func() {
+		runtime.LockOSThread()
+		err := sys.SetFIFO(1)
+		if err == nil {
+			err = sys.SetNormal()
+		}
+		errc <- err
+	}()
+	return <-errc
 }
