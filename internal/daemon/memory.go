@@ -223,7 +223,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	}
 	m.last = v
 	_, inFlight := m.policy.InFlight()
-	m.sched.apply(snap.Pressure.Memory, now, v.Level != policy.LevelNone || inFlight)
+	m.sched.apply(loopPressure(snap), now, v.Level != policy.LevelNone || inFlight)
 	if v.Level == policy.LevelNone && !inFlight {
 		headroom := m.headroom(snap)
 		next := m.nextInterval(snap, headroom)

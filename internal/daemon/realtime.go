@@ -14,9 +14,10 @@ const realtimeHold = 2 * time.Second
 
 // realtimeGovernor decides when the memory loop's thread runs at
 // SCHED_FIFO for the memory's sake (loopScheduler adds the steps that
-// act): from the first step that sees the system's memory "some"
-// stall total grow (a task waited for memory: reclaim, refaults, swap-in)
-// until realtimeHold passes without growth. Under such a stall every
+// act): from the first step that sees the memory "some" stall total
+// grow (a task waited for memory: reclaim, refaults, swap-in; the
+// system's total, or a scoped daemon's scopes' where they have PSI: see
+// loopPressure) until realtimeHold passes without growth. Under such a stall every
 // runnable task competes with reclaim for the CPUs, and a normal thread's
 // pass from trigger to kill took 150 to 320 ms in a 2-vCPU guest paging to
 // zram, 40 to 45 ms at SCHED_FIFO (bench/vm). Without a stall the loop's
@@ -88,4 +89,26 @@ func (s *loopScheduler) apply(p policy.PressureFile, now time.Time, urgent bool)
 	}
 	s.realtime = want
 	s.log.Debug("memory loop scheduling", "realtime", want, "memory_some_total_us", p.Some.Total)
+}
+
+// loopPressure is the memory pressure the governor follows in snap: a
+// scoped daemon's own scopes' (their "some" and "full" totals summed), so
+// that a stall elsewhere on a shared machine does not make it real-time;
+// the system's when unscoped, or when a scope has no PSI of its own (a v1
+// cgroup), since the daemon cannot tell its scopes' stalls apart then.
+func loopPressure(snap *policy.Snapshot) policy.PressureFile {
+	if len(snap.Scopes) == 0 {
+		return snap.Pressure.Memory
+	}
+	p := policy.PressureFile{Valid: true, HasFull: true}
+	for i := range snap.Scopes {
+		sp := &snap.Scopes[i].Pressure.Memory
+		if !sp.Valid {
+			return snap.Pressure.Memory
+		}
+		p.Some.Total += sp.Some.Total
+		p.Full.Total += sp.Full.Total
+		p.HasFull = p.HasFull && sp.HasFull
+	}
+	return p
 }

@@ -98,3 +98,43 @@ func TestSchedulerMovesTheThread(t *testing.T) {
 		t.Errorf("nil scheduler: thread policy %d, want SCHED_NORMAL", got)
 	}
 }
+
+// TestLoopPressureIsTheScopes: a scoped daemon's governor follows its
+// scopes' own memory stall, summed, and the system's only when unscoped or
+// when a scope has no PSI of its own (v1).
+func TestLoopPressureIsTheScopes(t *testing.T) {
+	psi := func(some, full uint64) policy.PressureFile {
+		return policy.PressureFile{Valid: true, HasFull: true, Some: policy.Pressure{Total: some}, Full: policy.Pressure{Total: full}}
+	}
+	scope := func(p policy.PressureFile) policy.ScopeMemory {
+		return policy.ScopeMemory{Pressure: policy.Pressures{Memory: p}}
+	}
+	system := psi(900000, 800000)
+	for _, c := range []struct {
+		name   string
+		scopes []policy.ScopeMemory
+		want   policy.PressureFile
+	}{
+		{"unscoped: the system's", nil, system},
+		{"one v2 scope: its own", []policy.ScopeMemory{scope(psi(70, 30))}, psi(70, 30)},
+		{"two v2 scopes: summed", []policy.ScopeMemory{scope(psi(70, 30)), scope(psi(5, 1))}, psi(75, 31)},
+		{"a v1 scope among them: the system's", []policy.ScopeMemory{scope(psi(70, 30)), scope(policy.PressureFile{})}, system},
+	} {
+		snap := &policy.Snapshot{Scopes: c.scopes}
+		snap.Pressure.Memory = system
+		if got := loopPressure(snap); got != c.want {
+			t.Errorf("%s: loopPressure = %+v, want %+v", c.name, got, c.want)
+		}
+	}
+	// The governor, fed the scope's, stays at normal priority while only
+	// the system stalls.
+	var g realtimeGovernor
+	t0 := time.Unix(5000, 0)
+	for i, total := range []uint64{1000, 5000, 9000} {
+		snap := &policy.Snapshot{Scopes: []policy.ScopeMemory{scope(psi(70, 30))}}
+		snap.Pressure.Memory = psi(total, total)
+		if g.want(loopPressure(snap), t0.Add(time.Duration(i)*100*time.Millisecond)) {
+			t.Fatalf("step %d: real-time on the system's stall, with the scope's unchanged", i)
+		}
+	}
+}
