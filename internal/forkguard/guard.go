@@ -78,13 +78,22 @@ type Config struct {
 	// seed's rest time.
 	Cooldown time.Duration
 	// Priority is the SCHED_FIFO priority of the event thread (which also
-	// detects and contains) while a burst of forks may be a bomb, so that
-	// the bomb's thousands of runnable tasks cannot starve it (see
-	// burstHold for when). It is set with SCHED_RESET_ON_FORK so nothing
+	// detects and contains), so that a bomb's thousands of runnable tasks
+	// cannot starve it; it is set with SCHED_RESET_ON_FORK so nothing
 	// forked inherits it. The rest of the process keeps its policy (making
 	// every thread real-time was tried: anything the process then forks,
 	// such as a test's workloads, inherits it, and a real-time fork loop
 	// stalls the machine). 0 means 1; negative leaves the thread alone.
+	//
+	// The thread is real-time all the time, idle included. Running it at
+	// normal priority except for 2 s after a take that looked like a
+	// bomb's was tried (2026-11-27): a program starting beside the daemon
+	// waited less for it (in a 2-vCPU guest, a probe's first iteration
+	// 18.7 ms median against 22.7), but the bombs' first takes, at normal
+	// priority and paced by the poller's alarm, waited behind the bomb:
+	// time to containment went from 31 ms to 957 ms for the bash bomb and
+	// from 288 ms to 4.4 s for the C fork() loop (bench/forkbomb, 10 runs
+	// each, on the shared 2-CPU host).
 	Priority int
 	// ProcRoot is the proc filesystem, "/proc".
 	ProcRoot string
@@ -142,19 +151,12 @@ type Guard struct {
 	takes, calmTakes atomic.Uint64
 	maxLag           atomic.Int64
 	rt               atomic.Bool
-	rtSpells         atomic.Uint64
 	tid              atomic.Int64
 	// cpuBase is the event thread's CPU time when Run took it over, and
 	// cpuUsed what Run used of it, set when Run returns: the runtime may
 	// have used the thread before, and reuses it after.
 	cpuBase, cpuUsed atomic.Int64
 	ended            atomic.Bool
-
-	// rtAllowed is set when the event thread could be made real-time at
-	// the start, and cleared when a later change of policy fails (the
-	// thread then keeps the policy it has; see setRealtime).
-	rtAllowed bool
-	lastBurst time.Duration // when a take last looked like a bomb's (see burstHold)
 }
 
 // Stats counts what a Guard did.
@@ -168,12 +170,8 @@ type Stats struct {
 	Filtered bool   // kernel-side event filter in use
 	// MaxLag is the longest time between an event and its processing.
 	MaxLag time.Duration
-	// RealTime tells whether the event thread runs at SCHED_FIFO now (it
-	// does while forks come in bursts: see burstHold).
+	// RealTime tells whether the event thread runs at SCHED_FIFO.
 	RealTime bool
-	// RealTimeSpells counts the times the event thread went to SCHED_FIFO,
-	// the start included.
-	RealTimeSpells uint64
 	// ThreadCPU is the CPU time the event thread used in Run (it also
 	// detects and contains), not counting what the runtime ran on that
 	// thread before or after.
@@ -239,8 +237,8 @@ func (g *Guard) Stats() Stats {
 	g.mu.Unlock()
 	return Stats{Events: g.conn.Stats(), Lineage: ls, Resyncs: g.resyncs.Load(), Wrong: g.wrong.Load(),
 		Found: g.found.Load(), Killed: g.killed.Load(), Filtered: g.conn.Filtered(),
-		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load(), RealTimeSpells: g.rtSpells.Load(),
-		ThreadCPU: g.threadCPU(), Takes: g.takes.Load(), CalmTakes: g.calmTakes.Load()}
+		MaxLag: time.Duration(g.maxLag.Load()), RealTime: g.rt.Load(), ThreadCPU: g.threadCPU(),
+		Takes: g.takes.Load(), CalmTakes: g.calmTakes.Load()}
 }
 
 // DetectorConfig returns the effective detection thresholds.
@@ -396,26 +394,15 @@ func (g *Guard) Run(ctx context.Context) error {
 		g.cpuUsed.Store(int64(g.threadCPU()))
 		g.ended.Store(true)
 	}()
-	g.monoMinusBoot = monoMinusBoot()
 	if g.cfg.Priority > 0 {
-		// The seed and its pass run at SCHED_FIFO: a bomb may already be
-		// running (a guard started late). No hold follows them unless a
-		// take bursts: a program started just after the daemon would
-		// share a CPU with the real-time thread (see burstHold).
 		if err := sys.SetFIFO(g.cfg.Priority); err != nil {
 			g.log.Warn("forkguard: cannot raise the event thread to SCHED_FIFO; a bomb may starve it", "err", err)
 		} else {
-			g.rtAllowed = true
 			g.rt.Store(true)
-			g.rtSpells.Add(1)
-			g.lastBurst = now() - burstHold
-			defer func() {
-				if g.rt.Load() {
-					sys.SetNormal()
-				}
-			}()
+			defer sys.SetNormal()
 		}
 	}
+	g.monoMinusBoot = monoMinusBoot()
 	if err := g.resync(true); err != nil {
 		return err
 	}
@@ -478,13 +465,6 @@ func (g *Guard) Run(ctx context.Context) error {
 			}
 			if due, ok := g.nextResync(); ok {
 				due = max(due-t, time.Millisecond)
-				if wait < 0 || due < wait {
-					wait = due
-				}
-			}
-			if g.rt.Load() {
-				// Wake when the hold is over, to leave SCHED_FIFO.
-				due := max(g.lastBurst+burstHold-t, time.Millisecond)
 				if wait < 0 || due < wait {
 					wait = due
 				}
@@ -553,17 +533,6 @@ func (g *Guard) Run(ctx context.Context) error {
 			g.lossPending = true
 			g.lastLoss = t
 		}
-		// A take that may be a bomb's (or lost events, which a bomb causes)
-		// keeps the thread real-time for burstHold; so does a resync still
-		// due. A containment raises it too (see contain). The thread is
-		// raised before the resync and the pass, and lowered only after
-		// them: the seed's pass, the first, runs real-time.
-		if lost || hot || g.takeForks-g.takeExecs >= burstForks || g.takeOrphans >= burstForks {
-			g.lastBurst = t
-		}
-		if g.burstHoldOn(t) {
-			g.setRealtime(true)
-		}
 		if due, ok := g.nextResync(); ok && t >= due {
 			g.lossPending = false
 			if err := g.resync(false); err != nil {
@@ -586,63 +555,8 @@ func (g *Guard) Run(ctx context.Context) error {
 		if due, ok := g.nextPass(); ok && t >= due && !g.lossPending {
 			g.detect(ctx, t)
 		}
-		if !g.burstHoldOn(now()) {
-			g.setRealtime(false)
-		}
 	}
 	return nil
-}
-
-// burstHoldOn tells whether the event thread should be real-time at t:
-// within burstHold of the last take that may have been a bomb's, or while
-// a resync is due after lost events.
-func (g *Guard) burstHoldOn(t time.Duration) bool {
-	return t-g.lastBurst < burstHold || g.lossPending
-}
-
-// burstHold is how long the event thread stays at SCHED_FIFO after the
-// last take that may have been a bomb's: a take of hotBatch events or more
-// that was not calm, or one with burstForks more forks than execs, or
-// burstForks exits of processes with children, or one that lost events.
-// At other times it runs at normal priority. A real-time thread takes a
-// CPU whole for each take and pass, and every task sharing that CPU waits:
-// a program starting (a shell's or a service's few processes) delayed a
-// probe's first iterations beside it from 15 to 23 ms median in a 2-vCPU
-// guest (bench/vm, trial of ram-noswap clonevm, 10 runs each). Against a
-// bomb, the first take that sees it is at normal priority: a few dozen
-// runnable copies, among which a thread that slept is scheduled within a
-// few milliseconds. Later takes, the passes and the containment run
-// real-time, as before (see pause and contain for why they must).
-const (
-	burstHold  = 2 * time.Second
-	burstForks = 8
-)
-
-// setRealtime moves the event thread to SCHED_FIFO or back to
-// SCHED_OTHER when it is not there already. A failed change is warned
-// once, and the thread then keeps the policy it has. Only the Run
-// goroutine, locked to the thread, calls it.
-func (g *Guard) setRealtime(want bool) {
-	if !g.rtAllowed || want == g.rt.Load() {
-		return
-	}
-	var err error
-	if want {
-		err = sys.SetFIFO(g.cfg.Priority)
-	} else {
-		err = sys.SetNormal()
-	}
-	if err != nil {
-		g.log.Warn("forkguard: cannot change the event thread's scheduling policy; it keeps the one it has",
-			"realtime", g.rt.Load(), "err", err)
-		g.rtAllowed = false
-		return
-	}
-	g.rt.Store(want)
-	if want {
-		g.rtSpells.Add(1)
-	}
-	g.log.Debug("forkguard: event thread scheduling", "realtime", want)
 }
 
 // pause sleeps for delay. On the real-time event thread, a pause that is
@@ -931,10 +845,6 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			Numbers: nums, DryRun: true})
 		return
 	}
-	// A verdict that came due in a quiet spell (a family of copies come
-	// of age, a cooldown over) is contained real-time all the same.
-	g.lastBurst = now()
-	g.setRealtime(true)
 	fam := func(out []containment.Target) []containment.Target {
 		g.drain()
 		sc, err := g.scopeSet()
