@@ -460,6 +460,28 @@ func TestKernelCgroupKernel(t *testing.T) {
 	}
 	t.Logf("inflater %d in %s: %d KiB (RSS %d KiB); sleeper in %s: %d KiB",
 		inflater.PID, inflater.Cgroup, inflater.CgroupKernel>>10, inflater.RSS>>10, calm.Cgroup, calm.CgroupKernel>>10)
+
+	// Later passes over the same cgroups keep their readers: no
+	// allocation, the same shares.
+	inflaterKmem := inflater.CgroupKernel
+	if n := testing.AllocsPerRun(20, func() { s.CgroupKernel(&snap) }); n != 0 {
+		t.Errorf("CgroupKernel over cgroups already seen allocates %v times per pass, want 0", n)
+	}
+	for _, p := range snap.Processes {
+		if p.PID == inflater.PID && (p.CgroupKernel < inflaterKmem/2 || p.CgroupKernel > 2*inflaterKmem) {
+			t.Errorf("inflater's CgroupKernel went from %d to %d with the reader kept", inflaterKmem, p.CgroupKernel)
+		}
+	}
+	// A cgroup no process of the snapshot is in any more is dropped.
+	calmCgroup := calm.Cgroup
+	if _, ok := s.kmem[calmCgroup]; !ok {
+		t.Fatalf("no reader kept for the sleeper's cgroup %s", calmCgroup)
+	}
+	snap.Processes = slices.DeleteFunc(snap.Processes, func(p policy.Process) bool { return p.PID == sleeper })
+	s.CgroupKernel(&snap)
+	if _, ok := s.kmem[calmCgroup]; ok || len(s.kmem) != 1 {
+		t.Errorf("after the sleeper left the snapshot, readers kept for %d cgroups (%s among them: %v), want 1", len(s.kmem), calmCgroup, ok)
+	}
 }
 
 // TestKernelWarmInSlices fills a cold cache with Warm: with a deadline

@@ -103,6 +103,23 @@ type Scanner struct {
 	// during the current sort.
 	failed, unordered bool
 	stats             PassStats
+
+	// kmem holds, by Process.Cgroup path, the kernel-memory reader of each
+	// cgroup the last CgroupKernel pass saw, so that a pass reads the
+	// cgroups it knows without allocating; kmemPass numbers those passes.
+	kmem     map[string]*cgroupKmem
+	kmemPass uint64
+}
+
+// cgroupKmem is one cgroup's kernel memory in a CgroupKernel pass, and the
+// reader kept for it between passes.
+type cgroupKmem struct {
+	// r reads the cgroup's kernel memory; nil for a cgroup that has none
+	// to read (outside the hierarchy's mount, or its root).
+	r     *cgroupfs.KmemReader
+	usage uint64
+	procs int
+	pass  uint64 // the CgroupKernel pass that last saw it
 }
 
 // PassStats describes the last Processes pass.
@@ -860,41 +877,67 @@ func (s *Scanner) forget(pid int, e *entry, cached bool) {
 // bomb's process looks small and a bystander is chosen. The root cgroup is
 // skipped (its figure is the whole machine's kernel memory, no process's),
 // as is a cgroup whose files cannot be read. It runs only when a victim is
-// being chosen, and may allocate.
+// being chosen. A cgroup's reader is kept while passes see processes in
+// it, so a pass over cgroups already seen does not allocate: it runs when
+// memory is short, and each new heap page is a page fault then.
 func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
-	type share struct {
-		usage uint64
-		procs int
+	if s.kmem == nil {
+		s.kmem = map[string]*cgroupKmem{}
 	}
-	byPath := map[string]*share{}
+	s.kmemPass++
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
 		p.CgroupKernel = 0
 		if p.Cgroup == "" || p.Cgroup == "/" || p.KernelThread {
 			continue
 		}
-		sh := byPath[p.Cgroup]
-		if sh == nil {
-			sh = &share{}
-			byPath[p.Cgroup] = sh
-			m := s.memMount
-			if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[p.Scope].Version == cgroupfs.V2 {
-				m = s.v2Mount
+		c := s.kmem[p.Cgroup]
+		if c == nil {
+			c = s.newCgroupKmem(p)
+			if c == nil {
+				continue // not readable now: tried again next pass
 			}
-			if dir, ok := m.DirOf(p.Cgroup); m.ok && ok && dir != m.Dir {
-				if cg, err := cgroupfs.Open(dir); err == nil {
-					sh.usage, _, _ = cg.KmemReader().Usage()
-				}
+			s.kmem[p.Cgroup] = c
+		}
+		if c.pass != s.kmemPass {
+			c.pass, c.procs, c.usage = s.kmemPass, 0, 0
+			if c.r != nil {
+				c.usage, _, _ = c.r.Usage()
 			}
 		}
-		sh.procs++
+		c.procs++
 	}
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
-		if sh := byPath[p.Cgroup]; sh != nil && sh.procs > 0 && !p.KernelThread {
-			p.CgroupKernel = sh.usage / uint64(sh.procs)
+		if c := s.kmem[p.Cgroup]; c != nil && c.pass == s.kmemPass && c.procs > 0 && !p.KernelThread {
+			p.CgroupKernel = c.usage / uint64(c.procs)
 		}
 	}
+	for path, c := range s.kmem {
+		if c.pass != s.kmemPass {
+			delete(s.kmem, path)
+		}
+	}
+}
+
+// newCgroupKmem returns the kernel-memory entry of p's cgroup: with a
+// reader when its directory is below the hierarchy's mount, without one
+// for the mount's root or a path outside it (nothing to read, for good),
+// and nil when the directory cannot be opened now (it may be read later).
+func (s *Scanner) newCgroupKmem(p *policy.Process) *cgroupKmem {
+	m := s.memMount
+	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[p.Scope].Version == cgroupfs.V2 {
+		m = s.v2Mount
+	}
+	dir, ok := m.DirOf(p.Cgroup)
+	if !m.ok || !ok || dir == m.Dir {
+		return &cgroupKmem{}
+	}
+	cg, err := cgroupfs.Open(dir)
+	if err != nil {
+		return nil
+	}
+	return &cgroupKmem{r: cg.KmemReader()}
 }
 
 // procCgroup returns the cgroup the pass found the process in, when
