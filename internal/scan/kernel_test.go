@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"runtime"
 	"slices"
 	"strconv"
 	"strings"
@@ -565,6 +566,21 @@ func TestKernelWarmInSlices(t *testing.T) {
 	}
 	if st := s.LastPass(); st.New != 0 || st.Read != 6 {
 		t.Errorf("first pass after Warm: %+v, want 6 read and none new", st)
+	}
+	// Warm, with nothing left cold, also made the group's kernel-memory
+	// reader ready: the first CgroupKernel pass reads it without
+	// allocating (a cold one allocates about 20 times per cgroup). Counted
+	// over one call, so a stray allocation elsewhere in the test process
+	// is allowed for.
+	if c := s.kmem[warmed.Processes[0].Cgroup]; c == nil || c.r == nil {
+		t.Errorf("no kernel-memory reader ready for %s after Warm: %+v", warmed.Processes[0].Cgroup, c)
+	}
+	var ms0, ms1 runtime.MemStats
+	runtime.ReadMemStats(&ms0)
+	s.CgroupKernel(&warmed)
+	runtime.ReadMemStats(&ms1)
+	if n := ms1.Mallocs - ms0.Mallocs; n > 3 {
+		t.Errorf("the first CgroupKernel after Warm allocated %d times, want none", n)
 	}
 	cold := New(Config{Scopes: scopes, SelfPID: os.Getpid()})
 	defer cold.Close()

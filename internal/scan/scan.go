@@ -442,7 +442,9 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 // the processes no longer listed (exited, or moved out of the scopes), as
 // a pass would: a daemon that lingers near a level warms for as long, and
 // every short-lived process would otherwise stay cached with a descriptor
-// open. LastPass still describes the last Processes pass.
+// open. LastPass still describes the last Processes pass. A call that
+// leaves nothing cold also makes the cached processes' cgroups ready for
+// CgroupKernel (see prepareCgroupKernel).
 func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 	stats := s.stats
 	defer func() { s.stats = stats }()
@@ -469,7 +471,51 @@ func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 		}
 		read = true
 	}
+	if left == 0 {
+		s.prepareCgroupKernel()
+	}
 	return left, nil
+}
+
+// prepareCgroupKernel makes ready, for the cgroup of every cached process
+// the last listing found (kernel threads aside), the kernel-memory reader
+// CgroupKernel will use, and reads a new one once so that its buffer has
+// grown; it drops the readers of cgroups none of them is in. Warm calls it
+// once nothing is left cold, so that the decision pass that follows reads
+// the workload's cgroups without allocating, as it reads its processes.
+func (s *Scanner) prepareCgroupKernel() {
+	if s.kmem == nil {
+		s.kmem = map[string]*cgroupKmem{}
+	}
+	s.kmemPass++
+	for _, f := range s.found {
+		e, ok := s.cache[f.pid]
+		if !ok || e.kthread || e.watched || e.cgroup == "" || e.cgroup == "/" {
+			continue
+		}
+		c := s.kmem[e.cgroup]
+		if c == nil {
+			if c = s.newCgroupKmem(e.cgroup, f.scope); c == nil {
+				continue
+			}
+			s.kmem[e.cgroup] = c
+			if c.r != nil {
+				c.r.Usage()
+			}
+		}
+		c.pass = s.kmemPass
+	}
+	s.dropCgroupKmem()
+}
+
+// dropCgroupKmem drops the kernel-memory readers of cgroups the last
+// CgroupKernel or prepareCgroupKernel pass did not see.
+func (s *Scanner) dropCgroupKmem() {
+	for path, c := range s.kmem {
+		if c.pass != s.kmemPass {
+			delete(s.kmem, path)
+		}
+	}
 }
 
 // KeepKernelThreads drops from the cache, closing their files, every
@@ -893,7 +939,7 @@ func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
 		}
 		c := s.kmem[p.Cgroup]
 		if c == nil {
-			c = s.newCgroupKmem(p)
+			c = s.newCgroupKmem(p.Cgroup, p.Scope)
 			if c == nil {
 				continue // not readable now: tried again next pass
 			}
@@ -913,23 +959,20 @@ func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
 			p.CgroupKernel = c.usage / uint64(c.procs)
 		}
 	}
-	for path, c := range s.kmem {
-		if c.pass != s.kmemPass {
-			delete(s.kmem, path)
-		}
-	}
+	s.dropCgroupKmem()
 }
 
-// newCgroupKmem returns the kernel-memory entry of p's cgroup: with a
+// newCgroupKmem returns the kernel-memory entry of cgroup (a
+// Process.Cgroup path) of a process in scope: with a
 // reader when its directory is below the hierarchy's mount, without one
 // for the mount's root or a path outside it (nothing to read, for good),
 // and nil when the directory cannot be opened now (it may be read later).
-func (s *Scanner) newCgroupKmem(p *policy.Process) *cgroupKmem {
+func (s *Scanner) newCgroupKmem(cgroup string, scope int) *cgroupKmem {
 	m := s.memMount
-	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[p.Scope].Version == cgroupfs.V2 {
+	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[scope].Version == cgroupfs.V2 {
 		m = s.v2Mount
 	}
-	dir, ok := m.DirOf(p.Cgroup)
+	dir, ok := m.DirOf(cgroup)
 	if !m.ok || !ok || dir == m.Dir {
 		return &cgroupKmem{}
 	}
