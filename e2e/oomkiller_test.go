@@ -537,3 +537,40 @@ func canRunRealTime() error {
 	}()
 	return <-errc
 }
+
+// TestDaemonRehearsesAKill: at start, before its loop, the daemon starts
+// its own hidden "rehearsal-victim" child and kills it through the kill
+// path a victim takes (pidfd, SIGKILL, the wait, process_mrelease), so that
+// the first real kill does not run that code for the first time. The child
+// is dead and reaped afterwards. A dry-run daemon, which kills nothing,
+// does not rehearse.
+func TestDaemonRehearsesAKill(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20})
+	d := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug")
+	re := regexp.MustCompile(`msg="rehearsed a kill" .*pid=(\d+) killed=\[(\d+)\] released=\[[0-9 ]*\] still_alive=\[\] err=<nil>`)
+	if !d.waitLog(15*time.Second, re) {
+		t.Fatalf("no successful kill rehearsal logged; log:\n%s", d.Log())
+	}
+	m := re.FindStringSubmatch(d.Log())
+	if m[1] != m[2] {
+		t.Fatalf("rehearsal killed %s, not its child %s", m[2], m[1])
+	}
+	t.Log(re.FindString(d.Log()))
+	// Reaped by the daemon: no process of that PID is its child any more.
+	children, _ := os.ReadFile(fmt.Sprintf("/proc/%d/task/%d/children", d.cmd.Process.Pid, d.cmd.Process.Pid))
+	if slices.Contains(strings.Fields(string(children)), m[1]) {
+		t.Errorf("the rehearsal's child %s is still the daemon's child (children %q)", m[1], children)
+	}
+	if strings.Contains(d.Log(), "kill step") {
+		t.Errorf("the rehearsal logged its kill steps as a real kill's:\n%s", d.Log())
+	}
+
+	dry := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug", "--dry-run")
+	if !dry.waitLog(15*time.Second, regexp.MustCompile(`msg="rehearsed a decision"`)) {
+		t.Fatalf("the dry-run daemon logged no rehearsed decision; log:\n%s", dry.Log())
+	}
+	time.Sleep(200 * time.Millisecond)
+	if strings.Contains(dry.Log(), "rehearsed a kill") {
+		t.Errorf("a dry-run daemon rehearsed a kill:\n%s", dry.Log())
+	}
+}

@@ -67,6 +67,12 @@ func commands() []*Command {
 	return cmds
 }
 
+// rehearsalVictimCommand is a command left out of the help: the process
+// the daemon starts and kills once at start, to run its kill path before
+// a real kill needs it (daemon.Daemon.RehearsalVictim). It reads its
+// standard input to the end, then exits 0.
+const rehearsalVictimCommand = "rehearsal-victim"
+
 // Run parses args (without the program name), runs the selected subcommand
 // and returns the process exit code: 0 on success, 2 for usage errors, the
 // code of an ExitError, and 1 for any other error.
@@ -76,6 +82,10 @@ func Run(ctx context.Context, args []string, env Env) int {
 		if len(args) == 0 {
 			return 2
 		}
+		return 0
+	}
+	if args[0] == rehearsalVictimCommand {
+		io.Copy(io.Discard, env.Stdin)
 		return 0
 	}
 	for _, c := range commands() {

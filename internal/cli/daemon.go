@@ -92,6 +92,8 @@ func runDaemon(ctx context.Context, env Env, args []string) error {
 		return fmt.Errorf("refusing to start: %w", err)
 	}
 	d.Version = Version
+	// This very program, whatever became of its file since it started.
+	d.RehearsalVictim = []string{"/proc/self/exe", rehearsalVictimCommand}
 	hup := make(chan os.Signal, 1)
 	signal.Notify(hup, syscall.SIGHUP)
 	defer signal.Stop(hup)

@@ -37,6 +37,14 @@ type controlRegistrar interface {
 type Daemon struct {
 	// Version is reported by metrics (oomguard_build_info); set it before Run.
 	Version string
+	// RehearsalVictim is the argv of a program the memory killer starts
+	// and kills at start, before its loop, so that the kill path (pidfds,
+	// signals, the wait, process_mrelease) has run once and its code is
+	// locked in memory before a real kill needs it (see
+	// memoryKiller.rehearseKill). The program must run until it is killed
+	// or its standard input closes. nil skips the rehearsal; set it before
+	// Run.
+	RehearsalVictim []string
 
 	log     *slog.Logger
 	actions *actionlog.Log
@@ -145,6 +153,7 @@ func (d *Daemon) Run(ctx context.Context) error {
 	defer obs.close()
 	if d.memory != nil {
 		d.memory.hooks = obs.hooks
+		d.memory.rehearsalVictim = d.RehearsalVictim
 	}
 	var wg sync.WaitGroup
 	errs := make(chan error, len(d.components)+2)

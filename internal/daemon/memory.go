@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"math"
 	"os"
+	"os/exec"
 	"runtime"
 	"slices"
 	"strings"
@@ -80,12 +81,14 @@ type memoryKiller struct {
 	rules    policy.Rules
 	grace    time.Duration
 	dryRun   bool
-	interval time.Duration
-	last     policy.Verdict
-	lastErr  string
-	dryShown map[int]time.Time
-	warmed   time.Time // last step of warm that left no process cold
-	warmLeft int       // processes the last step of warm left cold
+	// rehearsalVictim: see Daemon.RehearsalVictim and rehearseKill.
+	rehearsalVictim []string
+	interval        time.Duration
+	last            policy.Verdict
+	lastErr         string
+	dryShown        map[int]time.Time
+	warmed          time.Time // last step of warm that left no process cold
+	warmLeft        int       // processes the last step of warm left cold
 	// sched moves the loop's thread between SCHED_OTHER and SCHED_FIFO;
 	// set by Run when it may, used only from Run's thread.
 	sched *loopScheduler
@@ -161,6 +164,7 @@ func (m *memoryKiller) Run(ctx context.Context) error {
 	runtime.LockOSThread()
 	defer runtime.UnlockOSThread()
 	m.rehearse(time.Now())
+	m.rehearseKill(ctx)
 	if err := sys.SetFIFO(loopPriority); err != nil {
 		m.log.Warn("cannot raise the memory loop to SCHED_FIFO; under a thrash the kill may come late",
 			"err", err, "fix", "run as root or with CAP_SYS_NICE (the unit grants it)")
@@ -323,6 +327,47 @@ func (m *memoryKiller) rehearse(now time.Time) {
 	}
 	m.scan.KeepKernelThreads()
 	m.log.Debug("rehearsed a decision", "processes", len(snap.Processes), "would_kill", dec.Victim.Victim, "took", time.Since(now))
+}
+
+// rehearseKill starts m.rehearsalVictim and kills it as a victim is
+// killed (action.Killer.Kill with the daemon's settings: a pidfd pinned by
+// start time, SIGKILL, the wait, process_mrelease when enabled), with the
+// steps logged at debug level only. Memory is locked on fault, so the code
+// of the kill path is otherwise first touched, and read from the
+// executable, by the first real kill, when memory is short and a page
+// read may wait on a thrashing disk. It is skipped in dry-run, where no
+// kill comes, and without a victim program.
+func (m *memoryKiller) rehearseKill(ctx context.Context) {
+	if len(m.rehearsalVictim) == 0 || m.dryRun {
+		return
+	}
+	start := time.Now()
+	cmd := exec.Command(m.rehearsalVictim[0], m.rehearsalVictim[1:]...)
+	in, err := cmd.StdinPipe()
+	if err == nil {
+		err = cmd.Start()
+	}
+	if err != nil {
+		m.log.Warn("cannot rehearse a kill: the first real kill runs its code for the first time", "program", m.rehearsalVictim[0], "err", err)
+		return
+	}
+	defer func() {
+		in.Close() // ends it, should the kill have failed
+		cmd.Wait()
+	}()
+	member, err := action.MemberOf(m.act.ProcRoot, cmd.Process.Pid)
+	if err != nil {
+		m.log.Warn("cannot rehearse a kill: the first real kill runs its code for the first time", "pid", cmd.Process.Pid, "err", err)
+		return
+	}
+	// Its steps are not logged (only the summary, at debug level), and
+	// process_mrelease, where enabled, follows SIGKILL at once, so that it
+	// runs too, whether it finds the child exiting or gone.
+	k := m.act
+	k.Log, k.TermGrace, k.MreleaseAfter = nil, 0, 0
+	res := k.Kill(ctx, action.Victim{Members: []action.Member{member}, Reason: "rehearsal"})
+	m.log.Debug("rehearsed a kill", "pid", member.PID, "killed", res.Killed, "released", res.Released,
+		"still_alive", res.StillAlive, "err", res.Err, "took", time.Since(start))
 }
 
 // warmBand is the headroom (points above the nearest SIGTERM level) below
