@@ -331,12 +331,12 @@ func (m *memoryKiller) rehearse(now time.Time) {
 
 // rehearseKill starts m.rehearsalVictim and kills it as a victim is
 // killed (action.Killer.Kill with the daemon's settings: a pidfd pinned by
-// start time, SIGKILL, the wait, process_mrelease when enabled), with the
-// steps logged at debug level only. Memory is locked on fault, so the code
-// of the kill path is otherwise first touched, and read from the
-// executable, by the first real kill, when memory is short and a page
-// read may wait on a thrashing disk. It is skipped in dry-run, where no
-// kill comes, and without a victim program.
+// start time, SIGKILL, the wait, process_mrelease when enabled); its steps
+// are not logged, only a summary at debug level. Memory is locked on
+// fault, so the code of the kill path is otherwise first touched, and read
+// from the executable, by the first real kill, when memory is short and a
+// page read may wait on a thrashing disk. It is skipped in dry-run, where
+// no kill comes, and without a victim program.
 func (m *memoryKiller) rehearseKill(ctx context.Context) {
 	if len(m.rehearsalVictim) == 0 || m.dryRun {
 		return
