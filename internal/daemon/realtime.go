@@ -17,10 +17,10 @@ const realtimeHold = 2 * time.Second
 // act): from the first step that sees the memory "some" stall total
 // grow (a task waited for memory: reclaim, refaults, swap-in; the
 // system's total, or a scoped daemon's scopes' where they have PSI: see
-// loopPressure) until realtimeHold passes without growth. Under such a stall every
-// runnable task competes with reclaim for the CPUs, and a normal thread's
-// pass from trigger to kill took 150 to 320 ms in a 2-vCPU guest paging to
-// zram, 40 to 45 ms at SCHED_FIFO (bench/vm). Without a stall the loop's
+// loopPressure) until realtimeHold passes without growth. Under such a
+// stall every runnable task competes with reclaim for the CPUs, and a
+// normal thread's pass from trigger to kill took 150 to 320 ms in a
+// 2-vCPU guest paging to zram, 40 to 45 ms at SCHED_FIFO (bench/vm). Without a stall the loop's
 // polls and the warming of its process cache run as any other task: at
 // SCHED_FIFO they take a CPU whole, and every task sharing it waits
 // (bench/vm's probe: the worst stall of a fast hog's run). The pass that

@@ -105,8 +105,9 @@ type Scanner struct {
 	stats             PassStats
 
 	// kmem holds, by Process.Cgroup path, the kernel-memory reader of each
-	// cgroup the last CgroupKernel pass saw, so that a pass reads the
-	// cgroups it knows without allocating; kmemPass numbers those passes.
+	// cgroup the last CgroupKernel or prepareCgroupKernel pass saw, so that
+	// a pass reads the cgroups it knows without allocating; kmemPass
+	// numbers those passes.
 	kmem     map[string]*cgroupKmem
 	kmemPass uint64
 }
@@ -253,6 +254,7 @@ func New(cfg Config) *Scanner {
 		r:        fs.NewReader(),
 		dirs:     make(map[string]*dirEntry),
 		cache:    make(map[int]entry),
+		kmem:     make(map[string]*cgroupKmem),
 		keep:     cfg.KeepOpen,
 		maxKept:  cfg.MaxKept,
 		pageSize: uint64(unix.Getpagesize()),
@@ -484,9 +486,6 @@ func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 // once nothing is left cold, so that the decision pass that follows reads
 // the workload's cgroups without allocating, as it reads its processes.
 func (s *Scanner) prepareCgroupKernel() {
-	if s.kmem == nil {
-		s.kmem = map[string]*cgroupKmem{}
-	}
 	s.kmemPass++
 	for _, f := range s.found {
 		e, ok := s.cache[f.pid]
@@ -927,9 +926,6 @@ func (s *Scanner) forget(pid int, e *entry, cached bool) {
 // it, so a pass over cgroups already seen does not allocate: it runs when
 // memory is short, and each new heap page is a page fault then.
 func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
-	if s.kmem == nil {
-		s.kmem = map[string]*cgroupKmem{}
-	}
 	s.kmemPass++
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
@@ -963,10 +959,10 @@ func (s *Scanner) CgroupKernel(snap *policy.Snapshot) {
 }
 
 // newCgroupKmem returns the kernel-memory entry of cgroup (a
-// Process.Cgroup path) of a process in scope: with a
-// reader when its directory is below the hierarchy's mount, without one
-// for the mount's root or a path outside it (nothing to read, for good),
-// and nil when the directory cannot be opened now (it may be read later).
+// Process.Cgroup path) of a process in scope: with a reader when its
+// directory is below the hierarchy's mount, without one for the mount's
+// root or a path outside it (nothing to read, for good), and nil when the
+// directory cannot be opened now (it may be read later).
 func (s *Scanner) newCgroupKmem(cgroup string, scope int) *cgroupKmem {
 	m := s.memMount
 	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[scope].Version == cgroupfs.V2 {
