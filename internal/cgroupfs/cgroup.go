@@ -24,6 +24,7 @@ const (
 	V2 Version = 2
 )
 
+// String returns "v1" or "v2".
 func (v Version) String() string { return "v" + strconv.Itoa(int(v)) }
 
 // Cgroup is one cgroup directory. The zero value is not usable; use Open.
@@ -54,6 +55,7 @@ func Open(dir string) (Cgroup, error) {
 	return Cgroup{}, fmt.Errorf("cgroup %s: not on a cgroup filesystem (magic %#x)", abs, st.Type)
 }
 
+// String returns the cgroup directory's path.
 func (c Cgroup) String() string { return c.Path }
 
 // File returns the path of the control file name in c.

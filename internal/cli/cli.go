@@ -35,6 +35,8 @@ type ExitError struct {
 	Err  error
 }
 
+// Error returns the wrapped error's message, or the exit status when
+// there is none.
 func (e *ExitError) Error() string {
 	if e.Err == nil {
 		return fmt.Sprintf("exit status %d", e.Code)
@@ -42,6 +44,7 @@ func (e *ExitError) Error() string {
 	return e.Err.Error()
 }
 
+// Unwrap returns the error that caused the exit.
 func (e *ExitError) Unwrap() error { return e.Err }
 
 // errUsage marks an error as a usage error: Run exits 2 for it.

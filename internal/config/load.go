@@ -29,6 +29,7 @@ type Error struct {
 	Msg string
 }
 
+// Error returns the message with its file, line and key.
 func (e *Error) Error() string {
 	key := e.Key
 	if key != "" {
@@ -46,6 +47,7 @@ func (e *Error) Error() string {
 // ErrorList holds every error found, ordered by file and line.
 type ErrorList []*Error
 
+// Error returns every error's message, one per line.
 func (l ErrorList) Error() string {
 	s := make([]string, len(l))
 	for i, e := range l {

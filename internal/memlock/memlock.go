@@ -26,6 +26,7 @@ const (
 	LockOnFault
 )
 
+// String returns the mode's name as reports show it.
 func (m LockMode) String() string {
 	switch m {
 	case LockNone:
@@ -53,6 +54,7 @@ const (
 	ScopeRecursive
 )
 
+// String returns the scope's name as reports show it.
 func (s Scope) String() string {
 	switch s {
 	case ScopeCommand:
@@ -198,6 +200,7 @@ const (
 	LockFailed
 )
 
+// String returns the state as the --report table's LOCKED column shows it.
 func (s LockState) String() string {
 	switch s {
 	case NotLocked:

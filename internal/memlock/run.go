@@ -24,8 +24,10 @@ type StartError struct {
 	Err  error
 }
 
+// Error says which command could not be started, and why.
 func (e *StartError) Error() string { return fmt.Sprintf("cannot run %s: %v", e.Name, e.Err) }
 
+// Unwrap returns the error of the failed start.
 func (e *StartError) Unwrap() error { return e.Err }
 
 // ExitCode is the status a shell would give: 127 when the command is not

@@ -53,6 +53,7 @@ const (
 	WhatExit     What = 0x80000000
 )
 
+// String returns the event kind's name ("fork", "exec", "exit", ...).
 func (w What) String() string {
 	switch w {
 	case WhatNone:

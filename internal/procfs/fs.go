@@ -68,6 +68,7 @@ type ParseError struct {
 	Msg string
 }
 
+// Error returns the message with the file's path and, if known, its line.
 func (e *ParseError) Error() string {
 	if e.Line > 0 {
 		return "parse " + e.Path + ": line " + strconv.Itoa(e.Line) + ": " + e.Msg
