@@ -69,6 +69,7 @@ func TestRejections(t *testing.T) {
 		{"duration as int", "[hooks]\ntimeout = 5\n", 2, "want a string with a unit"},
 		{"bad regex", "[rules]\nprefer = [\"^ok$\", \"(unclosed\"]\n", 2, "rules.prefer[1]: bad regular expression"},
 		{"bad regex multi-line", "[rules]\navoid = [\n  \"fine\",\n]\nignore = [\"[z-a]\"]\n", 5, "bad regular expression"},
+		{"bad regex after brackets in comments and a string", "[rules]\navoid = [ # [\n  '\\[b', # [\n]\nignore = [\"[z-a]\"]\n", 5, "bad regular expression"},
 		{"empty regex", "[rules]\nignore = [\"\"]\n", 2, "empty"},
 		{"bad resource", "[[psi]]\nresource = \"disk\"\nstall = \"1s\"\n", 2, "want one of memory|io|cpu"},
 		{"bad kind", "[[psi]]\nkind = \"half\"\nstall = \"1s\"\n", 2, "want one of some|full"},

@@ -472,30 +472,38 @@ func stripComment(s string) string {
 // bracketDelta counts [ minus ] outside strings and comments.
 func bracketDelta(s string) int {
 	d := 0
-	var q byte
-	for i := 0; i < len(s); i++ {
-		c := s[i]
-		switch {
-		case q != 0:
-			if c == '\\' && q == '"' {
-				i++
-			} else if c == q {
-				q = 0
-			}
-		case c == '"' || c == '\'':
-			q = c
-		case c == '#':
-			return d
-		case c == '[':
+	eachOutsideQuotes(s, func(_ int, c byte) bool {
+		switch c {
+		case '#':
+			return false
+		case '[':
 			d++
-		case c == ']':
+		case ']':
 			d--
 		}
-	}
+		return true
+	})
 	return d
 }
 
+// indexOutsideQuotes returns the index of the first sep in s outside a
+// quoted string, or -1.
 func indexOutsideQuotes(s string, sep byte) int {
+	at := -1
+	eachOutsideQuotes(s, func(i int, c byte) bool {
+		if c == sep {
+			at = i
+			return false
+		}
+		return true
+	})
+	return at
+}
+
+// eachOutsideQuotes calls visit with each byte of s that is not part of a
+// TOML string ("basic", with backslash escapes, or 'literal'), quotes
+// included, until visit returns false.
+func eachOutsideQuotes(s string, visit func(i int, c byte) bool) {
 	var q byte
 	for i := 0; i < len(s); i++ {
 		c := s[i]
@@ -508,11 +516,12 @@ func indexOutsideQuotes(s string, sep byte) int {
 			}
 		case c == '"' || c == '\'':
 			q = c
-		case c == sep:
-			return i
+		default:
+			if !visit(i, c) {
+				return
+			}
 		}
 	}
-	return -1
 }
 
 func splitOutsideQuotes(s string, sep byte) []string {
