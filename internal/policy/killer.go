@@ -191,7 +191,7 @@ func NewKiller(cfg KillConfig, rules Rules) *Killer {
 // Rank is Rank with the killer's skip marks: the ranking exactly as the
 // killer sees it.
 func (k *Killer) Rank(snap *Snapshot) []Candidate {
-	return rank(snap, k.rules, k.markReasons())
+	return rank(snap, k.rules, k.markReasons(), true)
 }
 
 // markReasons returns the marks as rank wants them, or nil when there are
@@ -370,9 +370,17 @@ func (k *Killer) markVictim(reason string) {
 
 // choose picks a new victim for v.
 func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) Decision {
-	cands := k.Rank(snap)
+	// Kernel threads are not ranked, only counted as the protected groups
+	// Rank would show them as.
+	cands := rank(snap, k.rules, k.markReasons(), false)
 	var pick, exiting *Candidate
 	protected, skipped := 0, 0
+	for i := range snap.Processes {
+		p := &snap.Processes[i]
+		if loneKernelThread(p, k.rules) && (v.Scope < 0 || p.Scope == v.Scope) {
+			protected++
+		}
+	}
 	for i := range cands {
 		c := &cands[i]
 		if v.Scope >= 0 && !inScope(c, v.Scope) {

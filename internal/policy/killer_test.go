@@ -442,3 +442,47 @@ func TestKillerReapAfter(t *testing.T) {
 		})
 	}
 }
+
+// TestKillerLeavesLoneKernelThreadsUnranked: the killer's choice ranks
+// without the kernel threads that have no mm, and chooses as if it had
+// ranked them: they count among the protected groups, a kernel thread
+// that borrowed a process's mm still protects that process, and in
+// kill-cgroup mode a kernel thread's cgroup still protects the processes
+// beside it.
+func TestKillerLeavesLoneKernelThreadsUnranked(t *testing.T) {
+	kthread := func(pid int, cgroup string) Process {
+		return Process{PID: pid, PPID: 2, Comm: "kworker", State: 'I', KernelThread: true, Cgroup: cgroup}
+	}
+	user := func(pid int, rss uint64, cgroup string) Process {
+		return Process{PID: pid, PPID: 1, Comm: "app", State: 'S', RSS: rss * miB, MMGroup: pid, Cgroup: cgroup}
+	}
+	tests := []struct {
+		name   string
+		procs  []Process
+		rules  Rules
+		want   decisionRow
+		reason string
+	}{
+		{"the largest process, kernel threads beside it", []Process{kthread(2, "/"), kthread(3, "/"), user(100, 10, "/a"), user(101, 20, "/b")},
+			Rules{}, kill(101), "victim PID 101"},
+		{"kernel threads count as protected groups", []Process{kthread(2, "/"), kthread(3, "/"), {PID: 1, Comm: "init", State: 'S', RSS: miB, MMGroup: 1}},
+			Rules{}, none, "no eligible victim (3 protected, 0 skipped groups)"},
+		{"a kernel thread with a borrowed mm protects its sharer", []Process{
+			{PID: 5, PPID: 2, Comm: "vhost-100", State: 'S', KernelThread: true, MMGroup: 100}, user(100, 50, "/a"), user(101, 20, "/b")},
+			Rules{}, kill(101), "victim PID 101"},
+		{"kill-cgroup mode: a kernel thread's cgroup protects the processes in it", []Process{kthread(2, "/"), user(100, 50, "/"), user(101, 20, "/b")},
+			Rules{KillCgroup: true}, decisionRow{Kind: DecideKill, Victim: 101, PIDs: []int{101}, Signal: SIGKILL, Reap: true, Attempt: 1}, "victim PID 101"},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := &Snapshot{Memory: Memory{Total: giB}, Processes: tc.procs}
+			d := NewKiller(KillConfig{}, tc.rules).Decide(snap, Verdict{Level: LevelKill, Trigger: TriggerMemAvail, Scope: -1}, time.Unix(0, 0))
+			if diff := cmp.Diff(tc.want, row0(d)); diff != "" {
+				t.Errorf("decision (-want +got):\n%s\nreason: %s", diff, d.Reason)
+			}
+			if !strings.Contains(d.Reason, tc.reason) {
+				t.Errorf("reason %q does not contain %q", d.Reason, tc.reason)
+			}
+		})
+	}
+}

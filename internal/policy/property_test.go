@@ -4,6 +4,9 @@ import (
 	"math/rand/v2"
 	"testing"
 	"time"
+
+	"github.com/google/go-cmp/cmp"
+	"github.com/google/go-cmp/cmp/cmpopts"
 )
 
 // randomSnapshot builds a small random machine: processes in a few mm
@@ -161,6 +164,37 @@ func TestKillerProperties(t *testing.T) {
 			if d.Kind == DecideNone {
 				cur = nil
 			}
+		}
+	}
+}
+
+// TestRankWithoutKernelThreads: the killer's ranking (rank without lone
+// kernel threads) is Rank's with those kernel threads removed, in the
+// same order and with the same reasons, on random snapshots where some
+// kernel threads borrow a process's mm, with and without kill-cgroup
+// mode.
+func TestRankWithoutKernelThreads(t *testing.T) {
+	r := rand.New(rand.NewPCG(5, 6))
+	for iter := range 2000 {
+		snap := randomSnapshot(r)
+		for i := range snap.Processes {
+			p := &snap.Processes[i]
+			p.Cgroup = []string{"/", "/a", "/b"}[r.IntN(3)]
+			if p.KernelThread && r.IntN(4) == 0 && i > 0 && snap.Processes[i-1].MMGroup != 0 {
+				p.MMGroup = snap.Processes[i-1].MMGroup // kthread_use_mm
+			}
+		}
+		rules := Rules{Protected: []string{"sshd"}, KillCgroup: r.IntN(2) == 0}
+		var want []Candidate
+		for _, c := range rank(snap, rules, nil, true) {
+			if len(c.Members) == 1 && c.Members[0].KernelThread && c.MMGroup == 0 && !rules.KillCgroup {
+				continue
+			}
+			want = append(want, c)
+		}
+		got := rank(snap, rules, nil, false)
+		if diff := cmp.Diff(want, got, cmpopts.EquateEmpty()); diff != "" {
+			t.Fatalf("iter %d (kill cgroup %v): ranking without kernel threads (-want +got):\n%s", iter, rules.KillCgroup, diff)
 		}
 	}
 }

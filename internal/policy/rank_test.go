@@ -440,3 +440,22 @@ func TestRankCountsCgroupKernelMemory(t *testing.T) {
 		t.Errorf("without kernel memory the victim is %d, want the editor 120", got[0].Victim)
 	}
 }
+
+// BenchmarkKillerDecideBesideKernelThreads is a kill decision on a small
+// machine: 8 processes beside 52 kernel threads, as in bench/vm's guest.
+// The killer does not rank the kernel threads (loneKernelThread).
+func BenchmarkKillerDecideBesideKernelThreads(b *testing.B) {
+	snap := &Snapshot{Memory: Memory{Total: 480 * miB, Available: 40 * miB}, SelfPID: 114, PageSize: 4096}
+	for i := range 52 {
+		snap.Processes = append(snap.Processes, Process{PID: 2 + i, PPID: 2, Comm: "kworker/0:1", State: 'I', KernelThread: true})
+	}
+	for i := range 8 {
+		snap.Processes = append(snap.Processes, Process{PID: 100 + i, PPID: 1, StartTime: uint64(i), Comm: "vmtool",
+			Cmdline: "/test/bin/vmtool hog", State: 'S', RSS: uint64(i+1) * 10 * miB, MMGroup: 100 + i, Cgroup: "/workload"})
+	}
+	v := Verdict{Level: LevelKill, Trigger: TriggerMemAvail, Scope: -1, Reason: "test"}
+	b.ReportAllocs()
+	for b.Loop() {
+		NewKiller(KillConfig{}, Rules{}).Decide(snap, v, snap.Time)
+	}
+}
