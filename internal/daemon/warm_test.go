@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/google/go-cmp/cmp"
+
 	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/scan"
 )
@@ -130,5 +132,35 @@ func TestRehearsalKillsNothing(t *testing.T) {
 	}
 	if _, inFlight := m.policy.InFlight(); inFlight {
 		t.Error("the rehearsal left a victim in flight")
+	}
+}
+
+// TestRehearseTriggersReachesALevel: the rehearsal of the triggers reaches
+// the kill level with the default triggers, for an unscoped daemon (with
+// and without swap) and for a scoped one, so that the code that builds a
+// verdict's reason has run; the snapshot it was given is not modified.
+func TestRehearseTriggersReachesALevel(t *testing.T) {
+	tests := []struct {
+		name string
+		snap policy.Snapshot
+	}{
+		{"machine without swap", policy.Snapshot{Memory: policy.Memory{Total: 512 << 20, Available: 400 << 20}}},
+		{"machine with swap", policy.Snapshot{Memory: policy.Memory{Total: 512 << 20, Available: 400 << 20, SwapTotal: 256 << 20, SwapFree: 256 << 20}}},
+		{"scope with a limit", policy.Snapshot{Memory: policy.Memory{Total: 8 << 30, Available: 6 << 30},
+			Scopes: []policy.ScopeMemory{{Path: "/sys/fs/cgroup/app", Usage: 10 << 20, Limit: 100 << 20, RefaultFile: -1, OOMKills: -1}}}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.snap.Time = time.Unix(1000, 0)
+			before := tc.snap
+			before.Scopes = slices.Clone(tc.snap.Scopes)
+			v := rehearseTriggers(&tc.snap, policy.DefaultTriggers())
+			if v.Level != policy.LevelKill || v.Reason == "" {
+				t.Errorf("rehearsal verdict %+v, want the kill level with a reason", v)
+			}
+			if diff := cmp.Diff(before, tc.snap); diff != "" {
+				t.Errorf("the rehearsal modified the snapshot (-before +after):\n%s", diff)
+			}
+		})
 	}
 }
