@@ -291,7 +291,9 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 // rehearse runs the pass that decides a kill once, before the loop starts,
 // on the processes as they are: a full scan, the kernel memory of their
 // cgroups, a decision by a throwaway killer with the same rules at the kill
-// level, and the kcmp check of its victim's mm. Nothing is killed.
+// level, and the kcmp check of its victim's mm, or, when there is no
+// victim yet, a choice beside a process of its own (rehearseChoice); and
+// the triggers reaching a level (rehearseTriggers). Nothing is killed.
 //
 // Memory is locked on fault (protectSelf), so a page of code or data the
 // daemon has never touched is not resident: the first real decision would
@@ -324,10 +326,30 @@ func (m *memoryKiller) rehearse(now time.Time) {
 	dec := policy.NewKiller(m.kc, m.rules).Decide(snap, v, now)
 	if dec.Kind == policy.DecideKill {
 		m.scan.ConfirmGroup(dec.Victim.Victim, m.withMM())
+	} else {
+		rehearseChoice(snap, v, m.kc, m.rules)
 	}
 	rehearseTriggers(snap, m.triggers)
 	m.scan.KeepKernelThreads()
 	m.log.Debug("rehearsed a decision", "processes", len(snap.Processes), "would_kill", dec.Victim.Victim, "took", time.Since(now))
+}
+
+// rehearsalPID is the PID of the process rehearseChoice adds: above the
+// largest pid_max (2^22), so that no process can have it.
+const rehearsalPID = 1<<22 + 1
+
+// rehearseChoice decides, with a throwaway killer, on a copy of snap with
+// one more process, eligible and alone in its mm, that cannot exist
+// (rehearsalPID), and returns the decision, which the caller discards: a
+// daemon started before its workload often has no eligible victim at
+// start, and the branch that chooses one and builds its reason would
+// otherwise run for the first time at the first real kill. snap is not
+// modified.
+func rehearseChoice(snap *policy.Snapshot, v policy.Verdict, kc policy.KillConfig, rules policy.Rules) policy.Decision {
+	s := *snap
+	s.Processes = append(slices.Clone(snap.Processes), policy.Process{PID: rehearsalPID, PPID: 1,
+		Comm: "rehearsal", State: 'S', RSS: 1 << 20, MMGroup: rehearsalPID, OOMScoreAdj: 1000})
+	return policy.NewKiller(kc, rules).Decide(&s, v, snap.Time)
 }
 
 // rehearseTriggers evaluates the triggers, with a state of their own, on a

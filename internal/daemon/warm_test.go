@@ -164,3 +164,24 @@ func TestRehearseTriggersReachesALevel(t *testing.T) {
 		})
 	}
 }
+
+// TestRehearseChoiceChoosesItsOwnProcess: with no eligible process (only
+// init and a kernel thread), the rehearsal's decision is a kill of the
+// process it added, which no process can be, and the snapshot is not
+// modified; the rehearsal calls it only when the real decision found no
+// victim.
+func TestRehearseChoiceChoosesItsOwnProcess(t *testing.T) {
+	snap := &policy.Snapshot{Time: time.Unix(1000, 0), Memory: policy.Memory{Total: 512 << 20}, Processes: []policy.Process{
+		{PID: 1, Comm: "init", State: 'S', RSS: 4 << 20, MMGroup: 1},
+		{PID: 2, Comm: "kthreadd", State: 'S', KernelThread: true},
+	}}
+	before := slices.Clone(snap.Processes)
+	v := policy.Verdict{Level: policy.LevelKill, Trigger: "rehearsal", Scope: -1, Reason: "rehearsal"}
+	d := rehearseChoice(snap, v, policy.KillConfig{}, policy.Rules{})
+	if d.Kind != policy.DecideKill || d.Victim.Victim != rehearsalPID || d.Reason == "" {
+		t.Errorf("rehearsal decision %v victim %d reason %q, want a kill of PID %d with a reason", d.Kind, d.Victim.Victim, d.Reason, rehearsalPID)
+	}
+	if diff := cmp.Diff(before, snap.Processes); diff != "" {
+		t.Errorf("the rehearsal modified the snapshot (-before +after):\n%s", diff)
+	}
+}
