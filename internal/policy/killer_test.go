@@ -471,7 +471,7 @@ func TestKillerLeavesLoneKernelThreadsUnranked(t *testing.T) {
 			{PID: 5, PPID: 2, Comm: "vhost-100", State: 'S', KernelThread: true, MMGroup: 100}, user(100, 50, "/a"), user(101, 20, "/b")},
 			Rules{}, kill(101), "victim PID 101"},
 		{"kill-cgroup mode: a kernel thread's cgroup protects the processes in it", []Process{kthread(2, "/"), user(100, 50, "/"), user(101, 20, "/b")},
-			Rules{KillCgroup: true}, decisionRow{Kind: DecideKill, Victim: 101, PIDs: []int{101}, Signal: SIGKILL, Reap: true, Attempt: 1}, "victim PID 101"},
+			Rules{KillCgroup: true}, kill(101), "victim PID 101"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
