@@ -424,10 +424,8 @@ func (g *Guard) Run(ctx context.Context) error {
 	stop := context.AfterFunc(ctx, g.conn.Interrupt)
 	defer stop()
 	// The loop reads in one of three ways. Idle (the last idleAfterEmpty
-	// takes found nothing): wait until an event or the next detection
-	// pass, in ppoll on this thread when it is real-time
-	// (procconn.Conn.WaitThread), else parked in the network poller
-	// (procconn.Conn.WaitIdle). Active: sleep
+	// takes found nothing): park in the network poller until an event or
+	// the next detection pass (procconn.Conn.WaitIdle). Active: sleep
 	// coalesceDelay (trickleDelay after a take of fewer than trickleBatch
 	// events), then take everything queued, so that a busy machine's
 	// trickle of forks and execs costs a wake-up every few milliseconds,
@@ -471,11 +469,7 @@ func (g *Guard) Run(ctx context.Context) error {
 					wait = due
 				}
 			}
-			waitFor := g.conn.WaitIdle
-			if g.rt.Load() {
-				waitFor = g.conn.WaitThread // woken by the kernel itself
-			}
-			if _, err := waitFor(wait); err != nil {
+			if _, err := g.conn.WaitIdle(wait); err != nil {
 				return fmt.Errorf("forkguard: %w", err)
 			}
 		}

@@ -130,14 +130,10 @@ type Conn struct {
 	pfd      []unix.PollFd
 
 	// waitFile is the descriptor a WaitIdle in progress waits on;
-	// interrupted is set by Interrupt; wakeFd is the eventfd through which
-	// Interrupt ends a WaitThread, -1 until the first WaitThread opens it.
-	// waitMu guards all three.
+	// interrupted is set by Interrupt. waitMu guards both.
 	waitMu      sync.Mutex
 	waitFile    *os.File
 	interrupted bool
-	wakeFd      int
-	threadPfd   [2]unix.PollFd
 
 	// per-CPU next expected sequence number (+1, so 0 means unknown)
 	next []uint32
@@ -154,7 +150,7 @@ func Open(o Options) (*Conn, error) {
 	if err != nil {
 		return nil, fmt.Errorf("proc connector: socket(AF_NETLINK, NETLINK_CONNECTOR): %w", err)
 	}
-	c := &Conn{fd: fd, buf: make([]byte, 64<<10), pfd: make([]unix.PollFd, 1), next: make([]uint32, 256), wakeFd: -1}
+	c := &Conn{fd: fd, buf: make([]byte, 64<<10), pfd: make([]unix.PollFd, 1), next: make([]uint32, 256)}
 	size := o.RcvBuf
 	if size <= 0 {
 		size = DefaultRcvBuf
@@ -337,81 +333,14 @@ func (c *Conn) pollWait(timeout time.Duration) (bool, error) {
 	}
 }
 
-// WaitThread is WaitIdle for a real-time caller: the calling thread waits
-// in ppoll(2) itself, on the socket and on an eventfd that Interrupt
-// signals, so the kernel wakes it when an event is queued. A goroutine
-// parked in Go's network poller is woken by another runtime thread, of
-// normal priority: in bench/vm's 2-vCPU guest, the fork-bomb guard's
-// thread waking that way at a workload's start delayed the latency
-// probe's first iteration by 5 to 10 ms (a median of 22 ms against 17 in
-// ppoll, and 14 to 17 beside earlyoom, 8 runs each). The price is the
-// runtime's monitor thread, which entering the call wakes and which then
-// polls for up to 10 ms before it takes the thread's processor back and
-// sleeps again: paid once per wait, as each sleep in nanosleep(2) already
-// pays it. A thread waiting in ppoll costs nothing while no event comes.
-// Without a descriptor for the eventfd it waits as WaitIdle does when out
-// of descriptors.
-func (c *Conn) WaitThread(timeout time.Duration) (bool, error) {
-	if c.closed.Load() {
-		return false, fmt.Errorf("proc connector: wait: %w", unix.EBADF)
-	}
-	c.waitMu.Lock()
-	if c.interrupted {
-		c.waitMu.Unlock()
-		return false, nil
-	}
-	if c.wakeFd < 0 {
-		fd, err := unix.Eventfd(0, unix.EFD_CLOEXEC|unix.EFD_NONBLOCK)
-		if err != nil {
-			c.waitMu.Unlock()
-			return c.pollWait(timeout)
-		}
-		c.wakeFd = fd
-	}
-	c.threadPfd = [2]unix.PollFd{{Fd: int32(c.fd), Events: unix.POLLIN}, {Fd: int32(c.wakeFd), Events: unix.POLLIN}}
-	c.waitMu.Unlock()
-	var deadline time.Time
-	if timeout >= 0 {
-		deadline = time.Now().Add(timeout)
-	}
-	for {
-		var ts *unix.Timespec
-		if timeout >= 0 {
-			left := time.Until(deadline)
-			if left <= 0 {
-				return false, nil
-			}
-			t := unix.NsecToTimespec(int64(left))
-			ts = &t
-		}
-		n, err := unix.Ppoll(c.threadPfd[:], ts, nil)
-		switch {
-		case err == unix.EINTR:
-			continue
-		case err != nil:
-			return false, fmt.Errorf("proc connector: ppoll: %w", err)
-		case n == 0:
-			return false, nil
-		case c.threadPfd[1].Revents != 0:
-			return false, nil // interrupted, or closed meanwhile
-		}
-		return c.threadPfd[0].Revents != 0, nil
-	}
-}
-
-// Interrupt ends a WaitIdle or WaitThread in progress, and makes every
-// later one return at once. It is safe from any goroutine; Read is not
-// affected.
+// Interrupt ends a WaitIdle in progress, and makes every later one return
+// at once. It is safe from any goroutine; Read is not affected.
 func (c *Conn) Interrupt() {
 	c.waitMu.Lock()
 	defer c.waitMu.Unlock()
 	c.interrupted = true
 	if c.waitFile != nil {
 		c.waitFile.SetReadDeadline(time.Unix(1, 0))
-	}
-	if c.wakeFd >= 0 {
-		one := [8]byte{1}
-		unix.Write(c.wakeFd, one[:])
 	}
 }
 
@@ -552,13 +481,6 @@ func (c *Conn) Close() error {
 		return nil
 	}
 	c.control(mcastIgnore)
-	c.Interrupt()
-	c.waitMu.Lock()
-	if c.wakeFd >= 0 {
-		unix.Close(c.wakeFd)
-		c.wakeFd = -1
-	}
-	c.waitMu.Unlock()
 	return unix.Close(c.fd)
 }
 
