@@ -486,3 +486,30 @@ func TestKillerLeavesLoneKernelThreadsUnranked(t *testing.T) {
 		})
 	}
 }
+
+// TestKillerChoiceCostIgnoresKernelThreads: a kill decision beside 500
+// kernel threads allocates about as often as one beside none (a few
+// allocations more for the larger per-process tables), where ranking them
+// cost two or more allocations each.
+func TestKillerChoiceCostIgnoresKernelThreads(t *testing.T) {
+	allocs := func(kernelThreads int) float64 {
+		snap := &Snapshot{Memory: Memory{Total: 480 * miB}, PageSize: 4096}
+		for i := range kernelThreads {
+			snap.Processes = append(snap.Processes, Process{PID: 2 + i, PPID: 2, Comm: "kworker", State: 'I', KernelThread: true})
+		}
+		for i := range 8 {
+			snap.Processes = append(snap.Processes, Process{PID: 10000 + i, PPID: 1, Comm: "app", State: 'S',
+				RSS: uint64(i+1) * miB, MMGroup: 10000 + i})
+		}
+		v := Verdict{Level: LevelKill, Trigger: TriggerMemAvail, Scope: -1, Reason: "test"}
+		return testing.AllocsPerRun(20, func() {
+			if d := NewKiller(KillConfig{}, Rules{}).Decide(snap, v, time.Unix(0, 0)); d.Victim.Victim != 10007 {
+				t.Fatalf("victim %d, want 10007", d.Victim.Victim)
+			}
+		})
+	}
+	none, many := allocs(0), allocs(500)
+	if many > none+8 {
+		t.Errorf("a decision beside 500 kernel threads allocates %v times, beside none %v", many, none)
+	}
+}
