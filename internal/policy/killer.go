@@ -188,8 +188,9 @@ func NewKiller(cfg KillConfig, rules Rules) *Killer {
 	return &Killer{cfg: cfg, rules: rules, marks: map[procKey]mark{}}
 }
 
-// Rank is Rank with the killer's skip marks: the ranking exactly as the
-// killer sees it.
+// Rank is Rank with the killer's skip marks: the ranking as the killer
+// sees it. (Its choice ranks without the kernel threads that have no mm,
+// which only ever rank last: see loneKernelThread.)
 func (k *Killer) Rank(snap *Snapshot) []Candidate {
 	return rank(snap, k.rules, k.markReasons(), true)
 }
