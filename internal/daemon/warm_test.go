@@ -168,8 +168,7 @@ func TestRehearseTriggersReachesALevel(t *testing.T) {
 // TestRehearseChoiceChoosesItsOwnProcess: with no eligible process (only
 // init and a kernel thread), the rehearsal's decision is a kill of the
 // process it added, which no process can be, and the snapshot is not
-// modified; the rehearsal calls it only when the real decision found no
-// victim.
+// modified.
 func TestRehearseChoiceChoosesItsOwnProcess(t *testing.T) {
 	snap := &policy.Snapshot{Time: time.Unix(1000, 0), Memory: policy.Memory{Total: 512 << 20}, Processes: []policy.Process{
 		{PID: 1, Comm: "init", State: 'S', RSS: 4 << 20, MMGroup: 1},
