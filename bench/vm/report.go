@@ -4,6 +4,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"image/color"
+	"math"
 	"os"
 	"path/filepath"
 	"slices"
@@ -160,6 +161,33 @@ func (s stat) String() string {
 	return str
 }
 
+// latencies summarises probe iterations pooled over a cell's runs.
+type latencies struct {
+	n        int
+	p50, p99 float64
+}
+
+// pool returns the nearest-rank median and 99th percentile of xs, which
+// it sorts.
+func pool(xs []float64) latencies {
+	if len(xs) == 0 {
+		return latencies{}
+	}
+	sort.Float64s(xs)
+	rank := func(q float64) float64 {
+		i := int(math.Ceil(q*float64(len(xs)))) - 1
+		return xs[max(i, 0)]
+	}
+	return latencies{n: len(xs), p50: rank(0.5), p99: rank(0.99)}
+}
+
+func (l latencies) String() string {
+	if l.n == 0 {
+		return "–"
+	}
+	return fmt.Sprintf("%.1f / %.1f", l.p50, l.p99)
+}
+
 func ratio(a, b stat) string {
 	if a.med < 0 || b.med <= 0 || a.never > 0 || b.never > 0 {
 		return "–"
@@ -187,7 +215,7 @@ func report(repo, dataDir string) error {
 	fmt.Fprintf(&b, "- %s; host CPU: %s.\n", meta.Qemu, meta.CPU)
 	fmt.Fprintf(&b, "- Configurations: root on the initramfs (`ram`, never evictable) or on an ext4 virtio disk throttled to 32 MiB/s (`disk`); no swap or 256 MiB of zram swap.\n")
 	fmt.Fprintf(&b, "- Every run: bystanders \"shell\" (16 MiB) and \"editor\" (64 MiB) touching their memory every second, a probe reading a file and running `/bin/true` every 100 ms, the workload in its own cgroup, the killer at its defaults (earlyoom: Debian's `-r 3600`; oomd: Debian's `--interval 1` and `oomd.json`, its systemd slices mapped onto the guest as `bench/vm/oomd.json` says; oomguard: `oomguard daemon`, unscoped; kernel: nothing). systemd-oomd cannot run here: it needs systemd as PID 1 and D-Bus, which the guest does not have.\n")
-	fmt.Fprintf(&b, "- Onset: MemAvailable below 10 %% of MemTotal (thrash: the hog stops growing at 14 %%; fork bomb: its start). Episode: onset to the workload's end (every process of it gone). Release: onset to MemAvailable back above 40 %%. Stall: the probe's longest iteration, lateness included.\n")
+	fmt.Fprintf(&b, "- Onset: MemAvailable below 10 %% of MemTotal (thrash: the hog stops growing at 14 %%; fork bomb: its start). Episode: onset to the workload's end (every process of it gone). Release: onset to MemAvailable back above 40 %%. Stall: the probe's longest iteration, lateness included. Probe p50 / p99: every iteration of the probe in a cell's runs but each run's first, pooled (the worst stall is one run's extreme; these show whether a killer slows the probe as a rule).\n")
 	fmt.Fprintf(&b, "- Times in ms: median [min–max] over the repetitions; \"never\" means the workload outlived the run's window (%s).\n", windows(runs))
 	cells := map[string]int{}
 	loMin, loMax := -1.0, 0.0
@@ -228,10 +256,12 @@ func report(repo, dataDir string) error {
 		for _, sc := range scenarios {
 			stats := map[string][3]stat{}
 			hurt := map[string]string{}
+			probe := map[string]latencies{}
 			kernelKills := map[string]string{}
 			for _, k := range killers {
 				var ep, rel, st []float64
 				var bad, kk []string
+				var lat []float64
 				for _, r := range runs {
 					if r.Config != c.Name || r.Scenario != sc || r.Killer != k {
 						continue
@@ -257,6 +287,11 @@ func report(repo, dataDir string) error {
 					ep = append(ep, episode(r.res))
 					rel = append(rel, release(r.res))
 					st = append(st, r.res.MaxStallMs)
+					for i, p := range r.res.Probe {
+						if i > 0 {
+							lat = append(lat, p.LatMs)
+						}
+					}
 					if n := r.res.KernelOOMKills; n != nil {
 						kk = append(kk, strconv.FormatInt(*n, 10))
 					} else {
@@ -275,6 +310,7 @@ func report(repo, dataDir string) error {
 					continue
 				}
 				stats[k] = [3]stat{summarize(ep), summarize(rel), summarize(st)}
+				probe[k] = pool(lat)
 				slices.Sort(bad)
 				hurt[k] = strings.Join(slices.Compact(bad), ", ")
 				kernelKills[k] = strings.Join(kk, ", ")
@@ -288,26 +324,26 @@ func report(repo, dataDir string) error {
 				if h == "" {
 					h = "none"
 				}
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2],
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2], probe[k],
 					ratio(s[0], stats["earlyoom"][0]), ratio(s[0], stats["oomd"][0]), ratio(s[0], stats["kernel"][0]), h, kernelKills[k]))
 			}
 			if og, ok := stats["oomguard"]; ok {
-				targets = append(targets, targetRows(c, sc, og, stats, hurt)...)
+				targets = append(targets, targetRows(c, sc, og, stats, hurt, probe)...)
 			}
 			if len(stats) > 0 {
 				name := fmt.Sprintf("%s-%s.png", c.Name, sc)
 				if err := plotScenario(filepath.Join(plotDir, name), c.Name, sc, runs); err != nil {
 					return err
 				}
-				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | | |", c.Name, sc, name))
+				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | | | |", c.Name, sc, name))
 			}
 		}
 		if len(rows) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n", c.Name)
-		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) | kernel OOM kills, per run |\n")
-		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | probe p50 / p99 ms | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) | kernel OOM kills, per run |\n")
+		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(rows, "\n"))
 		b.WriteString("\n\n")
 	}
@@ -461,7 +497,7 @@ const kernelThrashMs = 1000.0
 const sampleMs = 50
 
 // targetRows checks oomguard's medians against the targets of issue 7.
-func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt map[string]string) []string {
+func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt map[string]string, probe map[string]latencies) []string {
 	var rows []string
 	add := func(target, measured string, ok bool) {
 		v := "met"
@@ -492,7 +528,11 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 			add(label, fmt.Sprintf("%.0f vs %.0f ms (%.2f×)", ep.med, eo[0].med, ep.med/eo[0].med), ep.med <= limit*eo[0].med)
 		}
 		if eo[2].n > 0 && og[2].n > 0 {
-			add("worst stall ≤ earlyoom's", fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med), og[2].med <= eo[2].med)
+			measured := fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med)
+			if a, b := probe["oomguard"], probe["earlyoom"]; a.n > 0 && b.n > 0 {
+				measured += fmt.Sprintf("; every iteration (%d vs %d): p50 %.1f vs %.1f, p99 %.1f vs %.1f ms", a.n, b.n, a.p50, b.p50, a.p99, b.p99)
+			}
+			add("worst stall ≤ earlyoom's", measured, og[2].med <= eo[2].med)
 		}
 	}
 	if od, ok := stats["oomd"]; ok {
