@@ -77,6 +77,21 @@ func TestHungGuestIsKilledAtDeadline(t *testing.T) {
 	if !strings.Contains(err.Error(), "deadline") || !strings.Contains(err.Error(), "guest console") {
 		t.Errorf("error does not name the deadline and carry the console: %v", err)
 	}
+	if strings.Contains(err.Error(), "never started its test") {
+		t.Errorf("the guest started its test (it hung in it), but the error says it did not: %v", err)
+	}
+}
+
+// TestTailTellsABootHang: a run whose console lacks the init's line before
+// the test says that the guest never got there.
+func TestTailTellsABootHang(t *testing.T) {
+	if got := tail(&Result{}, nil); !strings.Contains(got, "never started its test") {
+		t.Errorf("tail of an empty console = %q, want it to say the test never started", got)
+	}
+	started := &Result{Console: []byte("vm-init: running the test\nhog 123: holding 16 MiB\n")}
+	if got := tail(started, nil); strings.Contains(got, "never started") || !strings.Contains(got, "hog 123") {
+		t.Errorf("tail of a started test's console = %q, want its console and no boot hang", got)
+	}
 }
 
 func TestDiskRoot(t *testing.T) {

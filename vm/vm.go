@@ -230,6 +230,10 @@ func Run(ctx context.Context, cfg Config) (*Result, error) {
 	return res, nil
 }
 
+// testStarted is what the guest init writes to the console right before
+// it runs the test (guest/init.sh).
+const testStarted = "vm-init: running the test"
+
 // tail formats the end of the console log and qemu's own output for an error.
 func tail(res *Result, qemuOut []byte) string {
 	c := res.Console
@@ -238,6 +242,9 @@ func tail(res *Result, qemuOut []byte) string {
 		c = c[len(c)-max:]
 	}
 	s := "--- guest console (end) ---\n" + string(c)
+	if !bytes.Contains(res.Console, []byte(testStarted)) {
+		s = "the guest never started its test: no \"" + testStarted + "\" on its console (it hung or crashed while booting)\n" + s
+	}
 	if len(res.Output) > 0 {
 		s += "\n--- result port ---\n" + string(res.Output)
 	}
