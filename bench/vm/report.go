@@ -530,7 +530,7 @@ func targetRows(c Config, sc string, og [3]stat, stats map[string][3]stat, hurt 
 		if eo[2].n > 0 && og[2].n > 0 {
 			measured := fmt.Sprintf("%.0f vs %.0f ms", og[2].med, eo[2].med)
 			if a, b := probe["oomguard"], probe["earlyoom"]; a.n > 0 && b.n > 0 {
-				measured += fmt.Sprintf("; every iteration (%d vs %d): p50 %.1f vs %.1f, p99 %.1f vs %.1f ms", a.n, b.n, a.p50, b.p50, a.p99, b.p99)
+				measured += fmt.Sprintf("; probe iterations pooled (%d and %d): p50 %.1f vs %.1f, p99 %.1f vs %.1f ms", a.n, b.n, a.p50, b.p50, a.p99, b.p99)
 			}
 			add("worst stall ≤ earlyoom's", measured, og[2].med <= eo[2].med)
 		}
