@@ -343,13 +343,19 @@ const rehearsalPID = 1<<22 + 1
 // (rehearsalPID), and returns the decision, which the caller discards: a
 // daemon started before its workload often has no eligible victim at
 // start, and the branch that chooses one and builds its reason would
-// otherwise run for the first time at the first real kill. snap is not
-// modified.
+// otherwise run for the first time at the first real kill. A user's rule
+// that ignores or protects the added process's name would leave that
+// branch unrun, so then it decides once more without the rules. snap is
+// not modified.
 func rehearseChoice(snap *policy.Snapshot, v policy.Verdict, kc policy.KillConfig, rules policy.Rules) policy.Decision {
 	s := *snap
 	s.Processes = append(slices.Clone(snap.Processes), policy.Process{PID: rehearsalPID, PPID: 1,
 		Comm: "rehearsal", State: 'S', RSS: 1 << 20, MMGroup: rehearsalPID, OOMScoreAdj: 1000})
-	return policy.NewKiller(kc, rules).Decide(&s, v, snap.Time)
+	d := policy.NewKiller(kc, rules).Decide(&s, v, snap.Time)
+	if d.Kind != policy.DecideKill {
+		d = policy.NewKiller(kc, policy.Rules{}).Decide(&s, v, snap.Time)
+	}
+	return d
 }
 
 // rehearseTriggers evaluates the triggers, with a state of their own, on a

@@ -4,6 +4,7 @@ import (
 	"context"
 	"io"
 	"log/slog"
+	"regexp"
 	"slices"
 	"testing"
 	"time"
@@ -176,9 +177,21 @@ func TestRehearseChoiceChoosesItsOwnProcess(t *testing.T) {
 	}}
 	before := slices.Clone(snap.Processes)
 	v := policy.Verdict{Level: policy.LevelKill, Trigger: "rehearsal", Scope: -1, Reason: "rehearsal"}
-	d := rehearseChoice(snap, v, policy.KillConfig{}, policy.Rules{})
-	if d.Kind != policy.DecideKill || d.Victim.Victim != rehearsalPID || d.Reason == "" {
-		t.Errorf("rehearsal decision %v victim %d reason %q, want a kill of PID %d with a reason", d.Kind, d.Victim.Victim, d.Reason, rehearsalPID)
+	// A user's rules that would shield the added process's name do not
+	// keep the choice from being rehearsed.
+	for _, tc := range []struct {
+		name  string
+		rules policy.Rules
+	}{
+		{"no rules", policy.Rules{}},
+		{"protected by name", policy.Rules{Protected: []string{"rehearsal"}}},
+		{"ignored by pattern", policy.Rules{Ignore: []*regexp.Regexp{regexp.MustCompile("^re")}}},
+		{"avoided", policy.Rules{Avoid: []*regexp.Regexp{regexp.MustCompile(".*")}}},
+	} {
+		d := rehearseChoice(snap, v, policy.KillConfig{}, tc.rules)
+		if d.Kind != policy.DecideKill || d.Victim.Victim != rehearsalPID || d.Reason == "" {
+			t.Errorf("%s: rehearsal decision %v victim %d reason %q, want a kill of PID %d with a reason", tc.name, d.Kind, d.Victim.Victim, d.Reason, rehearsalPID)
+		}
 	}
 	if diff := cmp.Diff(before, snap.Processes); diff != "" {
 		t.Errorf("the rehearsal modified the snapshot (-before +after):\n%s", diff)
