@@ -150,12 +150,78 @@ type Report struct {
 // timestamp of the same process are.
 const bornTolerance = 30 * time.Millisecond
 
-// Contain stops the family, kills every member and waits for them to die.
+// Contain stops the family, kills every member and waits for them to die:
+// Kill, then Wait.
 func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
+	return Kill(ctx, fam, o).Wait(ctx)
+}
+
+// Killing is a family that Kill has stopped and sent SIGKILL, whose
+// members may not all have died yet. It holds their pidfds until Wait.
+type Killing struct {
+	c   *container
+	rep Report
+	err error
+}
+
+// Report is the containment so far: everything but Survivors and Done,
+// which Wait fills in.
+func (k *Killing) Report() Report { return k.rep }
+
+// Targets appends the members sent SIGKILL to out. Call it before Wait.
+func (k *Killing) Targets(out []Target) []Target {
+	for _, p := range k.c.fds {
+		out = append(out, Target{PID: p.pid, Born: p.born})
+	}
+	return out
+}
+
+// Wait waits for every killed member to die: until none is left, until
+// none has died for ExitTimeout, until ExitDeadline has passed since the
+// kill, or until ctx ends. It then releases the members' pidfds and
+// returns the whole report, with an error if Kill failed or a member was
+// still alive. Call it once, from any goroutine.
+func (k *Killing) Wait(ctx context.Context) (Report, error) {
+	c, rep := k.c, k.rep
+	defer c.closeAll()
+	var stopped error
+	rep.Survivors, stopped = c.wait(ctx, c.o.ExitTimeout, c.o.ExitDeadline)
+	rep.Done = time.Now()
+	switch {
+	case k.err != nil:
+		return rep, k.err
+	case rep.Survivors > 0 && stopped != nil:
+		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL, when the wait was called off: %w",
+			rep.Survivors, rep.Done.Sub(rep.Killed).Round(time.Millisecond), stopped)
+	case rep.Survivors > 0:
+		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL (none exited in the last %v, or the wait reached its bound of %v)",
+			rep.Survivors, rep.Done.Sub(rep.Killed).Round(time.Millisecond), c.o.ExitTimeout, c.o.ExitDeadline)
+	}
+	return rep, nil
+}
+
+// Kill stops the family and sends SIGKILL to every member. It returns once
+// the signals are sent, without waiting for the members to die: that is
+// Killing.Wait's, which must be called. A family with no live member gives
+// a Killing whose report's Method is "none".
+func Kill(ctx context.Context, fam Family, o Options) *Killing {
 	o.defaults()
 	c := &container{o: o, fds: map[int32]*pin{}, skipped: map[int32]bool{}}
 	c.reserveFDs()
-	defer c.closeAll()
+	k := &Killing{c: c}
+	k.rep, k.err = c.kill(ctx, fam)
+	for pid := range c.fds {
+		k.rep.PIDs = append(k.rep.PIDs, pid)
+	}
+	for pid := range c.skipped {
+		k.rep.Skipped = append(k.rep.Skipped, Skip{PID: pid, Reason: c.reasons[pid]})
+	}
+	return k
+}
+
+// kill is Kill's work: stop, kill, and list the late members.
+func (c *container) kill(ctx context.Context, fam Family) (Report, error) {
+	o := c.o
 	rep := Report{Start: time.Now()}
 	members := fam(nil)
 	if len(members) == 0 {
@@ -198,7 +264,8 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	for rep.Rounds = 0; rep.Rounds < o.MaxRounds && quiet < 2; rep.Rounds++ {
 		if err := ctx.Err(); err != nil {
 			c.killAll()
-			return rep, err
+			rep.Killed = time.Now()
+			return rep, fmt.Errorf("contain: called off while stopping the family, whose %d members known so far were sent SIGKILL: %w", len(c.fds), err)
 		}
 		members = fam(members[:0])
 		fresh := 0
@@ -247,6 +314,7 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 	c.killAll()
 	if frozen != nil {
 		if err := frozen.Thaw(); err != nil {
+			rep.Killed = time.Now()
 			return rep, fmt.Errorf("contain: thaw %s after kill: %w", frozen.Path, err)
 		}
 	}
@@ -275,18 +343,6 @@ func Contain(ctx context.Context, fam Family, o Options) (Report, error) {
 		if p.fd == nil {
 			rep.Unpinned++
 		}
-	}
-	rep.Survivors = c.wait(o.ExitTimeout, o.ExitDeadline)
-	rep.Done = time.Now()
-	for pid := range c.fds {
-		rep.PIDs = append(rep.PIDs, pid)
-	}
-	for pid := range c.skipped {
-		rep.Skipped = append(rep.Skipped, Skip{PID: pid, Reason: c.reasons[pid]})
-	}
-	if rep.Survivors > 0 {
-		return rep, fmt.Errorf("contain: %d members still alive %v after SIGKILL (none exited in the last %v, or the wait reached its bound of %v)",
-			rep.Survivors, rep.Done.Sub(rep.Killed).Round(time.Millisecond), o.ExitTimeout, o.ExitDeadline)
 	}
 	return rep, nil
 }
@@ -733,9 +789,9 @@ func (c *container) killAll() {
 }
 
 // wait waits for every killed member to exit and returns how many did not:
-// until none is left, until no member exited for timeout, or until bound
-// has passed since the call.
-func (c *container) wait(timeout, bound time.Duration) int {
+// until none is left, until no member exited for timeout, until bound has
+// passed since the call, or until ctx ends (and then with ctx's error).
+func (c *container) wait(ctx context.Context, timeout, bound time.Duration) (int, error) {
 	start := time.Now()
 	last := start // the last time a member was seen to exit
 	pending := make([]*pin, 0, len(c.fds))
@@ -755,7 +811,10 @@ func (c *container) wait(timeout, bound time.Duration) int {
 		}
 		pending = left
 		if len(pending) == 0 || now.Sub(last) >= timeout || now.Sub(start) >= bound {
-			return len(pending)
+			return len(pending), nil
+		}
+		if err := ctx.Err(); err != nil {
+			return len(pending), err
 		}
 		if fd := pending[0]; fd.fd != nil {
 			fd.fd.WaitExit(10 * time.Millisecond)

@@ -2,6 +2,7 @@ package containment
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -411,5 +412,50 @@ func TestContainAdoptsChildrenTheFamilyMissed(t *testing.T) {
 				}
 			}
 		})
+	}
+}
+
+// TestKillReturnsBeforeTheWait: Kill returns once SIGKILL is sent, with
+// the members' report so far, while they may still live (here they are
+// held frozen, where SIGKILL cannot end them); Wait then waits for them,
+// and a ctx that ends calls the wait off, with the survivors counted and
+// the error saying so.
+func TestKillReturnsBeforeTheWait(t *testing.T) {
+	mounts, off := realKernel(t)
+	g := testbed.New(t, testbed.Options{PidsMax: 20})
+	root, members, pinned := startPinnedFamily(t, g, 3, off)
+	if err := g.Freezer.Freeze(10 * time.Second); err != nil {
+		t.Fatal(err)
+	}
+	k := Kill(context.Background(), family(t, root, off), Options{Mounts: mounts, Self: os.Getpid(), MonoMinusBoot: off, NoFreeze: true})
+	rep := k.Report()
+	if len(rep.PIDs) != len(members) || rep.Killed.IsZero() || !rep.Done.IsZero() {
+		t.Fatalf("report after Kill: %d members killed at %v, done at %v; want %d killed and not done", len(rep.PIDs), rep.Killed, rep.Done, len(members))
+	}
+	if got := k.Targets(nil); len(got) != len(members) {
+		t.Fatalf("Targets: %v, want the %d members %v", got, len(members), members)
+	}
+	for i, fd := range pinned {
+		if !testbed.Alive(t, fd) {
+			t.Fatalf("member %d died while frozen", members[i].PID)
+		}
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 500*time.Millisecond)
+	defer cancel()
+	rep, err := k.Wait(ctx)
+	t.Logf("waited %v: %v", rep.Done.Sub(rep.Killed), err)
+	if rep.Survivors != len(members) || !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "called off") {
+		t.Fatalf("Wait called off: %d survivors, error %v; want %d and the context's error", rep.Survivors, err, len(members))
+	}
+	if w := rep.Done.Sub(rep.Killed); w > 3*time.Second {
+		t.Errorf("the wait went on %v after its context ended, past ExitTimeout", w)
+	}
+	if err := g.Freezer.Thaw(); err != nil {
+		t.Fatal(err)
+	}
+	for i, fd := range pinned {
+		if done, err := fd.WaitExit(10 * time.Second); err != nil || !done {
+			t.Errorf("member %d did not die of its SIGKILL once thawed: %v", members[i].PID, err)
+		}
 	}
 }

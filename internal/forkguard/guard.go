@@ -73,8 +73,9 @@ type Config struct {
 	// (or ten times the last one's cost, up to 1 s), and no pass judges a
 	// lineage that lost events before its resync.
 	ResyncHold time.Duration
-	// Cooldown is how long a family already reported in dry-run (or one
-	// whose containment failed) is not reported again; 0 means 10 s, the
+	// Cooldown is how long a family already reported in dry-run is not
+	// reported again, and how long members that a containment sent
+	// SIGKILL but did not see die are passed over; 0 means 10 s, the
 	// seed's rest time.
 	Cooldown time.Duration
 	// Priority is the SCHED_FIFO priority of the event thread (which also
@@ -136,8 +137,14 @@ type Guard struct {
 	lastWrong     time.Duration // when a resync last found the lineage wrong
 	holdUntil     time.Duration
 	cooldown      map[lineage.Ref]time.Duration
-	pgscan        uint64
-	vmstat        *procfs.Reader // kept open; used by the Run goroutine only
+	// dying holds, by PID, the members that a containment has sent
+	// SIGKILL, while a goroutine waits for them to die (see contain), and
+	// for Cooldown after a wait that left some alive. g.mu guards it.
+	dying map[int32]dyingMember
+	// reaps counts those goroutines; Run waits for them.
+	reaps  sync.WaitGroup
+	pgscan uint64
+	vmstat *procfs.Reader // kept open; used by the Run goroutine only
 
 	// takeForks, takeExecs and takeOrphans count, in the last take, the
 	// forks, the execs and the exits of processes with children on record.
@@ -223,6 +230,7 @@ func New(cfg Config, log *slog.Logger, actions *actionlog.Log) (*Guard, error) {
 		rec:      lineage.New(cfg.Lineage),
 		evs:      make([]procconn.Event, 256),
 		cooldown: map[lineage.Ref]time.Duration{},
+		dying:    map[int32]dyingMember{},
 		ready:    make(chan struct{}),
 	}, nil
 }
@@ -379,6 +387,9 @@ func (g *Guard) nextPass() (time.Duration, bool) {
 // Run seeds the lineage from /proc, then follows events, detects and
 // contains bombs until ctx is done. It closes the proc connector on return.
 func (g *Guard) Run(ctx context.Context) error {
+	// Last: the waits for killed families to die end soon once ctx is
+	// done, and each records its action.
+	defer g.reaps.Wait()
 	defer g.conn.Close()
 	defer func() {
 		if g.vmstat != nil {
@@ -756,9 +767,19 @@ func (g *Guard) detect(ctx context.Context, t time.Duration) {
 			delete(g.cooldown, k)
 		}
 	}
+	g.mu.Lock()
+	for pid, d := range g.dying {
+		if d.until != 0 && t > d.until {
+			delete(g.dying, pid)
+		}
+	}
+	g.mu.Unlock()
 	for _, v := range g.verdicts {
 		if until, ok := g.cooldown[v.RootRef]; ok {
 			g.recheck(until)
+			continue
+		}
+		if g.dyingFamily(v, scope, t) {
 			continue
 		}
 		if t < g.holdUntil {
@@ -770,6 +791,46 @@ func (g *Guard) detect(ctx context.Context, t time.Duration) {
 		g.found.Add(1)
 		g.contain(ctx, v, scope)
 	}
+}
+
+// dyingMember is a member sent SIGKILL: its birth time, against PID
+// reuse, and when it stops counting as dying (0 while its family's wait
+// goes on).
+type dyingMember struct {
+	born, until time.Duration
+}
+
+// dyingRecheck is how often a family being waited for is judged again: its
+// members' exits, or the end of the wait, make it no family or a new one.
+const dyingRecheck = 250 * time.Millisecond
+
+// dyingFamily reports whether every live member of v was sent SIGKILL by a
+// containment whose wait for their deaths goes on (or left them alive less
+// than Cooldown ago): the same bomb, already dealt with, which is passed
+// over; a member forked since, by a member left alone (a protected one),
+// makes it a bomb again. It asks for the pass that will judge it next.
+func (g *Guard) dyingFamily(v forkbomb.Verdict, scope *forkbomb.PIDSet, t time.Duration) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	if len(g.dying) == 0 {
+		return false
+	}
+	g.members = g.verdictMembers(v, scope)
+	next := t + dyingRecheck
+	for _, m := range g.members {
+		d, ok := g.dying[m.PID]
+		if !ok || d.born != m.Born {
+			return false
+		}
+		if d.until != 0 {
+			next = min(next, d.until)
+		}
+	}
+	if len(g.members) == 0 {
+		return false
+	}
+	g.recheck(next)
+	return true
 }
 
 // recheck asks for a detection pass at t, or sooner.
@@ -855,6 +916,12 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		defer g.mu.Unlock()
 		g.members = g.verdictMembers(v, sc)
 		for _, m := range g.members {
+			// Sent SIGKILL by an earlier containment (of a bomb that
+			// refilled the slots its dying members freed): not killed
+			// again, nor counted twice.
+			if d, ok := g.dying[m.PID]; ok && d.born == m.Born {
+				continue
+			}
 			out = append(out, containment.Target{PID: m.PID, Born: m.Born})
 		}
 		return out
@@ -873,11 +940,60 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			g.log.Warn("forkguard: the runtime's other threads stay at normal priority during the containment", "err", err)
 		}
 	}
-	rep, err := containment.Contain(ctx, fam, containment.Options{
+	killing := containment.Kill(ctx, fam, containment.Options{
 		ProcRoot: g.cfg.ProcRoot, Mounts: g.mounts, Self: int(g.self), MonoMinusBoot: g.monoMinusBoot,
 		NoFreeze: g.cfg.NoFreeze,
 	})
 	restore()
+	// The members can take seconds to die (see containment.Options); the
+	// wait for that runs on a goroutine of its own, so that this thread
+	// goes back to the events at once: a second bomb is seen as soon as it
+	// starts, and the connector's buffer does not overflow meanwhile. The
+	// killed members stay on record until their exits come in; until
+	// then, dyingFamily keeps their family from being contained again.
+	targets := killing.Targets(nil)
+	g.killed.Add(uint64(len(targets)))
+	g.mu.Lock()
+	for _, m := range targets {
+		g.dying[m.PID] = dyingMember{born: m.Born}
+	}
+	g.mu.Unlock()
+	if early := killing.Report(); len(targets) > 0 {
+		g.log.Info("forkguard: family sent SIGKILL; waiting for its members to die", "root", v.RootPID,
+			"killed", len(targets), "method", early.Method)
+	}
+	g.reaps.Add(1)
+	go func() {
+		defer g.reaps.Done()
+		rep, err := killing.Wait(ctx)
+		g.mu.Lock()
+		until := time.Duration(0)
+		if err != nil {
+			until = now() + g.cfg.Cooldown
+		}
+		for _, m := range targets {
+			if d, ok := g.dying[m.PID]; ok && d.born == m.Born {
+				if until == 0 {
+					delete(g.dying, m.PID)
+				} else {
+					g.dying[m.PID] = dyingMember{born: m.Born, until: until}
+				}
+			}
+		}
+		g.mu.Unlock()
+		g.recordContainment(v, reason, nums, rep, err)
+	}()
+}
+
+// recordContainment logs and records a containment once its wait is over.
+func (g *Guard) recordContainment(v forkbomb.Verdict, reason string, nums map[string]float64, rep containment.Report, err error) {
+	if len(rep.PIDs) == 0 && len(rep.Skipped) == 0 && err == nil {
+		// Its members had exited by the time it was stopped: their exits
+		// were still queued when it was judged (a bomb's remainder, seen
+		// while an earlier containment's kills came in). Nothing was done.
+		g.log.Debug("forkguard: family gone before it could be contained", "root", v.RootPID, "reason", reason)
+		return
+	}
 	doneMono := now() - time.Since(rep.Done)
 	for i, sk := range rep.Skipped {
 		if i == 10 {
@@ -886,7 +1002,6 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		}
 		g.log.Warn("forkguard: member not killed", "pid", sk.PID, "reason", sk.Reason)
 	}
-	g.killed.Add(uint64(len(rep.PIDs)))
 	nums["size"] = float64(max(v.Live, len(rep.PIDs)))
 	nums["killed"] = float64(len(rep.PIDs))
 	nums["stop_seconds"] = rep.Stopped.Sub(rep.Start).Seconds()
@@ -914,8 +1029,6 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		a.PIDs = append(a.PIDs, int(pid))
 	}
 	if err != nil {
-		g.cooldown[v.RootRef] = now() + g.cfg.Cooldown
-		g.recheck(g.cooldown[v.RootRef])
 		g.log.Error("forkguard: containment incomplete", "err", err, "reason", reason)
 		a.Reason += fmt.Sprintf(" (incomplete: %v)", err)
 	} else {
