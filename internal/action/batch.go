@@ -71,8 +71,26 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 	if k.TermGrace > 0 {
 		first = unix.SIGTERM
 	}
+	// Members that left the victim's address space, judged for all of
+	// them before the first signal, by PID (a PID reused since names a
+	// process that does not share it either: dropped all the same).
+	left := leavers(v)
 	for i := 0; i < len(v.Members); i += batch {
 		part := v.Members[i:min(i+batch, len(v.Members))]
+		if len(left) > 0 {
+			kept := make([]Member, 0, len(part))
+			for _, m := range part {
+				if left[m.PID] {
+					r.res.Mismatched = append(r.res.Mismatched, m.PID)
+					r.quiet = false
+					r.step(Step{Op: OpDrop, PID: m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", v.SameMM)})
+					r.quiet = true
+					continue
+				}
+				kept = append(kept, m)
+			}
+			part = kept
+		}
 		if ctx.Err() != nil {
 			// Never reached: alive as far as we know, and not signalled.
 			for _, m := range part {
@@ -116,6 +134,36 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 		"killed", len(r.res.Killed), "gone", len(r.res.Gone), "mismatched", len(r.res.Mismatched),
 		"still_alive", len(r.res.StillAlive), "released", r.res.Released, "reason", v.Reason)
 	return r.res
+}
+
+// leavers returns the members of v that kcmp says do not share the
+// address space of v.SameMM; none when SameMM is 0 or cannot be compared.
+func leavers(v Victim) map[int]bool {
+	if v.SameMM == 0 {
+		return nil
+	}
+	// An exited process has no address space to compare with.
+	ref, err := sys.PidfdOpen(v.SameMM)
+	if err != nil {
+		return nil
+	}
+	defer ref.Close()
+	if exited, err := ref.Exited(); err != nil || exited {
+		return nil
+	}
+	var left map[int]bool
+	for _, m := range v.Members {
+		if m.PID == v.SameMM {
+			continue
+		}
+		if same, err := sys.SameMM(v.SameMM, m.PID); err == nil && !same {
+			if left == nil {
+				left = map[int]bool{}
+			}
+			left[m.PID] = true
+		}
+	}
+	return left
 }
 
 // killAgain sends SIGKILL to the members still alive after the SIGTERM

@@ -35,6 +35,13 @@ type Member struct {
 type Victim struct {
 	// Members are the processes to kill. Order does not matter.
 	Members []Member
+	// SameMM, when not 0, is the member whose address space the victim
+	// is: before signalling, Kill drops every other member that kcmp says
+	// no longer shares it. A vfork child, or a CLONE_VM clone, that
+	// exec'd since the choice has left the group and is another program
+	// now, perhaps a protected one; its death would free nothing of the
+	// victim's.
+	SameMM int
 	// Reason is logged with every step (for example the policy's verdict).
 	Reason string
 }
@@ -78,7 +85,8 @@ type Result struct {
 	// Gone are members that were already dead before any signal reached them.
 	Gone []int
 	// Mismatched are members whose PID now names a process with another
-	// start time (a reused PID); they were never signalled.
+	// start time (a reused PID), or a process that has left the victim's
+	// address space (see Victim.SameMM); they were never signalled.
 	Mismatched []int
 	// StillAlive are members that were signalled but had not exited when the
 	// deadline passed (frozen or stuck in D state), or when ctx ended; and
@@ -210,9 +218,11 @@ func (k *Killer) Kill(ctx context.Context, v Victim) Result {
 		}
 	}()
 	r.openMembers(r.v.Members)
+	r.dropLeavers()
 	if k.TermGrace > 0 && r.alive() > 0 {
 		r.signalTargets(r.ts, unix.SIGTERM)
 		r.wait(ctx, k.TermGrace, false)
+		r.dropLeavers()
 	}
 	if r.alive() > 0 && ctx.Err() == nil {
 		r.signalTargets(r.ts, unix.SIGKILL)
@@ -291,6 +301,40 @@ func (r *run) openMembers(ms []Member) {
 		}
 		r.ts = append(r.ts, &target{m: m, fd: fd})
 		r.step(Step{Op: OpOpen, PID: m.PID})
+	}
+}
+
+// dropLeavers drops the targets that no longer share the address space
+// of the victim's Victim.SameMM member (see there). It judges only while
+// that member is alive and has not exited: kcmp would compare against the
+// empty address space of an exited process. A target whose check fails
+// (kcmp refused, or it exited) is kept.
+func (r *run) dropLeavers() {
+	ref := r.v.SameMM
+	if ref == 0 {
+		return
+	}
+	var refT *target
+	for _, t := range r.ts {
+		if t.m.PID == ref {
+			refT = t
+		}
+	}
+	if refT == nil || refT.dead {
+		return
+	}
+	if exited, err := refT.fd.Exited(); err != nil || exited {
+		return
+	}
+	for _, t := range r.ts {
+		if t == refT || t.dead {
+			continue
+		}
+		if same, err := sys.SameMM(ref, t.m.PID); err == nil && !same {
+			t.dead = true
+			r.res.Mismatched = append(r.res.Mismatched, t.m.PID)
+			r.step(Step{Op: OpDrop, PID: t.m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", ref)})
+		}
 	}
 }
 

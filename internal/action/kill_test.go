@@ -3,8 +3,10 @@ package action
 import (
 	"context"
 	"errors"
+	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"strings"
@@ -538,5 +540,81 @@ func TestMreleaseReapsFrozenVictim(t *testing.T) {
 				t.Fatalf("hog did not die after thaw")
 			}
 		})
+	}
+}
+
+// vforkExecSource: the parent vforks; the child, sharing the parent's
+// address space, waits for the file named by argv[1] to appear and then
+// execs "sleep 60", leaving the address space. The parent, blocked in
+// vfork until then, sleeps after.
+const vforkExecSource = `
+#define _GNU_SOURCE
+#include <unistd.h>
+int main(int argc, char **argv) {
+	if (argc != 2) return 2;
+	if (vfork() == 0) {
+		while (access(argv[1], F_OK) != 0) usleep(10000);
+		execl("/bin/sleep", "sleep", "60", (char *)0);
+		_exit(127);
+	}
+	for (;;) pause();
+}
+`
+
+// TestKillDropsAMemberThatLeftTheMM: a vfork child is a member of its
+// parent's group when the victim is chosen; if it execs before the kill,
+// it is another program (perhaps a protected one) whose death frees
+// nothing of the victim's. With Victim.SameMM, Kill drops it unsignalled
+// (Mismatched) and kills the rest.
+func TestKillDropsAMemberThatLeftTheMM(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	prog := testbed.CompileC(t, vforkExecSource)
+	cue := filepath.Join(t.TempDir(), "exec")
+	g.Start(prog, cue)
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { pids = p; return len(p) == 2 }) {
+		t.Fatalf("want the parent and its vfork child, have %v", pids)
+	}
+	slices.Sort(pids) // the parent first
+	parent, child := pids[0], pids[1]
+	if same, err := sys.SameMM(parent, child); err != nil || !same {
+		t.Fatalf("SameMM(%d, %d) = %v, %v; the vfork child does not share its parent's mm", parent, child, same, err)
+	}
+	v := members(t, pids) // chosen now, while they share the mm
+	v.SameMM = parent
+	v.Reason = "test: a vfork child that exec'd after the choice"
+	if err := os.WriteFile(cue, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for {
+		comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", child))
+		if strings.TrimSpace(string(comm)) == "sleep" {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("the vfork child %d did not exec: comm %q", child, comm)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	res := (&Killer{Log: testLogger(t), Mrelease: true}).Kill(context.Background(), v)
+	checkPartition(t, v, res)
+	if !slices.Equal(res.Mismatched, []int{child}) || !slices.Equal(res.Killed, []int{parent}) || res.Err != nil {
+		t.Fatalf("Mismatched %v, Killed %v, Err %v; want the exec'd child %d mismatched and the parent %d killed",
+			res.Mismatched, res.Killed, res.Err, child, parent)
+	}
+	for _, s := range res.Steps {
+		if s.PID == child && s.Op == OpSignal {
+			t.Fatalf("signalled the child that left the mm: %+v", s)
+		}
+	}
+	time.Sleep(50 * time.Millisecond)
+	if got := g.Procs(); !slices.Equal(got, []int{child}) {
+		t.Fatalf("procs after Kill: %v, want the exec'd child %d alone", got, child)
+	}
+	// The pinned identity alone (PID and start time, which exec keeps)
+	// would have let the SIGKILL through: the mm check is what spares it.
+	if now := members(t, []int{child}); now.Members[0] != v.Members[1] {
+		t.Fatalf("exec changed the child's identity: %+v, chosen as %+v", now.Members[0], v.Members[1])
 	}
 }

@@ -279,7 +279,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	case policy.DecideKill:
 		if dryRun {
 			m.dryRunKill(dec, now)
-			pol.Observe(policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
+			m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
 			return m.interval
 		}
 		m.kill(ctx, act, grace, pol, rules, dec, time.Since(now))
@@ -525,7 +525,9 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		act.TermGrace = grace
 	}
 	act.MreleaseAfter = dec.ReapAfter
-	victim := action.Victim{Reason: fmt.Sprintf("%s: %s", dec.Verdict.Trigger, dec.Reason)}
+	// SameMM: a vfork child (or clone) of the group that exec'd since the
+	// choice is another program now, and is not killed with the victim.
+	victim := action.Victim{Reason: fmt.Sprintf("%s: %s", dec.Verdict.Trigger, dec.Reason), SameMM: c.Victim}
 	for _, mb := range c.Members {
 		victim.Members = append(victim.Members, action.Member{PID: mb.PID, StartTime: mb.StartTime})
 	}
@@ -609,13 +611,22 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	case len(res.StillAlive) == 0 && res.Err == nil:
 		m.log.Info("victim gone", "victim", c.Victim, "killed", res.Killed, "gone", res.Gone,
 			"released", res.Released, "seconds", time.Since(begin).Seconds())
-		pol.Observe(policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, now)
+		m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, now)
 	case len(res.Signalled) == 0 && res.Err != nil:
 		m.log.Error("kill failed", "victim", c.Victim, "err", res.Err)
-		pol.Observe(policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, now)
+		m.observe(pol, policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, now)
 	default:
 		m.log.Warn("victim still alive after deadline", "victim", c.Victim, "alive", res.StillAlive, "deadline", act.Deadline)
 	}
+}
+
+// observe reports an outcome to pol with m.mu held: status, ps and the
+// metrics read the killer's skip marks from other goroutines, and a map
+// read while Observe writes it is a fatal error in Go.
+func (m *memoryKiller) observe(pol *policy.Killer, o policy.Outcome, now time.Time) {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	pol.Observe(o, now)
 }
 
 func (m *memoryKiller) dryRunKill(dec policy.Decision, now time.Time) {
