@@ -396,7 +396,7 @@ func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) D
 			protected++
 		default:
 			skipped++
-			if c.Exiting && !c.Ignored && !c.Unkillable && (exiting == nil || c.Badness > exiting.Badness) {
+			if c.Exiting && freeing(c) && !c.Ignored && !c.Unkillable && (exiting == nil || c.Badness > exiting.Badness) {
 				exiting = c
 			}
 		}
@@ -464,6 +464,20 @@ func gone(snap *Snapshot, c *Candidate) bool {
 		}
 	}
 	return true
+}
+
+// freeing reports whether some member of c is not yet a zombie: an exiting
+// process still tearing down its address space, which is worth waiting
+// for. Zombies have freed theirs: waiting for them frees nothing (and one
+// left unreaped would be waited for again at every pass, since gone counts
+// it as gone). A member whose state is unknown counts as freeing.
+func freeing(c *Candidate) bool {
+	for i := range c.Members {
+		if s := c.Members[i].State; s != "Z" && s != "X" {
+			return true
+		}
+	}
+	return false
 }
 
 // inScope reports whether any member of c is in scope.

@@ -290,6 +290,22 @@ func TestKiller(t *testing.T) {
 			},
 		},
 		{
+			// An unreaped zombie (its parent stalled, or never reaping) has
+			// no memory left to free, whatever its badness from its
+			// oom_score_adj: waiting for it waited for ever, since it
+			// counted as gone at the next pass and was then chosen again.
+			name: "a zombie never holds back the kill", fixture: "clone_vm.json",
+			setup: func(s *Snapshot) {
+				without(6001)(s)
+				z := proc(s, 6000)
+				z.State, z.RSS, z.Swap, z.PageTables, z.MMGroup, z.OOMScoreAdj = 'Z', 0, 0, 0, 0, 1000
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: kill(6002)},
+			},
+		},
+		{
 			name: "a lighter exiting group does not hold back the kill", fixture: "clone_vm.json",
 			setup: func(s *Snapshot) {
 				proc(s, 6000).Exiting = true
