@@ -9,6 +9,8 @@ import (
 	"io"
 	"sort"
 	"strings"
+
+	"github.com/oomguard/oomguard/internal/memlock"
 )
 
 // Env is what a subcommand may touch of the outside world. Tests pass buffers.
@@ -76,6 +78,13 @@ func commands() []*Command {
 // standard input to the end, then exits 0.
 const rehearsalVictimCommand = "rehearsal-victim"
 
+// releaseHelperCommand is another command left out of the help: the
+// process that `oomguard run` starts for a command it does not trace,
+// which waits for the command's settings and then execs it
+// (memlock.Options.ReleaseHelper). Its arguments are the command's path
+// and argv.
+const releaseHelperCommand = "run-release-helper"
+
 // Run parses args (without the program name), runs the selected subcommand
 // and returns the process exit code: 0 on success, 2 for usage errors, the
 // code of an ExitError, and 1 for any other error.
@@ -86,6 +95,13 @@ func Run(ctx context.Context, args []string, env Env) int {
 			return 2
 		}
 		return 0
+	}
+	if args[0] == releaseHelperCommand {
+		if len(args) < 3 {
+			fmt.Fprintf(env.Stderr, "oomguard %s: want the command's path and argv\n", releaseHelperCommand)
+			return 2
+		}
+		return memlock.ExecWhenReleased(args[1], args[2:])
 	}
 	if args[0] == rehearsalVictimCommand {
 		io.Copy(io.Discard, env.Stdin)

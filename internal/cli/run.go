@@ -78,6 +78,9 @@ func runRun(ctx context.Context, env Env, args []string) error {
 		Stdout: env.Stdout,
 		Stderr: env.Stderr,
 		Warn:   env.Stderr,
+		// A command that is not traced starts without ptrace, so that a
+		// setuid program keeps its privileges.
+		ReleaseHelper: []string{"/proc/self/exe", releaseHelperCommand},
 	}
 	switch {
 	case *inherit:

@@ -21,9 +21,20 @@ type helperOptions struct {
 	OOMScoreAdj *int
 	Limits      Limits
 	Report      bool
+	// Traceme starts an untraced command under PTRACE_TRACEME, as Run
+	// does without Options.ReleaseHelper, instead of through the test
+	// binary as the release helper (as the CLI does).
+	Traceme bool
 }
 
+// releaseArg makes the test binary act as the release helper
+// (Options.ReleaseHelper): "binary releaseArg PATH ARGV...".
+const releaseArg = "memlock-release-helper"
+
 func TestMain(m *testing.M) {
+	if len(os.Args) > 3 && os.Args[1] == releaseArg {
+		os.Exit(ExecWhenReleased(os.Args[2], os.Args[3:]))
+	}
 	if js := os.Getenv(helperEnv); js != "" {
 		os.Exit(helperMain(js))
 	}
@@ -41,6 +52,9 @@ func helperMain(js string) int {
 		Lock: h.Lock, Scope: h.Scope, Trace: h.Trace, OOMScoreAdj: h.OOMScoreAdj,
 		Limits: h.Limits, Report: h.Report,
 		Stdin: os.Stdin, Stdout: os.Stdout, Stderr: os.Stderr, Warn: os.Stderr,
+	}
+	if !h.Traceme {
+		o.ReleaseHelper = []string{"/proc/self/exe", releaseArg}
 	}
 	res, err := Run(context.Background(), os.Args[1:], o)
 	if err != nil {

@@ -129,6 +129,18 @@ type Options struct {
 	// that could not be applied). Nil discards them.
 	Warn io.Writer
 
+	// ReleaseHelper starts a command that nothing traces (no Lock, Trace
+	// or Report) without ptrace: it is the argv of a program that calls
+	// ExecWhenReleased with the command's path and argv appended, such as
+	// {"/proc/self/exe", "<a hidden subcommand>"}. The command's cgroup,
+	// oom_score_adj and RLIMIT_MEMLOCK are applied to that program while
+	// it waits, and it then execs the command in the same process. Nil
+	// starts the command under PTRACE_TRACEME instead, and then the kernel
+	// ignores set-user-ID and set-group-ID bits and file capabilities at
+	// its exec unless oomguard is privileged over the result: as another
+	// user than root, a setuid program would run without its privileges.
+	ReleaseHelper []string
+
 	// Env is the command's environment; nil means oomguard's own.
 	Env []string
 	// Paths locate the kernel interfaces; the zero value means the real ones.

@@ -866,3 +866,59 @@ func TestMlockCommandReexec(t *testing.T) {
 		t.Errorf("want the notifier, with the new image locked at its entry:\n%s", errOut)
 	}
 }
+
+// TestSetuidKeepsItsPrivileges: run as nobody, `oomguard run` of a
+// set-user-ID-root program that nothing traces (here with an
+// oom_score_adj) starts it through the release helper, without ptrace, so
+// it runs with its privileges: `id -u` prints 0. Started under
+// PTRACE_TRACEME by an unprivileged tracer, the kernel ignores the setuid
+// bit at the exec and it prints 65534, as the second case shows.
+func TestSetuidKeepsItsPrivileges(t *testing.T) {
+	testbed.Require(t)
+	if os.Geteuid() != 0 {
+		t.Skip("making a setuid-root program needs root")
+	}
+	bin := worldCopy(t)
+	idPath, err := exec.LookPath("id")
+	if err != nil {
+		t.Skip("no id(1)")
+	}
+	data, err := os.ReadFile(idPath)
+	if err != nil {
+		t.Fatal(err)
+	}
+	suid := filepath.Join(filepath.Dir(bin), "id-setuid")
+	if err := os.WriteFile(suid, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(suid, 0o755|os.ModeSetuid); err != nil {
+		t.Fatal(err)
+	}
+	adj := 300
+	for _, c := range []struct {
+		name string
+		h    helperOptions
+		want string
+	}{
+		{"release helper", helperOptions{OOMScoreAdj: &adj}, "0"},
+		{"PTRACE_TRACEME", helperOptions{OOMScoreAdj: &adj, Traceme: true}, "65534"},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			js, _ := json.Marshal(c.h)
+			cmd := exec.Command(bin, suid, "-u")
+			cmd.Env = append(os.Environ(), helperEnv+"="+string(js))
+			cmd.SysProcAttr = &syscall.SysProcAttr{
+				Credential: &syscall.Credential{Uid: 65534, Gid: 65534},
+				Pdeathsig:  syscall.SIGKILL,
+			}
+			var out, errb bytes.Buffer
+			cmd.Stdout, cmd.Stderr = &out, &errb
+			if err := cmd.Run(); err != nil {
+				t.Fatalf("run %s -u as nobody: %v\n%s", suid, err, errb.String())
+			}
+			if got := strings.TrimSpace(out.String()); got != c.want {
+				t.Fatalf("setuid-root id -u printed %q, want %q (stderr %q)", got, c.want, errb.String())
+			}
+		})
+	}
+}

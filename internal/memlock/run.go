@@ -62,7 +62,9 @@ func ttySignal(s unix.Signal) bool {
 // joins the cgroup created for it, gets its oom_score_adj and a raised
 // RLIMIT_MEMLOCK, and is then seized with PTRACE_SEIZE when anything is to be
 // locked, traced or reported; mlockall is injected at each new image and each
-// new child of the covered generations. The command shares oomguard's
+// new child of the covered generations. When nothing is, and
+// Options.ReleaseHelper is set, it starts without ptrace instead: the
+// helper gets those settings and then execs it. The command shares oomguard's
 // process group and terminal; the signals oomguard receives are forwarded to
 // it unless the command received them itself (a terminal's Ctrl-C reaches
 // both).
@@ -139,7 +141,13 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		// Every ptrace request must come from the thread that traces.
 		runtime.LockOSThread()
 		defer close(done)
-		pid, err := t.startRoot(cmd, cgs, &o)
+		var pid int
+		var err error
+		if !t.tracing() && len(o.ReleaseHelper) > 0 {
+			pid, err = t.startReleased(cmd, cgs, &o)
+		} else {
+			pid, err = t.startRoot(cmd, cgs, &o)
+		}
 		startc <- started{pid, err}
 		if err != nil {
 			return
@@ -155,6 +163,9 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		<-done
 		if cgs != nil {
 			cgs.remove(time.Second)
+		}
+		if t.started != nil {
+			cmd = t.started
 		}
 		cmd.Wait()
 		return nil, st.err
@@ -190,6 +201,9 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	}()
 	<-done
 	<-fwdDone
+	if t.started != nil {
+		cmd = t.started
+	}
 	cmd.Wait() // the stdio copies; the process itself was reaped by the tracer
 
 	res := &Result{LockFailures: t.failed, Engine: "none", LockedAtEntry: t.lockedAtEntry}
@@ -216,6 +230,77 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// ReleaseFD is the file descriptor on which ExecWhenReleased waits.
+const ReleaseFD = 3
+
+// ExecWhenReleased is the body of Options.ReleaseHelper: it waits until
+// file descriptor ReleaseFD reads end of file (Run closes its end once the
+// process has its cgroup, oom_score_adj and RLIMIT_MEMLOCK), closes it, and
+// execs path with argv and the process's environment. It returns only when
+// it fails, with the exit status to use: 127 when path does not exist, 126
+// otherwise, or 125 when the release never came (Run failed and closed its
+// end without releasing, or the wait itself failed).
+func ExecWhenReleased(path string, argv []string) int {
+	var b [1]byte
+	for {
+		n, err := unix.Read(ReleaseFD, b[:])
+		if err == unix.EINTR {
+			continue
+		}
+		if err != nil || n != 0 {
+			// Run writes a byte when it gives up: never exec then.
+			if err != nil {
+				fmt.Fprintf(os.Stderr, "oomguard run: wait for the release on fd %d: %v\n", ReleaseFD, err)
+			}
+			return 125
+		}
+		break
+	}
+	unix.Close(ReleaseFD)
+	err := unix.Exec(path, argv, os.Environ())
+	fmt.Fprintf(os.Stderr, "oomguard run: exec %s: %v\n", path, err)
+	if errors.Is(err, unix.ENOENT) {
+		return 127
+	}
+	return 126
+}
+
+// startReleased starts the command through o.ReleaseHelper: the helper
+// waits on a pipe while the settings that must hold from the command's
+// first instruction are applied to it, then execs the command untraced.
+// It runs on the tracer thread.
+func (t *tracer) startReleased(cmd *exec.Cmd, cgs *runCgroups, o *Options) (int, error) {
+	r, w, err := os.Pipe()
+	if err != nil {
+		return 0, fmt.Errorf("start %s: pipe for the release: %w", cmd.Path, err)
+	}
+	defer w.Close()
+	helper := exec.Command(o.ReleaseHelper[0], append(append(o.ReleaseHelper[1:len(o.ReleaseHelper):len(o.ReleaseHelper)], cmd.Path), cmd.Args...)...)
+	helper.Env, helper.Stdin, helper.Stdout, helper.Stderr = cmd.Env, cmd.Stdin, cmd.Stdout, cmd.Stderr
+	helper.ExtraFiles = []*os.File{r} // fd 3: ReleaseFD
+	err = helper.Start()
+	r.Close()
+	if err != nil {
+		return 0, fmt.Errorf("start %s through %s: %w", cmd.Path, o.ReleaseHelper[0], err)
+	}
+	t.started = helper // Run waits on it for the stdio copies
+	pid := helper.Process.Pid
+	if err := setupRoot(pid, cgs, o); err != nil {
+		w.Write([]byte{1}) // never exec
+		unix.Kill(pid, unix.SIGKILL)
+		var ws unix.WaitStatus
+		wait4(pid, &ws)
+		return 0, err
+	}
+	t.rootPid = pid
+	t.root = &proc{pid: pid}
+	t.rootAlive.Store(true)
+	if err := w.Close(); err != nil {
+		return 0, fmt.Errorf("release pid %d to exec %s: %w", pid, cmd.Path, err)
+	}
+	return pid, nil
 }
 
 // startRoot starts the command stopped under PTRACE_TRACEME, applies the

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"math"
+	"os/exec"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -61,6 +62,9 @@ type task struct {
 
 // tracer is the ptrace engine. Every method runs on one locked OS thread.
 type tracer struct {
+	// started is the release helper that became the command, when the
+	// command was started through one (see startReleased).
+	started     *exec.Cmd
 	flags       int // mlockall flags; 0 for no locking
 	maxLockGen  int
 	maxTraceGen int
