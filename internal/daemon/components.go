@@ -54,11 +54,14 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 			}
 			budgets = append(budgets, kmembudget.Budget{Pattern: filepath.Clean(b.Path), Max: b.Max.Bytes(), Action: action})
 		}
+		rules := PolicyRules(cfg)
 		g, err := kmemguard.New(kmemguard.Config{
 			Scopes:  d.scopes,
 			Budgets: budgets,
 			DryRun:  cfg.DryRun,
 			SelfPID: os.Getpid(),
+			// rules.protect holds here too.
+			ProtectedName: func(pid int) string { return protectedNow(pid, rules) },
 		}, d.log.With("part", "kmem"), d.actions)
 		if err != nil {
 			return err

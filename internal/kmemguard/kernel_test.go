@@ -478,3 +478,56 @@ func TestKillHeaviestMeasuresPipes(t *testing.T) {
 		t.Errorf("victim measured at %v bytes, want >= %d (its pipe data)", k.Numbers["victim_kmem"], 100*(64<<10))
 	}
 }
+
+// TestProtectedNamesAreSpared: a process the configuration protects by
+// name (Config.ProtectedName; the daemon passes rules.protect) is neither
+// chosen as the heaviest kernel-memory user, though it is the heaviest,
+// nor killed with its cgroup.
+func TestProtectedNamesAreSpared(t *testing.T) {
+	w := testbed.New(t, testbed.Options{})
+	w.Start("sleep", "600")
+	w.Start("sleep", "600")
+	w.Start("sleep", "600")
+	if !w.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 3 }) {
+		t.Fatal("sleepers did not start")
+	}
+	pids := w.Procs()
+	fds := []*sys.PidFD{pin(t, w, pids[0]), pin(t, w, pids[1]), pin(t, w, pids[2])}
+	keeper := pids[1]
+	log := actionlog.New(10)
+	g, err := New(Config{Budgets: []Budget{{Pattern: w.Memory.Path, Max: 1, Action: kmembudget.KillHeaviest}},
+		ProtectedName: func(pid int) string {
+			if pid == keeper {
+				return "protected name keeper"
+			}
+			return ""
+		}}, nil, log)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var rep kmem.Cgroup
+	for i, pid := range pids {
+		st, err := (kmem.ProcFS{}).StartTime(pid)
+		if err != nil {
+			t.Fatal(err)
+		}
+		// The keeper holds the most kernel memory, pids[0] the next most.
+		total := map[int]uint64{0: 20 << 20, 1: 50 << 20, 2: 1 << 20}[i]
+		rep.Processes = append(rep.Processes, kmem.Process{PID: pid, StartTime: st, Comm: "sleep", Total: total, PipeDataRead: true})
+	}
+	d := kmembudget.Decision{Cgroup: w.Memory.Path, Budget: Budget{Max: 1}}
+	g.killHeaviest(w.Memory, d, rep, map[string]float64{})
+	if a := lastKill(t, log); len(a.PIDs) != 1 || a.PIDs[0] != pids[0] {
+		t.Fatalf("kill-heaviest action %+v, want pid %d (the heaviest but for the protected %d)", a, pids[0], keeper)
+	}
+	if alive(t, fds[0]) || !alive(t, fds[1]) || !alive(t, fds[2]) {
+		t.Fatalf("after kill-heaviest: alive %v %v %v, want only %d dead", alive(t, fds[0]), alive(t, fds[1]), alive(t, fds[2]), pids[0])
+	}
+	g.killCgroup(context.Background(), w.Memory, d, map[string]float64{})
+	if a := lastKill(t, log); !slices.Equal(a.PIDs, []int{pids[2]}) {
+		t.Errorf("kill-cgroup action %+v, want only pid %d", a, pids[2])
+	}
+	if alive(t, fds[2]) || !alive(t, fds[1]) {
+		t.Errorf("after kill-cgroup: victim alive %v, protected keeper alive %v", alive(t, fds[2]), alive(t, fds[1]))
+	}
+}

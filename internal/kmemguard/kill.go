@@ -89,6 +89,9 @@ func (g *Guard) candidate(p kmem.Process) kmembudget.Candidate {
 		PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, OOMScoreAdj: p.OOMScoreAdj,
 		KernelMemory: p.Total, Exiting: p.State == "Z" || p.State == "X",
 	}
+	if g.cfg.ProtectedName != nil {
+		c.ProtectedBy = g.cfg.ProtectedName(p.PID)
+	}
 	if !p.PipeDataRead {
 		c.UpperBound = p.Total + uint64(p.Pipes)*g.pipeMax
 	}
@@ -144,7 +147,11 @@ func (g *Guard) protected(pid int) string {
 	if err != nil {
 		adj = 0
 	}
-	return kmembudget.Protected(kmembudget.Candidate{PID: pid, OOMScoreAdj: adj}, g.cfg.SelfPID)
+	c := kmembudget.Candidate{PID: pid, OOMScoreAdj: adj}
+	if g.cfg.ProtectedName != nil {
+		c.ProtectedBy = g.cfg.ProtectedName(pid)
+	}
+	return kmembudget.Protected(c, g.cfg.SelfPID)
 }
 
 func contains(pids []int, pid int) bool {

@@ -61,6 +61,11 @@ type Config struct {
 	FreezerRoot string
 	// SelfPID is never acted on; zero means os.Getpid().
 	SelfPID int
+	// ProtectedName, when set, tells why the configuration protects pid
+	// (a protected name, as the memory killer's rules.protect), or ""
+	// when it does not. Such a process is never chosen nor killed, as PID
+	// 1, oomguard itself, oom_score_adj -1000 and kernel threads never are.
+	ProtectedName func(pid int) string
 	// KillTimeout bounds the wait for victims to die; zero means
 	// DefaultKillTimeout.
 	KillTimeout time.Duration

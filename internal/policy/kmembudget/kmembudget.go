@@ -260,12 +260,18 @@ type Candidate struct {
 	UpperBound uint64
 	// KernelThread and Exiting processes are never chosen.
 	KernelThread, Exiting bool
+	// ProtectedBy, when not "", is why the configuration protects the
+	// process (a protected name): it is never chosen.
+	ProtectedBy string
 }
 
 // Protected reports why c may never be killed, or "" when it may: PID 1,
-// oomguard itself (selfPID), oom_score_adj -1000, kernel threads.
+// oomguard itself (selfPID), oom_score_adj -1000, kernel threads, and what
+// the configuration protects (ProtectedBy).
 func Protected(c Candidate, selfPID int) string {
 	switch {
+	case c.ProtectedBy != "":
+		return c.ProtectedBy
 	case c.PID == 1:
 		return "PID 1"
 	case c.PID == selfPID:

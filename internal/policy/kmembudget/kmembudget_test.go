@@ -152,6 +152,7 @@ func TestHeaviest(t *testing.T) {
 		{"-1000 protected", []Candidate{{PID: 20, OOMScoreAdj: -1000, KernelMemory: 500}, {PID: 11, KernelMemory: 5}}, 11, false},
 		{"exiting skipped", []Candidate{{PID: 20, Exiting: true, KernelMemory: 500}, {PID: 11, KernelMemory: 5}}, 11, false},
 		{"kernel thread skipped", []Candidate{{PID: 20, KernelThread: true, KernelMemory: 500}}, 0, true},
+		{"configured name protected", []Candidate{{PID: 20, ProtectedBy: "protected name postgres", KernelMemory: 500}, {PID: 11, KernelMemory: 5}}, 11, false},
 		{"none", nil, 0, true},
 	}
 	for _, tt := range tests {
