@@ -723,26 +723,38 @@ int main(void) { char b[4096]; FILE *f = fopen("/proc/self/status", "r");
 }
 
 // TestSignalAfterCommandExit: once the command has exited, a signal to
-// oomguard reaches what it left behind in its cgroup, so run can end.
+// oomguard reaches what it left behind, so run can end: in its cgroup, and
+// without one (no limits asked for), the orphans oomguard adopted as their
+// subreaper (before, it swallowed the signal and waited the orphan out).
 func TestSignalAfterCommandExit(t *testing.T) {
-	g := testbed.New(t, testbed.Options{})
-	cmd := helperCmd(t, g, helperOptions{Limits: Limits{PidsMax: 20}}, "sh", "-c", "sleep 30 & echo started")
-	stdout, err := cmd.StdoutPipe()
-	if err != nil {
-		t.Fatal(err)
-	}
-	start := time.Now()
-	if err := cmd.Start(); err != nil {
-		t.Fatal(err)
-	}
-	if l, _ := bufio.NewReader(stdout).ReadString('\n'); l != "started\n" {
-		t.Fatalf("got %q", l)
-	}
-	time.Sleep(300 * time.Millisecond) // let the command exit
-	cmd.Process.Signal(syscall.SIGTERM)
-	cmd.Wait()
-	if d := time.Since(start); d > 10*time.Second {
-		t.Errorf("run took %v: the orphan did not get SIGTERM", d)
+	for _, c := range []struct {
+		name string
+		h    helperOptions
+	}{
+		{"in its cgroup", helperOptions{Limits: Limits{PidsMax: 20}}},
+		{"without a cgroup", helperOptions{}},
+	} {
+		t.Run(c.name, func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{})
+			cmd := helperCmd(t, g, c.h, "sh", "-c", "sleep 30 & echo started")
+			stdout, err := cmd.StdoutPipe()
+			if err != nil {
+				t.Fatal(err)
+			}
+			start := time.Now()
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if l, _ := bufio.NewReader(stdout).ReadString('\n'); l != "started\n" {
+				t.Fatalf("got %q", l)
+			}
+			time.Sleep(300 * time.Millisecond) // let the command exit
+			cmd.Process.Signal(syscall.SIGTERM)
+			cmd.Wait()
+			if d := time.Since(start); d > 10*time.Second {
+				t.Errorf("run took %v: the orphan did not get SIGTERM", d)
+			}
+		})
 	}
 }
 

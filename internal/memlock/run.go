@@ -1,6 +1,7 @@
 package memlock
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -16,6 +17,8 @@ import (
 	"time"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/sys"
 )
 
 // StartError says the command could not be started at all.
@@ -178,9 +181,11 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 			select {
 			case s := <-sigc:
 				if !t.rootAlive.Load() {
-					// The command has exited; what it left behind in its
-					// cgroup (which Run waits for) gets the signal.
+					// The command has exited; what it left behind (which
+					// Run waits for) gets the signal: its cgroup, and the
+					// orphans Run adopted as their subreaper.
 					cgs.signal(s.(unix.Signal))
+					signalChildren(o.Paths.Proc, s.(unix.Signal))
 					continue
 				}
 				if s == unix.SIGTSTP && interactive && t.notifier {
@@ -230,6 +235,54 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 		}
 	}
 	return res, nil
+}
+
+// signalChildren sends sig to every child of this process: once the
+// command has exited, those are the orphans it left, which Run adopted as
+// their subreaper and waits for. Each is pinned with a pidfd and checked
+// to be a child still (its parent this process) before the signal, since
+// the tracer reaps children meanwhile and a PID it freed may be reused.
+func signalChildren(procRoot string, sig unix.Signal) {
+	self := os.Getpid()
+	tasks, _ := os.ReadDir(filepath.Join(procRoot, "self", "task"))
+	for _, task := range tasks {
+		b, err := os.ReadFile(filepath.Join(procRoot, "self", "task", task.Name(), "children"))
+		if err != nil {
+			continue
+		}
+		for _, f := range strings.Fields(string(b)) {
+			pid, err := strconv.Atoi(f)
+			if err != nil {
+				continue
+			}
+			fd, err := sys.PidfdOpen(pid)
+			if err != nil {
+				continue
+			}
+			if parentOf(procRoot, pid) == self {
+				fd.SendSignal(sig)
+			}
+			fd.Close()
+		}
+	}
+}
+
+// parentOf returns the parent PID of pid from /proc, or 0.
+func parentOf(procRoot string, pid int) int {
+	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
+	if err != nil {
+		return 0
+	}
+	i := bytes.LastIndexByte(b, ')')
+	if i < 0 {
+		return 0
+	}
+	f := strings.Fields(string(b[i+1:]))
+	if len(f) < 2 {
+		return 0
+	}
+	ppid, _ := strconv.Atoi(f[1])
+	return ppid
 }
 
 // ReleaseFD is the file descriptor on which ExecWhenReleased waits.
