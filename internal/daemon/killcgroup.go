@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -91,7 +92,29 @@ func (m *memoryKiller) cgroupKiller(c policy.Candidate, rules policy.Rules, act 
 		k.FreezerPath = func(pid int) (string, bool, error) { return kmem.ProcFS{}.CgroupPath(pid, "freezer") }
 	}
 	cg, err := m.victimCgroup(c.Cgroup, mounts)
-	return k, cg, err
+	if err != nil {
+		return k, cg, err
+	}
+	return k, cg, stillIn(cg, c.Victim, c.StartTime)
+}
+
+// stillIn checks that the victim (PID and start time) is in cg now. The
+// snapshot's cgroup of a process is read when it is first seen (and again
+// only after an exec), so a victim moved to another cgroup since, by a
+// service manager or an administrator, would have its old cgroup, another
+// workload, killed whole.
+func stillIn(cg cgroupfs.Cgroup, pid int, start uint64) error {
+	members, err := cg.ProcsBelow()
+	if err != nil {
+		return fmt.Errorf("check that victim pid %d is still in %s: %w", pid, cg.Path, err)
+	}
+	if !slices.Contains(members, pid) {
+		return fmt.Errorf("victim pid %d is no longer in cgroup %s (moved since it was chosen), which is not killed whole", pid, cg.Path)
+	}
+	if st, err := action.ReadStartTime("/proc", pid); err != nil || (start != 0 && st != start) {
+		return fmt.Errorf("victim pid %d is gone or was reused (start time %d, chosen with %d: %v); cgroup %s is not killed whole", pid, st, start, err, cg.Path)
+	}
+	return nil
 }
 
 // protectedNow tells why pid must not be killed, read from /proc now: ""
