@@ -479,7 +479,7 @@ func preflight(o *Options, warn func(string, ...any)) error {
 		}
 		if !st.hasCap(capSysResource) && rl.Max != unix.RLIM_INFINITY {
 			if rl.Max < minUsefulMemlock {
-				return fmt.Errorf("--mlock: RLIMIT_MEMLOCK is %s (hard limit) and CAP_IPC_LOCK is missing, so mlockall would fail in the command: run as root or with CAP_IPC_LOCK (setcap cap_ipc_lock+ep, AmbientCapabilities=CAP_IPC_LOCK), or raise the hard limit (ulimit -l unlimited, memlock in limits.conf, LimitMEMLOCK=infinity)", fmtBytes(rl.Max))
+				return fmt.Errorf("--mlock: RLIMIT_MEMLOCK is %s (hard limit) and CAP_IPC_LOCK is missing, so mlockall would fail in the command: run as root or with CAP_IPC_LOCK in the ambient set, which the command inherits (AmbientCapabilities=CAP_IPC_LOCK; a file capability of oomguard, setcap, is not passed on to the command), or raise the hard limit (ulimit -l unlimited, memlock in limits.conf, LimitMEMLOCK=infinity)", fmtBytes(rl.Max))
 			}
 			warn("RLIMIT_MEMLOCK is %s and CAP_IPC_LOCK is missing: processes with a larger address space will not be locked (each is reported)", fmtBytes(rl.Max))
 		}

@@ -3,6 +3,7 @@ package memlock
 import (
 	"bytes"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -37,9 +38,22 @@ func readStatus(procRoot, pid string, buf []byte) (procStatus, error) {
 		return procStatus{}, fmt.Errorf("read %s: %w", path, err)
 	}
 	defer f.Close()
-	n, err := f.Read(buf)
-	if err != nil {
-		return procStatus{}, fmt.Errorf("read %s: %w", path, err)
+	// To the end: a long Groups line (hundreds of supplementary groups, as
+	// on directory-joined hosts) pushes CapEff past 4 KiB. The buffer
+	// grows only then.
+	n := 0
+	for {
+		if n == len(buf) {
+			buf = append(buf, make([]byte, max(len(buf), 4096))...)
+		}
+		m, err := f.Read(buf[n:])
+		n += m
+		if err == io.EOF || (err == nil && m == 0) {
+			break
+		}
+		if err != nil {
+			return procStatus{}, fmt.Errorf("read %s: %w", path, err)
+		}
 	}
 	return parseStatus(buf[:n]), nil
 }

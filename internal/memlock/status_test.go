@@ -3,6 +3,7 @@ package memlock
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 
@@ -97,5 +98,35 @@ func TestPreflight(t *testing.T) {
 				t.Errorf("error %v, want one containing %q", err, c.wantErr)
 			}
 		})
+	}
+}
+
+// TestReadStatusPastTheBuffer: a status file longer than the buffer (a
+// Groups line of hundreds of supplementary groups puts CapEff past 4 KiB)
+// is read to its end; read once, CapEff came out 0, and preflight refused
+// root.
+func TestReadStatusPastTheBuffer(t *testing.T) {
+	root := t.TempDir()
+	if err := os.MkdirAll(filepath.Join(root, "42"), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	var groups strings.Builder
+	for g := 100000; g < 101000; g++ {
+		groups.WriteString(" ")
+		groups.WriteString(strconv.Itoa(g))
+	}
+	in := "Name:\tsh\nGroups:\t" + groups.String() + "\nVmLck:\t       4 kB\nCapEff:\t000001fffeffffff\n"
+	if len(in) <= 4096 {
+		t.Fatalf("status of %d bytes proves nothing", len(in))
+	}
+	if err := os.WriteFile(filepath.Join(root, "42", "status"), []byte(in), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	st, err := readStatus(root, "42", make([]byte, 4096))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !st.hasCap(capIPCLock) || st.VmLck != 4<<10 || st.Name != "sh" {
+		t.Errorf("read %+v: want CapEff and VmLck from past the first 4 KiB", st)
 	}
 }
