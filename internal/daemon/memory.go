@@ -110,9 +110,9 @@ func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 }
 
 // reconfigure applies cfg's triggers, rules and kill settings. The kill
-// state machine is rebuilt with the new rules: a victim still dying shows
-// as exiting in the next snapshot, and the policy waits for such victims
-// instead of choosing another.
+// state machine takes the new rules and keeps its victim in flight and its
+// skip marks (policy.Killer.Reconfigured): a reload during a kill neither
+// forgets a victim that is still dying nor chooses a second one.
 func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 	t, err := policyTriggers(cfg)
 	if err != nil {
@@ -132,7 +132,11 @@ func (m *memoryKiller) reconfigure(cfg *config.Config) error {
 		m.scan.ReadRefaultsBelow(-1)
 	}
 	m.rules = PolicyRules(cfg)
-	m.policy = policy.NewKiller(kc, m.rules)
+	if m.policy == nil {
+		m.policy = policy.NewKiller(kc, m.rules)
+	} else {
+		m.policy = m.policy.Reconfigured(kc, m.rules)
+	}
 	m.kc = kc
 	m.grace = kc.TermGrace
 	// MreleaseAfter is the decision's (KillConfig.ReapAfter).

@@ -188,6 +188,17 @@ func NewKiller(cfg KillConfig, rules Rules) *Killer {
 	return &Killer{cfg: cfg, rules: rules, marks: map[procKey]mark{}}
 }
 
+// Reconfigured returns a Killer with cfg and rules that goes on where k
+// is: the victim in flight (chosen under the old rules, and perhaps
+// SIGKILLed already, so still waited for and not doubled by a second
+// victim: one that has SIGKILL pending but is frozen or in D state does not
+// look exiting) and the skip marks. k must not be used afterwards.
+func (k *Killer) Reconfigured(cfg KillConfig, rules Rules) *Killer {
+	n := NewKiller(cfg, rules)
+	n.cur, n.marks, n.seq = k.cur, k.marks, k.seq
+	return n
+}
+
 // Rank is Rank with the killer's skip marks: the ranking as the killer
 // sees it. (Its choice ranks without the kernel threads that have no mm,
 // which only ever rank last: see loneKernelThread.)

@@ -529,3 +529,33 @@ func TestKillerChoiceCostIgnoresKernelThreads(t *testing.T) {
 		t.Errorf("a decision beside 500 kernel threads allocates %v times, beside none %v", many, none)
 	}
 }
+
+// TestKillerReconfiguredKeepsItsVictim: a reload rebuilds the killer with
+// the new rules (Reconfigured) while a victim is dying. Its memory already
+// reaped, the victim no longer ranks first, and a killer built afresh
+// would choose a second victim at once; the reconfigured one waits for the
+// first, as before the reload, and keeps its skip marks.
+func TestKillerReconfiguredKeepsItsVictim(t *testing.T) {
+	snap := loadSnap(t, "clone_vm.json")
+	proc(snap, 6002).RSS = 100 * miB
+	k := NewKiller(KillConfig{}, Rules{})
+	v := Verdict{Level: LevelKill, Trigger: TriggerScope, Scope: -1}
+	at := snap.Time
+	if d := row0(k.Decide(snap, v, at)); !cmp.Equal(d, kill(6000, 6001)) {
+		t.Fatalf("first decision %+v, want %+v", d, kill(6000, 6001))
+	}
+	// Reaped by process_mrelease, still alive (frozen, say).
+	proc(snap, 6000).RSS, proc(snap, 6001).RSS = miB, miB
+	at = at.Add(100 * time.Millisecond)
+	if d := row0(NewKiller(KillConfig{}, Rules{}).Decide(snap, v, at)); cmp.Equal(d, wait(6000, 6001)) {
+		t.Fatalf("a fresh killer waits too (%+v): the test proves nothing", d)
+	}
+	k.addMark(procKey{6002, proc(snap, 6002).StartTime}, "test mark")
+	r := k.Reconfigured(KillConfig{Deadline: 3 * time.Second}, Rules{})
+	if d := row0(r.Decide(snap, v, at)); !cmp.Equal(d, wait(6000, 6001)) {
+		t.Errorf("after the reload: %+v, want to wait for the victim in flight %+v", d, wait(6000, 6001))
+	}
+	if got := r.Skipped(); len(got) != 1 || got[0].Reason != "test mark" {
+		t.Errorf("skip marks after the reload: %+v, want the one made before", got)
+	}
+}
