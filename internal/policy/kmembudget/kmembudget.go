@@ -147,14 +147,21 @@ type State struct {
 	Armed bool
 	// LastAction is when the last decision was made; zero if never.
 	LastAction time.Time
+	// ActedAt is the usage that made the last decision.
+	ActedAt uint64
 }
 
 // Tracker applies budgets with hysteresis: a breach yields one decision;
 // the cgroup re-arms only once its usage has fallen below the budget's low
 // mark, and two decisions on one cgroup are at least the budget's cooldown
 // apart (a breach during the cooldown waits for its end, then acts if the
-// usage is still above the budget). The zero value is ready to use. A
-// Tracker is not safe for concurrent use.
+// usage is still above the budget). A breach that goes on growing after
+// its decision, by the width of the band between the low mark and the
+// budget, yields another once the cooldown is over: the process killed was
+// not the cause. One that only stays above does not: kernel memory such as
+// dentries stays charged to a cgroup after the processes that made it are
+// gone, and acting again would kill whatever starts there next. The zero
+// value is ready to use. A Tracker is not safe for concurrent use.
 type Tracker struct {
 	states map[string]*State
 }
@@ -180,7 +187,8 @@ func (t *Tracker) Observe(now time.Time, o Observation) (Decision, bool) {
 		s.Armed = true
 		return Decision{}, false
 	}
-	if o.Usage <= b.Max || !s.Armed {
+	growing := !s.Armed && o.Usage >= s.ActedAt+(b.Max-b.LowMark())
+	if o.Usage <= b.Max || (!s.Armed && !growing) {
 		return Decision{}, false
 	}
 	if !s.LastAction.IsZero() && now.Sub(s.LastAction) < b.cooldown() {
@@ -188,7 +196,7 @@ func (t *Tracker) Observe(now time.Time, o Observation) (Decision, bool) {
 	}
 	s.Armed = false
 	s.Failcnt++
-	s.LastAction = now
+	s.LastAction, s.ActedAt = now, o.Usage
 	d := Decision{
 		Time: now, Cgroup: o.Cgroup, Budget: b, Action: b.Action, Usage: o.Usage, Failcnt: s.Failcnt,
 		Breakdown: o.Breakdown,

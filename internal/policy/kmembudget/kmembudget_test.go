@@ -78,6 +78,13 @@ func TestTracker(t *testing.T) {
 			{11 * time.Second, 90, false, 1},        // below max, above low: still disarmed
 			{12 * time.Second, 120, false, 1},       // so this is not a new breach
 		}},
+		// The band between the low mark (80) and the budget (100) is 20.
+		{"a breach still growing after its decision acts again after the cooldown", []step{
+			{0, 150, true, 1}, {time.Second, 175, false, 1}, // growing, but inside the cooldown
+			{5 * time.Second, 165, false, 1},  // grew 15 since the decision: within the band
+			{6 * time.Second, 172, true, 2},   // grew 22: another decision
+			{12 * time.Second, 180, false, 2}, // grew 8 since that one
+		}},
 		{"re-arms below the low mark", []step{
 			{0, 150, true, 1}, {6 * time.Second, 79, false, 1}, {7 * time.Second, 101, true, 2},
 		}},
