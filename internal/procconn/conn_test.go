@@ -286,12 +286,27 @@ func TestWaitIdleOutOfDescriptors(t *testing.T) {
 		restore()
 		t.Fatalf("dup with the limit at %d: %v, want EMFILE", low.Cur, e)
 	}
-	// Nothing happens: a timeout, not an error.
-	start := time.Now()
-	queued, err := c.WaitIdle(150 * time.Millisecond)
-	if err != nil || time.Since(start) < 140*time.Millisecond {
-		restore()
-		t.Fatalf("WaitIdle out of descriptors = %v, %v after %v; want a timeout", queued, err, time.Since(start))
+	// Nothing happens: a timeout, not an error. The connector reports the
+	// whole machine's processes, and one of them may fork meanwhile (CI saw
+	// an event after 39 ms): that is no error either, and the wait is tried
+	// again.
+	var queued bool
+	for try := 0; ; try++ {
+		start := time.Now()
+		queued, err = c.WaitIdle(150 * time.Millisecond)
+		took := time.Since(start)
+		if err != nil || (!queued && took < 140*time.Millisecond) {
+			restore()
+			t.Fatalf("WaitIdle out of descriptors = %v, %v after %v; want a timeout", queued, err, took)
+		}
+		if !queued {
+			break
+		}
+		if try == 20 {
+			restore()
+			t.Fatalf("WaitIdle out of descriptors saw an event in each of %d waits of 150 ms: the machine forks too often to see a timeout", try+1)
+		}
+		drain()
 	}
 	drain() // another process of the machine may have forked meanwhile
 	// The shell forks: seen.
@@ -309,7 +324,7 @@ func TestWaitIdleOutOfDescriptors(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 		c.Interrupt()
 	}()
-	start = time.Now()
+	start := time.Now()
 	for time.Since(start) < 10*time.Second {
 		drain()
 		if queued, err = c.WaitIdle(-1); err != nil || !queued {
