@@ -435,7 +435,11 @@ func TestKillCgroupWithTermGrace(t *testing.T) {
 		}
 		return p
 	}
-	polite := join(g.Command("sh", "-c", "trap 'echo term > "+termed+"; exit 0' TERM; while :; do sleep 0.05; done"))
+	// The trap runs as soon as SIGTERM comes (a shell runs traps when the
+	// wait builtin returns, but only after a foreground command ends): the
+	// loop is no longer blocked for the grace, and a SIGKILL may follow
+	// within milliseconds when the level reaches kill.
+	polite := join(g.Command("sh", "-c", "trap 'echo term > "+termed+"; exit 0' TERM; while :; do sleep 1 & wait $!; done"))
 	stubborn := join(g.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"))
 	hogCmd := g.Command(hogBin, "600", "1000", "wait")
 	in, _ := hogCmd.StdinPipe()
@@ -453,6 +457,48 @@ func TestKillCgroupWithTermGrace(t *testing.T) {
 	}
 	if b, err := os.ReadFile(termed); err != nil || strings.TrimSpace(string(b)) != "term" {
 		t.Fatalf("the trapping companion never saw SIGTERM (%q, %v); log:\n%s", b, err, d.Log())
+	}
+}
+
+// TestTermGraceDoesNotBlindTheLoop: with --term-grace, the victim gets
+// SIGTERM and the loop goes on deciding during the grace: a victim that
+// ignores SIGTERM is SIGKILLed as soon as the level reaches kill, long
+// before a grace of 30 s is over. (The actuator used to wait the grace
+// out, blind, and SIGKILL after it whatever happened.)
+func TestTermGraceDoesNotBlindTheLoop(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	start := func(argv ...string) (*sys.PidFD, func()) {
+		cmd := g.Command(argv[0], argv[1:]...)
+		in, _ := cmd.StdinPipe()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		return waitForChildOf(t, g, cmd.Process.Pid), func() { in.Write([]byte{1}) }
+	}
+	// The term level is under 10 % of the limit available, the kill level
+	// under 5 %: 236 MiB of 256 sits between them, at 50 MiB/s (the
+	// daemon looks 100 ms ahead at the rate memory falls).
+	stubborn, goStubborn := start("sh", "-c", "trap '' TERM; exec "+hogBin+" 236 20000 wait")
+	d := startDaemon(t, "--scope", g.Memory.Path, "--term-grace", "30s")
+	goStubborn()
+	if !d.waitLog(20*time.Second, regexpOf(`signal=SIGTERM`)) {
+		t.Fatalf("no SIGTERM at the term level; log:\n%s", d.Log())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if !alive(t, stubborn) {
+		t.Fatalf("the SIGTERM-ignoring hog %d died at the term level; log:\n%s", stubborn.PID(), d.Log())
+	}
+	_, goMore := start(hogBin, "16", "1000", "wait")
+	began := time.Now()
+	goMore()
+	if !waitDead(t, stubborn, 10*time.Second) {
+		t.Fatalf("the SIGTERM-ignoring hog %d still alive %v after the level reached kill, inside its grace; log:\n%s",
+			stubborn.PID(), time.Since(began), d.Log())
+	}
+	t.Logf("SIGKILLed %v after the second hog started, inside a grace of 30 s", time.Since(began))
+	if !d.waitLog(5*time.Second, regexpOf(`escalating to SIGKILL for PID [0-9]+ \(level reached kill\)`)) {
+		t.Errorf("the log does not say why SIGKILL came early:\n%s", d.Log())
 	}
 }
 

@@ -462,3 +462,37 @@ func (r *run) wait(ctx context.Context, d time.Duration, final bool) {
 		}
 	}
 }
+
+// Term sends SIGTERM to every member of v through pidfds opened and
+// verified as Kill does (a reused PID, or a member that has left the
+// victim's address space, is not signalled), and returns at once: the
+// members it reached are in StillAlive, since they may still be dying.
+// What comes next (SIGKILL when the grace is over or the pressure calls
+// for it, or nothing when it is relieved) is the caller's to decide: the
+// memory loop goes on deciding meanwhile. Members are opened batchAbove at
+// a time, so a victim of any size needs few file descriptors.
+func (k *Killer) Term(v Victim) Result {
+	r := &run{k: k, v: v, logger: k.log(), quiet: len(v.Members) > batchAbove}
+	left := leavers(v)
+	for i := 0; i < len(v.Members); i += batchAbove {
+		part := v.Members[i:min(i+batchAbove, len(v.Members))]
+		kept := make([]Member, 0, len(part))
+		for _, m := range part {
+			if left[m.PID] {
+				r.res.Mismatched = append(r.res.Mismatched, m.PID)
+				r.step(Step{Op: OpDrop, PID: m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", v.SameMM)})
+				continue
+			}
+			kept = append(kept, m)
+		}
+		from := len(r.ts)
+		r.openMembers(kept)
+		r.signalTargets(r.ts[from:], unix.SIGTERM)
+		for _, t := range r.ts[from:] {
+			t.fd.Close()
+			t.fd = nil
+		}
+	}
+	r.noteStillAlive()
+	return r.res
+}

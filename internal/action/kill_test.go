@@ -618,3 +618,47 @@ func TestKillDropsAMemberThatLeftTheMM(t *testing.T) {
 		t.Fatalf("exec changed the child's identity: %+v, chosen as %+v", now.Members[0], v.Members[1])
 	}
 }
+
+// TestTermReturnsAtOnce: Term sends SIGTERM to every member and returns
+// without waiting or escalating: the member that ignores SIGTERM is left
+// alive for the caller's next decision, and no SIGKILL is sent.
+func TestTermReturnsAtOnce(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
+	g.Start("sleep", "60")
+	g.Start("sh", "-c", "trap '' TERM; exec sleep 60")
+	var pids []int
+	if !g.WaitProcs(5*time.Second, func(p []int) bool {
+		pids = p
+		if len(p) != 2 {
+			return false
+		}
+		for _, pid := range p {
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
+			if string(b) != "sleep\n" {
+				return false
+			}
+		}
+		return true
+	}) {
+		t.Fatalf("sleeps did not start: %v", pids)
+	}
+	v := members(t, pids)
+	start := time.Now()
+	res := (&Killer{Log: testLogger(t)}).Term(v)
+	took := time.Since(start)
+	checkPartition(t, v, res)
+	slices.Sort(res.StillAlive)
+	if !slices.Equal(res.StillAlive, pids) || len(res.Signalled) != 0 || res.Err != nil {
+		t.Fatalf("StillAlive %v, Signalled %v, Err %v; want both %v reached by SIGTERM alone", res.StillAlive, res.Signalled, res.Err, pids)
+	}
+	if took > 500*time.Millisecond {
+		t.Errorf("Term took %v: it must not wait", took)
+	}
+	if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 1 }) {
+		t.Fatalf("the sleep that takes SIGTERM did not die: %v", g.Procs())
+	}
+	time.Sleep(300 * time.Millisecond)
+	if left := g.Procs(); len(left) != 1 {
+		t.Fatalf("procs %v, want the SIGTERM-ignoring sleep alone, alive", left)
+	}
+}

@@ -92,6 +92,25 @@ type memoryKiller struct {
 	// sched moves the loop's thread between SCHED_OTHER and SCHED_FIFO;
 	// set by Run when it may, used only from Run's thread.
 	sched *loopScheduler
+	// graceKills are the cgroups sent SIGTERM whole (kill_cgroup with
+	// term_grace), whose remains are killed when their grace ends; used
+	// only from Run's thread.
+	graceKills []*graceKill
+}
+
+// graceKill is a whole-cgroup kill promised after a grace: with
+// kill_cgroup and term_grace, the victim's cgroup gets SIGTERM, and what is
+// left of it when the grace is over is stopped and killed, whether or not
+// the victim itself is still alive (it may have taken the SIGTERM) and
+// however the pressure went meanwhile: the user asked for the cgroup gone.
+// A SIGKILL escalation of the same victim before then kills it at once.
+type graceKill struct {
+	killer  action.CgroupKiller
+	cg      cgroupfs.Cgroup
+	until   time.Time
+	victim  int
+	comm    string
+	trigger string
 }
 
 func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger, actions *actionlog.Log) (*memoryKiller, error) {
@@ -195,7 +214,12 @@ func (m *memoryKiller) Run(ctx context.Context) error {
 		tick = alarm.C()
 	}
 	for {
-		next := max(m.step(ctx, time.Now()), time.Nanosecond)
+		m.finishGraceKills(ctx, time.Now())
+		next := m.step(ctx, time.Now())
+		for _, g := range m.graceKills {
+			next = min(next, time.Until(g.until))
+		}
+		next = max(next, time.Nanosecond)
 		var late <-chan time.Time
 		if alarm == nil {
 			late = time.After(next)
@@ -525,9 +549,6 @@ func (m *memoryKiller) withMM() []int {
 // (the snapshot of the processes, ranking and the mm check).
 func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, rules policy.Rules, dec policy.Decision, decided time.Duration) {
 	c := dec.Victim
-	if dec.Signal == policy.SIGTERM {
-		act.TermGrace = grace
-	}
 	act.MreleaseAfter = dec.ReapAfter
 	// SameMM: a vfork child (or clone) of the group that exec'd since the
 	// choice is another program now, and is not killed with the victim.
@@ -549,17 +570,15 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	m.log.Info("kill", "victim", c.Victim, "pids", c.PIDs, "comm", c.Comm, "signal", dec.Signal.String(),
 		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "decided_in", decided, "reap_after", dec.ReapAfter, "reason", dec.Reason)
 	begin := time.Now()
+	if dec.Signal == policy.SIGTERM {
+		m.term(act, grace, pol, rules, dec, victim, uids, decided)
+		return
+	}
 	var cgKiller action.CgroupKiller
 	var cg cgroupfs.Cgroup
 	var cgErr error
 	if dec.KillCgroup {
 		cgKiller, cg, cgErr = m.cgroupKiller(c, rules, act)
-		if cgErr == nil && dec.Signal == policy.SIGTERM {
-			// The whole cgroup gets the polite signal and the same grace.
-			if _, err := cgKiller.Signal(cg, unix.SIGTERM); err != nil {
-				m.log.Warn("kill-cgroup: SIGTERM", "cgroup", cg.Path, "err", err)
-			}
-		}
 	}
 	res := act.Kill(ctx, victim)
 	numbers := map[string]float64{
@@ -574,21 +593,16 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		numbers[k] = v
 	}
 	kind := "kill"
-	if dec.Signal == policy.SIGTERM {
-		kind = "term"
-	}
 	reason, pids := dec.Reason, c.PIDs
 	if dec.KillCgroup {
 		// The mm group first: its memory comes back soonest (mrelease).
 		// Then the rest of the cgroup, stopped first so that nothing in it
-		// forks a replacement; after a SIGTERM, once what is left of the
-		// grace has passed.
+		// forks a replacement.
 		var rep action.CgroupKill
 		err := cgErr
 		if err == nil {
-			if dec.Signal == policy.SIGTERM {
-				cgKiller.WaitEmpty(ctx, cg, grace-time.Since(begin)) // what is left is killed below
-			}
+			// Killed now, not when its grace ends.
+			m.graceKills = slices.DeleteFunc(m.graceKills, func(g *graceKill) bool { return g.cg.Path == cg.Path })
 			rep, err = cgKiller.Kill(ctx, cg)
 		}
 		pids = append(slices.Clone(pids), rep.Killed...)
@@ -622,6 +636,102 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	default:
 		m.log.Warn("victim still alive after deadline", "victim", c.Victim, "alive", res.StillAlive, "deadline", act.Deadline)
 	}
+}
+
+// term carries out a SIGTERM decision: SIGTERM to the victim's mm group
+// (and, with kill_cgroup, to its whole cgroup), and back to the loop at
+// once. The policy then decides on each pass: SIGKILL once the grace is
+// over or as soon as the level reaches kill, nothing if the pressure is
+// relieved (policy.KillConfig.TermGrace). A cgroup sent SIGTERM whole is
+// killed when its grace ends in any case (graceKill).
+func (m *memoryKiller) term(act action.Killer, grace time.Duration, pol *policy.Killer, rules policy.Rules, dec policy.Decision, victim action.Victim, uids []int, decided time.Duration) {
+	c := dec.Victim
+	begin := time.Now()
+	res := act.Term(victim)
+	reason := dec.Reason
+	numbers := map[string]float64{
+		"badness":          float64(c.Badness),
+		"rss_bytes":        float64(c.RSS),
+		"swap_bytes":       float64(c.Swap),
+		"decision_seconds": decided.Seconds(),
+		"grace_seconds":    grace.Seconds(),
+	}
+	for k, v := range dec.Verdict.Numbers {
+		numbers[k] = v
+	}
+	pids := c.PIDs
+	if dec.KillCgroup {
+		cgKiller, cg, err := m.cgroupKiller(c, rules, act)
+		var sent []int
+		if err == nil {
+			sent, err = cgKiller.Signal(cg, unix.SIGTERM)
+		}
+		if err != nil {
+			reason += fmt.Sprintf("; the rest of cgroup %s got no SIGTERM and will not be killed whole: %v", c.Cgroup, err)
+			m.log.Warn("kill-cgroup: SIGTERM to the victim's mm group only", "victim", c.Victim, "cgroup", c.Cgroup, "err", err)
+		} else {
+			m.graceKills = append(m.graceKills, &graceKill{killer: cgKiller, cg: cg, until: begin.Add(grace), victim: c.Victim, comm: c.Comm, trigger: dec.Verdict.Trigger})
+			reason += fmt.Sprintf("; and the rest of its cgroup %s (%d processes), which is killed whole when the grace of %v is over", c.Cgroup, len(sent), grace)
+			pids = append(slices.Clone(pids), sent...)
+			slices.Sort(pids)
+			pids = slices.Compact(pids)
+		}
+	}
+	m.actions.Record(actionlog.Action{Kind: "term", Trigger: dec.Verdict.Trigger, Reason: reason,
+		PIDs: pids, Cgroup: c.Cgroup, Comm: c.Comm, UIDs: uids, Numbers: numbers})
+	switch {
+	case len(res.StillAlive) == 0 && res.Err == nil:
+		m.log.Info("victim gone before SIGTERM reached it", "victim", c.Victim, "gone", res.Gone)
+		m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, time.Now())
+	case res.Err != nil && !termReached(res):
+		m.log.Error("SIGTERM failed", "victim", c.Victim, "err", res.Err)
+		m.observe(pol, policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, time.Now())
+	default:
+		m.log.Info("SIGTERM sent; the policy decides on each pass whether SIGKILL follows", "victim", c.Victim,
+			"pids", res.StillAlive, "grace", grace)
+	}
+}
+
+// termReached reports whether Term's SIGTERM reached any member.
+func termReached(res action.Result) bool {
+	for _, s := range res.Steps {
+		if s.Op == action.OpSignal && s.Signal == unix.SIGTERM && s.Err == nil {
+			return true
+		}
+	}
+	return false
+}
+
+// finishGraceKills kills what is left of each cgroup sent SIGTERM whole
+// whose grace is over (see graceKill).
+func (m *memoryKiller) finishGraceKills(ctx context.Context, now time.Time) {
+	for len(m.graceKills) > 0 && !now.Before(m.graceKills[0].until) {
+		g := m.graceKills[0]
+		m.graceKills = m.graceKills[1:]
+		m.finishGraceKill(ctx, g)
+	}
+}
+
+// finishGraceKill kills what is left of g's cgroup.
+func (m *memoryKiller) finishGraceKill(ctx context.Context, g *graceKill) {
+	rep, err := g.killer.Kill(ctx, g.cg)
+	for pid, why := range rep.Protected {
+		m.log.Warn("kill-cgroup: protected process left alone", "pid", pid, "cgroup", g.cg.Path, "why", why)
+	}
+	if err == nil && len(rep.Killed) == 0 {
+		m.log.Info("kill-cgroup: nothing left of the cgroup when its grace ended", "cgroup", g.cg.Path, "victim", g.victim)
+		return
+	}
+	reason := fmt.Sprintf("the grace after SIGTERM to the cgroup of PID %d (%s) is over: killed what was left of %s (%d processes) via %s",
+		g.victim, g.comm, g.cg.Path, len(rep.Killed), rep.Method)
+	if err != nil {
+		reason += fmt.Sprintf(" (incomplete: %v)", err)
+		m.log.Warn("kill-cgroup: killing what was left after the grace", "cgroup", g.cg.Path, "err", err)
+	} else {
+		m.log.Info("kill-cgroup: killed what was left after the grace", "cgroup", g.cg.Path, "pids", rep.Killed, "method", rep.Method)
+	}
+	m.actions.Record(actionlog.Action{Kind: "kill", Trigger: g.trigger, Reason: reason, PIDs: rep.Killed, Cgroup: g.cg.Path,
+		Comm: g.comm, Numbers: map[string]float64{"cgroup_killed": float64(len(rep.Killed))}})
 }
 
 // observe reports an outcome to pol with m.mu held: status, ps and the
