@@ -137,7 +137,9 @@ type Rules struct {
 	Prefer []Regexp `toml:"prefer"`
 	// Avoid lowers it.
 	Avoid []Regexp `toml:"avoid"`
-	// Ignore never kills matching processes unless nothing else is left.
+	// Ignore never kills matching processes, nor the processes sharing an
+	// address space with one (earlyoom's --ignore); Avoid is the rule that
+	// still kills when nothing else is left.
 	Ignore []Regexp `toml:"ignore"`
 	// Protect names processes (comm, or the base name of the executable)
 	// that are never killed.
