@@ -361,6 +361,10 @@ func (t *tracer) onNotification(req *seccompNotif) {
 	if !isExec {
 		opts = forkOpts
 	}
+	// An injection that cannot plant its trap code steps the system call
+	// instead (injectSyscall), and tells its stops by SIGTRAP|0x80: without
+	// this option they would read as a SIGTRAP to deliver, which kills.
+	opts |= unix.PTRACE_O_TRACESYSGOOD
 	t.section.Lock()
 	defer t.section.Unlock()
 	if err := sys.PtraceSeize(tid, opts); err != nil {
