@@ -934,3 +934,40 @@ func TestSetuidKeepsItsPrivileges(t *testing.T) {
 		})
 	}
 }
+
+// e32Source is a static i386 program with no libc: getpid, then exit 42.
+const e32Source = `.globl _start
+_start:
+  mov $20, %eax
+  int $0x80
+  mov $1, %eax
+  mov $42, %ebx
+  int $0x80
+`
+
+// TestThirtyTwoBitProgramIsRefusedClearly: a 32-bit (i386) program cannot
+// be locked (its registers come in another layout, its system calls have
+// other numbers); under --mlock, with either engine, it runs unlocked, its
+// exit status passes through, and the warning says why, where the
+// injection used to fail on a zero pc ("PTRACE_PEEKDATA 0x0").
+func TestThirtyTwoBitProgramIsRefusedClearly(t *testing.T) {
+	dir := t.TempDir()
+	src := filepath.Join(dir, "e32.S")
+	bin := filepath.Join(dir, "e32")
+	if err := os.WriteFile(src, []byte(e32Source), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command("gcc", "-m32", "-nostdlib", "-static", "-o", bin, src).CombinedOutput(); err != nil {
+		t.Skipf("cannot build an i386 program here: %v\n%s", err, out)
+	}
+	for _, h := range []helperOptions{{Lock: LockAll}, {Lock: LockAll, Trace: true}} {
+		g := testbed.New(t, testbed.Options{})
+		_, errOut, code := runHelper(t, g, h, bin)
+		if code != 42 {
+			t.Errorf("%+v: exit %d, want the program's 42; stderr:\n%s", h, code, errOut)
+		}
+		if !strings.Contains(errOut, "(e32) is NOT locked: a 32-bit program") || strings.Contains(errOut, "PEEKDATA") {
+			t.Errorf("%+v: stderr does not say the 32-bit program is not locked, and why:\n%s", h, errOut)
+		}
+	}
+}

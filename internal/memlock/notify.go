@@ -583,6 +583,9 @@ func (t *tracer) lockAtEntry(pid int) bool {
 	if st, err := readStatus(t.procRoot, spid, t.statBuf); err != nil || !st.hasCap(capIPCLock) {
 		return false
 	}
+	if class, err := elfClass(t.procRoot, pid); err != nil || class != elfClass64 {
+		return false // a 32-bit image: its vDSO and registers are another ABI's (lockAt says so)
+	}
 	vdso, err := readAuxv(t.procRoot, spid, atSysinfoEhdr, t.statBuf)
 	if err != nil || vdso == 0 {
 		return false

@@ -3,8 +3,11 @@ package memlock
 import (
 	"errors"
 	"fmt"
+	"io"
 	"math"
+	"os"
 	"os/exec"
+	"path/filepath"
 	"strconv"
 	"sync"
 	"sync/atomic"
@@ -493,6 +496,15 @@ func (t *tracer) lock(tk *task) (gone bool) { return t.lockAt(tk, false) }
 // lockAt is lock; atExec says the task is at its PTRACE_EVENT_EXEC stop.
 func (t *tracer) lockAt(tk *task, atExec bool) (gone bool) {
 	p := tk.p
+	if class, err := elfClass(t.procRoot, tk.tid); err == nil && class != elfClass64 {
+		// Its registers come in another layout and its system calls have
+		// other numbers and another instruction: injecting would read a
+		// zero pc, or run the wrong call.
+		p.lock, p.lockErr = LockFailed, errors.New("a 32-bit program (i386 or x32): only 64-bit programs can be locked")
+		t.failed++
+		t.warn("pid %d (%s) is NOT locked: %v", p.pid, t.comm(p.pid), p.lockErr)
+		return false
+	}
 	ret, deferred, gone, err := t.inject(tk.tid, unix.SYS_MLOCKALL, syscallArgs{uintptr(t.flags)}, atExec)
 	if gone {
 		return true
@@ -513,6 +525,27 @@ func (t *tracer) lockAt(tk *task, atExec bool) (gone bool) {
 		unix.Tgkill(p.pid, tk.tid, s)
 	}
 	return false
+}
+
+// elfClass64 is EI_CLASS of a 64-bit ELF image (ELFCLASS64).
+const elfClass64 = 2
+
+// elfClass returns EI_CLASS of the image that task tid runs (the interpreter
+// for a script): 1 for 32-bit, 2 for 64-bit.
+func elfClass(procRoot string, tid int) (byte, error) {
+	f, err := os.Open(filepath.Join(procRoot, strconv.Itoa(tid), "exe"))
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	var h [5]byte
+	if _, err := io.ReadFull(f, h[:]); err != nil {
+		return 0, err
+	}
+	if string(h[:4]) != "\x7fELF" {
+		return 0, fmt.Errorf("pid %d: not an ELF image", tid)
+	}
+	return h[4], nil
 }
 
 func lockHint(err error) string {
