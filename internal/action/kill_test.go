@@ -328,10 +328,13 @@ func TestKillGoneMember(t *testing.T) {
 	}
 }
 
-func TestKillTermGrace(t *testing.T) {
+// startSleepers starts two sleeps in a group of their own, the second
+// ignoring SIGTERM (ignored signals stay ignored across exec), and returns
+// the group and their PIDs once both run sleep.
+func startSleepers(t *testing.T) (*testbed.Group, []int) {
+	t.Helper()
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
 	g.Start("sleep", "60")
-	// Ignored signals stay ignored across exec: this sleep ignores SIGTERM.
 	g.Start("sh", "-c", "trap '' TERM; exec sleep 60")
 	var pids []int
 	if !g.WaitProcs(5*time.Second, func(p []int) bool {
@@ -349,6 +352,11 @@ func TestKillTermGrace(t *testing.T) {
 	}) {
 		t.Fatalf("sleeps did not start: %v", pids)
 	}
+	return g, pids
+}
+
+func TestKillTermGrace(t *testing.T) {
+	_, pids := startSleepers(t)
 	k := &Killer{Log: testLogger(t), TermGrace: 300 * time.Millisecond}
 	res := k.Kill(context.Background(), members(t, pids))
 	slices.Sort(res.Killed)
@@ -623,25 +631,7 @@ func TestKillDropsAMemberThatLeftTheMM(t *testing.T) {
 // without waiting or escalating: the member that ignores SIGTERM is left
 // alive for the caller's next decision, and no SIGKILL is sent.
 func TestTermReturnsAtOnce(t *testing.T) {
-	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 20})
-	g.Start("sleep", "60")
-	g.Start("sh", "-c", "trap '' TERM; exec sleep 60")
-	var pids []int
-	if !g.WaitProcs(5*time.Second, func(p []int) bool {
-		pids = p
-		if len(p) != 2 {
-			return false
-		}
-		for _, pid := range p {
-			b, _ := os.ReadFile("/proc/" + strconv.Itoa(pid) + "/comm")
-			if string(b) != "sleep\n" {
-				return false
-			}
-		}
-		return true
-	}) {
-		t.Fatalf("sleeps did not start: %v", pids)
-	}
+	g, pids := startSleepers(t)
 	v := members(t, pids)
 	start := time.Now()
 	res := (&Killer{Log: testLogger(t)}).Term(v)
