@@ -511,7 +511,7 @@ func (m *memoryKiller) confirmSharers(dec *policy.Decision) {
 	c := &dec.Victim
 	sharers, err := m.scan.ConfirmGroup(c.Victim, m.withMM())
 	if err != nil {
-		m.log.Debug("confirm mm group", "victim", c.Victim, "err", err)
+		m.log.Warn("kill: cannot confirm which processes share the victim's mm; killing the group as grouped", "victim", c.Victim, "err", err)
 		return
 	}
 	known := map[int]bool{}
