@@ -472,14 +472,18 @@ func preflight(o *Options, warn func(string, ...any)) error {
 	if o.Lock != LockNone && syscallInsn == 0 {
 		return errArch
 	}
-	if o.Lock != LockNone && !st.hasCap(capIPCLock) {
+	// mlockall runs in the command, so it is the command's CAP_IPC_LOCK
+	// that counts, not oomguard's own (a file capability of oomguard is
+	// not passed on); raising the command's RLIMIT_MEMLOCK is oomguard's
+	// own act, under its CAP_SYS_RESOURCE.
+	if o.Lock != LockNone && !st.childHasCap(capIPCLock) {
 		var rl unix.Rlimit
 		if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err != nil {
 			return fmt.Errorf("getrlimit(RLIMIT_MEMLOCK): %w", err)
 		}
 		if !st.hasCap(capSysResource) && rl.Max != unix.RLIM_INFINITY {
 			if rl.Max < minUsefulMemlock {
-				return fmt.Errorf("--mlock: RLIMIT_MEMLOCK is %s (hard limit) and CAP_IPC_LOCK is missing, so mlockall would fail in the command: run as root or with CAP_IPC_LOCK in the ambient set, which the command inherits (AmbientCapabilities=CAP_IPC_LOCK; a file capability of oomguard, setcap, is not passed on to the command), or raise the hard limit (ulimit -l unlimited, memlock in limits.conf, LimitMEMLOCK=infinity)", fmtBytes(rl.Max))
+				return fmt.Errorf("--mlock: RLIMIT_MEMLOCK is %s (hard limit) and CAP_IPC_LOCK is missing, so mlockall would fail in the command: run as root or with CAP_IPC_LOCK in the ambient set, which the command inherits (AmbientCapabilities=CAP_IPC_LOCK; a file capability of oomguard, setcap, is not passed on to the command, and does not count), or raise the hard limit (ulimit -l unlimited, memlock in limits.conf, LimitMEMLOCK=infinity)", fmtBytes(rl.Max))
 			}
 			warn("RLIMIT_MEMLOCK is %s and CAP_IPC_LOCK is missing: processes with a larger address space will not be locked (each is reported)", fmtBytes(rl.Max))
 		}

@@ -16,6 +16,10 @@ type procStatus struct {
 	VmHWM  uint64 // bytes
 	VmRSS  uint64 // bytes
 	CapEff uint64
+	// CapAmb is the ambient set, which a program exec'd by this process
+	// keeps; EUID the effective user ID (-1 when not read).
+	CapAmb uint64
+	EUID   int
 	Tgid   int
 	PPid   int
 	// HasVm is false for a process without an address space (a zombie).
@@ -29,6 +33,14 @@ const (
 )
 
 func (s procStatus) hasCap(bit uint) bool { return s.CapEff&(1<<bit) != 0 }
+
+// childHasCap reports whether a program this process execs will have the
+// capability: kept from the ambient set, or granted to root, whose execs
+// get the bounding set (the effective one is the best guess of it here).
+// A file capability of this process's own executable is not passed on.
+func (s procStatus) childHasCap(bit uint) bool {
+	return s.CapAmb&(1<<bit) != 0 || (s.EUID == 0 && s.hasCap(bit))
+}
 
 // readStatus reads /proc/PID/status ("self" for the caller) under procRoot.
 func readStatus(procRoot, pid string, buf []byte) (procStatus, error) {
@@ -61,7 +73,7 @@ func readStatus(procRoot, pid string, buf []byte) (procStatus, error) {
 // parseStatus parses the text of /proc/PID/status. Unknown and malformed
 // lines are skipped.
 func parseStatus(b []byte) procStatus {
-	var s procStatus
+	s := procStatus{EUID: -1}
 	for len(b) > 0 {
 		line := b
 		if i := bytes.IndexByte(b, '\n'); i >= 0 {
@@ -89,6 +101,15 @@ func parseStatus(b []byte) procStatus {
 			s.PPid, _ = strconv.Atoi(string(val))
 		case "CapEff":
 			s.CapEff, _ = strconv.ParseUint(string(val), 16, 64)
+		case "CapAmb":
+			s.CapAmb, _ = strconv.ParseUint(string(val), 16, 64)
+		case "Uid":
+			// Real, effective, saved, filesystem.
+			if f := bytes.Fields(val); len(f) >= 2 {
+				if n, err := strconv.Atoi(string(f[1])); err == nil {
+					s.EUID = n
+				}
+			}
 		}
 	}
 	return s

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/google/go-cmp/cmp"
+	"golang.org/x/sys/unix"
 )
 
 func TestParseStatus(t *testing.T) {
@@ -16,7 +17,7 @@ func TestParseStatus(t *testing.T) {
 		"CapEff:\t000001fffeffffff\nbroken line\n"
 	got := parseStatus([]byte(in))
 	want := procStatus{Name: "cc1", VmLck: 12345 << 10, VmHWM: 9000 << 10, VmRSS: 8000 << 10,
-		CapEff: 0x1fffeffffff, Tgid: 4242, PPid: 4200, HasVm: true}
+		CapEff: 0x1fffeffffff, Tgid: 4242, PPid: 4200, HasVm: true, EUID: -1}
 	if d := cmp.Diff(want, got); d != "" {
 		t.Errorf("parseStatus (-want +got):\n%s", d)
 	}
@@ -46,11 +47,11 @@ func TestParseProcCgroup(t *testing.T) {
 }
 
 // fakeProc writes a /proc fixture with the files preflight reads.
-func fakeProc(t *testing.T, capEff, ptraceScope, oomAdj string) string {
+func fakeProc(t *testing.T, uid, capEff, capAmb, ptraceScope, oomAdj string) string {
 	t.Helper()
 	root := t.TempDir()
 	files := map[string]string{
-		"self/status":                  "Name:\toomguard\nCapEff:\t" + capEff + "\n",
+		"self/status":                  "Name:\toomguard\nUid:\t" + uid + "\t" + uid + "\t" + uid + "\t" + uid + "\nCapEff:\t" + capEff + "\nCapAmb:\t" + capAmb + "\n",
 		"self/oom_score_adj":           oomAdj + "\n",
 		"sys/kernel/yama/ptrace_scope": ptraceScope + "\n",
 	}
@@ -70,26 +71,42 @@ func TestPreflight(t *testing.T) {
 	all := "000001ffffffffff"
 	noResource := "000001fffeffffff"
 	adj := func(v int) *int { return &v }
+	none, ipcLock := "0000000000000000", "0000000000004000"
+	var rl unix.Rlimit
+	if err := unix.Getrlimit(unix.RLIMIT_MEMLOCK, &rl); err != nil {
+		t.Fatal(err)
+	}
+	lowMemlock := rl.Max != unix.RLIM_INFINITY && rl.Max < minUsefulMemlock
 	cases := []struct {
 		name        string
+		uid         string
 		capEff      string
+		capAmb      string
 		ptraceScope string
 		ownAdj      string
 		o           Options
 		wantErr     string // "" for success
+		needLow     bool   // the case needs this machine's RLIMIT_MEMLOCK low
 	}{
-		{"plain", noResource, "3", "0", Options{}, ""},
-		{"yama-3-blocks-mlock", all, "3", "0", Options{Lock: LockAll}, "ptrace_scope is 3"},
-		{"yama-3-blocks-report", all, "3", "0", Options{Report: true}, "ptrace_scope is 3"},
-		{"yama-1-ok", all, "1", "0", Options{Lock: LockAll}, ""},
-		{"raise-adj-ok", noResource, "0", "0", Options{OOMScoreAdj: adj(500)}, ""},
-		{"lower-adj-needs-cap", noResource, "0", "100", Options{OOMScoreAdj: adj(0)}, "CAP_SYS_RESOURCE"},
-		{"lower-adj-with-cap", all, "0", "100", Options{OOMScoreAdj: adj(-1000)}, ""},
-		{"adj-range", all, "0", "0", Options{OOMScoreAdj: adj(1001)}, "-1000..1000"},
+		{"plain", "0", noResource, none, "3", "0", Options{}, "", false},
+		{"yama-3-blocks-mlock", "0", all, none, "3", "0", Options{Lock: LockAll}, "ptrace_scope is 3", false},
+		{"yama-3-blocks-report", "0", all, none, "3", "0", Options{Report: true}, "ptrace_scope is 3", false},
+		{"yama-1-ok", "0", all, none, "1", "0", Options{Lock: LockAll}, "", false},
+		{"raise-adj-ok", "0", noResource, none, "0", "0", Options{OOMScoreAdj: adj(500)}, "", false},
+		{"lower-adj-needs-cap", "0", noResource, none, "0", "100", Options{OOMScoreAdj: adj(0)}, "CAP_SYS_RESOURCE", false},
+		{"lower-adj-with-cap", "0", all, none, "0", "100", Options{OOMScoreAdj: adj(-1000)}, "", false},
+		{"adj-range", "0", all, none, "0", "0", Options{OOMScoreAdj: adj(1001)}, "-1000..1000", false},
+		// A user's oomguard with CAP_IPC_LOCK as a file capability: the
+		// command does not inherit it, so mlockall would fail there.
+		{"file-capability-does-not-count", "1000", noResource, none, "0", "0", Options{Lock: LockAll}, "AmbientCapabilities", true},
+		{"ambient-capability-counts", "1000", noResource, ipcLock, "0", "0", Options{Lock: LockAll}, "", false},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {
-			c.o.Paths = Paths{Proc: fakeProc(t, c.capEff, c.ptraceScope, c.ownAdj)}.withDefaults()
+			if c.needLow && !lowMemlock {
+				t.Skipf("RLIMIT_MEMLOCK hard limit %d is not low here", rl.Max)
+			}
+			c.o.Paths = Paths{Proc: fakeProc(t, c.uid, c.capEff, c.capAmb, c.ptraceScope, c.ownAdj)}.withDefaults()
 			err := preflight(&c.o, func(string, ...any) {})
 			switch {
 			case c.wantErr == "" && err != nil:
