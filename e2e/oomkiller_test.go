@@ -611,6 +611,17 @@ func TestDaemonRehearsesAKill(t *testing.T) {
 		t.Errorf("the rehearsal logged its kill steps as a real kill's:\n%s", d.Log())
 	}
 
+	// With a grace, a SIGTERM decision's path (action.Killer.Term) is
+	// rehearsed too, on the same child.
+	graced := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug", "--term-grace", "1s")
+	reTerm := regexp.MustCompile(`msg="rehearsed a kill" .*pid=(\d+) killed=\[(\d+)\] .* termed=\[(\d+)\]`)
+	if !graced.waitLog(15*time.Second, reTerm) {
+		t.Fatalf("no rehearsal of SIGTERM logged with --term-grace; log:\n%s", graced.Log())
+	}
+	if m := reTerm.FindStringSubmatch(graced.Log()); m[1] != m[2] || m[1] != m[3] {
+		t.Fatalf("the rehearsal sent SIGKILL to %s and SIGTERM to %s, not to its child %s", m[2], m[3], m[1])
+	}
+
 	dry := startDaemon(t, "--scope", g.Memory.Path, "--log-level", "debug", "--dry-run")
 	if !dry.waitLog(15*time.Second, regexp.MustCompile(`msg="rehearsed a decision"`)) {
 		t.Fatalf("the dry-run daemon logged no rehearsed decision; log:\n%s", dry.Log())

@@ -450,9 +450,19 @@ func (m *memoryKiller) rehearseKill(ctx context.Context) {
 	// runs too, whether it finds the child exiting or gone.
 	k := m.act
 	k.Log, k.TermGrace, k.MreleaseAfter = nil, 0, 0
-	res := k.Kill(ctx, action.Victim{Members: []action.Member{member}, Reason: "rehearsal"})
+	victim := action.Victim{Members: []action.Member{member}, Reason: "rehearsal", SameMM: member.PID}
+	m.mu.Lock()
+	grace := m.grace
+	m.mu.Unlock()
+	var termed []int
+	if grace > 0 {
+		// A SIGTERM decision runs Term first. The child dies of it and
+		// stays unreaped, so Kill then runs its own steps on it still.
+		termed = k.Term(victim).StillAlive
+	}
+	res := k.Kill(ctx, victim)
 	m.log.Debug("rehearsed a kill", "pid", member.PID, "killed", res.Killed, "released", res.Released,
-		"still_alive", res.StillAlive, "err", res.Err, "took", time.Since(start))
+		"still_alive", res.StillAlive, "err", res.Err, "took", time.Since(start), "termed", termed)
 }
 
 // warmBand is the headroom (points above the nearest SIGTERM level) below
