@@ -25,6 +25,9 @@ type helperOptions struct {
 	// does without Options.ReleaseHelper, instead of through the test
 	// binary as the release helper (as the CLI does).
 	Traceme bool
+	// Interrupted runs Run with a context already ended, as the CLI's is
+	// by a SIGTERM that comes before Run takes the signals over.
+	Interrupted bool
 }
 
 // releaseArg makes the test binary act as the release helper
@@ -56,7 +59,13 @@ func helperMain(js string) int {
 	if !h.Traceme {
 		o.ReleaseHelper = []string{"/proc/self/exe", releaseArg}
 	}
-	res, err := Run(context.Background(), os.Args[1:], o)
+	ctx := context.Background()
+	if h.Interrupted {
+		c, cancel := context.WithCancel(ctx)
+		cancel()
+		ctx = c
+	}
+	res, err := Run(ctx, os.Args[1:], o)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, "oomguard run:", err)
 		if se, ok := err.(*StartError); ok {

@@ -971,3 +971,25 @@ func TestThirtyTwoBitProgramIsRefusedClearly(t *testing.T) {
 		}
 	}
 }
+
+// TestInterruptedBeforeStart: a SIGTERM or SIGINT that reaches oomguard
+// before Run takes the signals over ends the CLI's context; the command
+// then never starts (it used to start, its signal lost), the run fails
+// with 125 saying why, and the cgroup made for it is removed.
+func TestInterruptedBeforeStart(t *testing.T) {
+	g := testbed.New(t, testbed.Options{})
+	marker := filepath.Join(t.TempDir(), "ran")
+	_, errOut, code := runHelper(t, g, helperOptions{Interrupted: true, Limits: Limits{PidsMax: 20}}, "touch", marker)
+	if code != 125 || !strings.Contains(errOut, "interrupted before touch started") {
+		t.Errorf("exit %d, stderr %q; want 125 and the reason", code, errOut)
+	}
+	if _, err := os.Stat(marker); err == nil {
+		t.Error("the command ran")
+	}
+	// The run makes its cgroups under its own (the group's).
+	for _, c := range g.Cgroups() {
+		if left, _ := filepath.Glob(filepath.Join(c.Path, "oomguard-run-*")); len(left) > 0 {
+			t.Errorf("the run's cgroups %v were left behind", left)
+		}
+	}
+}

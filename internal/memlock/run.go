@@ -77,8 +77,8 @@ func ttySignal(s unix.Signal) bool {
 // of its own (the oomguard CLI), not from a library user with other
 // children. Run errors before the command runs when locking, ptrace or the
 // cgroup is impossible, with the knob that fixes it; a *StartError when the
-// command cannot be executed. ctx is not used to stop the command: signals
-// are forwarded instead.
+// command cannot be executed. ctx is not used to stop the command (signals
+// are forwarded instead), but a ctx already ended keeps it from starting.
 func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	if len(argv) == 0 {
 		return nil, errors.New("no command given")
@@ -127,6 +127,14 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 	sigc := make(chan os.Signal, 32)
 	signal.Notify(sigc, sigs...)
 	defer signal.Stop(sigc)
+	// A SIGINT or SIGTERM that came before the line above ended ctx (the
+	// CLI's) and would be lost: the command must not start then.
+	if err := ctx.Err(); err != nil {
+		if cgs != nil {
+			cgs.remove(time.Second)
+		}
+		return nil, fmt.Errorf("interrupted before %s started: %w", argv[0], err)
+	}
 
 	cmd := exec.Command(path, argv[1:]...)
 	cmd.Args = argv
