@@ -40,8 +40,11 @@ const (
 	// dentry and file. Queued data is not included (v1 memory.kmem.tcp and
 	// v2 "sock" count TCP buffers).
 	SocketOverhead = 2 << 10
-	pageSize       = 4096
 )
+
+// pageSize is the kernel's page size: pipe data and slabs are counted in
+// pages, 16 or 64 KiB on some arm64 kernels.
+var pageSize = uint64(os.Getpagesize())
 
 // Process is the kernel memory attributable to one process. PageTables is
 // exact; KernelStack, PipeBytes and SocketBytes are estimates.
