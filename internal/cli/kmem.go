@@ -138,24 +138,26 @@ func kmemDaemon(ctx context.Context, socket string) (map[string]kmem.DaemonCgrou
 	return m, nil
 }
 
-// resolveCgroup opens a as given, else relative to the v1 memory
-// hierarchy, else relative to the v2 one.
+// resolveCgroup opens a cgroup named by a: an absolute path, or one that
+// starts with "./" or "../", as given; any other name relative to the v1
+// memory hierarchy, else the v2 one, else the current directory. (Looked
+// up in the current directory first, "system.slice" typed in
+// /sys/fs/cgroup/unified would name that hierarchy's cgroup, which
+// accounts no memory there.)
 func resolveCgroup(a string) (cgroupfs.Cgroup, error) {
 	cands := []string{a}
-	if !filepath.IsAbs(a) {
-		cands = append(cands, filepath.Join(kmemV1Root, a), filepath.Join(kmemV2Root, a))
+	if !filepath.IsAbs(a) && !strings.HasPrefix(a, "./") && !strings.HasPrefix(a, "../") {
+		cands = []string{filepath.Join(kmemV1Root, a), filepath.Join(kmemV2Root, a), a}
 	}
-	var first error
+	var errs []string
 	for _, c := range cands {
 		cg, err := cgroupfs.Open(c)
 		if err == nil {
 			return cg, nil
 		}
-		if first == nil {
-			first = err
-		}
+		errs = append(errs, err.Error())
 	}
-	return cgroupfs.Cgroup{}, first
+	return cgroupfs.Cgroup{}, fmt.Errorf("tried %s", strings.Join(errs, "; "))
 }
 
 // kmemRoots returns the hierarchies to scan: the given roots, or every
