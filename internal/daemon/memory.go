@@ -8,8 +8,10 @@ import (
 	"math"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
+	"strconv"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -22,6 +24,7 @@ import (
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/config"
 	"github.com/oomguard/oomguard/internal/hooks"
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/scan"
 	"github.com/oomguard/oomguard/internal/source"
@@ -99,11 +102,12 @@ type memoryKiller struct {
 }
 
 // graceKill is a whole-cgroup kill promised after a grace: with
-// kill_cgroup and term_grace, the victim's cgroup gets SIGTERM, and what is
-// left of it when the grace is over is stopped and killed, whether or not
-// the victim itself is still alive (it may have taken the SIGTERM) and
-// however the pressure went meanwhile: the user asked for the cgroup gone.
-// A SIGKILL escalation of the same victim before then kills it at once.
+// kill_cgroup and term_grace, the victim's cgroup gets SIGTERM, and when
+// the grace is over, if any process that the SIGTERM reached is still
+// there, the cgroup is stopped and killed, whether or not the victim
+// itself is still alive and however the pressure went meanwhile: the user
+// asked for the workload gone. A SIGKILL escalation of the same victim
+// before then kills it at once.
 type graceKill struct {
 	killer  action.CgroupKiller
 	cg      cgroupfs.Cgroup
@@ -111,6 +115,11 @@ type graceKill struct {
 	victim  int
 	comm    string
 	trigger string
+	// termed are the processes the SIGTERM reached, by PID and start time.
+	// When none of them is left at the end of the grace, the workload has
+	// ended by itself, and whatever the cgroup holds then is new (a
+	// service restarted by its manager, say): the cgroup is not killed.
+	termed []action.Member
 }
 
 func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Logger, actions *actionlog.Log) (*memoryKiller, error) {
@@ -297,7 +306,7 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 			"decide", phases[2].Sub(phases[1]), "confirm", phases[3].Sub(phases[2]), "stats", m.scan.LastPass(),
 			"minflt", faults[1].Minflt-faults[0].Minflt, "majflt", faults[1].Majflt-faults[0].Majflt)
 	}
-	dryRun, grace, act, pol, rules := m.dryRun, m.grace, m.act, m.policy, m.rules
+	dryRun, grace, act, rules := m.dryRun, m.grace, m.act, m.rules
 	m.mu.Unlock()
 
 	switch dec.Kind {
@@ -307,10 +316,10 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 	case policy.DecideKill:
 		if dryRun {
 			m.dryRunKill(dec, now)
-			m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
+			m.observe(policy.Outcome{Kind: policy.OutcomeExited, PID: dec.Victim.Victim, StartTime: dec.Victim.StartTime}, now)
 			return m.interval
 		}
-		m.kill(ctx, act, grace, pol, rules, dec, time.Since(now))
+		m.kill(ctx, act, grace, rules, dec, time.Since(now))
 		return 0
 	}
 	return 20 * time.Millisecond
@@ -557,7 +566,7 @@ func (m *memoryKiller) withMM() []int {
 
 // kill carries out dec; decided is how long the step took to reach it
 // (the snapshot of the processes, ranking and the mm check).
-func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, pol *policy.Killer, rules policy.Rules, dec policy.Decision, decided time.Duration) {
+func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.Duration, rules policy.Rules, dec policy.Decision, decided time.Duration) {
 	c := dec.Victim
 	act.MreleaseAfter = dec.ReapAfter
 	// SameMM: a vfork child (or clone) of the group that exec'd since the
@@ -581,7 +590,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		"attempt", dec.Attempt, "trigger", dec.Verdict.Trigger, "badness", c.Badness, "rss", c.RSS, "decided_in", decided, "reap_after", dec.ReapAfter, "reason", dec.Reason)
 	begin := time.Now()
 	if dec.Signal == policy.SIGTERM {
-		m.term(act, grace, pol, rules, dec, victim, uids, decided)
+		m.term(act, grace, rules, dec, victim, uids, decided)
 		return
 	}
 	var cgKiller action.CgroupKiller
@@ -639,10 +648,10 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 	case len(res.StillAlive) == 0 && res.Err == nil:
 		m.log.Info("victim gone", "victim", c.Victim, "killed", res.Killed, "gone", res.Gone,
 			"released", res.Released, "seconds", time.Since(begin).Seconds())
-		m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, now)
+		m.observe(policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, now)
 	case len(res.Signalled) == 0 && res.Err != nil:
 		m.log.Error("kill failed", "victim", c.Victim, "err", res.Err)
-		m.observe(pol, policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, now)
+		m.observe(policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, now)
 	default:
 		m.log.Warn("victim still alive after deadline", "victim", c.Victim, "alive", res.StillAlive, "deadline", act.Deadline)
 	}
@@ -654,7 +663,7 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 // over or as soon as the level reaches kill, nothing if the pressure is
 // relieved (policy.KillConfig.TermGrace). A cgroup sent SIGTERM whole is
 // killed when its grace ends in any case (graceKill).
-func (m *memoryKiller) term(act action.Killer, grace time.Duration, pol *policy.Killer, rules policy.Rules, dec policy.Decision, victim action.Victim, uids []int, decided time.Duration) {
+func (m *memoryKiller) term(act action.Killer, grace time.Duration, rules policy.Rules, dec policy.Decision, victim action.Victim, uids []int, decided time.Duration) {
 	c := dec.Victim
 	begin := time.Now()
 	res := act.Term(victim)
@@ -680,7 +689,13 @@ func (m *memoryKiller) term(act action.Killer, grace time.Duration, pol *policy.
 			reason += fmt.Sprintf("; the rest of cgroup %s got no SIGTERM and will not be killed whole: %v", c.Cgroup, err)
 			m.log.Warn("kill-cgroup: SIGTERM to the victim's mm group only", "victim", c.Victim, "cgroup", c.Cgroup, "err", err)
 		} else {
-			m.graceKills = append(m.graceKills, &graceKill{killer: cgKiller, cg: cg, until: begin.Add(grace), victim: c.Victim, comm: c.Comm, trigger: dec.Verdict.Trigger})
+			g := &graceKill{killer: cgKiller, cg: cg, until: begin.Add(grace), victim: c.Victim, comm: c.Comm, trigger: dec.Verdict.Trigger}
+			for _, pid := range append(slices.Clone(sent), res.StillAlive...) {
+				if mb, err := action.MemberOf("", pid); err == nil {
+					g.termed = append(g.termed, mb)
+				}
+			}
+			m.graceKills = append(m.graceKills, g)
 			reason += fmt.Sprintf("; and the rest of its cgroup %s (%d processes), which is killed whole when the grace of %v is over", c.Cgroup, len(sent), grace)
 			pids = append(slices.Clone(pids), sent...)
 			slices.Sort(pids)
@@ -692,10 +707,10 @@ func (m *memoryKiller) term(act action.Killer, grace time.Duration, pol *policy.
 	switch {
 	case len(res.StillAlive) == 0 && res.Err == nil:
 		m.log.Info("victim gone before SIGTERM reached it", "victim", c.Victim, "gone", res.Gone)
-		m.observe(pol, policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, time.Now())
+		m.observe(policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, time.Now())
 	case res.Err != nil && !termReached(res):
 		m.log.Error("SIGTERM failed", "victim", c.Victim, "err", res.Err)
-		m.observe(pol, policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, time.Now())
+		m.observe(policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, time.Now())
 	default:
 		m.log.Info("SIGTERM sent; the policy decides on each pass whether SIGKILL follows", "victim", c.Victim,
 			"pids", res.StillAlive, "grace", grace)
@@ -715,15 +730,31 @@ func termReached(res action.Result) bool {
 // finishGraceKills kills what is left of each cgroup sent SIGTERM whole
 // whose grace is over (see graceKill).
 func (m *memoryKiller) finishGraceKills(ctx context.Context, now time.Time) {
-	for len(m.graceKills) > 0 && !now.Before(m.graceKills[0].until) {
-		g := m.graceKills[0]
-		m.graceKills = m.graceKills[1:]
+	var due []*graceKill
+	m.graceKills = slices.DeleteFunc(m.graceKills, func(g *graceKill) bool {
+		if now.Before(g.until) {
+			return false
+		}
+		due = append(due, g)
+		return true
+	})
+	for _, g := range due {
 		m.finishGraceKill(ctx, g)
 	}
 }
 
 // finishGraceKill kills what is left of g's cgroup.
 func (m *memoryKiller) finishGraceKill(ctx context.Context, g *graceKill) {
+	left := 0
+	for _, mb := range g.termed {
+		if stillRuns(mb) {
+			left++
+		}
+	}
+	if left == 0 {
+		m.log.Info("kill-cgroup: every process the SIGTERM reached has exited; the cgroup is not killed", "cgroup", g.cg.Path, "victim", g.victim)
+		return
+	}
 	rep, err := g.killer.Kill(ctx, g.cg)
 	for pid, why := range rep.Protected {
 		m.log.Warn("kill-cgroup: protected process left alone", "pid", pid, "cgroup", g.cg.Path, "why", why)
@@ -744,13 +775,27 @@ func (m *memoryKiller) finishGraceKill(ctx context.Context, g *graceKill) {
 		Comm: g.comm, Numbers: map[string]float64{"cgroup_killed": float64(len(rep.Killed))}})
 }
 
-// observe reports an outcome to pol with m.mu held: status, ps and the
+// stillRuns reports whether mb's process (PID and start time) is there and
+// not a zombie.
+func stillRuns(mb action.Member) bool {
+	if st, err := action.ReadStartTime("/proc", mb.PID); err != nil || st != mb.StartTime {
+		return false
+	}
+	b, err := os.ReadFile(filepath.Join("/proc", strconv.Itoa(mb.PID), "stat"))
+	if err != nil {
+		return false
+	}
+	_, ok := procscan.ParseStat(b) // false for a zombie
+	return ok
+}
+
+// observe reports an outcome to the killer with m.mu held: status, ps and the
 // metrics read the killer's skip marks from other goroutines, and a map
 // read while Observe writes it is a fatal error in Go.
-func (m *memoryKiller) observe(pol *policy.Killer, o policy.Outcome, now time.Time) {
+func (m *memoryKiller) observe(o policy.Outcome, now time.Time) {
 	m.mu.Lock()
 	defer m.mu.Unlock()
-	pol.Observe(o, now)
+	m.policy.Observe(o, now) // after a reload, the killer that took over the flight
 }
 
 func (m *memoryKiller) dryRunKill(dec policy.Decision, now time.Time) {
