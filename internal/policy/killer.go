@@ -189,13 +189,17 @@ func NewKiller(cfg KillConfig, rules Rules) *Killer {
 }
 
 // Reconfigured returns a Killer with cfg and rules that goes on where k
-// is: the victim in flight (chosen under the old rules, and perhaps
-// SIGKILLed already, so still waited for and not doubled by a second
-// victim: one that has SIGKILL pending but is frozen or in D state does not
-// look exiting) and the skip marks. k must not be used afterwards.
+// is: the victim in flight once SIGKILLed (still waited for and not
+// doubled by a second victim: one that has SIGKILL pending but is frozen
+// or in D state does not look exiting), and the skip marks. A victim that
+// has had only SIGTERM is judged afresh under the new rules, which may
+// protect it now. k must not be used afterwards.
 func (k *Killer) Reconfigured(cfg KillConfig, rules Rules) *Killer {
 	n := NewKiller(cfg, rules)
-	n.cur, n.marks, n.seq = k.cur, k.marks, k.seq
+	n.marks, n.seq = k.marks, k.seq
+	if k.cur.phase != phaseTerm {
+		n.cur = k.cur
+	}
 	return n
 }
 

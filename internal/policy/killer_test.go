@@ -558,4 +558,18 @@ func TestKillerReconfiguredKeepsItsVictim(t *testing.T) {
 	if got := r.Skipped(); len(got) != 1 || got[0].Reason != "test mark" {
 		t.Errorf("skip marks after the reload: %+v, want the one made before", got)
 	}
+
+	// A victim that has had only SIGTERM is judged afresh: protected by
+	// the new rules, it is not SIGKILLed when its grace ends.
+	snap = loadSnap(t, "clone_vm.json")
+	proc(snap, 6002).RSS = 100 * miB
+	k = NewKiller(KillConfig{TermGrace: time.Second}, Rules{})
+	term := Verdict{Level: LevelTerm, Trigger: TriggerScope, Scope: -1}
+	if d := row0(k.Decide(snap, term, snap.Time)); !cmp.Equal(d, decisionRow{Kind: DecideKill, Victim: 6000, PIDs: []int{6000, 6001}, Signal: SIGTERM}) {
+		t.Fatalf("term decision %+v", d)
+	}
+	r = k.Reconfigured(KillConfig{TermGrace: time.Second}, Rules{Protected: []string{proc(snap, 6000).Comm}})
+	if d := row0(r.Decide(snap, v, snap.Time.Add(2*time.Second))); d.Victim == 6000 {
+		t.Errorf("after a reload that protects it, the SIGTERMed victim got %+v", d)
+	}
 }
