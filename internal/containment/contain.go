@@ -265,7 +265,15 @@ func (c *container) kill(ctx context.Context, fam Family) (Report, error) {
 		if err := ctx.Err(); err != nil {
 			c.killAll()
 			rep.Killed = time.Now()
-			return rep, fmt.Errorf("contain: called off while stopping the family, whose %d members known so far were sent SIGKILL: %w", len(c.fds), err)
+			err = fmt.Errorf("contain: called off while stopping the family, whose %d members known so far were sent SIGKILL: %w", len(c.fds), err)
+			if frozen != nil {
+				// Frozen, the killed members could not die, nor could
+				// anything else the cgroup takes in later run.
+				if terr := frozen.Thaw(); terr != nil {
+					err = fmt.Errorf("%w; and thawing %s failed: %v", err, frozen.Path, terr)
+				}
+			}
+			return rep, err
 		}
 		members = fam(members[:0])
 		fresh := 0

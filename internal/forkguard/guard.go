@@ -387,9 +387,11 @@ func (g *Guard) nextPass() (time.Duration, bool) {
 // Run seeds the lineage from /proc, then follows events, detects and
 // contains bombs until ctx is done. It closes the proc connector on return.
 func (g *Guard) Run(ctx context.Context) error {
-	// Last: the waits for killed families to die end soon once ctx is
-	// done, and each records its action.
+	// Last: the waits for killed families to die, called off when Run
+	// returns (for an error too), end at once, and each records its action.
 	defer g.reaps.Wait()
+	ctx, callOff := context.WithCancel(ctx)
+	defer callOff()
 	defer g.conn.Close()
 	defer func() {
 		if g.vmstat != nil {
@@ -800,6 +802,14 @@ type dyingMember struct {
 	born, until time.Duration
 }
 
+// sameBirth reports whether two birth times of a process agree: one read
+// from /proc (10 ms ticks) for a member the containment adopted, the other
+// an event's.
+func sameBirth(a, b time.Duration) bool {
+	d := a - b
+	return d <= 30*time.Millisecond && d >= -30*time.Millisecond
+}
+
 // dyingRecheck is how often a family being waited for is judged again: its
 // members' exits, or the end of the wait, make it no family or a new one.
 const dyingRecheck = 250 * time.Millisecond
@@ -819,7 +829,7 @@ func (g *Guard) dyingFamily(v forkbomb.Verdict, scope *forkbomb.PIDSet, t time.D
 	next := t + dyingRecheck
 	for _, m := range g.members {
 		d, ok := g.dying[m.PID]
-		if !ok || d.born != m.Born {
+		if !ok || !sameBirth(d.born, m.Born) {
 			return false
 		}
 		if d.until != 0 {
@@ -919,7 +929,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			// Sent SIGKILL by an earlier containment (of a bomb that
 			// refilled the slots its dying members freed): not killed
 			// again, nor counted twice.
-			if d, ok := g.dying[m.PID]; ok && d.born == m.Born {
+			if d, ok := g.dying[m.PID]; ok && sameBirth(d.born, m.Born) {
 				continue
 			}
 			out = append(out, containment.Target{PID: m.PID, Born: m.Born})
@@ -957,6 +967,20 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	for _, m := range targets {
 		g.dying[m.PID] = dyingMember{born: m.Born}
 	}
+	// Members left alone (protected, or no longer the process on record)
+	// are passed over for Cooldown too: on their own they would make the
+	// family look new, and be contained again, uselessly, at every pass.
+	if skipped := killing.Report().Skipped; len(skipped) > 0 {
+		born := make(map[int32]time.Duration, len(g.members))
+		for _, m := range g.members {
+			born[m.PID] = m.Born
+		}
+		for _, sk := range skipped {
+			if b, ok := born[sk.PID]; ok {
+				g.dying[sk.PID] = dyingMember{born: b, until: now() + g.cfg.Cooldown}
+			}
+		}
+	}
 	g.mu.Unlock()
 	if early := killing.Report(); len(targets) > 0 {
 		g.log.Info("forkguard: family sent SIGKILL; waiting for its members to die", "root", v.RootPID,
@@ -972,7 +996,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			until = now() + g.cfg.Cooldown
 		}
 		for _, m := range targets {
-			if d, ok := g.dying[m.PID]; ok && d.born == m.Born {
+			if d, ok := g.dying[m.PID]; ok && sameBirth(d.born, m.Born) {
 				if until == 0 {
 					delete(g.dying, m.PID)
 				} else {
