@@ -190,10 +190,14 @@ func Run(ctx context.Context, argv []string, o Options) (*Result, error) {
 			case s := <-sigc:
 				if !t.rootAlive.Load() {
 					// The command has exited; what it left behind (which
-					// Run waits for) gets the signal: its cgroup, and the
+					// Run waits for) gets the signal, once: its cgroup,
+					// which holds the orphans too, or without one the
 					// orphans Run adopted as their subreaper.
-					cgs.signal(s.(unix.Signal))
-					signalChildren(o.Paths.Proc, s.(unix.Signal))
+					if cgs != nil {
+						cgs.signal(s.(unix.Signal))
+					} else {
+						signalChildren(o.Paths.Proc, s.(unix.Signal))
+					}
 					continue
 				}
 				if s == unix.SIGTSTP && interactive && t.notifier {
