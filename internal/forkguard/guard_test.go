@@ -1018,6 +1018,11 @@ func TestSecondBombWhileTheFirstIsDying(t *testing.T) {
 		t.Fatalf("no action lists the first bomb's held members %v: %+v", hold, acts)
 	}
 	first1 := acts[firstAt]
+	for i, a := range acts {
+		if i != firstAt && slices.Contains(a.PIDs, hold[0]) {
+			t.Errorf("the first bomb was contained twice while it died: %q and %q", first1.Reason, a.Reason)
+		}
+	}
 	if firstAt == 0 {
 		t.Errorf("the first bomb's action came before the second's: its wait for the held members did not let the guard go on")
 	}
