@@ -460,6 +460,48 @@ func TestKillCgroupWithTermGrace(t *testing.T) {
 	}
 }
 
+// TestKillCgroupGraceSparesANewcomer: with --kill-cgroup and
+// --term-grace, a workload whose every process exits on SIGTERM has ended
+// by itself; a process that joins its cgroup during the grace (a service
+// restarted by its manager, say) got no SIGTERM and is not killed when the
+// grace ends.
+func TestKillCgroupGraceSparesANewcomer(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	victimCg := childCgroup(t, g.Memory, "victim")
+	join := func(cmd *exec.Cmd) *sys.PidFD {
+		t.Helper()
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		p := waitForChildOf(t, g, cmd.Process.Pid)
+		if err := victimCg.AddProc(p.PID()); err != nil {
+			t.Fatal(err)
+		}
+		return p
+	}
+	polite := join(g.Command("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"))
+	hogCmd := g.Command(hogBin, "600", "1000", "wait")
+	in, _ := hogCmd.StdinPipe()
+	hog := join(hogCmd)
+	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup", "--term-grace", "2s")
+	in.Write([]byte{1})
+	if !waitDead(t, hog, 20*time.Second) || !waitDead(t, polite, 5*time.Second) {
+		t.Fatalf("the hog or its companion still alive; log:\n%s", d.Log())
+	}
+	if !d.waitLog(time.Second, regexpOf(`signal=SIGTERM`)) {
+		t.Skipf("the level went straight to kill (no SIGTERM): the grace was not put to the test; log:\n%s", d.Log())
+	}
+	newcomer := join(g.Command("sleep", "60"))
+	time.Sleep(3 * time.Second) // past the grace
+	if !alive(t, newcomer) {
+		t.Fatalf("the newcomer %d, which joined the cgroup during the grace, was killed; log:\n%s", newcomer.PID(), d.Log())
+	}
+	if !d.waitLog(time.Second, regexpOf(`every process the SIGTERM reached has exited; the cgroup is not killed`)) {
+		t.Errorf("the log does not say why the cgroup was spared:\n%s", d.Log())
+	}
+}
+
 // TestTermGraceDoesNotBlindTheLoop: with --term-grace, the victim gets
 // SIGTERM and the loop goes on deciding during the grace: a victim that
 // ignores SIGTERM is SIGKILLed as soon as the level reaches kill, long
