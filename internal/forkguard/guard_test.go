@@ -339,12 +339,12 @@ func TestBombsAreContained(t *testing.T) {
 					// same on a lock none of them holds for long but each
 					// waits a CPU for (real-time priority does not help a
 					// sleeper). Frozen, no member is inside fork(): the
-					// root is killed there and thawed first, at
+					// root is killed there, and thawed alone (below), at
 					// real-time priority (it is the test's own process,
-					// and its SIGKILL is pending, so it runs only to die),
-					// ahead of the copies. An error from SchedSetAttr
-					// means it is gone already. (The wrapper, which never
-					// forks once it has, needs no freeze.)
+					// and its SIGKILL is pending, so it runs only to die).
+					// An error from SchedSetAttr means it is gone already.
+					// (The wrapper, which never forks once it has, needs
+					// no freeze.)
 					if frozen {
 						if err := g.Freezer.Freeze(30 * time.Second); err != nil {
 							t.Fatalf("freeze the bomb to kill %s: %v", what, err)
@@ -355,17 +355,30 @@ func TestBombsAreContained(t *testing.T) {
 					}
 					rt := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
 					_ = unix.SchedSetAttr(pid, &rt, 0)
+					start := time.Now()
 					if frozen {
-						// The root's parent, the timeout wrapper, must
-						// then reap it and exit, the group holding the
-						// bomb alone: starved by the copies, it did not
-						// within 20 s in 2 runs of 4.
+						// Thawed with the copies, the root still took up
+						// to 36.7 s to die, its exit contending with
+						// theirs. Moved alone into a freezer cgroup that
+						// is not frozen, it thaws and dies while they stay
+						// frozen (a zombie until its frozen parent reaps
+						// it, which is dead enough for its pidfd).
+						side := testbed.New(t, testbed.Options{PidsMax: 10})
+						if err := side.Freezer.AddProc(pid); err != nil {
+							t.Fatalf("move %s %d out of the frozen bomb: %v", what, pid, err)
+						}
+						if done, err := fd.WaitExit(30 * time.Second); err != nil || !done {
+							t.Fatalf("%s %d, alone and thawed, did not die within 30 s of SIGKILL: %v", what, pid, err)
+						}
+						// Its parent, the timeout wrapper, must then reap it
+						// and exit, the group holding the bomb alone:
+						// starved by the copies, it did not within 20 s in
+						// 2 runs of 4.
 						_ = unix.SchedSetAttr(wrapper, &rt, 0)
 						if err := g.Freezer.Thaw(); err != nil {
 							t.Fatal(err)
 						}
 					}
-					start := time.Now()
 					if done, err := fd.WaitExit(90 * time.Second); err != nil || !done {
 						t.Fatalf("%s %d did not die within 90 s of SIGKILL: %v", what, pid, err)
 					}
