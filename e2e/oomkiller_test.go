@@ -414,6 +414,29 @@ func TestKillCgroupTakesTheVictimsCgroup(t *testing.T) {
 	}
 }
 
+// startIn starts cmd (a command of g) and moves its workload, the child of
+// g's subreaper, into cg; it returns the workload pinned.
+func startIn(t *testing.T, g *testbed.Group, cg cgroupfs.Cgroup, cmd *exec.Cmd) *sys.PidFD {
+	t.Helper()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	p := waitForChildOf(t, g, cmd.Process.Pid)
+	if err := cg.AddProc(p.PID()); err != nil {
+		t.Fatal(err)
+	}
+	return p
+}
+
+// startHogIn starts hogBin in cg, waiting to allocate mib MiB at 1 ms per
+// MiB until the returned function is called.
+func startHogIn(t *testing.T, g *testbed.Group, cg cgroupfs.Cgroup, hogBin, mib string) (*sys.PidFD, func()) {
+	t.Helper()
+	cmd := g.Command(hogBin, mib, "1000", "wait")
+	in, _ := cmd.StdinPipe()
+	return startIn(t, g, cg, cmd), func() { in.Write([]byte{1}) }
+}
+
 // TestKillCgroupWithTermGrace: with --kill-cgroup and --term-grace, the
 // hog's whole cgroup gets SIGTERM first (a companion that traps it says
 // so), and what ignores SIGTERM is killed once the grace is over.
@@ -424,29 +447,17 @@ func TestKillCgroupWithTermGrace(t *testing.T) {
 	dir := t.TempDir()
 	termed := filepath.Join(dir, "termed")
 
-	join := func(cmd *exec.Cmd) *sys.PidFD {
-		t.Helper()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := waitForChildOf(t, g, cmd.Process.Pid)
-		if err := victimCg.AddProc(p.PID()); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	join := func(cmd *exec.Cmd) *sys.PidFD { t.Helper(); return startIn(t, g, victimCg, cmd) }
 	// The trap runs as soon as SIGTERM comes (a shell runs traps when the
 	// wait builtin returns, but only after a foreground command ends): the
 	// loop is no longer blocked for the grace, and a SIGKILL may follow
 	// within milliseconds when the level reaches kill.
 	polite := join(g.Command("sh", "-c", "trap 'echo term > "+termed+"; exit 0' TERM; while :; do sleep 1 & wait $!; done"))
 	stubborn := join(g.Command("sh", "-c", "trap '' TERM; while :; do sleep 0.05; done"))
-	hogCmd := g.Command(hogBin, "600", "1000", "wait")
-	in, _ := hogCmd.StdinPipe()
-	hog := join(hogCmd)
+	hog, goHog := startHogIn(t, g, victimCg, hogBin, "600")
 
 	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup", "--term-grace", "500ms")
-	in.Write([]byte{1})
+	goHog()
 	for _, p := range []struct {
 		name string
 		fd   *sys.PidFD
@@ -469,23 +480,11 @@ func TestKillCgroupGraceSparesANewcomer(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
 	hogBin := testbed.CompileC(t, hogSource)
 	victimCg := childCgroup(t, g.Memory, "victim")
-	join := func(cmd *exec.Cmd) *sys.PidFD {
-		t.Helper()
-		if err := cmd.Start(); err != nil {
-			t.Fatal(err)
-		}
-		p := waitForChildOf(t, g, cmd.Process.Pid)
-		if err := victimCg.AddProc(p.PID()); err != nil {
-			t.Fatal(err)
-		}
-		return p
-	}
+	join := func(cmd *exec.Cmd) *sys.PidFD { t.Helper(); return startIn(t, g, victimCg, cmd) }
 	polite := join(g.Command("sh", "-c", "trap 'exit 0' TERM; while :; do sleep 1 & wait $!; done"))
-	hogCmd := g.Command(hogBin, "600", "1000", "wait")
-	in, _ := hogCmd.StdinPipe()
-	hog := join(hogCmd)
+	hog, goHog := startHogIn(t, g, victimCg, hogBin, "600")
 	d := startDaemon(t, "--scope", g.Memory.Path, "--kill-cgroup", "--term-grace", "2s")
-	in.Write([]byte{1})
+	goHog()
 	if !waitDead(t, hog, 20*time.Second) || !waitDead(t, polite, 5*time.Second) {
 		t.Fatalf("the hog or its companion still alive; log:\n%s", d.Log())
 	}
