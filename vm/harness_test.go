@@ -82,6 +82,29 @@ func TestHungGuestIsKilledAtDeadline(t *testing.T) {
 	}
 }
 
+// TestBootHangIsRetriedOnce: a guest that never starts its test (here its
+// init is a shell waiting on the console) is killed at BootTimeout and
+// booted once more, not left to the deadline; hanging again, the run fails
+// saying so, well before the deadline.
+func TestBootHangIsRetriedOnce(t *testing.T) {
+	require(t)
+	start := time.Now()
+	res, err := Run(context.Background(), Config{Script: "true", KernelArgs: []string{"rdinit=/bin/sh"},
+		BootTimeout: 10 * time.Second, Timeout: 5 * time.Minute})
+	took := time.Since(start)
+	t.Logf("took %v: %v", took, err)
+	if !errors.Is(err, ErrNoVerdict) || !strings.Contains(err.Error(), "had not started its test within 10s") ||
+		!strings.Contains(err.Error(), "the first boot was given up on too") {
+		t.Fatalf("err = %v, want ErrNoVerdict for a boot that never started its test, twice", err)
+	}
+	if res == nil || res.Reboots != 1 {
+		t.Errorf("result %+v, want one reboot", res)
+	}
+	if took > 2*time.Minute {
+		t.Errorf("two hung boots took %v: the watchdog did not end them", took)
+	}
+}
+
 // TestTailTellsABootHang: a run whose console lacks the init's line before
 // the test says that the guest never got there.
 func TestTailTellsABootHang(t *testing.T) {
