@@ -77,20 +77,7 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 	left := leavers(v)
 	for i := 0; i < len(v.Members); i += batch {
 		part := v.Members[i:min(i+batch, len(v.Members))]
-		if len(left) > 0 {
-			kept := make([]Member, 0, len(part))
-			for _, m := range part {
-				if left[m.PID] {
-					r.res.Mismatched = append(r.res.Mismatched, m.PID)
-					r.quiet = false
-					r.step(Step{Op: OpDrop, PID: m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", v.SameMM)})
-					r.quiet = true
-					continue
-				}
-				kept = append(kept, m)
-			}
-			part = kept
-		}
+		part = r.dropLeft(part, left)
 		if ctx.Err() != nil {
 			// Never reached: alive as far as we know, and not signalled.
 			for _, m := range part {
@@ -137,7 +124,9 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 }
 
 // leavers returns the members of v that kcmp says do not share the
-// address space of v.SameMM; none when SameMM is 0 or cannot be compared.
+// address space of v.SameMM; none when SameMM is 0, or has exited (kcmp
+// would compare against the empty address space of an exited process). A
+// member whose check fails (kcmp refused, or it exited) is kept.
 func leavers(v Victim) map[int]bool {
 	if v.SameMM == 0 {
 		return nil

@@ -95,6 +95,9 @@ type Result struct {
 	StillAlive []int
 	// Signalled are members SIGKILL was sent to.
 	Signalled []int
+	// Termed are members SIGTERM was sent to (Term, or Kill's SIGTERM
+	// stage).
+	Termed []int
 	// Released are members process_mrelease succeeded on.
 	Released []int
 	// Steps is every step in order, with timestamps.
@@ -305,37 +308,42 @@ func (r *run) openMembers(ms []Member) {
 }
 
 // dropLeavers drops the targets that no longer share the address space
-// of the victim's Victim.SameMM member (see there). It judges only while
-// that member is alive and has not exited: kcmp would compare against the
-// empty address space of an exited process. A target whose check fails
-// (kcmp refused, or it exited) is kept.
+// of the victim's Victim.SameMM member (see leavers).
 func (r *run) dropLeavers() {
-	ref := r.v.SameMM
-	if ref == 0 {
-		return
-	}
-	var refT *target
+	left := leavers(r.v)
 	for _, t := range r.ts {
-		if t.m.PID == ref {
-			refT = t
+		if !t.dead && left[t.m.PID] {
+			t.dead = true
+			r.leftMM(t.m.PID)
 		}
 	}
-	if refT == nil || refT.dead {
-		return
+}
+
+// dropLeft returns ms without the members in left, which it records as
+// having left the victim's address space.
+func (r *run) dropLeft(ms []Member, left map[int]bool) []Member {
+	if len(left) == 0 {
+		return ms
 	}
-	if exited, err := refT.fd.Exited(); err != nil || exited {
-		return
-	}
-	for _, t := range r.ts {
-		if t == refT || t.dead {
+	kept := make([]Member, 0, len(ms))
+	for _, m := range ms {
+		if left[m.PID] {
+			r.leftMM(m.PID)
 			continue
 		}
-		if same, err := sys.SameMM(ref, t.m.PID); err == nil && !same {
-			t.dead = true
-			r.res.Mismatched = append(r.res.Mismatched, t.m.PID)
-			r.step(Step{Op: OpDrop, PID: t.m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", ref)})
-		}
+		kept = append(kept, m)
 	}
+	return kept
+}
+
+// leftMM records pid as not signalled because it left the address space
+// of Victim.SameMM; the step is logged even in quiet mode.
+func (r *run) leftMM(pid int) {
+	r.res.Mismatched = append(r.res.Mismatched, pid)
+	quiet := r.quiet
+	r.quiet = false
+	r.step(Step{Op: OpDrop, PID: pid, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", r.v.SameMM)})
+	r.quiet = quiet
 }
 
 func (r *run) alive() int {
@@ -359,8 +367,11 @@ func (r *run) signalTargets(ts []*target, sig unix.Signal) {
 		switch {
 		case err == nil:
 			t.reached = true
-			if sig == unix.SIGKILL {
+			switch sig {
+			case unix.SIGKILL:
 				r.res.Signalled = append(r.res.Signalled, t.m.PID)
+			case unix.SIGTERM:
+				r.res.Termed = append(r.res.Termed, t.m.PID)
 			}
 			r.step(Step{Op: OpSignal, PID: t.m.PID, Signal: sig})
 		case errors.Is(err, unix.ESRCH):
@@ -475,18 +486,8 @@ func (k *Killer) Term(v Victim) Result {
 	r := &run{k: k, v: v, logger: k.log(), quiet: len(v.Members) > batchAbove}
 	left := leavers(v)
 	for i := 0; i < len(v.Members); i += batchAbove {
-		part := v.Members[i:min(i+batchAbove, len(v.Members))]
-		kept := make([]Member, 0, len(part))
-		for _, m := range part {
-			if left[m.PID] {
-				r.res.Mismatched = append(r.res.Mismatched, m.PID)
-				r.step(Step{Op: OpDrop, PID: m.PID, Note: fmt.Sprintf("no longer shares the address space of pid %d (it exec'd since it was chosen); not signalled", v.SameMM)})
-				continue
-			}
-			kept = append(kept, m)
-		}
 		from := len(r.ts)
-		r.openMembers(kept)
+		r.openMembers(r.dropLeft(v.Members[i:min(i+batchAbove, len(v.Members))], left))
 		r.signalTargets(r.ts[from:], unix.SIGTERM)
 		for _, t := range r.ts[from:] {
 			t.fd.Close()

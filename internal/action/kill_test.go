@@ -15,6 +15,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/sys"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
@@ -569,20 +570,6 @@ int main(int argc, char **argv) {
 }
 `
 
-// parentPID returns pid's parent from /proc/PID/stat.
-func parentPID(pid int) (int, error) {
-	b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", pid))
-	if err != nil {
-		return 0, err
-	}
-	i := strings.LastIndexByte(string(b), ')')
-	f := strings.Fields(string(b[i+1:]))
-	if i < 0 || len(f) < 2 {
-		return 0, fmt.Errorf("/proc/%d/stat: %q", pid, b)
-	}
-	return strconv.Atoi(f[1])
-}
-
 // TestKillDropsAMemberThatLeftTheMM: a vfork child is a member of its
 // parent's group when the victim is chosen; if it execs before the kill,
 // it is another program (perhaps a protected one) whose death frees
@@ -598,8 +585,10 @@ func TestKillDropsAMemberThatLeftTheMM(t *testing.T) {
 		t.Fatalf("want the parent and its vfork child, have %v", pids)
 	}
 	parent, child := pids[0], pids[1]
-	if ppid, err := parentPID(child); err != nil || ppid != parent {
-		parent, child = child, parent // PIDs wrapped around: the child has the lower
+	if b, err := os.ReadFile(fmt.Sprintf("/proc/%d/stat", child)); err == nil {
+		if st, ok := procscan.ParseStat(b); ok && int(st.PPID) != parent {
+			parent, child = child, parent // PIDs wrapped around: the child has the lower
+		}
 	}
 	if same, err := sys.SameMM(parent, child); err != nil || !same {
 		t.Fatalf("SameMM(%d, %d) = %v, %v; the vfork child does not share its parent's mm", parent, child, same, err)
@@ -656,6 +645,9 @@ func TestTermReturnsAtOnce(t *testing.T) {
 	slices.Sort(res.StillAlive)
 	if !slices.Equal(res.StillAlive, pids) || len(res.Signalled) != 0 || res.Err != nil {
 		t.Fatalf("StillAlive %v, Signalled %v, Err %v; want both %v reached by SIGTERM alone", res.StillAlive, res.Signalled, res.Err, pids)
+	}
+	if slices.Sort(res.Termed); !slices.Equal(res.Termed, pids) {
+		t.Errorf("Termed %v, want both %v", res.Termed, pids)
 	}
 	if took > 500*time.Millisecond {
 		t.Errorf("Term took %v: it must not wait", took)

@@ -600,17 +600,9 @@ func (m *memoryKiller) kill(ctx context.Context, act action.Killer, grace time.D
 		cgKiller, cg, cgErr = m.cgroupKiller(c, rules, act)
 	}
 	res := act.Kill(ctx, victim)
-	numbers := map[string]float64{
-		"badness":               float64(c.Badness),
-		"rss_bytes":             float64(c.RSS),
-		"swap_bytes":            float64(c.Swap),
-		"kill_duration_seconds": time.Since(begin).Seconds(),
-		"decision_seconds":      decided.Seconds(),
-		"reap_after_seconds":    dec.ReapAfter.Seconds(),
-	}
-	for k, v := range dec.Verdict.Numbers {
-		numbers[k] = v
-	}
+	numbers := decisionNumbers(dec, decided)
+	numbers["kill_duration_seconds"] = time.Since(begin).Seconds()
+	numbers["reap_after_seconds"] = dec.ReapAfter.Seconds()
 	kind := "kill"
 	reason, pids := dec.Reason, c.PIDs
 	if dec.KillCgroup {
@@ -668,16 +660,8 @@ func (m *memoryKiller) term(act action.Killer, grace time.Duration, rules policy
 	begin := time.Now()
 	res := act.Term(victim)
 	reason := dec.Reason
-	numbers := map[string]float64{
-		"badness":          float64(c.Badness),
-		"rss_bytes":        float64(c.RSS),
-		"swap_bytes":       float64(c.Swap),
-		"decision_seconds": decided.Seconds(),
-		"grace_seconds":    grace.Seconds(),
-	}
-	for k, v := range dec.Verdict.Numbers {
-		numbers[k] = v
-	}
+	numbers := decisionNumbers(dec, decided)
+	numbers["grace_seconds"] = grace.Seconds()
 	pids := c.PIDs
 	if dec.KillCgroup {
 		cgKiller, cg, err := m.cgroupKiller(c, rules, act)
@@ -708,7 +692,7 @@ func (m *memoryKiller) term(act action.Killer, grace time.Duration, rules policy
 	case len(res.StillAlive) == 0 && res.Err == nil:
 		m.log.Info("victim gone before SIGTERM reached it", "victim", c.Victim, "gone", res.Gone)
 		m.observe(policy.Outcome{Kind: policy.OutcomeExited, PID: c.Victim, StartTime: c.StartTime}, time.Now())
-	case res.Err != nil && !termReached(res):
+	case res.Err != nil && len(res.Termed) == 0:
 		m.log.Error("SIGTERM failed", "victim", c.Victim, "err", res.Err)
 		m.observe(policy.Outcome{Kind: policy.OutcomeFailed, PID: c.Victim, StartTime: c.StartTime, Err: res.Err.Error()}, time.Now())
 	default:
@@ -717,14 +701,20 @@ func (m *memoryKiller) term(act action.Killer, grace time.Duration, rules policy
 	}
 }
 
-// termReached reports whether Term's SIGTERM reached any member.
-func termReached(res action.Result) bool {
-	for _, s := range res.Steps {
-		if s.Op == action.OpSignal && s.Signal == unix.SIGTERM && s.Err == nil {
-			return true
-		}
+// decisionNumbers are the numbers of a kill or term action common to
+// both: the victim's, how long the decision took, and the verdict's.
+func decisionNumbers(dec policy.Decision, decided time.Duration) map[string]float64 {
+	c := &dec.Victim
+	numbers := map[string]float64{
+		"badness":          float64(c.Badness),
+		"rss_bytes":        float64(c.RSS),
+		"swap_bytes":       float64(c.Swap),
+		"decision_seconds": decided.Seconds(),
 	}
-	return false
+	for k, v := range dec.Verdict.Numbers {
+		numbers[k] = v
+	}
+	return numbers
 }
 
 // finishGraceKills kills what is left of each cgroup sent SIGTERM whole
