@@ -146,9 +146,17 @@ type Report struct {
 	Start, Stopped, Killed, Done time.Time
 }
 
-// Borns is how close a /proc start time (10 ms ticks) and an event's
-// timestamp of the same process are.
+// bornTolerance is how close a /proc start time (10 ms ticks) and an
+// event's timestamp of the same process are.
 const bornTolerance = 30 * time.Millisecond
+
+// SameBirth reports whether two birth times (CLOCK_MONOTONIC) are one
+// process's: one may come from /proc, in 10 ms ticks, the other from an
+// event.
+func SameBirth(a, b time.Duration) bool {
+	d := a - b
+	return d <= bornTolerance && d >= -bornTolerance
+}
 
 // Contain stops the family, kills every member and waits for them to die:
 // Kill, then Wait.
@@ -409,8 +417,7 @@ func (c *container) same(p *pin) bool {
 	if !ok {
 		return false // a zombie
 	}
-	d := st.Born + c.o.MonoMinusBoot - p.born
-	return d <= bornTolerance && d >= -bornTolerance
+	return SameBirth(st.Born+c.o.MonoMinusBoot, p.born)
 }
 
 // signal sends s to the pinned process.
@@ -471,7 +478,7 @@ func (c *container) open(m Target) *pin {
 		c.skip(m.PID, "protected: kernel thread")
 		return nil
 	}
-	if d := st.Born + c.o.MonoMinusBoot - m.Born; d > bornTolerance || d < -bornTolerance {
+	if !SameBirth(st.Born+c.o.MonoMinusBoot, m.Born) {
 		c.skip(m.PID, fmt.Sprintf("pid reused: started %v, recorded %v", st.Born+c.o.MonoMinusBoot, m.Born))
 		return nil
 	}

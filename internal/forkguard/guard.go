@@ -802,14 +802,6 @@ type dyingMember struct {
 	born, until time.Duration
 }
 
-// sameBirth reports whether two birth times of a process agree: one read
-// from /proc (10 ms ticks) for a member the containment adopted, the other
-// an event's.
-func sameBirth(a, b time.Duration) bool {
-	d := a - b
-	return d <= 30*time.Millisecond && d >= -30*time.Millisecond
-}
-
 // dyingRecheck is how often a family being waited for is judged again: its
 // members' exits, or the end of the wait, make it no family or a new one.
 const dyingRecheck = 250 * time.Millisecond
@@ -829,7 +821,7 @@ func (g *Guard) dyingFamily(v forkbomb.Verdict, scope *forkbomb.PIDSet, t time.D
 	next := t + dyingRecheck
 	for _, m := range g.members {
 		d, ok := g.dying[m.PID]
-		if !ok || !sameBirth(d.born, m.Born) {
+		if !ok || !containment.SameBirth(d.born, m.Born) {
 			return false
 		}
 		if d.until != 0 {
@@ -929,7 +921,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			// Sent SIGKILL by an earlier containment (of a bomb that
 			// refilled the slots its dying members freed): not killed
 			// again, nor counted twice.
-			if d, ok := g.dying[m.PID]; ok && sameBirth(d.born, m.Born) {
+			if d, ok := g.dying[m.PID]; ok && containment.SameBirth(d.born, m.Born) {
 				continue
 			}
 			out = append(out, containment.Target{PID: m.PID, Born: m.Born})
@@ -970,7 +962,10 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 	// Members left alone (protected, or no longer the process on record)
 	// are passed over for Cooldown too: on their own they would make the
 	// family look new, and be contained again, uselessly, at every pass.
-	if skipped := killing.Report().Skipped; len(skipped) > 0 {
+	// (Birth times are compared within containment.SameBirth's tolerance:
+	// a member the containment adopted has its birth from /proc.)
+	early := killing.Report()
+	if skipped := early.Skipped; len(skipped) > 0 {
 		born := make(map[int32]time.Duration, len(g.members))
 		for _, m := range g.members {
 			born[m.PID] = m.Born
@@ -982,7 +977,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 		}
 	}
 	g.mu.Unlock()
-	if early := killing.Report(); len(targets) > 0 {
+	if len(targets) > 0 {
 		g.log.Info("forkguard: family sent SIGKILL; waiting for its members to die", "root", v.RootPID,
 			"killed", len(targets), "method", early.Method)
 	}
@@ -996,7 +991,7 @@ func (g *Guard) contain(ctx context.Context, v forkbomb.Verdict, scope *forkbomb
 			until = now() + g.cfg.Cooldown
 		}
 		for _, m := range targets {
-			if d, ok := g.dying[m.PID]; ok && sameBirth(d.born, m.Born) {
+			if d, ok := g.dying[m.PID]; ok && containment.SameBirth(d.born, m.Born) {
 				if until == 0 {
 					delete(g.dying, m.PID)
 				} else {
