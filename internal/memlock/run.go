@@ -1,7 +1,6 @@
 package memlock
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -18,6 +17,7 @@ import (
 
 	"golang.org/x/sys/unix"
 
+	"github.com/oomguard/oomguard/internal/lineage/procscan"
 	"github.com/oomguard/oomguard/internal/sys"
 )
 
@@ -271,30 +271,14 @@ func signalChildren(procRoot string, sig unix.Signal) {
 			if err != nil {
 				continue
 			}
-			if parentOf(procRoot, pid) == self {
+			// Read after the pin; a zombie (not ok) needs no signal.
+			stat, err := os.ReadFile(filepath.Join(procRoot, f, "stat"))
+			if st, ok := procscan.ParseStat(stat); err == nil && ok && int(st.PPID) == self {
 				fd.SendSignal(sig)
 			}
 			fd.Close()
 		}
 	}
-}
-
-// parentOf returns the parent PID of pid from /proc, or 0.
-func parentOf(procRoot string, pid int) int {
-	b, err := os.ReadFile(filepath.Join(procRoot, strconv.Itoa(pid), "stat"))
-	if err != nil {
-		return 0
-	}
-	i := bytes.LastIndexByte(b, ')')
-	if i < 0 {
-		return 0
-	}
-	f := strings.Fields(string(b[i+1:]))
-	if len(f) < 2 {
-		return 0
-	}
-	ppid, _ := strconv.Atoi(f[1])
-	return ppid
 }
 
 // ReleaseFD is the file descriptor on which ExecWhenReleased waits.
