@@ -89,9 +89,7 @@ func (g *Guard) candidate(p kmem.Process) kmembudget.Candidate {
 		PID: p.PID, StartTime: p.StartTime, Comm: p.Comm, OOMScoreAdj: p.OOMScoreAdj,
 		KernelMemory: p.Total, Exiting: p.State == "Z" || p.State == "X",
 	}
-	if g.cfg.ProtectedName != nil {
-		c.ProtectedBy = g.cfg.ProtectedName(p.PID)
-	}
+	c.ProtectedBy = g.protectedName(p.PID)
 	if !p.PipeDataRead {
 		c.UpperBound = p.Total + uint64(p.Pipes)*g.pipeMax
 	}
@@ -147,11 +145,15 @@ func (g *Guard) protected(pid int) string {
 	if err != nil {
 		adj = 0
 	}
-	c := kmembudget.Candidate{PID: pid, OOMScoreAdj: adj}
-	if g.cfg.ProtectedName != nil {
-		c.ProtectedBy = g.cfg.ProtectedName(pid)
+	return kmembudget.Protected(kmembudget.Candidate{PID: pid, OOMScoreAdj: adj, ProtectedBy: g.protectedName(pid)}, g.cfg.SelfPID)
+}
+
+// protectedName is Config.ProtectedName's reason for pid, "" without one.
+func (g *Guard) protectedName(pid int) string {
+	if g.cfg.ProtectedName == nil {
+		return ""
 	}
-	return kmembudget.Protected(c, g.cfg.SelfPID)
+	return g.cfg.ProtectedName(pid)
 }
 
 func contains(pids []int, pid int) bool {
