@@ -1035,7 +1035,9 @@ func (g *Guard) recordContainment(v forkbomb.Verdict, reason string, nums map[st
 		nums["time_from_first_fork_seconds"] = (doneMono - v.FirstFork).Seconds()
 	}
 	nums["time_to_stop_seconds"] = (now() - time.Since(rep.Stopped) - v.FirstBorn).Seconds()
-	a := actionlog.Action{Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason + " via " + rep.Method,
+	// Recorded when the wait ends, the action happened when SIGKILL went
+	// out: a later containment's can be recorded first.
+	a := actionlog.Action{Time: rep.Killed, Kind: "contain-forkbomb", Trigger: "forkbomb", Reason: reason + " via " + rep.Method,
 		Cgroup: rep.Cgroup, Numbers: nums}
 	if rep.Unfrozen != "" {
 		a.Reason += " (not frozen: " + rep.Unfrozen + ")"
