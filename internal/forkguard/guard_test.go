@@ -323,7 +323,7 @@ func TestBombsAreContained(t *testing.T) {
 				// thinned by the kernel's OOM killer, and a killed copy
 				// holds its pids slot as a zombie that its parent, a
 				// fork() loop, never reaps (CI saw 1,999 members).
-				killAtCap := func(pid int, what string, refill, frozen bool) {
+				killAtCap := func(pid int, what string, refill bool) {
 					before := make(map[int]bool)
 					for _, p := range g.Procs() {
 						before[p] = true
@@ -343,12 +343,11 @@ func TestBombsAreContained(t *testing.T) {
 					// real-time priority (it is the test's own process,
 					// and its SIGKILL is pending, so it runs only to die).
 					// An error from SchedSetAttr means it is gone already.
-					// (The wrapper, which never forks once it has, needs
-					// no freeze.)
-					if frozen {
-						if err := g.Freezer.Freeze(30 * time.Second); err != nil {
-							t.Fatalf("freeze the bomb to kill %s: %v", what, err)
-						}
+					// The wrapper, which never forks once it has, is killed
+					// the same way: its exit, too, waited on the copies
+					// (CI: beyond 90 s).
+					if err := g.Freezer.Freeze(30 * time.Second); err != nil {
+						t.Fatalf("freeze the bomb to kill %s: %v", what, err)
 					}
 					if err := fd.SendSignal(unix.SIGKILL); err != nil {
 						t.Fatal(err)
@@ -356,28 +355,27 @@ func TestBombsAreContained(t *testing.T) {
 					rt := unix.SchedAttr{Size: unix.SizeofSchedAttr, Policy: unix.SCHED_FIFO, Priority: 1}
 					_ = unix.SchedSetAttr(pid, &rt, 0)
 					start := time.Now()
-					if frozen {
-						// Thawed with the copies, the root still took up
-						// to 36.7 s to die, its exit contending with
-						// theirs. Moved alone into a freezer cgroup that
-						// is not frozen, it thaws and dies while they stay
-						// frozen (a zombie until its frozen parent reaps
-						// it, which is dead enough for its pidfd).
-						side := testbed.New(t, testbed.Options{PidsMax: 10})
-						if err := side.Freezer.AddProc(pid); err != nil {
-							t.Fatalf("move %s %d out of the frozen bomb: %v", what, pid, err)
-						}
-						if done, err := fd.WaitExit(30 * time.Second); err != nil || !done {
-							t.Fatalf("%s %d, alone and thawed, did not die within 30 s of SIGKILL: %v", what, pid, err)
-						}
-						// Its parent, the timeout wrapper, must then reap it
-						// and exit, the group holding the bomb alone:
-						// starved by the copies, it did not within 20 s in
-						// 2 runs of 4.
-						_ = unix.SchedSetAttr(wrapper, &rt, 0)
-						if err := g.Freezer.Thaw(); err != nil {
-							t.Fatal(err)
-						}
+					// Thawed with the copies, the root still took up to
+					// 36.7 s to die, its exit contending with theirs. Moved
+					// alone into a freezer cgroup that is not frozen, it
+					// thaws and dies while they stay frozen (a zombie
+					// until its parent reaps it, which is dead enough for
+					// its pidfd).
+					side := testbed.New(t, testbed.Options{PidsMax: 10})
+					if err := side.Freezer.AddProc(pid); err != nil {
+						t.Fatalf("move %s %d out of the frozen bomb: %v", what, pid, err)
+					}
+					if done, err := fd.WaitExit(30 * time.Second); err != nil || !done {
+						t.Fatalf("%s %d, alone and thawed, did not die within 30 s of SIGKILL: %v", what, pid, err)
+					}
+					// The root's parent, the timeout wrapper, must then
+					// reap it and exit, the group holding the bomb alone:
+					// starved by the copies, it did not within 20 s in 2
+					// runs of 4. (A wrapper killed itself is reaped by the
+					// testbed's subreaper, outside the group.)
+					_ = unix.SchedSetAttr(wrapper, &rt, 0)
+					if err := g.Freezer.Thaw(); err != nil {
+						t.Fatal(err)
 					}
 					if done, err := fd.WaitExit(90 * time.Second); err != nil || !done {
 						t.Fatalf("%s %d did not die within 90 s of SIGKILL: %v", what, pid, err)
@@ -398,11 +396,11 @@ func TestBombsAreContained(t *testing.T) {
 					}
 				}
 				if tc.killWrapper {
-					killAtCap(wrapper, "the timeout wrapper", true, false)
+					killAtCap(wrapper, "the timeout wrapper", true)
 					time.Sleep(1500 * time.Millisecond) // a straggler: RateWindow after the burst
 				}
 				if tc.killRoot {
-					killAtCap(onlyChild(t, wrapper), "the bomb's root", false, true)
+					killAtCap(onlyChild(t, wrapper), "the bomb's root", false)
 					time.Sleep(300 * time.Millisecond)
 					lines = bombLines(t, cmd.Process.Pid, g)
 				}
@@ -438,6 +436,10 @@ func TestBombsAreContained(t *testing.T) {
 			if len(got) == 0 {
 				t.Fatalf("no contain-forkbomb action; stats %+v", r.g.Stats())
 			}
+			// An action is recorded when its wait for the members' deaths
+			// ends, so a later, smaller containment can be recorded first:
+			// order them by their kill (Action.Time).
+			slices.SortStableFunc(got, func(a, b actionlog.Action) int { return a.Time.Compare(b.Time) })
 			// How many lines the dead root leaves is the bomb's affair: one
 			// in 2 runs of 5 (its first child's copies took every slot
 			// before the root forked again), 3 to 55 in the others. One
