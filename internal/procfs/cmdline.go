@@ -8,6 +8,13 @@ func (r *Reader) Cmdline(pid int, max int) ([]byte, error) {
 	return r.readPID(pid, "cmdline", max, true)
 }
 
+// TaskCmdline reads /proc/PID/task/TID/cmdline, as Cmdline does. It is the
+// process's, read through one of its threads: the way to it when the
+// thread-group leader has exited and the others run (Stat.LeaderExited).
+func (r *Reader) TaskCmdline(pid, tid int, max int) ([]byte, error) {
+	return r.readTask(pid, tid, "cmdline", max, true)
+}
+
 // AppendCmdline appends raw, a /proc/PID/cmdline, to dst as one line: NULs
 // between arguments become spaces, trailing NULs are dropped and bytes below
 // 0x20 (newlines, escapes) become '?' so a log line stays one line.

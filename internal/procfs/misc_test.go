@@ -204,3 +204,37 @@ func FuzzEachDirent(f *testing.F) {
 		})
 	})
 }
+
+// The task readers read one thread's files under /proc/PID/task/TID: here
+// every thread of the test process, whose memory lines and command line
+// are the process's.
+func TestTaskReadersSelf(t *testing.T) {
+	fs := NewFS("/proc")
+	r, d := fs.NewReader(), &DirReader{}
+	pid := os.Getpid()
+	tids, err := d.Tasks(fs, pid, nil)
+	if err != nil || len(tids) < 2 {
+		t.Fatalf("Tasks(%d) = %v, %v; want the test binary's threads", pid, tids, err)
+	}
+	want, err := os.ReadFile("/proc/self/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tid := range tids {
+		var st Stat
+		if err := r.TaskStat(pid, tid, &st); err != nil || st.PID != tid || st.RSS <= 0 || st.LeaderExited() {
+			t.Errorf("TaskStat(%d, %d) = %+v, %v; want thread %d's stat with the process's RSS", pid, tid, st, err, tid)
+		}
+		var ss Status
+		if err := r.TaskStatus(pid, tid, &ss); err != nil || int(ss.Tgid.N) != pid || !ss.VmRSS.OK {
+			t.Errorf("TaskStatus(%d, %d) = Tgid %v, VmRSS %v, %v; want the process's", pid, tid, ss.Tgid, ss.VmRSS, err)
+		}
+		if raw, err := r.TaskCmdline(pid, tid, 0); err != nil || string(raw) != string(want) {
+			t.Errorf("TaskCmdline(%d, %d) = %q, %v; want %q", pid, tid, raw, err, want)
+		}
+	}
+	var st Stat
+	if err := r.TaskStat(pid, 1<<30, &st); !IsGone(err) {
+		t.Errorf("TaskStat of a thread that does not exist: %v, want one IsGone accepts", err)
+	}
+}

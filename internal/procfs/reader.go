@@ -53,6 +53,18 @@ func (r *Reader) setPIDPath(pid int, name string) {
 	r.buf.path = p
 }
 
+// readTask reads /proc/PID/task/TID/name, as readPID reads /proc/PID/name.
+func (r *Reader) readTask(pid, tid int, name string, max int, single bool) ([]byte, error) {
+	p := append(r.buf.path[:0], r.fs.Root...)
+	p = append(p, '/')
+	p = strconv.AppendInt(p, int64(pid), 10)
+	p = append(p, "/task/"...)
+	p = strconv.AppendInt(p, int64(tid), 10)
+	p = append(p, '/')
+	r.buf.path = append(append(p, name...), 0)
+	return r.buf.read(max, single)
+}
+
 // parsed names the file of the last read in a parser's error.
 func (r *Reader) parsed(err error) error {
 	if err == nil {

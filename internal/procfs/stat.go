@@ -43,7 +43,8 @@ type Stat struct {
 func (s *Stat) KernelThread() bool { return s.Flags&PFKthread != 0 }
 
 // Exiting reports whether the process is dying: PF_EXITING, or state Z
-// (zombie) or X (dead).
+// (zombie) or X (dead). Read from a leader that exited before its other
+// threads (see LeaderExited), it is true of a process that still runs.
 func (s *Stat) Exiting() bool {
 	return s.Flags&PFExiting != 0 || s.State == 'Z' || s.State == 'X'
 }
@@ -56,6 +57,25 @@ func (r *Reader) Stat(pid int, s *Stat) error {
 	}
 	return r.parsed(parseStat(b, s))
 }
+
+// TaskStat reads /proc/PID/task/TID/stat, one thread's, into s. The
+// memory fields are the process's (its threads share one mm); state and
+// flags are the thread's own. s.Comm points into r's buffer.
+func (r *Reader) TaskStat(pid, tid int, s *Stat) error {
+	b, err := r.readTask(pid, tid, "stat", 0, true)
+	if err != nil {
+		return err
+	}
+	return r.parsed(parseStat(b, s))
+}
+
+// LeaderExited reports whether s, the stat of a thread-group leader, is
+// a leader that has exited while other threads of its process still run
+// (pthread_exit in main): state Z, but more than one thread. Such a
+// process is alive and holds its memory, yet its /proc/PID files read as
+// a zombie's: no mm, RSS 0, an empty cmdline. They must be read through a
+// live thread (/proc/PID/task/TID).
+func (s *Stat) LeaderExited() bool { return s.State == 'Z' && s.NumThreads > 1 }
 
 // layoutFields maps stat field numbers 26-28 and 45-51 to Layout indexes.
 var layoutFields = [...]int{26, 27, 28, 45, 46, 47, 48, 49, 50, 51}

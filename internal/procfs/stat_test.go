@@ -37,8 +37,13 @@ func TestParseStat(t *testing.T) {
 			}
 		}},
 		{name: "zombie", in: string(readFixture(t, "15088/stat")), check: func(t *testing.T, s *Stat) {
-			if s.State != 'Z' || !s.Exiting() || s.KernelThread() {
+			if s.State != 'Z' || !s.Exiting() || s.KernelThread() || s.LeaderExited() {
 				t.Errorf("got %+v", s)
+			}
+		}},
+		{name: "leader exited, another thread runs", in: "11640 (lz) Z 11639 11630 2 0 -1 4227148 0 0 0 0 0 0 0 0 20 0 2 0 82527 0 0 18446744073709551615 0 0 0 0 0 0 0 0 0 0 0 0 17 1 0 0 0 0 0 0 0 0 0 0 0 0 0\n", check: func(t *testing.T, s *Stat) {
+			if !s.LeaderExited() || s.NumThreads != 2 || s.RSS != 0 {
+				t.Errorf("got %+v; want a leader that exited, with 2 threads and no RSS of its own", s)
 			}
 		}},
 		{name: "PF_EXITING", in: "7 (x) R 1 1 1 0 -1 4 0 0 0 0 0 0 0 0 20 0 1 0 5 0 0 1\n", check: func(t *testing.T, s *Stat) {

@@ -25,6 +25,16 @@ func (r *Reader) Status(pid int, s *Status) error {
 	return r.parsed(parseStatus(b, s))
 }
 
+// TaskStatus reads /proc/PID/task/TID/status, one thread's, into s. Its
+// memory lines are the process's.
+func (r *Reader) TaskStatus(pid, tid int, s *Status) error {
+	b, err := r.readTask(pid, tid, "status", 0, true)
+	if err != nil {
+		return err
+	}
+	return r.parsed(parseStatus(b, s))
+}
+
 // parseStatus parses /proc/PID/status: lines of "Key:\tvalue". Only the lines
 // of Status are checked; the others (signal masks, capabilities, cpu lists)
 // are skipped unread.

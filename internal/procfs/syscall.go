@@ -1,7 +1,5 @@
 package procfs
 
-import "strconv"
-
 // Syscall is /proc/PID/syscall: what the process is doing in the kernel.
 type Syscall struct {
 	// Running is true when the process was running (the file says
@@ -77,14 +75,7 @@ func parseSyscall(b []byte, s *Syscall) error {
 // TaskSyscall reads /proc/PID/task/TID/syscall, the system call one thread
 // of the process is in.
 func (r *Reader) TaskSyscall(pid, tid int, s *Syscall) error {
-	p := append(r.buf.path[:0], r.fs.Root...)
-	p = append(p, '/')
-	p = strconv.AppendInt(p, int64(pid), 10)
-	p = append(p, "/task/"...)
-	p = strconv.AppendInt(p, int64(tid), 10)
-	p = append(p, "/syscall"...)
-	r.buf.path = append(p, 0)
-	b, err := r.buf.read(0, true)
+	b, err := r.readTask(pid, tid, "syscall", 0, true)
 	if err != nil {
 		return err
 	}
