@@ -116,8 +116,23 @@ type Process struct {
 	// VforkChild is true for a process that shares its parent's mm because
 	// it was vforked and has not exec'd yet.
 	VforkChild bool
+	// MMTask, when not 0, is a live thread of the process through which
+	// its memory was read, and through which kcmp must compare its mm: the
+	// thread-group leader (PID) exited before the others (pthread_exit in
+	// main), and has no mm of its own any more. State and Exiting are that
+	// thread's.
+	MMTask int
 	// Scope is the index in Snapshot.Scopes of the scope the process was
 	// found under. It is ignored when Snapshot.Scopes is empty, so the zero
 	// value is right for unscoped and single-scope snapshots.
 	Scope int
+}
+
+// MMPID is the ID through which p's mm is compared with kcmp(KCMP_VM): its
+// MMTask when it has one, else its PID.
+func (p *Process) MMPID() int {
+	if p.MMTask != 0 {
+		return p.MMTask
+	}
+	return p.PID
 }

@@ -17,6 +17,7 @@ import (
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/kmem/kmemtest"
 	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/procfs"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -760,4 +761,59 @@ func allExecedWithin(pid int, cmdline string, d time.Duration) bool {
 		}
 	}
 	return false
+}
+
+// A process whose main thread exited (pthread_exit) while another thread
+// holds its memory is a live process: its /proc/PID files read as a
+// zombie's (state Z, no memory, no command line), so the scan reads it
+// through the live thread. It is neither exiting nor memoryless, and kcmp
+// groups it with a process sharing its mm.
+func TestKernelLeaderExited(t *testing.T) {
+	testbed.Require(t)
+	for _, sibling := range []bool{false, true} {
+		t.Run(fmt.Sprintf("sibling=%v", sibling), func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, PidsMax: 10})
+			pid, sib := g.StartLeaderExited(32, sibling)
+			procs := scanGroup(t, g)
+			p, ok := procs[pid]
+			if !ok {
+				t.Fatalf("scan of %v missed process %d", procs, pid)
+			}
+			if p.State == 'Z' || p.Exiting || p.KernelThread {
+				t.Errorf("process %d reads as state %c, exiting %v, kernel thread %v: want a live process", pid, p.State, p.Exiting, p.KernelThread)
+			}
+			if p.RSS < 32<<20 {
+				t.Errorf("RSS %d, want the 32 MiB its thread holds", p.RSS)
+			}
+			if p.MMTask == 0 || p.MMTask == pid || p.MMGroup == 0 {
+				t.Errorf("MMTask %d, MMGroup %d: want a live thread of %d, and an mm", p.MMTask, p.MMGroup, pid)
+			}
+			if !strings.Contains(p.Cmdline, "32") {
+				t.Errorf("Cmdline %q, want the program's arguments", p.Cmdline)
+			}
+			var st procfs.Stat
+			if err := procfs.NewFS("/proc").NewReader().Stat(pid, &st); err != nil || !st.LeaderExited() {
+				t.Fatalf("stat of %d: %+v, %v; want a leader that exited", pid, st, err)
+			}
+			if p.StartTime != st.StartTime {
+				t.Errorf("StartTime %d, want the leader's %d (the process's identity)", p.StartTime, st.StartTime)
+			}
+			s := New(Config{})
+			want, candidates := []int{pid}, []int{os.Getpid()}
+			if sibling {
+				sp := procs[sib]
+				if sp.MMGroup != p.MMGroup || p.MMGroup != min(pid, sib) {
+					t.Errorf("MMGroup %d and the sibling's %d: want both %d, as they share one mm", p.MMGroup, sp.MMGroup, min(pid, sib))
+				}
+				want, candidates = append(want, sib), append(candidates, sib)
+			}
+			got, err := s.ConfirmGroup(pid, candidates)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !slices.Equal(got, want) {
+				t.Errorf("ConfirmGroup(%d) = %v, want %v", pid, got, want)
+			}
+		})
+	}
 }

@@ -796,6 +796,14 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	if err != nil {
 		return p, false, skipGone(err)
 	}
+	// A leader that exited before its other threads reads as a zombie
+	// without memory, though the process runs and holds all of it: it is
+	// read through one of its live threads (thread), keeping the leader's
+	// start time, which is the process's identity.
+	thread := 0
+	if st.LeaderExited() && !st.KernelThread() {
+		thread = s.liveThread(f.pid, st)
+	}
 	layout := layoutHash(&st.Layout)
 	hit := inCache && e.start == st.StartTime && e.layout == layout && e.comm == string(st.Comm)
 	if !hit {
@@ -813,7 +821,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	}
 	p = policy.Process{
 		PID: f.pid, PPID: st.PPID, StartTime: st.StartTime, State: st.State,
-		KernelThread: st.KernelThread(), Exiting: st.Exiting(), Scope: f.scope,
+		KernelThread: st.KernelThread(), Exiting: st.Exiting(), Scope: f.scope, MMTask: thread,
 	}
 	if !hit && p.KernelThread {
 		// A kernel thread new to the cache has no mm, no owner but root
@@ -831,9 +839,12 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	}
 	if !hit || e.files[fileStatus].IsOpen() || s.statusDue(&e, f.pid, st.RSS) {
 		ss := &s.status
-		if e.files[fileStatus].IsOpen() {
+		switch {
+		case thread != 0:
+			err = r.TaskStatus(f.pid, thread, ss)
+		case e.files[fileStatus].IsOpen():
 			err = r.ReadStatus(&e.files[fileStatus], ss)
-		} else {
+		default:
 			err = r.Status(f.pid, ss)
 		}
 		if err != nil {
@@ -863,7 +874,12 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		return p, false, skipGone(err)
 	}
 	if !hit {
-		raw, err := r.Cmdline(f.pid, s.cfg.CmdlineMax)
+		var raw []byte
+		if thread != 0 {
+			raw, err = r.TaskCmdline(f.pid, thread, s.cfg.CmdlineMax)
+		} else {
+			raw, err = r.Cmdline(f.pid, s.cfg.CmdlineMax)
+		}
 		if err != nil {
 			return p, false, skipGone(err)
 		}
@@ -890,6 +906,28 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		p.MMGroup = -1 // has an mm: groupMMs numbers it
 	}
 	return p, true, nil
+}
+
+// liveThread returns a thread of process pid, whose leader has exited
+// (st, its stat, says procfs.Stat.LeaderExited), that has not, and reads
+// that thread's stat into st with the leader's PID, parent and start time
+// (the process's); 0, and st untouched, when every thread has exited
+// meanwhile.
+func (s *Scanner) liveThread(pid int, st *procfs.Stat) int {
+	var err error
+	if s.tids, err = s.dir.Tasks(s.fs, pid, s.tids[:0]); err != nil {
+		return 0
+	}
+	for _, tid := range s.tids {
+		if tid == pid || s.r.TaskStat(pid, tid, &s.recheck) != nil || s.recheck.State == 'Z' || s.recheck.State == 'X' {
+			continue
+		}
+		start, ppid := st.StartTime, st.PPID
+		*st = s.recheck
+		st.PID, st.StartTime, st.PPID = pid, start, ppid
+		return tid
+	}
+	return 0
 }
 
 // statusRefreshPasses bounds how many passes a cached process goes without
@@ -1137,7 +1175,7 @@ func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
 // Exiting; s.failed and s.unordered record what happened.
 func (s *Scanner) kcmp(procs []policy.Process, a, b int) int {
 	s.stats.Kcmp++
-	r, errno := sys.KcmpErrno(procs[a].PID, procs[b].PID, sys.KcmpVM, 0, 0)
+	r, errno := sys.KcmpErrno(procs[a].MMPID(), procs[b].MMPID(), sys.KcmpVM, 0, 0)
 	if errno == 0 {
 		if r == 3 {
 			s.unordered = true
@@ -1147,7 +1185,7 @@ func (s *Scanner) kcmp(procs []policy.Process, a, b int) int {
 	}
 	s.failed = true
 	for _, i := range [2]int{a, b} {
-		if _, e := sys.KcmpErrno(procs[i].PID, procs[i].PID, sys.KcmpVM, 0, 0); e == unix.ESRCH {
+		if _, e := sys.KcmpErrno(procs[i].MMPID(), procs[i].MMPID(), sys.KcmpVM, 0, 0); e == unix.ESRCH {
 			procs[i].MMGroup, procs[i].Exiting = 0, true
 		}
 	}
@@ -1190,7 +1228,7 @@ func (s *Scanner) markVforkChildren(procs []policy.Process) {
 			if procs[j].MMGroup != p.MMGroup {
 				continue
 			}
-		} else if r, errno := sys.KcmpErrno(p.PID, p.PPID, sys.KcmpVM, 0, 0); errno != 0 || r != 0 {
+		} else if r, errno := sys.KcmpErrno(p.MMPID(), p.PPID, sys.KcmpVM, 0, 0); errno != 0 || r != 0 {
 			continue // parent outside the scope with another mm, or gone
 		}
 		p.VforkChild = s.inVfork(p.PPID)
@@ -1245,12 +1283,21 @@ func (s *Scanner) vforkCall(pid int) bool {
 // last snapshot missed is killed too. Candidates that have exited are left
 // out, and so are candidates kcmp may not compare (EPERM: processes this
 // one may not ptrace). It fails when pid itself has exited. A pid without
-// an mm (exited, kernel thread) has no sharers.
+// an mm (exited, kernel thread) has no sharers. A pid whose leader exited
+// before its other threads is compared through one of them; a candidate
+// in that state reads as having no mm and is left out (the scan, which
+// groups it through its thread, has it in the group already).
 func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 	if err := s.r.Stat(pid, &s.stat); err != nil {
 		return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
 	}
 	out := []int{pid}
+	ref := pid // compared through a live thread if the leader exited
+	if s.stat.LeaderExited() && !s.stat.KernelThread() {
+		if tid := s.liveThread(pid, &s.stat); tid != 0 {
+			ref = tid
+		}
+	}
 	if s.stat.KernelThread() || s.stat.Layout == ([10]uint64{}) {
 		return out, nil
 	}
@@ -1258,7 +1305,7 @@ func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 		if c == pid || slices.Contains(out, c) {
 			continue
 		}
-		r, errno := sys.KcmpErrno(pid, c, sys.KcmpVM, 0, 0)
+		r, errno := sys.KcmpErrno(ref, c, sys.KcmpVM, 0, 0)
 		switch errno {
 		case 0:
 			if r == 0 {
@@ -1267,7 +1314,7 @@ func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 		case unix.ESRCH, unix.EPERM:
 			// One of the two is gone, or c is out of our reach (a
 			// process we may not ptrace cannot be ours to kill).
-			if _, e := sys.KcmpErrno(pid, pid, sys.KcmpVM, 0, 0); e != 0 {
+			if _, e := sys.KcmpErrno(ref, ref, sys.KcmpVM, 0, 0); e != 0 {
 				return nil, fmt.Errorf("confirm mm group of %d: kcmp: %w", pid, e)
 			}
 		default:
