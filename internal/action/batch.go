@@ -74,7 +74,7 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 	// Members that left the victim's address space, judged for all of
 	// them before the first signal, by PID (a PID reused since names a
 	// process that does not share it either: dropped all the same).
-	left := leavers(v)
+	left := leavers(k.procRoot(), v)
 	for i := 0; i < len(v.Members); i += batch {
 		part := v.Members[i:min(i+batch, len(v.Members))]
 		part = r.dropLeft(part, left)
@@ -126,8 +126,10 @@ func (k *Killer) killInBatches(ctx context.Context, v Victim, budget int) Result
 // leavers returns the members of v that kcmp says do not share the
 // address space of v.SameMM; none when SameMM is 0, or has exited (kcmp
 // would compare against the empty address space of an exited process). A
-// member whose check fails (kcmp refused, or it exited) is kept.
-func leavers(v Victim) map[int]bool {
+// member whose check fails (kcmp refused, or it exited) is kept. A process
+// whose leader exited before its other threads is compared through one of
+// those (mmTask): its leader's own address space is empty too.
+func leavers(procRoot string, v Victim) map[int]bool {
 	if v.SameMM == 0 {
 		return nil
 	}
@@ -141,11 +143,18 @@ func leavers(v Victim) map[int]bool {
 		return nil
 	}
 	var left map[int]bool
+	through := mmTask(procRoot, v.SameMM)
 	for _, m := range v.Members {
 		if m.PID == v.SameMM {
 			continue
 		}
-		if same, err := sys.SameMM(v.SameMM, m.PID); err == nil && !same {
+		same, err := sys.SameMM(through, m.PID)
+		if err == nil && !same {
+			if t := mmTask(procRoot, m.PID); t != m.PID {
+				same, err = sys.SameMM(through, t)
+			}
+		}
+		if err == nil && !same {
 			if left == nil {
 				left = map[int]bool{}
 			}
@@ -266,7 +275,8 @@ func openVerified(procRoot string, m Member) (*sys.PidFD, error) {
 
 // exitedByProc reports whether member m has exited, as /proc/PID/stat
 // tells: no such process, a zombie (or dead) one, or another start time
-// (the PID was reused).
+// (the PID was reused). A leader that exited before its other threads is
+// not: its process runs on (leaderExited).
 func exitedByProc(procRoot string, m Member) bool {
 	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(m.PID) + "/stat")
 	if err != nil {
@@ -276,7 +286,7 @@ func exitedByProc(procRoot string, m Member) bool {
 	if i < 0 || i+2 >= len(b) {
 		return false
 	}
-	if state := b[i+2]; state == 'Z' || state == 'X' || state == 'x' {
+	if state := b[i+2]; state == 'Z' && !leaderExited(b) || state == 'X' || state == 'x' {
 		return true
 	}
 	st, err := parseStartTime(b)

@@ -310,7 +310,7 @@ func (r *run) openMembers(ms []Member) {
 // dropLeavers drops the targets that no longer share the address space
 // of the victim's Victim.SameMM member (see leavers).
 func (r *run) dropLeavers() {
-	left := leavers(r.v)
+	left := leavers(r.k.procRoot(), r.v)
 	for _, t := range r.ts {
 		if !t.dead && left[t.m.PID] {
 			t.dead = true
@@ -484,7 +484,7 @@ func (r *run) wait(ctx context.Context, d time.Duration, final bool) {
 // a time, so a victim of any size needs few file descriptors.
 func (k *Killer) Term(v Victim) Result {
 	r := &run{k: k, v: v, logger: k.log(), quiet: len(v.Members) > batchAbove}
-	left := leavers(v)
+	left := leavers(k.procRoot(), v)
 	for i := 0; i < len(v.Members); i += batchAbove {
 		from := len(r.ts)
 		r.openMembers(r.dropLeft(v.Members[i:min(i+batchAbove, len(v.Members))], left))

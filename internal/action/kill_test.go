@@ -660,3 +660,53 @@ func TestTermReturnsAtOnce(t *testing.T) {
 		t.Fatalf("procs %v, want the SIGTERM-ignoring sleep alone, alive", left)
 	}
 }
+
+// TestKillALeaderThatExited: a process whose main thread exited while
+// another thread runs on shares its mm with a sibling. Whichever of the two
+// is the reference (Victim.SameMM), the other is not taken for one that
+// left the mm (the exited leader has no mm of its own to compare), and
+// both die.
+func TestKillALeaderThatExited(t *testing.T) {
+	for _, refIsLeader := range []bool{true, false} {
+		t.Run(fmt.Sprintf("reference is the exited leader: %v", refIsLeader), func(t *testing.T) {
+			g := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, PidsMax: 10})
+			pid, sib := g.StartLeaderExited(16, true)
+			v := members(t, []int{pid, sib})
+			v.SameMM = sib
+			if refIsLeader {
+				v.SameMM = pid
+			}
+			v.Reason = "test: a process whose leader exited, and its mm's sibling"
+			res := (&Killer{Log: testLogger(t), Mrelease: true}).Kill(context.Background(), v)
+			checkPartition(t, v, res)
+			slices.Sort(res.Killed)
+			if want := []int{min(pid, sib), max(pid, sib)}; !slices.Equal(res.Killed, want) || len(res.Mismatched) != 0 || res.Err != nil {
+				t.Fatalf("Killed %v, Mismatched %v, Err %v; want both %v killed", res.Killed, res.Mismatched, res.Err, want)
+			}
+			if !g.WaitProcs(5*time.Second, func(p []int) bool { return len(p) == 0 }) {
+				t.Fatalf("processes left after Kill: %v", g.Procs())
+			}
+		})
+	}
+}
+
+// A leader that exited before the other threads of its process is no
+// exited member: exitedByProc, the fallback wait, goes on waiting for it.
+func TestExitedByProcWaitsForALeaderThatExited(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	pid, _ := g.StartLeaderExited(1, false)
+	m := members(t, []int{pid}).Members[0]
+	if exitedByProc("/proc", m) {
+		t.Fatalf("exitedByProc(%d) = true for a process whose other thread runs", pid)
+	}
+	if err := unix.Kill(pid, unix.SIGKILL); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(5 * time.Second)
+	for !exitedByProc("/proc", m) {
+		if time.Now().After(deadline) {
+			t.Fatalf("exitedByProc(%d) still false 5 s after SIGKILL", pid)
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

@@ -70,7 +70,9 @@ func readFile(path string, buf []byte) (int, error) {
 }
 
 // ParseStat parses /proc/PID/stat into a Proc with Born in CLOCK_BOOTTIME.
-// ok is false for zombies, dead tasks and malformed lines.
+// ok is false for zombies, dead tasks and malformed lines. A leader that
+// exited while other threads of its process run reads as a zombie in
+// state, yet its process lives: ok is true for it.
 func ParseStat(b []byte) (p lineage.Proc, ok bool) {
 	open := bytes.IndexByte(b, '(')
 	close := bytes.LastIndexByte(b, ')')
@@ -88,7 +90,9 @@ func ParseStat(b []byte) (p lineage.Proc, ok bool) {
 	if len(f) < 20 {
 		return p, false
 	}
-	if s := f[0]; len(s) != 1 || s[0] == 'Z' || s[0] == 'X' || s[0] == 'x' {
+	// A zombie leader whose other threads run (num_threads, field 20,
+	// above 1: pthread_exit in main) is a live process.
+	if s := f[0]; len(s) != 1 || s[0] == 'Z' && !(len(f[17]) > 1 || f[17][0] > '1') || s[0] == 'X' || s[0] == 'x' {
 		return p, false
 	}
 	ppid, err1 := strconv.Atoi(string(f[1]))

@@ -27,6 +27,14 @@ func TestParseStat(t *testing.T) {
 	if _, ok := ParseStat(z); ok {
 		t.Fatal("zombie parsed as live")
 	}
+	// The same with num_threads (field 20) 2 and 12: a leader that exited
+	// while other threads of its process run. The process lives.
+	for _, threads := range []string{"2", "12"} {
+		lz := []byte("77 (zz) Z 1 0 0 0 -1 0 0 0 0 0 0 0 0 0 20 0 " + threads + " 0 5 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0 0\n")
+		if p, ok := ParseStat(lz); !ok || p.PID != 77 || p.PPID != 1 {
+			t.Errorf("leader exited with %s threads: ParseStat = %+v, %v; want a live process", threads, p, ok)
+		}
+	}
 	for _, bad := range []string{"", "1 (x", "x (y) S 1", "1 (y) S"} {
 		if _, ok := ParseStat([]byte(bad)); ok {
 			t.Errorf("ParseStat(%q) ok", bad)
