@@ -54,14 +54,13 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 			}
 			budgets = append(budgets, kmembudget.Budget{Pattern: filepath.Clean(b.Path), Max: b.Max.Bytes(), Action: action})
 		}
-		rules := PolicyRules(cfg)
 		g, err := kmemguard.New(kmemguard.Config{
 			Scopes:  d.scopes,
 			Budgets: budgets,
 			DryRun:  cfg.DryRun,
 			SelfPID: os.Getpid(),
 			// rules.protect holds here too.
-			ProtectedName: func(pid int) string { return protectedNow(pid, rules) },
+			ProtectedName: d.kmemProtected,
 		}, d.log.With("part", "kmem"), d.actions)
 		if err != nil {
 			return err
@@ -70,3 +69,9 @@ func (d *Daemon) addComponents(cfg *config.Config) error {
 	}
 	return nil
 }
+
+// kmemProtected tells why the kernel-memory guard must spare pid (see
+// protectedNow), under the configuration in force when it asks: a reload
+// that changes rules.protect counts from then on, as it does for the
+// memory killer.
+func (d *Daemon) kmemProtected(pid int) string { return protectedNow(pid, PolicyRules(d.config())) }

@@ -134,13 +134,16 @@ func (g *Guard) openMember(cg cgroupfs.Cgroup, pid int, start uint64) (*sys.PidF
 	if !contains(members, pid) {
 		return fail(fmt.Errorf("pid %d: %w %s", pid, errNotMember, cg.Path))
 	}
-	if why := g.protected(pid); why != "" {
+	if why := g.Protected(pid); why != "" {
 		return fail(fmt.Errorf("pid %d is protected (%s)", pid, why))
 	}
 	return fd, nil
 }
 
-func (g *Guard) protected(pid int) string {
+// Protected tells why the guard would spare pid, read now (see
+// kmembudget.Protected; Config.ProtectedName is asked at each call), or ""
+// when it may kill it.
+func (g *Guard) Protected(pid int) string {
 	adj, err := g.cfg.Proc.OOMScoreAdj(pid)
 	if err != nil {
 		adj = 0
@@ -189,7 +192,7 @@ func (g *Guard) killCgroup(ctx context.Context, cg cgroupfs.Cgroup, d kmembudget
 	killer := action.CgroupKiller{
 		FreezerRoot:   g.cfg.FreezerRoot,
 		FreezerPath:   func(pid int) (string, bool, error) { return g.cfg.Proc.CgroupPath(pid, "freezer") },
-		Protected:     g.protected,
+		Protected:     g.Protected,
 		FreezeTimeout: g.cfg.FreezeTimeout,
 		Deadline:      g.cfg.KillTimeout,
 		Mrelease:      true,
