@@ -112,6 +112,45 @@ func TestCloneVMSharersDieTogether(t *testing.T) {
 	}
 }
 
+// TestLeaderExitedHogIsTheVictim: the largest process of the scope is one
+// whose main thread exited (pthread_exit) while another thread holds its
+// memory, so its /proc/PID files read as a memoryless zombie's. The daemon
+// reads it through that thread and kills it first, not the smaller hog
+// that pushes the scope to its limit; the bystander lives.
+func TestLeaderExitedHogIsTheVictim(t *testing.T) {
+	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
+	hogBin := testbed.CompileC(t, hogSource)
+	by := g.Command(hogBin, "32", "0")
+	byOut, _ := by.StdoutPipe()
+	if err := by.Start(); err != nil {
+		t.Fatal(err)
+	}
+	byFD := pin(t, atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0]), "bystander")
+	big, _ := g.StartLeaderExited(150, false)
+	bigFD := pin(t, big, "process whose leader exited")
+
+	d := startDaemon(t, "--scope", g.Memory.Path)
+	pusher := g.Command(hogBin, "600", "1000")
+	if err := pusher.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pusherFD := waitForChildOf(t, g, pusher.Process.Pid)
+	if !waitDead(t, bigFD, 20*time.Second) {
+		t.Fatalf("the 150 MiB process %d whose leader exited survived; log:\n%s", big, d.Log())
+	}
+	if !d.waitLog(5*time.Second, regexp.MustCompile(`msg=kill `)) {
+		t.Fatalf("no kill logged:\n%s", d.Log())
+	}
+	log := d.Log()
+	first := regexp.MustCompile(`msg=kill .*?victim=(\d+)`).FindStringSubmatch(log)
+	if first == nil || first[1] != strconv.Itoa(big) {
+		t.Fatalf("first victim %v, want %d (the pusher is %d); log:\n%s", first, big, pusherFD.PID(), log)
+	}
+	if !alive(t, byFD) {
+		t.Fatalf("bystander was killed; log:\n%s", log)
+	}
+}
+
 // TestVforkChildIsNeverTheVictim: a vfork child in the scope shares the mm
 // of a parent outside the scope. It has the largest RSS in the scope, but
 // killing it would free nothing: the daemon kills the hog beside it instead.

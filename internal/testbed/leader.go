@@ -53,8 +53,8 @@ int main(int argc, char **argv) {
 // another of its threads holds mib MiB of touched memory, and waits until
 // it is so: its /proc/PID/stat says state Z with two threads, and that
 // thread's VmRSS has reached mib MiB. With sibling, a second process
-// shares its mm. It returns the process's PID, and the sibling's (0
-// without).
+// shares its mm. The processes g held before are left out. It returns
+// the process's PID, and the sibling's (0 without).
 func (g *Group) StartLeaderExited(mib int, sibling bool) (pid, sib int) {
 	g.t.Helper()
 	bin := CompileC(g.t, leaderExitSource, "-pthread")
@@ -63,10 +63,14 @@ func (g *Group) StartLeaderExited(mib int, sibling bool) (pid, sib int) {
 	if sibling {
 		args, want = append(args, "sibling"), 2
 	}
+	before := g.Procs()
 	g.Start(bin, args...)
 	var pids []int
-	if !g.WaitProcs(10*time.Second, func(p []int) bool { pids = p; return len(p) == want }) {
-		g.t.Fatalf("testbed: want %d processes of the leader-exit program, have %v", want, pids)
+	if !g.WaitProcs(10*time.Second, func(p []int) bool {
+		pids = slices.DeleteFunc(p, func(pid int) bool { return slices.Contains(before, pid) })
+		return len(pids) == want
+	}) {
+		g.t.Fatalf("testbed: want %d processes of the leader-exit program besides %v, have %v", want, before, pids)
 	}
 	slices.Sort(pids)
 	pid = pids[0]
