@@ -1,5 +1,10 @@
 package procfs
 
+import (
+	"os"
+	"strconv"
+)
+
 // Flags of the flags field of /proc/PID/stat (include/linux/sched.h).
 const (
 	// PFExiting is PF_EXITING: the process is in do_exit.
@@ -76,6 +81,33 @@ func (r *Reader) TaskStat(pid, tid int, s *Stat) error {
 // a zombie's: no mm, RSS 0, an empty cmdline. They must be read through a
 // live thread (/proc/PID/task/TID).
 func (s *Stat) LeaderExited() bool { return s.State == 'Z' && s.NumThreads > 1 }
+
+// LiveThread returns a thread of process pid, read from root/PID/task,
+// that is neither a zombie nor exiting (PF_EXITING): the way to the memory,
+// open files and command line of a process whose leader exited before its
+// other threads (Stat.LeaderExited). ok is false when there is none: every
+// thread has exited or is exiting, and the process is dying. It allocates;
+// Scanner-style hot paths read the task directory themselves.
+func LiveThread(root string, pid int) (tid int, ok bool) {
+	dir := root + "/" + strconv.Itoa(pid) + "/task/"
+	tasks, err := os.ReadDir(dir)
+	if err != nil {
+		return 0, false
+	}
+	var st Stat
+	for _, t := range tasks {
+		id, ok := ParsePID([]byte(t.Name()))
+		if !ok || id == pid {
+			continue
+		}
+		b, err := os.ReadFile(dir + t.Name() + "/stat")
+		if err != nil || parseStat(b, &st) != nil || st.Exiting() {
+			continue
+		}
+		return id, true
+	}
+	return 0, false
+}
 
 // layoutFields maps stat field numbers 26-28 and 45-51 to Layout indexes.
 var layoutFields = [...]int{26, 27, 28, 45, 46, 47, 48, 49, 50, 51}
