@@ -4,6 +4,7 @@ import (
 	"fmt"
 	"os"
 	"os/exec"
+	"path/filepath"
 	"runtime"
 	"slices"
 	"strconv"
@@ -791,6 +792,9 @@ func TestKernelLeaderExited(t *testing.T) {
 			if !strings.Contains(p.Cmdline, "32") {
 				t.Errorf("Cmdline %q, want the program's arguments", p.Cmdline)
 			}
+			if p.Comm == "holder" || p.Comm == "" {
+				t.Errorf("Comm %q: want the process's name, not its holding thread's", p.Comm)
+			}
 			var st procfs.Stat
 			if err := procfs.NewFS("/proc").NewReader().Stat(pid, &st); err != nil || !st.LeaderExited() {
 				t.Fatalf("stat of %d: %+v, %v; want a leader that exited", pid, st, err)
@@ -815,5 +819,49 @@ func TestKernelLeaderExited(t *testing.T) {
 				t.Errorf("ConfirmGroup(%d) = %v, want %v", pid, got, want)
 			}
 		})
+	}
+}
+
+// A process read, and its files kept open, while its leader ran, then read
+// again after the leader exited: the second pass reads it through its live
+// thread, with the process's name (not the thread's, "holder"), the
+// command line of the first pass and its memory.
+func TestKernelLeaderExitsBetweenPasses(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, PidsMax: 10})
+	cue := filepath.Join(t.TempDir(), "exit")
+	pid := g.StartLeaderExitOnCue(32, cue)
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: KeepAll})
+	defer s.Close()
+	pass := func() policy.Process {
+		t.Helper()
+		var snap policy.Snapshot
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range snap.Processes {
+			if p.PID == pid {
+				return p
+			}
+		}
+		t.Fatalf("scan missed process %d: %+v", pid, snap.Processes)
+		return policy.Process{}
+	}
+	before := pass()
+	if before.MMTask != 0 || before.RSS < 32<<20 || before.Exiting {
+		t.Fatalf("before the leader exits: %+v", before)
+	}
+	if err := os.WriteFile(cue, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	g.WaitLeaderExited(pid, 32)
+	after := pass()
+	if after.MMTask == 0 || after.Exiting || after.State == 'Z' || after.RSS < 32<<20 {
+		t.Errorf("after the leader exited: MMTask %d, exiting %v, state %c, RSS %d; want a live process read through its thread",
+			after.MMTask, after.Exiting, after.State, after.RSS)
+	}
+	if after.Comm != before.Comm || after.Cmdline != before.Cmdline || after.StartTime != before.StartTime {
+		t.Errorf("after the leader exited: comm %q, cmdline %q, start %d; want the process's %q, %q, %d",
+			after.Comm, after.Cmdline, after.StartTime, before.Comm, before.Cmdline, before.StartTime)
 	}
 }

@@ -74,9 +74,12 @@ type Scanner struct {
 	meminfo procfs.Meminfo
 	vmstat  procfs.Vmstat
 	stat    procfs.Stat
-	recheck procfs.Stat // watchKernelThread's second read
-	status  procfs.Status
-	sc      procfs.Syscall
+	recheck procfs.Stat // watchKernelThread's second read, liveThread's
+	// leaderComm holds the comm of a process whose leader exited while
+	// liveThread reads one of its threads (the comm is at most 64 bytes).
+	leaderComm [64]byte
+	status     procfs.Status
+	sc         procfs.Syscall
 	// pageSize converts stat's RSS (pages) to bytes.
 	pageSize uint64
 	// refaultsBelow: see ReadRefaultsBelow.
@@ -802,7 +805,13 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 	// start time, which is the process's identity.
 	thread := 0
 	if st.LeaderExited() && !st.KernelThread() {
-		thread = s.liveThread(f.pid, st)
+		if thread = s.liveThread(f.pid, st); thread == 0 {
+			// Every thread is exiting: the process is dying. Read as
+			// it is, a zombie.
+			if err = r.Stat(f.pid, st); err != nil {
+				return p, false, skipGone(err)
+			}
+		}
 	}
 	layout := layoutHash(&st.Layout)
 	hit := inCache && e.start == st.StartTime && e.layout == layout && e.comm == string(st.Comm)
@@ -909,22 +918,25 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 }
 
 // liveThread returns a thread of process pid, whose leader has exited
-// (st, its stat, says procfs.Stat.LeaderExited), that has not, and reads
-// that thread's stat into st with the leader's PID, parent and start time
-// (the process's); 0, and st untouched, when every thread has exited
-// meanwhile.
+// (st, its stat, says procfs.Stat.LeaderExited), that is neither a zombie
+// nor exiting, and reads that thread's stat into st with the leader's PID,
+// parent, start time and comm: the process's, which its identity, the
+// cache and the rules go by (a thread may have a name of its own). It
+// returns 0 when every other thread has exited or is exiting (the process
+// is dying); st then holds what was read last and must not be used.
 func (s *Scanner) liveThread(pid int, st *procfs.Stat) int {
+	start, ppid := st.StartTime, st.PPID
+	n := copy(s.leaderComm[:], st.Comm) // st.Comm is in the reader's buffer
 	var err error
 	if s.tids, err = s.dir.Tasks(s.fs, pid, s.tids[:0]); err != nil {
 		return 0
 	}
 	for _, tid := range s.tids {
-		if tid == pid || s.r.TaskStat(pid, tid, &s.recheck) != nil || s.recheck.State == 'Z' || s.recheck.State == 'X' {
+		if tid == pid || s.r.TaskStat(pid, tid, &s.recheck) != nil || s.recheck.Exiting() {
 			continue
 		}
-		start, ppid := st.StartTime, st.PPID
 		*st = s.recheck
-		st.PID, st.StartTime, st.PPID = pid, start, ppid
+		st.PID, st.StartTime, st.PPID, st.Comm = pid, start, ppid, s.leaderComm[:n]
 		return tid
 	}
 	return 0
@@ -1294,8 +1306,8 @@ func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 	out := []int{pid}
 	ref := pid // compared through a live thread if the leader exited
 	if s.stat.LeaderExited() && !s.stat.KernelThread() {
-		if tid := s.liveThread(pid, &s.stat); tid != 0 {
-			ref = tid
+		if ref = s.liveThread(pid, &s.stat); ref == 0 {
+			return out, nil // every thread is exiting: no mm to share
 		}
 	}
 	if s.stat.KernelThread() || s.stat.Layout == ([10]uint64{}) {
