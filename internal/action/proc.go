@@ -8,6 +8,8 @@ import (
 	"strconv"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 // ReadStartTime returns field 22 (starttime, clock ticks after boot) of
@@ -97,30 +99,15 @@ func leaderExited(b []byte) bool {
 
 // mmTask returns an ID through which the address space of process pid can
 // be compared with kcmp(KCMP_VM): pid itself, or, when its leader exited
-// before its other threads (leaderExited), one of those that has not; pid
-// when none is found.
+// before its other threads (leaderExited), one of those that is not
+// exiting; pid when none is found.
 func mmTask(procRoot string, pid int) int {
-	dir := procRoot + "/" + strconv.Itoa(pid)
-	b, err := os.ReadFile(dir + "/stat")
+	b, err := os.ReadFile(procRoot + "/" + strconv.Itoa(pid) + "/stat")
 	if err != nil || !leaderExited(b) {
 		return pid
 	}
-	tasks, err := os.ReadDir(dir + "/task")
-	if err != nil {
-		return pid
-	}
-	for _, t := range tasks {
-		tid, err := strconv.Atoi(t.Name())
-		if err != nil || tid == pid {
-			continue
-		}
-		tb, err := os.ReadFile(dir + "/task/" + t.Name() + "/stat")
-		if err != nil {
-			continue
-		}
-		if state, err := statField(tb, 3); err == nil && string(state) != "Z" && string(state) != "X" {
-			return tid
-		}
+	if tid, ok := procfs.LiveThread(procRoot, pid); ok {
+		return tid
 	}
 	return pid
 }
