@@ -14,6 +14,7 @@ import (
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/kmem"
 	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 // victimCgroup resolves the cgroup path the snapshot gave the victim (as
@@ -126,6 +127,13 @@ func protectedNow(pid int, rules policy.Rules) string {
 	base := filepath.Join("/proc", strconv.Itoa(pid))
 	comm, _ := os.ReadFile(filepath.Join(base, "comm"))
 	cmdline, _ := os.ReadFile(filepath.Join(base, "cmdline"))
+	if len(cmdline) == 0 {
+		// A leader that exited before its other threads has no command
+		// line of its own; the process's is read through a live thread.
+		if tid, ok := procfs.LiveThread("/proc", pid); ok {
+			cmdline, _ = os.ReadFile(filepath.Join(base, "task", strconv.Itoa(tid), "cmdline"))
+		}
+	}
 	cmdline = bytes.TrimRight(cmdline, "\x00")
 	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))); ok {
 		return "protected name " + name

@@ -68,3 +68,20 @@ func TestInflateV1(t *testing.T) {
 		t.Errorf("max_usage %v < usage %d", after.MaxUsage, *after.Usage)
 	}
 }
+
+// TestProcessLeaderExited: a process whose main thread exited while
+// another thread runs is read through that thread (its leader has no page
+// tables and no open files of its own): it is not a zombie, and its page
+// tables count.
+func TestProcessLeaderExited(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	pid, _ := g.StartLeaderExited(8, false)
+	p, err := kmem.ProcFS{}.Process(pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if p.State == "Z" || p.PageTables == 0 || p.Threads != 2 {
+		t.Errorf("state %q, page tables %d, threads %d; want a live process with its page tables and 2 threads", p.State, p.PageTables, p.Threads)
+	}
+}

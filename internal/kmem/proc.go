@@ -13,6 +13,8 @@ import (
 	"strings"
 
 	"golang.org/x/sys/unix"
+
+	"github.com/oomguard/oomguard/internal/procfs"
 )
 
 // Accuracy says how far a figure can be trusted.
@@ -111,12 +113,15 @@ type ProcFS struct {
 	NoPipeData bool
 }
 
-func (p ProcFS) path(pid int, name string) string {
-	root := p.Root
-	if root == "" {
-		root = "/proc"
+func (p ProcFS) root() string {
+	if p.Root == "" {
+		return "/proc"
 	}
-	return filepath.Join(root, strconv.Itoa(pid), name)
+	return p.Root
+}
+
+func (p ProcFS) path(pid int, name string) string {
+	return filepath.Join(p.root(), strconv.Itoa(pid), name)
 }
 
 // ErrGone says the process exited while it was read.
@@ -143,13 +148,33 @@ func (p ProcFS) Process(pid int) (Process, error) {
 	if err != nil {
 		return pr, fmt.Errorf("parse %s: %w", p.path(pid, "status"), err)
 	}
+	// A leader that exited before its other threads reads as a zombie
+	// with no page tables and no open files, though its process runs on
+	// and holds them: those are read through a live thread.
+	fdDir := p.path(pid, "fd")
+	if pr.State == "Z" && st.Threads > 1 {
+		if tid, ok := procfs.LiveThread(p.root(), pid); ok {
+			task := p.path(pid, filepath.Join("task", strconv.Itoa(tid)))
+			if b, err := os.ReadFile(task + "/stat"); err == nil {
+				if _, state, _, err := ParseStat(b); err == nil {
+					pr.State = state
+				}
+			}
+			if b, err := os.ReadFile(task + "/status"); err == nil {
+				if tst, err := ParseStatus(b); err == nil {
+					st.VmPTE = tst.VmPTE
+				}
+			}
+			fdDir = task + "/fd"
+		}
+	}
 	pr.Threads = st.Threads
 	pr.PageTables = st.VmPTE
 	pr.KernelStack = uint64(st.Threads) * ThreadStackSize
 	if b, err = os.ReadFile(p.path(pid, "oom_score_adj")); err == nil {
 		pr.OOMScoreAdj, _ = strconv.Atoi(strings.TrimSpace(string(b)))
 	}
-	if err := p.fds(&pr); err != nil {
+	if err := p.fds(&pr, fdDir); err != nil {
 		return pr, err
 	}
 	pr.Total = pr.PageTables + pr.KernelStack + pr.PipeBytes + pr.SocketBytes
@@ -163,11 +188,11 @@ func gone(pid int, err error) error {
 	return fmt.Errorf("pid %d: %w", pid, err)
 }
 
-// fds counts the sockets and pipes among pid's open files. It stats each
-// /proc/PID/fd/N (the file type and inode of its target), which is several
-// times cheaper than reading the link.
-func (p ProcFS) fds(pr *Process) error {
-	dir := p.path(pr.PID, "fd")
+// fds counts the sockets and pipes among the open files in dir, pr's
+// /proc/PID/fd (or a live thread's). It stats each entry (the file type and
+// inode of its target), which is several times cheaper than reading the
+// link.
+func (p ProcFS) fds(pr *Process, dir string) error {
 	f, err := os.Open(dir)
 	if err != nil {
 		return gone(pr.PID, err)
