@@ -29,13 +29,7 @@ func TestHogAndBystander(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
 	hogBin := testbed.CompileC(t, hogSource)
 
-	by := g.Command(hogBin, "32", "0")
-	byOut, _ := by.StdoutPipe()
-	if err := by.Start(); err != nil {
-		t.Fatal(err)
-	}
-	byPID := atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0])
-	byFD := pin(t, byPID, "bystander")
+	byPID, byFD := startReady(t, g, "bystander", hogBin, "32", "0")
 
 	d := startDaemon(t, "--scope", g.Memory.Path)
 
@@ -65,6 +59,19 @@ func TestHogAndBystander(t *testing.T) {
 	if !d.waitLog(5*time.Second, regexp.MustCompile(fmt.Sprintf(`(?m)^.*kill.*\b%d\b.*$`, hogPID))) {
 		t.Errorf("the log does not name the victim %d:\n%s", hogPID, d.Log())
 	}
+}
+
+// startReady starts hogSource's bin with args in g, waits for its "ready
+// PID" line and returns the PID, pinned.
+func startReady(t *testing.T, g *testbed.Group, what, bin string, args ...string) (int, *sys.PidFD) {
+	t.Helper()
+	cmd := g.Command(bin, args...)
+	out, _ := cmd.StdoutPipe()
+	if err := cmd.Start(); err != nil {
+		t.Fatal(err)
+	}
+	pid := atoi(t, readLine(t, out, "ready ", 10*time.Second)[0])
+	return pid, pin(t, pid, what)
 }
 
 // TestCloneVMSharersDieTogether: a hog that shares its mm with a sibling
@@ -120,12 +127,7 @@ func TestCloneVMSharersDieTogether(t *testing.T) {
 func TestLeaderExitedHogIsTheVictim(t *testing.T) {
 	g := testbed.New(t, testbed.Options{MemoryLimit: 256 << 20, OOMKillDisable: true})
 	hogBin := testbed.CompileC(t, hogSource)
-	by := g.Command(hogBin, "32", "0")
-	byOut, _ := by.StdoutPipe()
-	if err := by.Start(); err != nil {
-		t.Fatal(err)
-	}
-	byFD := pin(t, atoi(t, readLine(t, byOut, "ready ", 10*time.Second)[0]), "bystander")
+	_, byFD := startReady(t, g, "bystander", hogBin, "32", "0")
 	big, _ := g.StartLeaderExited(150, false)
 	bigFD := pin(t, big, "process whose leader exited")
 
