@@ -12,6 +12,20 @@ var ErrNoCgroupLine = errors.New("no line for that hierarchy")
 // r's buffer. A missing line gives an error wrapping ErrNoCgroupLine.
 func (r *Reader) Cgroup(pid int, controller string) ([]byte, error) {
 	b, err := r.readPID(pid, "cgroup", 0, true)
+	return r.cgroupOf(b, err, controller)
+}
+
+// TaskCgroup is Cgroup read from /proc/PID/task/TID/cgroup, one thread's:
+// the way to the cgroup of a process whose leader exited before its other
+// threads (the leader's reads "/" on v1 hierarchies, and goes stale on v2
+// when the process moves).
+func (r *Reader) TaskCgroup(pid, tid int, controller string) ([]byte, error) {
+	b, err := r.readTask(pid, tid, "cgroup", 0, true)
+	return r.cgroupOf(b, err, controller)
+}
+
+// cgroupOf parses b, the cgroup file just read (or err), for controller.
+func (r *Reader) cgroupOf(b []byte, err error, controller string) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}

@@ -232,6 +232,14 @@ func TestTaskReadersSelf(t *testing.T) {
 		if raw, err := r.TaskCmdline(pid, tid, 0); err != nil || string(raw) != string(want) {
 			t.Errorf("TaskCmdline(%d, %d) = %q, %v; want %q", pid, tid, raw, err, want)
 		}
+		for _, ctrl := range []string{"memory", ""} {
+			whole, err1 := r.Cgroup(pid, ctrl)
+			wholeS := string(whole)
+			task, err2 := r.TaskCgroup(pid, tid, ctrl)
+			if (err1 == nil) != (err2 == nil) || string(task) != wholeS {
+				t.Errorf("TaskCgroup(%d, %d, %q) = %q, %v; the process's is %q, %v", pid, tid, ctrl, task, err2, wholeS, err1)
+			}
+		}
 	}
 	var st Stat
 	if err := r.TaskStat(pid, 1<<30, &st); !IsGone(err) {

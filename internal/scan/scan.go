@@ -105,7 +105,10 @@ type Scanner struct {
 	// failed and unordered: a kcmp failed, or could not order two mms,
 	// during the current sort.
 	failed, unordered bool
-	stats             PassStats
+	// retargeted: a kcmp failed because the thread a process was read
+	// through exited, and another of its threads was put in its place.
+	retargeted bool
+	stats      PassStats
 
 	// kmem holds, by Process.Cgroup path, the kernel-memory reader of each
 	// cgroup the last CgroupKernel or prepareCgroupKernel pass saw, so that
@@ -837,7 +840,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		// and no command line, and is never chosen: only its cgroup is
 		// read besides stat, and it is watched by pidfd from now on.
 		e.kthread = true
-		if e.cgroup, err = s.procCgroup(f); err != nil {
+		if e.cgroup, err = s.procCgroup(f, 0); err != nil {
 			return p, false, skipGone(err)
 		}
 		s.watchKernelThread(&e, f.pid)
@@ -898,7 +901,7 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 			// Caught mid-exec (no arguments yet): read it again next pass.
 			e.layout = ^layout
 		}
-		if e.cgroup, err = s.procCgroup(f); err != nil {
+		if e.cgroup, err = s.procCgroup(f, thread); err != nil {
 			return p, false, skipGone(err)
 		}
 		s.openFiles(&e, f.pid)
@@ -1046,8 +1049,9 @@ func (s *Scanner) newCgroupKmem(cgroup string, scope int) *cgroupKmem {
 // procCgroup returns the cgroup the pass found the process in, when
 // scoped with the scope's mount known; otherwise it reads the process's
 // cgroup path in its scope's hierarchy (v2, or the v1 memory hierarchy
-// when unscoped) from /proc/PID/cgroup.
-func (s *Scanner) procCgroup(f found) (string, error) {
+// when unscoped) from /proc/PID/cgroup, or from that of thread, a live
+// thread of a process whose leader exited (0 for none).
+func (s *Scanner) procCgroup(f found, thread int) (string, error) {
 	if f.dir != "" {
 		return f.dir, nil
 	}
@@ -1055,9 +1059,15 @@ func (s *Scanner) procCgroup(f found) (string, error) {
 	if len(s.cfg.Scopes) > 0 && s.cfg.Scopes[f.scope].Version == cgroupfs.V2 {
 		ctrl = ""
 	}
-	b, err := s.r.Cgroup(f.pid, ctrl)
+	read := func(ctrl string) ([]byte, error) {
+		if thread != 0 {
+			return s.r.TaskCgroup(f.pid, thread, ctrl)
+		}
+		return s.r.Cgroup(f.pid, ctrl)
+	}
+	b, err := read(ctrl)
 	if errors.Is(err, procfs.ErrNoCgroupLine) && ctrl != "" {
-		b, err = s.r.Cgroup(f.pid, "")
+		b, err = read("")
 	}
 	if errors.Is(err, procfs.ErrNoCgroupLine) {
 		return "", nil
@@ -1133,7 +1143,7 @@ func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
 		if len(bucket) == 0 {
 			return
 		}
-		s.failed, s.unordered = false, false
+		s.failed, s.unordered, s.retargeted = false, false, false
 		slices.SortFunc(bucket, func(a, b mmKey) int {
 			pa, pb := procs[a.idx].PID, procs[b.idx].PID
 			r := s.kcmp(procs, a.idx, b.idx)
@@ -1160,7 +1170,7 @@ func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
 				live = append(live, k)
 			}
 		}
-		if len(live) == len(bucket) || attempt == 3 {
+		if len(live) == len(bucket) && !s.retargeted || attempt == 3 {
 			// Nothing died, yet kcmp failed: no ordering to trust.
 			for _, k := range live {
 				procs[k.idx].MMGroup = procs[k.idx].PID
@@ -1184,7 +1194,9 @@ func (s *Scanner) groupBucket(procs []policy.Process, bucket []mmKey) {
 
 // kcmp compares the mms of procs[a] and procs[b]: 0 equal, 1 or 2 ordered,
 // -1 on failure. A process found dead on failure gets MMGroup 0 and
-// Exiting; s.failed and s.unordered record what happened.
+// Exiting, unless it was read through a thread (MMTask) that exited while
+// another lives on: it is then compared through that one from now on
+// (s.retargeted). s.failed and s.unordered record what happened.
 func (s *Scanner) kcmp(procs []policy.Process, a, b int) int {
 	s.stats.Kcmp++
 	r, errno := sys.KcmpErrno(procs[a].MMPID(), procs[b].MMPID(), sys.KcmpVM, 0, 0)
@@ -1197,9 +1209,19 @@ func (s *Scanner) kcmp(procs []policy.Process, a, b int) int {
 	}
 	s.failed = true
 	for _, i := range [2]int{a, b} {
-		if _, e := sys.KcmpErrno(procs[i].MMPID(), procs[i].MMPID(), sys.KcmpVM, 0, 0); e == unix.ESRCH {
-			procs[i].MMGroup, procs[i].Exiting = 0, true
+		p := &procs[i]
+		if _, e := sys.KcmpErrno(p.MMPID(), p.MMPID(), sys.KcmpVM, 0, 0); e != unix.ESRCH {
+			continue
 		}
+		if p.MMTask != 0 {
+			// The thread it was read through exited, perhaps not the
+			// process: compare through another, if one is left.
+			if tid, ok := procfs.LiveThread(s.fs.Root, p.PID); ok {
+				p.MMTask, s.retargeted = tid, true
+				continue
+			}
+		}
+		p.MMGroup, p.Exiting = 0, true
 	}
 	return -1
 }
