@@ -865,3 +865,26 @@ func TestKernelLeaderExitsBetweenPasses(t *testing.T) {
 			after.Comm, after.Cmdline, after.StartTime, before.Comm, before.Cmdline, before.StartTime)
 	}
 }
+
+// When the thread a process was read through has exited (here: a thread
+// ID no task has), kcmp fails with ESRCH; the process is not taken for
+// dead while another of its threads lives: that one takes the place, and
+// the process shares its sibling's mm as before.
+func TestKernelKcmpRetargetsAnExitedThread(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	pid, sib := g.StartLeaderExited(8, true)
+	const gone = 1<<22 - 1 // above any pid_max: no such thread
+	procs := []policy.Process{{PID: pid, MMTask: gone, MMGroup: -1}, {PID: sib, MMGroup: -1}}
+	s := New(Config{})
+	if r := s.kcmp(procs, 0, 1); r != -1 || !s.failed {
+		t.Fatalf("kcmp through thread %d = %d (failed %v), want a failure", gone, r, s.failed)
+	}
+	p := procs[0]
+	if p.Exiting || p.MMGroup != -1 || p.MMTask == gone || p.MMTask == pid || !s.retargeted {
+		t.Fatalf("after the failure: %+v, retargeted %v; want a live thread of %d in place, and the process not exiting", p, s.retargeted, pid)
+	}
+	if r := s.kcmp(procs, 0, 1); r != 0 {
+		t.Errorf("kcmp through thread %d = %d, want 0: %d and %d share one mm", p.MMTask, r, pid, sib)
+	}
+}
