@@ -1283,15 +1283,18 @@ func (s *Scanner) inVfork(pid int) bool {
 		return false
 	}
 	for _, tid := range s.tids {
-		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall(pid) {
+		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall(tid) {
 			return true
 		}
 	}
 	return false
 }
 
-// vforkCall reports whether s.sc, a thread of pid, is a vfork call.
-func (s *Scanner) vforkCall(pid int) bool {
+// vforkCall reports whether s.sc, the system call of thread tid, is a
+// vfork call. clone3's arguments are read from memory through tid (its
+// /proc/TID/mem): through the process's PID, a leader that exited before
+// its other threads would have no memory to read.
+func (s *Scanner) vforkCall(tid int) bool {
 	sc := &s.sc
 	if sc.Running || sc.Nr < 0 {
 		return false
@@ -1303,7 +1306,7 @@ func (s *Scanner) vforkCall(pid int) bool {
 		return sc.Args[0]&unix.CLONE_VFORK != 0
 	case unix.SYS_CLONE3:
 		var flags [8]byte
-		if s.r.ReadMem(pid, sc.Args[0], flags[:]) != nil {
+		if s.r.ReadMem(tid, sc.Args[0], flags[:]) != nil {
 			return false
 		}
 		return binary.LittleEndian.Uint64(flags[:])&unix.CLONE_VFORK != 0
