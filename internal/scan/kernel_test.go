@@ -888,3 +888,70 @@ func TestKernelKcmpRetargetsAnExitedThread(t *testing.T) {
 		t.Errorf("kcmp through thread %d = %d, want 0: %d and %d share one mm", p.MMTask, r, pid, sib)
 	}
 }
+
+// leaderExitVforkSource: the main thread exits (pthread_exit) while a
+// worker thread makes a vfork child with clone3(2), as glibc's posix_spawn
+// does; the child sleeps, so the worker stays blocked in clone3.
+const leaderExitVforkSource = `
+#define _GNU_SOURCE
+#include <linux/sched.h>
+#include <pthread.h>
+#include <signal.h>
+#include <string.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+static void *spawn(void *arg) {
+	struct clone_args a;
+	memset(&a, 0, sizeof a);
+	a.flags = CLONE_VM | CLONE_VFORK;
+	a.exit_signal = SIGCHLD;
+	if (syscall(SYS_clone3, &a, sizeof a) == 0) for (;;) syscall(SYS_pause);
+	for (;;) pause();
+	return 0;
+}
+
+int main(void) {
+	pthread_t t;
+	if (pthread_create(&t, 0, spawn, 0)) return 3;
+	pthread_exit(0);
+}
+`
+
+// A vfork child made by a worker thread of a process whose leader has
+// exited is still seen as a vfork child: the clone3 arguments are read
+// through the worker's memory, not the leader's (which has none).
+func TestKernelVforkChildOfALeaderThatExited(t *testing.T) {
+	testbed.Require(t)
+	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	g.Start(testbed.CompileC(t, leaderExitVforkSource, "-pthread"))
+	var parent, child int
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if pids := g.Procs(); len(pids) == 2 {
+			for _, pid := range pids {
+				var st procfs.Stat
+				if procfs.NewFS("/proc").NewReader().Stat(pid, &st) == nil && st.LeaderExited() {
+					parent = pid
+				}
+			}
+			child = pids[0] + pids[1] - parent
+			b, _ := os.ReadFile("/proc/" + strconv.Itoa(child) + "/syscall")
+			if parent != 0 && len(b) > 3 && string(b[:3]) == "34 " {
+				break // the child sleeps in pause
+			}
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("want a process whose leader exited and its vfork child asleep; group has %v", g.Procs())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	procs := scanGroup(t, g)
+	pp, cp := procs[parent], procs[child]
+	if !cp.VforkChild || pp.VforkChild {
+		t.Errorf("VforkChild: child %v (want true), parent %v (want false)", cp.VforkChild, pp.VforkChild)
+	}
+	if pp.MMGroup == 0 || pp.MMGroup != cp.MMGroup {
+		t.Errorf("MMGroup: parent %d, child %d; want one group", pp.MMGroup, cp.MMGroup)
+	}
+}
