@@ -83,7 +83,8 @@ func statField(b []byte, n int) ([]byte, error) {
 // leader, says the leader exited while other threads of its process run
 // (pthread_exit in main): state Z, num_threads (field 20) above 1. The
 // process lives and holds its memory, but the leader has no address space
-// of its own any more.
+// of its own any more. (num_threads counts a thread until it is released:
+// other threads that are zombies kept by a tracer count too.)
 func leaderExited(b []byte) bool {
 	state, err := statField(b, 3)
 	if err != nil || string(state) != "Z" {

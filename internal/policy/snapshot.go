@@ -119,8 +119,9 @@ type Process struct {
 	// MMTask, when not 0, is a live thread of the process through which
 	// its memory was read, and through which kcmp must compare its mm: the
 	// thread-group leader (PID) exited before the others (pthread_exit in
-	// main), and has no mm of its own any more. State and Exiting are that
-	// thread's.
+	// main), and has no mm of its own any more. State, Exiting and UID are
+	// that thread's (credentials are per thread, and almost always the
+	// same in all of them).
 	MMTask int
 	// Scope is the index in Snapshot.Scopes of the scope the process was
 	// found under. It is ignored when Snapshot.Scopes is empty, so the zero

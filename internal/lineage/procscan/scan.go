@@ -72,7 +72,10 @@ func readFile(path string, buf []byte) (int, error) {
 // ParseStat parses /proc/PID/stat into a Proc with Born in CLOCK_BOOTTIME.
 // ok is false for zombies, dead tasks and malformed lines. A leader that
 // exited while other threads of its process run reads as a zombie in
-// state, yet its process lives: ok is true for it.
+// state, yet its process lives: ok is true for it. (num_threads counts a
+// thread until it is released, so a process whose other threads are
+// zombies kept by a tracer, or are being released in a group exit, also
+// reads as live until they are gone.)
 func ParseStat(b []byte) (p lineage.Proc, ok bool) {
 	open := bytes.IndexByte(b, '(')
 	close := bytes.LastIndexByte(b, ')')
