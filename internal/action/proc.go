@@ -31,27 +31,13 @@ func ReadStartTime(procRoot string, pid int) (uint64, error) {
 	return st, nil
 }
 
-// parseStartTime extracts field 22 of a /proc/PID/stat line.
+// parseStartTime extracts field 22 of a /proc/PID/stat line. The command
+// name (field 2) is in parentheses and may itself contain spaces and ')', so
+// fields are counted from the last ')'.
 func parseStartTime(b []byte) (uint64, error) {
-	f, err := statField(b, 22)
-	if err != nil {
-		return 0, err
-	}
-	v, err := strconv.ParseUint(string(f), 10, 64)
-	if err != nil {
-		return 0, fmt.Errorf("field 22 (starttime) %q: %w", f, err)
-	}
-	return v, nil
-}
-
-// statField returns field n (numbered from 1, as in proc(5); n > 2) of a
-// /proc/PID/stat line. The command name (field 2) is in parentheses and
-// may itself contain spaces and ')', so fields are counted from the last
-// ')'.
-func statField(b []byte, n int) ([]byte, error) {
 	i := bytes.LastIndexByte(b, ')')
 	if i < 0 {
-		return nil, errors.New("no ')' after the command name")
+		return 0, errors.New("no ')' after the command name")
 	}
 	rest := b[i+1:]
 	// rest starts with " S ppid ...": field 3 is the first after ')'.
@@ -68,34 +54,27 @@ func statField(b []byte, n int) ([]byte, error) {
 			j = len(rest)
 		}
 		field++
-		if field == n {
-			return rest[:j], nil
+		if field == 22 {
+			v, err := strconv.ParseUint(string(rest[:j]), 10, 64)
+			if err != nil {
+				return 0, fmt.Errorf("field 22 (starttime) %q: %w", rest[:j], err)
+			}
+			return v, nil
 		}
 		rest = rest[j:]
 		if len(rest) > 0 && rest[0] == '\n' {
 			break
 		}
 	}
-	return nil, fmt.Errorf("only %d fields, need %d", field, n)
+	return 0, fmt.Errorf("only %d fields, need 22", field)
 }
 
 // leaderExited reports whether b, the /proc/PID/stat of a thread-group
 // leader, says the leader exited while other threads of its process run
-// (pthread_exit in main): state Z, num_threads (field 20) above 1. The
-// process lives and holds its memory, but the leader has no address space
-// of its own any more. (num_threads counts a thread until it is released:
-// other threads that are zombies kept by a tracer count too.)
+// (procfs.Stat.LeaderExited).
 func leaderExited(b []byte) bool {
-	state, err := statField(b, 3)
-	if err != nil || string(state) != "Z" {
-		return false
-	}
-	f, err := statField(b, 20)
-	if err != nil {
-		return false
-	}
-	n, err := strconv.Atoi(string(f))
-	return err == nil && n > 1
+	var st procfs.Stat
+	return procfs.ParseStat(b, &st) == nil && st.LeaderExited()
 }
 
 // mmTask returns an ID through which the address space of process pid can

@@ -109,6 +109,10 @@ func LiveThread(root string, pid int) (tid int, ok bool) {
 	return 0, false
 }
 
+// ParseStat parses b, a /proc/PID/stat or /proc/PID/task/TID/stat read
+// by other means, into s. s.Comm points into b.
+func ParseStat(b []byte, s *Stat) error { return parseStat(b, s) }
+
 // layoutFields maps stat field numbers 26-28 and 45-51 to Layout indexes.
 var layoutFields = [...]int{26, 27, 28, 45, 46, 47, 48, 49, 50, 51}
 
