@@ -41,6 +41,8 @@ type result struct {
 		AvailKB  int64 `json:"avail_kb"`
 		SwapFree int64 `json:"swap_free_kb"`
 		Workload int   `json:"workload_procs"`
+		// KillerCPUUs is 0 in data from before the guest recorded it.
+		KillerCPUUs int64 `json:"killer_cpu_us"`
 	} `json:"samples"`
 	Probe []struct {
 		T     int64   `json:"t"`
@@ -112,6 +114,44 @@ func release(r *result) float64 {
 		on = r.EndMs
 	}
 	return float64(r.ReleaseMs - on)
+}
+
+// killerCPU is the CPU time the killer used per second of the run, in ms
+// per s, from the first sample to the last that found it alive (the sum
+// over its threads alive at each sample), or -1 where the run has no such
+// record: the kernel alone, or data from before the guest recorded it.
+func killerCPU(r *result) float64 {
+	first, last := -1, -1
+	for i, s := range r.Samples {
+		if s.KillerCPUUs <= 0 {
+			continue
+		}
+		if first < 0 {
+			first = i
+		}
+		last = i
+	}
+	if first < 0 || last == first {
+		return -1
+	}
+	f, l := r.Samples[first], r.Samples[last]
+	if l.T <= f.T || l.KillerCPUUs < f.KillerCPUUs {
+		return -1
+	}
+	return float64(l.KillerCPUUs-f.KillerCPUUs) / 1000 / (float64(l.T-f.T) / 1000)
+}
+
+// cpuText summarises the killer's CPU rates of a cell's runs (those that
+// recorded it): median [min–max] in ms per s, or "–".
+func cpuText(xs []float64) string {
+	s := summarize(xs)
+	if s.n == 0 || s.med < 0 {
+		return "–"
+	}
+	if s.n == 1 {
+		return fmt.Sprintf("%.1f", s.med)
+	}
+	return fmt.Sprintf("%.1f [%.1f–%.1f]", s.med, s.lo, s.hi)
 }
 
 type stat struct {
@@ -245,6 +285,7 @@ func report(repo, dataDir string) error {
 		load = fmt.Sprintf("%.1f to %.1f", loMin, loMax)
 	}
 	fmt.Fprintf(&b, "- Runs were taken %s; the host's 1-minute load average at the runs' starts was %s (2 cores). Absolute times under TCG are slow and noisy; compare killers within one configuration.\n", dates(runs), load)
+	fmt.Fprintf(&b, "- *killer CPU ms/s*: the CPU time the killer used, all its threads summed (`/proc/PID/task/*/schedstat`, sampled every 50 ms), per second of the run, from the workload's start to the last sample that found the killer alive; median [min–max] over the repetitions. It tells how much of the guest's 2 vCPUs each killer takes from the workload and the probe. \"–\" for the kernel alone, and for data from before the guest recorded it.\n")
 	fmt.Fprintf(&b, "- *kernel OOM kills, per run*: how many processes the kernel's own OOM killer killed during each run (`oom_kill` in `/proc/vmstat`, end less start); beside another killer, a nonzero count means the kernel got there first.\n")
 	fmt.Fprintf(&b, "- A run whose guest panicked (the kernel found nothing left to kill: \"System is deadlocked on memory\") counts as an episode that never ended, with the whole guest hurt; it has no stall figure.\n")
 	fmt.Fprintf(&b, "- An episode of 0 ms means the killer ended the workload before MemAvailable fell below 10 %% (the bench samples every 50 ms).\n\n")
@@ -258,10 +299,11 @@ func report(repo, dataDir string) error {
 			hurt := map[string]string{}
 			probe := map[string]latencies{}
 			kernelKills := map[string]string{}
+			cpu := map[string]string{}
 			for _, k := range killers {
 				var ep, rel, st []float64
 				var bad, kk []string
-				var lat []float64
+				var lat, cpuRates []float64
 				for _, r := range runs {
 					if r.Config != c.Name || r.Scenario != sc || r.Killer != k {
 						continue
@@ -287,6 +329,9 @@ func report(repo, dataDir string) error {
 					ep = append(ep, episode(r.res))
 					rel = append(rel, release(r.res))
 					st = append(st, r.res.MaxStallMs)
+					if c := killerCPU(r.res); c >= 0 {
+						cpuRates = append(cpuRates, c)
+					}
 					for i, p := range r.res.Probe {
 						if i > 0 {
 							lat = append(lat, p.LatMs)
@@ -314,6 +359,7 @@ func report(repo, dataDir string) error {
 				slices.Sort(bad)
 				hurt[k] = strings.Join(slices.Compact(bad), ", ")
 				kernelKills[k] = strings.Join(kk, ", ")
+				cpu[k] = cpuText(cpuRates)
 			}
 			for _, k := range killers {
 				s, ok := stats[k]
@@ -324,7 +370,7 @@ func report(repo, dataDir string) error {
 				if h == "" {
 					h = "none"
 				}
-				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2], probe[k],
+				rows = append(rows, fmt.Sprintf("| %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s | %s |", sc, k, s[0], s[1], s[2], probe[k], cpu[k],
 					ratio(s[0], stats["earlyoom"][0]), ratio(s[0], stats["oomd"][0]), ratio(s[0], stats["kernel"][0]), h, kernelKills[k]))
 			}
 			if og, ok := stats["oomguard"]; ok {
@@ -335,15 +381,15 @@ func report(repo, dataDir string) error {
 				if err := plotScenario(filepath.Join(plotDir, name), c.Name, sc, runs); err != nil {
 					return err
 				}
-				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | | | |", c.Name, sc, name))
+				rows = append(rows, fmt.Sprintf("| | | ![%s %s](vm/%s) | | | | | | | | | |", c.Name, sc, name))
 			}
 		}
 		if len(rows) == 0 {
 			continue
 		}
 		fmt.Fprintf(&b, "## %s\n\n", c.Name)
-		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | probe p50 / p99 ms | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) | kernel OOM kills, per run |\n")
-		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|\n")
+		fmt.Fprintf(&b, "| scenario | killer | episode ms | release ms | worst stall ms | probe p50 / p99 ms | killer CPU ms/s | episode / earlyoom | episode / oomd | episode / kernel | hurt (bystanders, killer) | kernel OOM kills, per run |\n")
+		fmt.Fprintf(&b, "|---|---|---|---|---|---|---|---|---|---|---|---|\n")
 		b.WriteString(strings.Join(rows, "\n"))
 		b.WriteString("\n\n")
 	}

@@ -47,6 +47,31 @@ type Sample struct {
 	MemFullUs int64 `json:"mem_full_us"`
 	IOSomeUs  int64 `json:"io_some_us"`
 	Refaults  int64 `json:"refaults"`
+	// KillerCPUUs is the CPU time the killer has used so far, all its
+	// threads summed (µs, from /proc/PID/task/*/schedstat); 0 without one.
+	KillerCPUUs int64 `json:"killer_cpu_us,omitempty"`
+}
+
+// cpuTimeUs returns the CPU time of every live thread of pid, in µs: the
+// first field of each /proc/PID/task/TID/schedstat (ns on the CPU). It is
+// 0 when pid is 0 or gone.
+func cpuTimeUs(pid int) int64 {
+	if pid <= 0 {
+		return 0
+	}
+	dir := "/proc/" + strconv.Itoa(pid) + "/task"
+	tasks, _ := os.ReadDir(dir)
+	var ns int64
+	for _, t := range tasks {
+		b, err := os.ReadFile(dir + "/" + t.Name() + "/schedstat")
+		if err != nil {
+			continue
+		}
+		f, _, _ := strings.Cut(string(b), " ")
+		n, _ := strconv.ParseInt(f, 10, 64)
+		ns += n
+	}
+	return ns / 1000
 }
 
 // psiTotals returns the "some" and "full" total counters of a pressure file.
@@ -292,7 +317,8 @@ func bench(args []string) error {
 		ioSome, _ := psiTotals("/proc/pressure/io")
 		mu.Lock()
 		res.Samples = append(res.Samples, Sample{T: t, AvailKB: avail, SwapFreeKB: swapFree, Workload: n,
-			MemSomeUs: memSome, MemFullUs: memFull, IOSomeUs: ioSome, Refaults: vmstat("workingset_refault_file")})
+			MemSomeUs: memSome, MemFullUs: memFull, IOSomeUs: ioSome, Refaults: vmstat("workingset_refault_file"),
+			KillerCPUUs: cpuTimeUs(*killerPID)})
 		mu.Unlock()
 		if *scenario == "thrash" && res.OnsetMs <= 0 {
 			if st, err := os.Stat(marker); err == nil {
