@@ -71,6 +71,9 @@ type memoryKiller struct {
 	watched map[string]uint64 // scope path: lowest usage threshold armed (see openWakeSources)
 	hooks   *hooks.Runner     // set before Run; nil runs no hooks
 	steps   atomic.Uint64     // loop iterations, for the watchdog
+	// unreadWarned is when the loop last warned of command lines it could
+	// not read (at most one warning in 10 s).
+	unreadWarned time.Time
 
 	mu       sync.Mutex // guards the fields below and the scanner
 	scan     snapshotter
@@ -127,7 +130,7 @@ func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 		log:      log.With("part", "oom"),
 		actions:  actions,
 		scopes:   scopes,
-		scan:     scan.New(scan.Config{ProcRoot: "/proc", Scopes: scopes, SelfPID: os.Getpid()}),
+		scan:     scan.New(scan.Config{ProcRoot: "/proc", Scopes: scopes, SelfPID: os.Getpid(), CmdlineWait: cmdlineWait}),
 		dryShown: map[int]time.Time{},
 	}
 	if err := m.reconfigure(cfg); err != nil {
@@ -287,6 +290,11 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		return m.interval
 	}
 	phases[0] = time.Now()
+	if n := m.scan.LastPass().CmdlineUnread; n > 0 && now.Sub(m.unreadWarned) >= 10*time.Second {
+		m.unreadWarned = now
+		m.log.Warn("some command lines could not be read in time (a read of /proc/PID/cmdline blocked on the process's mmap_lock); those processes are taken without them, and not chosen while rules.protect or rules.ignore could name them",
+			"processes", n, "waited", cmdlineWait)
+	}
 	m.scan.CgroupKernel(snap)
 	phases[1] = time.Now()
 	dec := m.policy.Decide(snap, v, now)
@@ -811,6 +819,15 @@ func (m *memoryKiller) noteError(what string, err error) {
 		m.log.Error(what, "err", err)
 	}
 }
+
+// cmdlineWait is how long a pass waits for the command line of a process
+// new to the scanner's cache (scan.Config.CmdlineWait). A read of
+// /proc/PID/cmdline blocks for as long as a writer holds the process's
+// mmap_lock, which under a thrash can be seconds: the loop goes on without
+// it, and the process is not chosen while rules could name it by it (see
+// policy.Candidate.Unjudged). A read that does not block takes
+// microseconds; one that pages the arguments in from swap, milliseconds.
+const cmdlineWait = 100 * time.Millisecond
 
 // fastPollBand is the headroom (see headroom) below which nextInterval
 // polls every 10 ms.

@@ -48,8 +48,8 @@ type Candidate struct {
 	// but never chosen.
 	Protected bool `json:"protected"`
 	// Skipped is true when the group is not chosen for another reason:
-	// ignored, only vfork children left, all members exiting, or marked
-	// unkillable by the Killer.
+	// ignored, unjudged, only vfork children left, all members exiting, or
+	// marked unkillable by the Killer.
 	Skipped bool `json:"skipped"`
 	// Ignored is true when a member matches Rules.Ignore.
 	Ignored bool `json:"ignored,omitempty"`
@@ -61,6 +61,11 @@ type Candidate struct {
 	// Unkillable is true when the Killer marked a member skipped after it
 	// survived SIGKILL past the deadline twice.
 	Unkillable bool `json:"unkillable,omitempty"`
+	// Unjudged is true when a member's command line could not be read
+	// (Process.CmdlineUnread) while Rules.Protected or Rules.Ignore could
+	// name it by its arguments or executable: whether it may be killed is
+	// unknown until its command line is read.
+	Unjudged bool `json:"unjudged,omitempty"`
 	// Preferred and Avoided tell that Rules.Prefer or Rules.Avoid matched.
 	Preferred bool `json:"preferred,omitempty"`
 	Avoided   bool `json:"avoided,omitempty"`
@@ -92,6 +97,8 @@ type Member struct {
 	VforkChild   bool   `json:"vfork_child,omitempty"`
 	Exiting      bool   `json:"exiting,omitempty"`
 	KernelThread bool   `json:"kernel_thread,omitempty"`
+	// CmdlineUnread: see Process.CmdlineUnread.
+	CmdlineUnread bool `json:"cmdline_unread,omitempty"`
 	// Protected says why this member is protected; empty if it is not.
 	Protected string `json:"protected,omitempty"`
 }
@@ -203,8 +210,9 @@ func memberOf(snap *Snapshot, p *Process, r Rules) Member {
 		Cmdline: p.Cmdline, Cgroup: p.Cgroup, Scope: p.Scope,
 		RSS: p.RSS, Swap: p.Swap, PageTables: p.PageTables, CgroupKernel: p.CgroupKernel,
 		OOMScoreAdj: p.OOMScoreAdj, VforkChild: p.VforkChild,
-		Exiting:      p.Exiting || p.State == 'Z' || p.State == 'X',
-		KernelThread: p.KernelThread,
+		Exiting:       p.Exiting || p.State == 'Z' || p.State == 'X',
+		KernelThread:  p.KernelThread,
+		CmdlineUnread: p.CmdlineUnread,
 	}
 	if p.State != 0 {
 		m.State = string(rune(p.State))
@@ -347,6 +355,21 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 			s.WriteString(" matches --ignore " + strconv.Quote(re.String()))
 			skip(s.String())
 			break
+		}
+	}
+	if len(r.Protected) > 0 || len(r.Ignore) > 0 {
+		// Killing it could kill what the rules protect: it waits until
+		// its command line is read (the scanner tries again each pass).
+		for i := range c.Members {
+			m := &c.Members[i]
+			if m.CmdlineUnread && !m.Exiting {
+				c.Unjudged = true
+				var s strings.Builder
+				writeMember(&s, m)
+				s.WriteString(" has a command line that could not be read in time (a read of /proc/PID/cmdline blocked on its mmap_lock): rules.protect may name it by its executable, or rules.ignore by its arguments, so it is not chosen until that read succeeds")
+				skip(s.String())
+				break
+			}
 		}
 	}
 	for i := range c.Members {

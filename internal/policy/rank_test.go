@@ -116,6 +116,53 @@ func TestRank(t *testing.T) {
 			},
 		},
 		{
+			// Its command line blocked (mmap_lock): rules.protect could
+			// name it by its executable, so it waits for that read.
+			name: "an unread command line is not judged while protect names exist", fixture: "desktop.json",
+			rules:  Rules{Protected: []string{"nothing-here"}},
+			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Skipped = true
+				return out
+			}(),
+			reasons: map[int]string{
+				3100: "skipped: PID 3100 (cc1plus) has a command line that could not be read in time",
+			},
+		},
+		{
+			name: "an unread command line is not judged while ignore rules exist", fixture: "desktop.json",
+			rules:  Rules{Ignore: res(`^nothing-here$`)},
+			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Skipped = true
+				return out
+			}(),
+		},
+		{
+			// With no rule that could name it, nothing is left unknown:
+			// its badness alone decides, as for any process.
+			name: "an unread command line changes nothing without protect or ignore rules", fixture: "desktop.json",
+			rules:  Rules{Prefer: res(`^vim$`)},
+			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			want:   reorder(deskDefault, 3001, 2100, 3100, 2000, 1200, 900, 3000, 1, 812, 45, 2, 400),
+		},
+		{
+			// Protected by its comm, it stays protected, not skipped.
+			name: "an unread command line of a process protected by comm", fixture: "desktop.json",
+			rules:  Rules{Protected: []string{"cc1plus"}},
+			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Protected = true
+				return out
+			}(),
+			reasons: map[int]string{
+				3100: `protected: PID 3100 (cc1plus) is named "cc1plus" in the protected list`,
+			},
+		},
+		{
 			name: "prefer moves a small process to the front", fixture: "desktop.json",
 			rules: Rules{Prefer: res(`^vim$`)},
 			want:  reorder(deskDefault, 3001, 2100, 3100, 2000, 1200, 900, 3000, 1, 812, 45, 2, 400),

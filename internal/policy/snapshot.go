@@ -91,6 +91,10 @@ type Process struct {
 	Comm      string
 	// Cmdline is /proc/PID/cmdline with NULs turned into spaces.
 	Cmdline string
+	// CmdlineUnread says the command line could not be read in time (its
+	// read blocked on the process's mmap_lock); Cmdline is empty. Rules
+	// that could name the process by it cannot be judged (see Rank).
+	CmdlineUnread bool
 	// State is the state letter of /proc/PID/stat (R, S, D, Z, T, X, …).
 	State byte
 	// RSS is VmRSS in bytes; Swap is VmSwap; PageTables is VmPTE.

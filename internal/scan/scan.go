@@ -32,6 +32,14 @@ type Config struct {
 	// CmdlineMax caps the bytes of /proc/PID/cmdline kept per process;
 	// 0 means 4096.
 	CmdlineMax int
+	// CmdlineWait is how long a pass waits for the command line of a
+	// process new to the cache, read on another goroutine (a read of
+	// /proc/PID/cmdline can block for as long as the process's mmap_lock
+	// is held for writing, see cmdlineReader). A process whose command
+	// line does not come in time is taken without it
+	// (policy.Process.CmdlineUnread), and read again in the next pass.
+	// 0 reads it in place, waiting as long as it takes.
+	CmdlineWait time.Duration
 	// KeepOpen names the /proc/PID files kept open between passes and
 	// read again with one pread(2) each; 0 means KeepDefault.
 	KeepOpen Keep
@@ -93,6 +101,10 @@ type Scanner struct {
 	tids    []int
 	walkers []*procfs.DirReader
 	line    []byte
+	// cmdlines are the command-line readers (Config.CmdlineWait), and
+	// cmdlineTimer bounds the wait for one.
+	cmdlines     []*cmdlineReader
+	cmdlineTimer *time.Timer
 	// pidfds says PIDs under cfg.ProcRoot are this process's to open
 	// pidfds for (the root is /proc). polls and pollPIDs are the cached
 	// kernel threads' pidfds polled by checkKernelThreads, noWait its
@@ -147,12 +159,16 @@ type PassStats struct {
 	// cache without reading a file: their pidfds said they still run
 	// (see Processes).
 	KernelThreads int
+	// CmdlineUnread is how many processes the pass took without their
+	// command line, its read blocked (Config.CmdlineWait).
+	CmdlineUnread int
 }
 
 // Close closes the files the Scanner keeps open (the processes' files and
-// the system-wide files System reads) and empties its cache. The Scanner
-// stays usable.
+// the system-wide files System reads), empties its cache and ends its
+// command-line readers. The Scanner stays usable.
 func (s *Scanner) Close() error {
+	s.closeCmdlineReaders()
 	s.r.CloseSystemFiles()
 	for _, m := range s.mem {
 		m.CloseFiles()
@@ -886,18 +902,20 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		return p, false, skipGone(err)
 	}
 	if !hit {
-		var raw []byte
-		if thread != 0 {
-			raw, err = r.TaskCmdline(f.pid, thread, s.cfg.CmdlineMax)
-		} else {
-			raw, err = r.Cmdline(f.pid, s.cfg.CmdlineMax)
-		}
+		raw, done, err := s.readCmdline(f.pid, thread, st.StartTime)
 		if err != nil {
 			return p, false, skipGone(err)
 		}
-		s.line = procfs.AppendCmdline(s.line[:0], raw)
-		e.cmdline = string(s.line)
-		if len(raw) == 0 && !p.KernelThread && !p.Exiting {
+		if done {
+			s.line = procfs.AppendCmdline(s.line[:0], raw)
+			e.cmdline = string(s.line)
+		} else {
+			// Its read blocked: taken without it, and read again (the
+			// same read, if it is still out) next pass.
+			p.CmdlineUnread = true
+			e.layout = ^layout
+		}
+		if done && len(raw) == 0 && !p.KernelThread && !p.Exiting {
 			// Caught mid-exec (no arguments yet): read it again next pass.
 			e.layout = ^layout
 		}

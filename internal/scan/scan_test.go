@@ -6,6 +6,9 @@ import (
 	"slices"
 	"strings"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/policy"
@@ -360,4 +363,88 @@ func writableFixture(t *testing.T) (root, statPath, statusPath string, stat0, st
 		t.Fatal(err)
 	}
 	return root, statPath, statusPath, stat0, status0
+}
+
+// A command line whose read blocks (here a FIFO nobody writes, in the
+// kernel a writer holding the process's mmap_lock) does not hold the pass:
+// the process is taken without it, that one read stays out, not repeated,
+// and its result is taken once it comes.
+func TestCmdlineReadThatBlocks(t *testing.T) {
+	root, _, _, _, _ := writableFixture(t)
+	fifo := filepath.Join(root, "15042", "cmdline")
+	if err := os.Remove(fifo); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{ProcRoot: root, CmdlineWait: 20 * time.Millisecond, KeepOpen: KeepNone})
+	defer s.Close()
+	sleeper := func(pass string) policy.Process {
+		t.Helper()
+		var snap policy.Snapshot
+		done := make(chan error, 1)
+		go func() { done <- s.Processes(&snap) }()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Fatalf("%s: %v", pass, err)
+			}
+		case <-time.After(10 * time.Second):
+			t.Fatalf("%s: the pass is still blocked after 10 s", pass)
+		}
+		for _, p := range snap.Processes {
+			if p.PID == 15042 {
+				return p
+			}
+		}
+		t.Fatalf("%s: 15042 not in the snapshot", pass)
+		return policy.Process{}
+	}
+	for _, pass := range []string{"first pass", "second pass"} {
+		p := sleeper(pass)
+		if !p.CmdlineUnread || p.Cmdline != "" || p.Comm != "a b) (c" || p.RSS != 1820<<10 {
+			t.Errorf("%s: 15042 = %+v, want it read but for its command line", pass, p)
+		}
+		if got := s.LastPass().CmdlineUnread; got != 1 {
+			t.Errorf("%s: LastPass().CmdlineUnread = %d, want 1", pass, got)
+		}
+	}
+	out := 0
+	for _, c := range s.cmdlines {
+		if c.out {
+			out++
+			if c.pid != 15042 {
+				t.Errorf("a read of %d is out, want only 15042's", c.pid)
+			}
+		}
+	}
+	if out != 1 {
+		t.Fatalf("%d reads are out, want the one blocked read, not another", out)
+	}
+	// The writer comes: the blocked read ends, and a later pass takes it.
+	w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Write([]byte("sleep\x0030\x00"))
+	w.Close()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := sleeper("after the write")
+		if !p.CmdlineUnread {
+			if p.Cmdline != "sleep 30" {
+				t.Errorf("cmdline = %q, want the blocked read's \"sleep 30\"", p.Cmdline)
+			}
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the command line is still unread 10 s after the write")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+	// Cached now: the next pass reads it from the cache.
+	if p := sleeper("cached"); p.CmdlineUnread || p.Cmdline != "sleep 30" || s.LastPass().New != 0 {
+		t.Errorf("cached: %+v, new %d", p, s.LastPass().New)
+	}
 }
