@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/cgroupfs"
@@ -119,24 +120,70 @@ func stillIn(cg cgroupfs.Cgroup, pid int, start uint64) error {
 }
 
 // protectedNow tells why pid must not be killed, read from /proc now: ""
-// when it may be.
+// when it may be. The command line is read only when rules.protect names
+// something the comm does not already match, and then waited for at most
+// cmdlineWait (see readWithin): a process whose command line cannot be
+// read in time could be one the rules protect, so it is taken as
+// protected.
 func protectedNow(pid int, rules policy.Rules) string {
 	if adj, err := (kmem.ProcFS{}).OOMScoreAdj(pid); err == nil && adj == -1000 {
 		return "oom_score_adj is -1000"
 	}
+	if len(rules.Protected) == 0 {
+		return ""
+	}
 	base := filepath.Join("/proc", strconv.Itoa(pid))
 	comm, _ := os.ReadFile(filepath.Join(base, "comm"))
-	cmdline, _ := os.ReadFile(filepath.Join(base, "cmdline"))
-	if len(cmdline) == 0 {
+	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), ""); ok {
+		return "protected name " + name
+	}
+	cmdline, ok := readWithin(filepath.Join(base, "cmdline"), cmdlineWait)
+	if ok && len(cmdline) == 0 {
 		// A leader that exited before its other threads has no command
 		// line of its own; the process's is read through a live thread.
-		if tid, ok := procfs.LiveThread("/proc", pid); ok {
-			cmdline, _ = os.ReadFile(filepath.Join(base, "task", strconv.Itoa(tid), "cmdline"))
+		if tid, live := procfs.LiveThread("/proc", pid); live {
+			cmdline, ok = readWithin(filepath.Join(base, "task", strconv.Itoa(tid), "cmdline"), cmdlineWait)
 		}
+	}
+	if !ok {
+		return "its command line could not be read within " + cmdlineWait.String() +
+			" (a read of /proc/PID/cmdline blocked on its mmap_lock), and rules.protect may name it by its executable"
 	}
 	cmdline = bytes.TrimRight(cmdline, "\x00")
 	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))); ok {
 		return "protected name " + name
 	}
 	return ""
+}
+
+// maxBlockedReads bounds the reads readWithin may leave blocked at once;
+// blockedReads holds a token for each.
+const maxBlockedReads = 4
+
+var blockedReads = make(chan struct{}, maxBlockedReads)
+
+// readWithin reads the file at path on a goroutine of its own and waits at
+// most d for it; ok is false when the read did not end in time (the
+// goroutine ends when it does), or when maxBlockedReads reads are out
+// already. An error reads as an empty file, as the callers take it.
+func readWithin(path string, d time.Duration) (b []byte, ok bool) {
+	select {
+	case blockedReads <- struct{}{}:
+	default:
+		return nil, false
+	}
+	done := make(chan []byte, 1)
+	go func() {
+		defer func() { <-blockedReads }()
+		b, _ := os.ReadFile(path)
+		done <- b
+	}()
+	t := time.NewTimer(d)
+	defer t.Stop()
+	select {
+	case b := <-done:
+		return b, true
+	case <-t.C:
+		return nil, false
+	}
 }

@@ -2,14 +2,20 @@ package daemon
 
 import (
 	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/action"
 	"github.com/oomguard/oomguard/internal/actionlog"
 	"github.com/oomguard/oomguard/internal/config"
 	"github.com/oomguard/oomguard/internal/kmemguard"
+	"github.com/oomguard/oomguard/internal/policy"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -83,5 +89,87 @@ func TestKmemProtectedFollowsReload(t *testing.T) {
 	}
 	if why := guard.Protected(pids[0]); why != "" {
 		t.Errorf("after a reload dropping the name: %q, want none", why)
+	}
+}
+
+// readWithin gives up on a read that blocks (a FIFO nobody writes here;
+// /proc/PID/cmdline behind a held mmap_lock in the kernel), and leaves at
+// most maxBlockedReads such reads out.
+func TestReadWithinGivesUpOnABlockedRead(t *testing.T) {
+	dir := t.TempDir()
+	fifo := filepath.Join(dir, "cmdline")
+	if err := unix.Mkfifo(fifo, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	plain := filepath.Join(dir, "plain")
+	if err := os.WriteFile(plain, []byte("sleep\x00600\x00"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if b, ok := readWithin(plain, time.Second); !ok || string(b) != "sleep\x00600\x00" {
+		t.Fatalf("plain file: %q, %v", b, ok)
+	}
+	for i := range maxBlockedReads {
+		if _, ok := readWithin(fifo, 10*time.Millisecond); ok {
+			t.Fatalf("blocked read %d: ok, want a timeout", i)
+		}
+	}
+	// Every token is held by a blocked read: the next gives up at once.
+	start := time.Now()
+	if _, ok := readWithin(plain, time.Minute); ok {
+		t.Fatal("with every read out, readWithin read anyway")
+	}
+	if took := time.Since(start); took > 30*time.Second {
+		t.Errorf("with every read out, readWithin waited %v", took)
+	}
+	// A writer ends the blocked reads, one open at a time, and frees
+	// their tokens.
+	for range maxBlockedReads {
+		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		w.Close()
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for len(blockedReads) > 0 {
+		if time.Now().After(deadline) {
+			t.Fatalf("%d tokens still held after the writers", len(blockedReads))
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+	if _, ok := readWithin(plain, time.Second); !ok {
+		t.Error("after the blocked reads ended, readWithin still gives up")
+	}
+}
+
+// protectedNow reads no command line when rules.protect names nothing,
+// and finds a name by comm or by the executable in argv[0].
+func TestProtectedNow(t *testing.T) {
+	tb := testbed.New(t, testbed.Options{})
+	// comm "sleep", argv[0] "/usr/local/bin/keeper".
+	tb.Start("bash", "-c", "exec -a /usr/local/bin/keeper sleep 600")
+	var pid int
+	if !tb.WaitProcs(5*time.Second, func(p []int) bool {
+		if len(p) != 1 {
+			return false
+		}
+		pid = p[0]
+		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
+		return string(b) == "sleep\n"
+	}) {
+		t.Fatal("sleep did not start")
+	}
+	for _, c := range []struct {
+		names []string
+		want  string
+	}{
+		{nil, ""},
+		{[]string{"sshd"}, ""},
+		{[]string{"sleep"}, "protected name sleep"},
+		{[]string{"keeper"}, "protected name keeper"},
+	} {
+		if got := protectedNow(pid, policy.Rules{Protected: c.names}); got != c.want {
+			t.Errorf("protect %v: protectedNow = %q, want %q", c.names, got, c.want)
+		}
 	}
 }
