@@ -48,9 +48,17 @@ type Sample struct {
 	IOSomeUs  int64 `json:"io_some_us"`
 	Refaults  int64 `json:"refaults"`
 	// KillerCPUUs is the CPU time the killer has used so far, all its
-	// threads summed (µs, from /proc/PID/task/*/schedstat); 0 without one.
+	// threads summed (µs, from /proc/PID/task/*/schedstat), read every
+	// cpuEvery samples from the first; 0 in the others, and without a
+	// killer.
 	KillerCPUUs int64 `json:"killer_cpu_us,omitempty"`
 }
+
+// cpuEvery is how many samples apart the killer's CPU time is read: every
+// 500 ms. Each read opens a file per thread of the killer, and the probe
+// shares this process: read every sample, it would cost the probe more
+// beside a killer with more threads.
+const cpuEvery = 10
 
 // cpuTimeUs returns the CPU time of every live thread of pid, in µs: the
 // first field of each /proc/PID/task/TID/schedstat (ns on the CPU). It is
@@ -317,8 +325,10 @@ func bench(args []string) error {
 		ioSome, _ := psiTotals("/proc/pressure/io")
 		mu.Lock()
 		res.Samples = append(res.Samples, Sample{T: t, AvailKB: avail, SwapFreeKB: swapFree, Workload: n,
-			MemSomeUs: memSome, MemFullUs: memFull, IOSomeUs: ioSome, Refaults: vmstat("workingset_refault_file"),
-			KillerCPUUs: cpuTimeUs(*killerPID)})
+			MemSomeUs: memSome, MemFullUs: memFull, IOSomeUs: ioSome, Refaults: vmstat("workingset_refault_file")})
+		if len(res.Samples)%cpuEvery == 1 {
+			res.Samples[len(res.Samples)-1].KillerCPUUs = cpuTimeUs(*killerPID)
+		}
 		mu.Unlock()
 		if *scenario == "thrash" && res.OnsetMs <= 0 {
 			if st, err := os.Stat(marker); err == nil {
