@@ -955,3 +955,57 @@ func TestKernelVforkChildOfALeaderThatExited(t *testing.T) {
 		t.Errorf("MMGroup: parent %d, child %d; want one group", pp.MMGroup, cp.MMGroup)
 	}
 }
+
+// A process whose leader exited, moved to another cgroup since: the move
+// takes its threads and leaves the leader, an exiting task, where it was.
+// Unscoped, the scan reads the process's cgroup through a live thread: the
+// one it runs and is charged in now, not the leader's old one.
+func TestKernelLeaderExitedCgroupIsItsThreads(t *testing.T) {
+	testbed.Require(t)
+	from := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, PidsMax: 10})
+	to := testbed.New(t, testbed.Options{MemoryLimit: 128 << 20, PidsMax: 10})
+	pid, _ := from.StartLeaderExited(8, false)
+	// Into every hierarchy of to, whose cleanup then ends the process.
+	for _, c := range to.Cgroups() {
+		if err := os.WriteFile(filepath.Join(c.Path, "cgroup.procs"), []byte(strconv.Itoa(pid)), 0); err != nil {
+			t.Fatalf("move %d to %s: %v", pid, c.Path, err)
+		}
+	}
+	memoryLine := func(path string) string {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, l := range strings.Split(string(b), "\n") {
+			if _, rest, ok := strings.Cut(l, ":memory:"); ok {
+				return rest
+			}
+		}
+		t.Fatalf("%s has no memory line:\n%s", path, b)
+		return ""
+	}
+	s := New(Config{SelfPID: os.Getpid()})
+	var snap policy.Snapshot
+	if err := s.Processes(&snap); err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range snap.Processes {
+		if p.PID != pid {
+			continue
+		}
+		if p.MMTask == 0 {
+			t.Fatalf("process %d read without a thread (MMTask 0): %+v", pid, p)
+		}
+		leader := memoryLine(fmt.Sprintf("/proc/%d/cgroup", pid))
+		thread := memoryLine(fmt.Sprintf("/proc/%d/task/%d/cgroup", pid, p.MMTask))
+		if leader == thread {
+			t.Skipf("the move took the exited leader too (%s): nothing to tell apart", leader)
+		}
+		if p.Cgroup != thread {
+			t.Errorf("Cgroup %q, want its thread's %q (the leader's, left behind: %q)", p.Cgroup, thread, leader)
+		}
+		return
+	}
+	t.Fatalf("the unscoped scan missed process %d", pid)
+}
