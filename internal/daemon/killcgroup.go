@@ -9,6 +9,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/oomguard/oomguard/internal/action"
@@ -120,11 +121,13 @@ func stillIn(cg cgroupfs.Cgroup, pid int, start uint64) error {
 }
 
 // protectedNow tells why pid must not be killed, read from /proc now: ""
-// when it may be. The command line is read only when rules.protect names
-// something the comm does not already match, and then waited for at most
-// cmdlineWait (see readWithin): a process whose command line cannot be
-// read in time could be one the rules protect, so it is taken as
-// protected.
+// when it may be. Names in rules.protect match the comm, the base name of
+// the executable (/proc/PID/exe, read without the process's mmap_lock) or
+// argv[0]; the command line, whose read takes that lock, is read last and
+// waited for at most cmdlineWait (readWithin). A process whose command
+// line cannot be read in time is judged by its comm and executable, as the
+// scanner judges one past scan.CmdlineHold: the kill of its cgroup, which
+// its workload's thrashing members are most likely to hold up, goes on.
 func protectedNow(pid int, rules policy.Rules) string {
 	if adj, err := (kmem.ProcFS{}).OOMScoreAdj(pid); err == nil && adj == -1000 {
 		return "oom_score_adj is -1000"
@@ -134,55 +137,85 @@ func protectedNow(pid int, rules policy.Rules) string {
 	}
 	base := filepath.Join("/proc", strconv.Itoa(pid))
 	comm, _ := os.ReadFile(filepath.Join(base, "comm"))
-	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), ""); ok {
-		return "protected name " + name
+	name := strings.TrimSpace(string(comm))
+	if n, ok := rules.ProtectedName(name, ""); ok {
+		return "protected name " + n
 	}
-	cmdline, ok := readWithin(filepath.Join(base, "cmdline"), cmdlineWait)
-	if ok && len(cmdline) == 0 {
-		// A leader that exited before its other threads has no command
-		// line of its own; the process's is read through a live thread.
+	dir := base
+	exe, err := os.Readlink(filepath.Join(dir, "exe"))
+	if err != nil {
+		// A leader that exited before its other threads has no mm, nor
+		// executable or command line, of its own: the process's are
+		// read through a live thread.
 		if tid, live := procfs.LiveThread("/proc", pid); live {
-			cmdline, ok = readWithin(filepath.Join(base, "task", strconv.Itoa(tid), "cmdline"), cmdlineWait)
+			dir = filepath.Join(base, "task", strconv.Itoa(tid))
+			exe, err = os.Readlink(filepath.Join(dir, "exe"))
 		}
 	}
+	if err == nil {
+		if n, ok := rules.ProtectedExe(name, exe); ok {
+			return "protected name " + n
+		}
+	}
+	cmdline, ok := readWithin(filepath.Join(dir, "cmdline"), cmdlineWait)
 	if !ok {
-		return "its command line could not be read within " + cmdlineWait.String() +
-			" (a read of /proc/PID/cmdline blocked on its mmap_lock), and rules.protect may name it by its executable"
+		return "" // judged by comm and executable
 	}
 	cmdline = bytes.TrimRight(cmdline, "\x00")
-	if name, ok := rules.ProtectedName(strings.TrimSpace(string(comm)), string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))); ok {
-		return "protected name " + name
+	if n, ok := rules.ProtectedName(name, string(bytes.ReplaceAll(cmdline, []byte{0}, []byte{' '}))); ok {
+		return "protected name " + n
 	}
 	return ""
 }
 
-// maxBlockedReads bounds the reads readWithin may leave blocked at once;
-// blockedReads holds a token for each.
+// maxBlockedReads bounds the reads readWithin may have out at once.
 const maxBlockedReads = 4
 
-var blockedReads = make(chan struct{}, maxBlockedReads)
+// blockedReads holds readWithin's reads still out, by path: a caller that
+// asks for a file whose read is out waits for that read instead of making
+// another, so that a process asked about again and again (the cgroup
+// kill's rounds ask every few milliseconds) holds one read at most.
+var blockedReads = struct {
+	sync.Mutex
+	m map[string]*pendingRead
+}{m: map[string]*pendingRead{}}
+
+// pendingRead is one read of readWithin's: done is closed once b holds the
+// file (empty on an error).
+type pendingRead struct {
+	done chan struct{}
+	b    []byte
+}
 
 // readWithin reads the file at path on a goroutine of its own and waits at
-// most d for it; ok is false when the read did not end in time (the
-// goroutine ends when it does), or when maxBlockedReads reads are out
-// already. An error reads as an empty file, as the callers take it.
+// most d for it. ok is false when the read did not end in time (it stays
+// out, and a later call for the same path waits for it), or when
+// maxBlockedReads reads are out already. An error reads as an empty file,
+// as the callers take it.
 func readWithin(path string, d time.Duration) (b []byte, ok bool) {
-	select {
-	case blockedReads <- struct{}{}:
-	default:
-		return nil, false
+	blockedReads.Lock()
+	r := blockedReads.m[path]
+	if r == nil {
+		if len(blockedReads.m) >= maxBlockedReads {
+			blockedReads.Unlock()
+			return nil, false
+		}
+		r = &pendingRead{done: make(chan struct{})}
+		blockedReads.m[path] = r
+		go func() {
+			r.b, _ = os.ReadFile(path)
+			blockedReads.Lock()
+			delete(blockedReads.m, path)
+			blockedReads.Unlock()
+			close(r.done)
+		}()
 	}
-	done := make(chan []byte, 1)
-	go func() {
-		defer func() { <-blockedReads }()
-		b, _ := os.ReadFile(path)
-		done <- b
-	}()
+	blockedReads.Unlock()
 	t := time.NewTimer(d)
 	defer t.Stop()
 	select {
-	case b := <-done:
-		return b, true
+	case <-r.done:
+		return r.b, true
 	case <-t.C:
 		return nil, false
 	}

@@ -3,6 +3,7 @@ package daemon
 import (
 	"log/slog"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -92,15 +93,11 @@ func TestKmemProtectedFollowsReload(t *testing.T) {
 	}
 }
 
-// readWithin gives up on a read that blocks (a FIFO nobody writes here;
-// /proc/PID/cmdline behind a held mmap_lock in the kernel), and leaves at
-// most maxBlockedReads such reads out.
+// readWithin gives up on a read that blocks (FIFOs nobody writes here;
+// /proc/PID/cmdline behind a held mmap_lock in the kernel), makes one read
+// at most per path, and leaves at most maxBlockedReads reads out.
 func TestReadWithinGivesUpOnABlockedRead(t *testing.T) {
 	dir := t.TempDir()
-	fifo := filepath.Join(dir, "cmdline")
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
 	plain := filepath.Join(dir, "plain")
 	if err := os.WriteFile(plain, []byte("sleep\x00600\x00"), 0o600); err != nil {
 		t.Fatal(err)
@@ -108,46 +105,81 @@ func TestReadWithinGivesUpOnABlockedRead(t *testing.T) {
 	if b, ok := readWithin(plain, time.Second); !ok || string(b) != "sleep\x00600\x00" {
 		t.Fatalf("plain file: %q, %v", b, ok)
 	}
+	out := func() int {
+		blockedReads.Lock()
+		defer blockedReads.Unlock()
+		return len(blockedReads.m)
+	}
+	var fifos []string
 	for i := range maxBlockedReads {
+		fifo := filepath.Join(dir, "cmdline"+strconv.Itoa(i))
+		if err := unix.Mkfifo(fifo, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		fifos = append(fifos, fifo)
 		if _, ok := readWithin(fifo, 10*time.Millisecond); ok {
 			t.Fatalf("blocked read %d: ok, want a timeout", i)
 		}
 	}
-	// Every token is held by a blocked read: the next gives up at once.
+	// Asked again, a path whose read is out waits for that read.
+	if _, ok := readWithin(fifos[0], 10*time.Millisecond); ok || out() != maxBlockedReads {
+		t.Fatalf("the same path again: ok %v, %d reads out, want a timeout and still %d", ok, out(), maxBlockedReads)
+	}
+	// Every read is out: another path is not read at all.
 	start := time.Now()
 	if _, ok := readWithin(plain, time.Minute); ok {
 		t.Fatal("with every read out, readWithin read anyway")
 	}
-	if took := time.Since(start); took > 30*time.Second {
-		t.Errorf("with every read out, readWithin waited %v", took)
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("with every read out, readWithin waited %v, want no wait", took)
 	}
-	// A writer ends the blocked reads, one open at a time, and frees
-	// their tokens.
-	for range maxBlockedReads {
-		w, err := os.OpenFile(fifo, os.O_WRONLY, 0)
-		if err != nil {
-			t.Fatal(err)
-		}
-		w.Close()
-	}
+	// A writer ends each blocked read. Opened without blocking, it fails
+	// (ENXIO) until the reader is in its open.
 	deadline := time.Now().Add(10 * time.Second)
-	for len(blockedReads) > 0 {
+	for _, fifo := range fifos {
+		for {
+			fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0)
+			if err == nil {
+				unix.Close(fd)
+				break
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("open %s for writing: %v", fifo, err)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	for out() > 0 {
 		if time.Now().After(deadline) {
-			t.Fatalf("%d tokens still held after the writers", len(blockedReads))
+			t.Fatalf("%d reads still out after the writers", out())
 		}
 		time.Sleep(5 * time.Millisecond)
 	}
-	if _, ok := readWithin(plain, time.Second); !ok {
+	if b, ok := readWithin(plain, time.Second); !ok || len(b) == 0 {
 		t.Error("after the blocked reads ended, readWithin still gives up")
 	}
 }
 
-// protectedNow reads no command line when rules.protect names nothing,
-// and finds a name by comm or by the executable in argv[0].
+// protectedNow finds a protected name by comm, by the executable's base
+// name (without reading the command line) or by argv[0].
 func TestProtectedNow(t *testing.T) {
+	// An executable whose name is longer than a comm's 15 bytes.
+	sleep, err := exec.LookPath("sleep")
+	if err != nil {
+		t.Skip("no sleep(1)")
+	}
+	data, err := os.ReadFile(sleep)
+	if err != nil {
+		t.Fatal(err)
+	}
+	long := filepath.Join(t.TempDir(), "a-long-program-name")
+	if err := os.WriteFile(long, data, 0o755); err != nil {
+		t.Fatal(err)
+	}
 	tb := testbed.New(t, testbed.Options{})
-	// comm "sleep", argv[0] "/usr/local/bin/keeper".
-	tb.Start("bash", "-c", "exec -a /usr/local/bin/keeper sleep 600")
+	// comm "a-long-program-", executable a-long-program-name, argv[0]
+	// "/usr/local/bin/keeper".
+	tb.Start("bash", "-c", "exec -a /usr/local/bin/keeper "+long+" 600")
 	var pid int
 	if !tb.WaitProcs(5*time.Second, func(p []int) bool {
 		if len(p) != 1 {
@@ -155,9 +187,9 @@ func TestProtectedNow(t *testing.T) {
 		}
 		pid = p[0]
 		b, _ := os.ReadFile(filepath.Join("/proc", strconv.Itoa(pid), "comm"))
-		return string(b) == "sleep\n"
+		return string(b) == "a-long-program-\n"
 	}) {
-		t.Fatal("sleep did not start")
+		t.Fatal("the program did not start")
 	}
 	for _, c := range []struct {
 		names []string
@@ -165,7 +197,8 @@ func TestProtectedNow(t *testing.T) {
 	}{
 		{nil, ""},
 		{[]string{"sshd"}, ""},
-		{[]string{"sleep"}, "protected name sleep"},
+		{[]string{"a-long-program-"}, "protected name a-long-program-"},
+		{[]string{"a-long-program-name"}, "protected name a-long-program-name"},
 		{[]string{"keeper"}, "protected name keeper"},
 	} {
 		if got := protectedNow(pid, policy.Rules{Protected: c.names}); got != c.want {

@@ -290,10 +290,12 @@ func (m *memoryKiller) step(ctx context.Context, now time.Time) time.Duration {
 		return m.interval
 	}
 	phases[0] = time.Now()
-	if n := m.scan.LastPass().CmdlineUnread; n > 0 && now.Sub(m.unreadWarned) >= 10*time.Second {
+	if st := m.scan.LastPass(); st.CmdlineUnread > 0 && now.Sub(m.unreadWarned) >= 10*time.Second {
 		m.unreadWarned = now
-		m.log.Warn("some command lines could not be read in time (a read of /proc/PID/cmdline blocked on the process's mmap_lock); those processes are taken without them, and not chosen while rules.protect or rules.ignore could name them",
-			"processes", n, "waited", cmdlineWait)
+		m.log.Warn("some command lines could not be read in time (a read of /proc/PID/cmdline blocked on the process's mmap_lock): "+
+			"with rules.protect, ignore or avoid set, the killer waits for such a process rather than kill a smaller one, until its executable is read; "+
+			"the rules then judge it by its comm and executable",
+			"processes", st.CmdlineUnread, "judged_by_executable", st.Exe, "waited", cmdlineWait, "hold", scan.CmdlineHold)
 	}
 	m.scan.CgroupKernel(snap)
 	phases[1] = time.Now()
@@ -820,11 +822,13 @@ func (m *memoryKiller) noteError(what string, err error) {
 	}
 }
 
-// cmdlineWait is how long a pass waits for the command line of a process
-// new to the scanner's cache (scan.Config.CmdlineWait). A read of
-// /proc/PID/cmdline blocks for as long as a writer holds the process's
-// mmap_lock, which under a thrash can be seconds: the loop goes on without
-// it, and the process is not chosen while rules could name it by it (see
+// cmdlineWait is how long a pass waits, all its reads together, for the
+// command lines of processes new to the scanner's cache
+// (scan.Config.CmdlineWait). A read of /proc/PID/cmdline blocks for as
+// long as a writer holds the process's mmap_lock, which under a thrash can
+// be seconds: the loop goes on without it, and while rules could name the
+// process by it, the killer waits for it rather than kill a smaller one,
+// until the scanner reads its executable (scan.CmdlineHold; see
 // policy.Candidate.Unjudged). A read that does not block takes
 // microseconds; one that pages the arguments in from swap, milliseconds.
 const cmdlineWait = 100 * time.Millisecond

@@ -145,9 +145,10 @@ type KillConfig struct {
 type phase int
 
 const (
-	phaseTerm    phase = iota + 1 // SIGTERM sent, grace running
-	phaseKill                     // SIGKILL sent, deadline running
-	phaseExiting                  // already exiting on its own, deadline running
+	phaseTerm     phase = iota + 1 // SIGTERM sent, grace running
+	phaseKill                      // SIGKILL sent, deadline running
+	phaseExiting                   // already exiting on its own, deadline running
+	phaseUnjudged                  // waited for while it cannot be judged (Candidate.Unjudged)
 )
 
 // flight is the victim being handled.
@@ -359,6 +360,15 @@ func (k *Killer) progress(v Verdict, now time.Time) (d Decision, done bool) {
 		reason := "still exiting " + k.cfg.Deadline.String() + " later; marked skipped at " + stamp(now)
 		k.markVictim(reason)
 		return Decision{Reason: "PID " + pid + " " + reason}, false
+	case phaseUnjudged:
+		if v.Level == LevelNone {
+			k.cur = flight{}
+			return Decision{Kind: DecideNone, Verdict: v,
+				Reason: "pressure relieved while waiting to judge PID " + pid}, true
+		}
+		// choose looks again, on this snapshot, and keeps the wait's
+		// start if it waits for the same process.
+		return Decision{}, false
 	}
 	k.cur = flight{}
 	return Decision{}, false
@@ -386,10 +396,11 @@ func (k *Killer) markVictim(reason string) {
 
 // choose picks a new victim for v.
 func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) Decision {
+	prev := k.cur
 	// Kernel threads are not ranked, only counted as the protected groups
 	// Rank would show them as.
 	cands := rank(snap, k.rules, k.markReasons(), false)
-	var pick, exiting *Candidate
+	var pick, exiting, unjudged *Candidate
 	protected, skipped := 0, 0
 	for i := range snap.Processes {
 		p := &snap.Processes[i]
@@ -414,6 +425,9 @@ func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) D
 			if c.Exiting && freeing(c) && !c.Ignored && !c.Unkillable && (exiting == nil || c.Badness > exiting.Badness) {
 				exiting = c
 			}
+			if c.Unjudged && !c.Ignored && !c.Unkillable && !c.Exiting && !c.VforkOnly && (unjudged == nil || c.Badness > unjudged.Badness) {
+				unjudged = c
+			}
 		}
 	}
 	trig := v.Trigger + " " + v.Level.String() + ": " + v.Reason + "; "
@@ -427,6 +441,31 @@ func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) D
 		}
 		return Decision{Kind: DecideWait, Victim: *exiting, Deadline: now.Add(k.cfg.Deadline), Verdict: v,
 			Reason: reason + "; waiting for them instead of choosing another victim"}
+	}
+	if unjudged != nil && (pick == nil || unjudged.Badness > pick.Badness) {
+		// Its rules are unknown for a moment (the scanner reads its
+		// executable after scan.CmdlineHold): killing the best eligible
+		// in its place would likely kill the wrong process. The wait is
+		// bounded by the kill deadline, counted from its start.
+		since := now
+		if prev.active && prev.phase == phaseUnjudged && victimKey(&prev.victim) == victimKey(unjudged) {
+			since = prev.since
+		}
+		end := since.Add(k.cfg.Deadline)
+		if now.Before(end) {
+			k.cur = flight{active: true, victim: *unjudged, phase: phaseUnjudged, since: since}
+			reason := note + trig + "PID " + strconv.Itoa(unjudged.Victim) + " (" + unjudged.Comm +
+				", badness " + strconv.FormatInt(unjudged.Badness, 10) + ") cannot be judged yet: " + unjudged.Reason
+			if pick != nil {
+				reason += "; it outweighs the best eligible PID " + strconv.Itoa(pick.Victim) +
+					" (badness " + strconv.FormatInt(pick.Badness, 10) + ")"
+			}
+			return Decision{Kind: DecideWait, Victim: *unjudged, Deadline: end, Verdict: v,
+				Reason: reason + "; waiting " + end.Sub(now).String() + " more for its command line or executable instead of choosing another victim"}
+		}
+		k.cur = flight{active: true, victim: *unjudged}
+		k.markVictim("could not be judged for " + k.cfg.Deadline.String() + " (its command line and executable unread); marked skipped at " + stamp(now))
+		note += "PID " + strconv.Itoa(unjudged.Victim) + " could not be judged for " + k.cfg.Deadline.String() + "; "
 	}
 	if pick == nil {
 		return Decision{Kind: DecideNone, Verdict: v, Reason: note + trig + "no eligible victim (" +

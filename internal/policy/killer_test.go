@@ -277,6 +277,78 @@ func TestKiller(t *testing.T) {
 			},
 		},
 		{
+			// The hog's command line blocked (mmap_lock) while protect
+			// names exist: the smaller worker is not killed in its place.
+			// Once the scanner reads its executable, it is judged by it.
+			name: "an unjudged hog is waited for, then judged by its executable", fixture: "clone_vm.json",
+			rules: Rules{Protected: []string{"sshd"}},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001),
+					Reason: "PID 6000 (hog, badness 102600) cannot be judged yet: skipped: PID 6000 (hog) has a command line that could not be read yet"},
+				{At: 100 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "it outweighs the best eligible PID 6002"},
+				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) {
+					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
+					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
+				}, Want: kill(6000, 6001), Reason: `the rules judged it by its comm and its executable "/opt/hog/clonevm-hog"`},
+			},
+		},
+		{
+			name: "an unjudged hog protected by its executable is never killed", fixture: "clone_vm.json",
+			rules: Rules{Protected: []string{"clonevm-hog"}},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
+				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) {
+					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
+					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
+				}, Want: kill(6002)},
+			},
+		},
+		{
+			// A backstop: the scanner reads the executable after
+			// scan.CmdlineHold, so a wait this long means it cannot.
+			name: "an unjudged hog is waited for at most the deadline", fixture: "clone_vm.json",
+			rules: Rules{Avoid: res(`^nothing$`)},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001), Reason: "waiting 2s more"},
+				{At: 1500 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "waiting 500ms more"},
+				{At: 1600 * ms, Level: LevelNone, Want: none, Reason: "pressure relieved while waiting to judge PID 6000"},
+				{At: 1700 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "waiting 2s more"},
+				{At: 3700 * ms, Level: LevelKill, Want: kill(6002), Skips: []int{6000, 6001},
+					Reason: "PID 6000 could not be judged for 2s; "},
+			},
+		},
+		{
+			// Smaller than the pick: nothing to wait for.
+			name: "an unjudged process smaller than the pick does not hold the kill", fixture: "clone_vm.json",
+			rules: Rules{Ignore: res(`^nothing$`)},
+			setup: func(s *Snapshot) {
+				p := proc(s, 6002)
+				p.Cmdline, p.CmdlineUnread, p.RSS = "", true, 100*miB
+			},
+			steps: []killStep{{At: 0, Level: LevelKill, Want: kill(6000, 6001)}},
+		},
+		{
 			name: "exiting group stuck past the deadline is skipped", fixture: "clone_vm.json",
 			setup: func(s *Snapshot) {
 				proc(s, 6000).Exiting = true

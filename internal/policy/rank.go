@@ -62,9 +62,11 @@ type Candidate struct {
 	// survived SIGKILL past the deadline twice.
 	Unkillable bool `json:"unkillable,omitempty"`
 	// Unjudged is true when a member's command line could not be read
-	// (Process.CmdlineUnread) while Rules.Protected or Rules.Ignore could
-	// name it by its arguments or executable: whether it may be killed is
-	// unknown until its command line is read.
+	// (Process.CmdlineUnread), nor its executable yet (Process.Exe),
+	// while Rules.Protected, Rules.Ignore or Rules.Avoid could name it by
+	// them: whether, or when, it may be killed is unknown until one is
+	// read. The Killer waits for such a candidate rather than choose a
+	// smaller one in its place.
 	Unjudged bool `json:"unjudged,omitempty"`
 	// Preferred and Avoided tell that Rules.Prefer or Rules.Avoid matched.
 	Preferred bool `json:"preferred,omitempty"`
@@ -97,8 +99,9 @@ type Member struct {
 	VforkChild   bool   `json:"vfork_child,omitempty"`
 	Exiting      bool   `json:"exiting,omitempty"`
 	KernelThread bool   `json:"kernel_thread,omitempty"`
-	// CmdlineUnread: see Process.CmdlineUnread.
-	CmdlineUnread bool `json:"cmdline_unread,omitempty"`
+	// CmdlineUnread and Exe: see Process.CmdlineUnread and Process.Exe.
+	CmdlineUnread bool   `json:"cmdline_unread,omitempty"`
+	Exe           string `json:"exe,omitempty"`
 	// Protected says why this member is protected; empty if it is not.
 	Protected string `json:"protected,omitempty"`
 }
@@ -213,6 +216,7 @@ func memberOf(snap *Snapshot, p *Process, r Rules) Member {
 		Exiting:       p.Exiting || p.State == 'Z' || p.State == 'X',
 		KernelThread:  p.KernelThread,
 		CmdlineUnread: p.CmdlineUnread,
+		Exe:           p.Exe,
 	}
 	if p.State != 0 {
 		m.State = string(rune(p.State))
@@ -347,7 +351,7 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 	}
 	for i := range c.Members {
 		m := &c.Members[i]
-		if re := matchAny(r.Ignore, m.Comm, m.Cmdline); re != nil {
+		if re := matchAny(r.Ignore, m.Comm, ruleLine(m)); re != nil {
 			c.Ignored = true
 			var s strings.Builder
 			s.WriteString("ignored: ")
@@ -357,16 +361,17 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 			break
 		}
 	}
-	if len(r.Protected) > 0 || len(r.Ignore) > 0 {
-		// Killing it could kill what the rules protect: it waits until
-		// its command line is read (the scanner tries again each pass).
+	if len(r.Protected) > 0 || len(r.Ignore) > 0 || len(r.Avoid) > 0 {
+		// Killing it could kill what the rules protect, ignore or keep
+		// for last: it waits until its command line or its executable
+		// is read (the scanner tries each pass).
 		for i := range c.Members {
 			m := &c.Members[i]
-			if m.CmdlineUnread && !m.Exiting {
+			if m.CmdlineUnread && m.Exe == "" && !m.Exiting {
 				c.Unjudged = true
 				var s strings.Builder
 				writeMember(&s, m)
-				s.WriteString(" has a command line that could not be read in time (a read of /proc/PID/cmdline blocked on its mmap_lock): rules.protect may name it by its executable, or rules.ignore by its arguments, so it is not chosen until that read succeeds")
+				s.WriteString(" has a command line that could not be read yet (a read of /proc/PID/cmdline blocked on its mmap_lock): rules.protect, rules.ignore or rules.avoid may name it by it")
 				skip(s.String())
 				break
 			}
@@ -392,13 +397,22 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 		skip("only vfork children are left (" + joinPIDs(c.PIDs) + "); a vfork child is never chosen by itself")
 	}
 
+	for i := range c.Members {
+		if m := &c.Members[i]; m.CmdlineUnread && m.Exe != "" && c.Eligible() {
+			why.WriteString("command line of ")
+			writeMember(&why, m)
+			why.WriteString(" unreadable (its read blocked on the mmap_lock): the rules judged it by its comm and its executable " + strconv.Quote(m.Exe) + "; ")
+			break
+		}
+	}
+
 	// Preference.
 	for i := range c.Members {
 		m := &c.Members[i]
 		if m.VforkChild {
 			continue
 		}
-		if re := matchAny(r.Prefer, m.Comm, m.Cmdline); re != nil {
+		if re := matchAny(r.Prefer, m.Comm, ruleLine(m)); re != nil {
 			c.Preferred = true
 			if c.Eligible() {
 				why.WriteString("preferred: ")
@@ -410,7 +424,7 @@ func evaluate(c *Candidate, snap *Snapshot, r Rules, marks map[procKey]string, p
 	}
 	for i := range c.Members {
 		m := &c.Members[i]
-		if re := matchAny(r.Avoid, m.Comm, m.Cmdline); re != nil {
+		if re := matchAny(r.Avoid, m.Comm, ruleLine(m)); re != nil {
 			c.Avoided = true
 			if c.Eligible() {
 				why.WriteString("avoided: ")

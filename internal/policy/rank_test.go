@@ -127,7 +127,7 @@ func TestRank(t *testing.T) {
 				return out
 			}(),
 			reasons: map[int]string{
-				3100: "skipped: PID 3100 (cc1plus) has a command line that could not be read in time",
+				3100: "skipped: PID 3100 (cc1plus) has a command line that could not be read yet",
 			},
 		},
 		{
@@ -139,6 +139,50 @@ func TestRank(t *testing.T) {
 				out[6].Skipped = true
 				return out
 			}(),
+		},
+		{
+			name: "an unread command line is not judged while avoid rules exist", fixture: "desktop.json",
+			rules:  Rules{Avoid: res(`^nothing-here$`)},
+			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Skipped = true
+				return out
+			}(),
+		},
+		{
+			// Past scan.CmdlineHold the scanner reads its executable: the
+			// rules judge it by that, argv[0] being its base name.
+			name: "an unread command line is judged by the executable once read", fixture: "desktop.json",
+			rules: Rules{Protected: []string{"compiler"}},
+			mutate: func(s *Snapshot) {
+				p := proc(s, 3100)
+				p.Cmdline, p.CmdlineUnread, p.Exe = "", true, "/usr/libexec/compiler"
+			},
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Protected = true
+				return out
+			}(),
+			reasons: map[int]string{
+				3100: `protected: PID 3100 (cc1plus) is named "compiler" in the protected list`,
+			},
+		},
+		{
+			name: "an ignore rule matches the executable of an unread command line", fixture: "desktop.json",
+			rules: Rules{Ignore: res(`^/usr/libexec/`)},
+			mutate: func(s *Snapshot) {
+				p := proc(s, 3100)
+				p.Cmdline, p.CmdlineUnread, p.Exe = "", true, "/usr/libexec/compiler"
+			},
+			want: func() []row {
+				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
+				out[6].Skipped = true
+				return out
+			}(),
+			reasons: map[int]string{
+				3100: `ignored: PID 3100 (cc1plus) matches --ignore "^/usr/libexec/"`,
+			},
 		},
 		{
 			// With no rule that could name it, nothing is left unknown:

@@ -34,6 +34,16 @@ type Rules struct {
 	KillCgroup bool
 }
 
+// ruleLine is what the rules' expressions match besides the comm: the
+// command line, or, when it could not be read, the executable's path
+// (Process.Exe).
+func ruleLine(m *Member) string {
+	if m.Cmdline == "" && m.CmdlineUnread {
+		return m.Exe
+	}
+	return m.Cmdline
+}
+
 // matchAny returns the first regexp of res matching comm or cmdline, or nil.
 func matchAny(res []*regexp.Regexp, comm, cmdline string) *regexp.Regexp {
 	for _, re := range res {
@@ -50,7 +60,9 @@ func protectedName(names []string, p *Process) (string, bool) {
 		return "", false
 	}
 	argv0 := p.Cmdline
-	if i := strings.IndexByte(argv0, ' '); i >= 0 {
+	if argv0 == "" && p.CmdlineUnread {
+		argv0 = p.Exe // its command line could not be read (see Process.Exe)
+	} else if i := strings.IndexByte(argv0, ' '); i >= 0 {
 		argv0 = argv0[:i]
 	}
 	if i := strings.LastIndexByte(argv0, '/'); i >= 0 {
@@ -65,6 +77,13 @@ func protectedName(names []string, p *Process) (string, bool) {
 		}
 	}
 	return "", false
+}
+
+// ProtectedExe reports which of r.Protected names the process with this
+// comm and executable path matches, its command line unread: argv[0] is
+// taken to be the executable's base name (see Process.Exe).
+func (r Rules) ProtectedExe(comm, exe string) (string, bool) {
+	return protectedName(r.Protected, &Process{Comm: comm, CmdlineUnread: true, Exe: exe})
 }
 
 // ProtectedName reports which of r.Protected names the process with this

@@ -92,9 +92,15 @@ type Process struct {
 	// Cmdline is /proc/PID/cmdline with NULs turned into spaces.
 	Cmdline string
 	// CmdlineUnread says the command line could not be read in time (its
-	// read blocked on the process's mmap_lock); Cmdline is empty. Rules
-	// that could name the process by it cannot be judged (see Rank).
+	// read blocked on the process's mmap_lock); Cmdline is empty. Until
+	// Exe is known, rules that could name the process by it cannot be
+	// judged (see Candidate.Unjudged).
 	CmdlineUnread bool
+	// Exe is the path of the executable, read when the command line has
+	// stayed unread for a while (scan.CmdlineHold): the rules judge the
+	// process by its comm and by Exe in its place, argv[0] being Exe's
+	// base name. Empty otherwise.
+	Exe string
 	// State is the state letter of /proc/PID/stat (R, S, D, Z, T, X, …).
 	State byte
 	// RSS is VmRSS in bytes; Swap is VmSwap; PageTables is VmPTE.

@@ -162,21 +162,6 @@ func FuzzParseSyscall(f *testing.F) {
 	})
 }
 
-func TestReadMemSelf(t *testing.T) {
-	data := []byte("oomguard clone_args")
-	var got [8]byte
-	r := NewFS("").NewReader()
-	if err := r.ReadMem(os.Getpid(), addrOf(data), got[:]); err != nil {
-		t.Fatal(err)
-	}
-	if string(got[:]) != "oomguard" {
-		t.Errorf("read %q", got)
-	}
-	if err := r.ReadMem(os.Getpid(), 8, got[:]); err == nil {
-		t.Error("reading address 8 succeeded")
-	}
-}
-
 func TestPIDs(t *testing.T) {
 	var d DirReader
 	pids, err := d.PIDs(fixtureFS(t), nil)

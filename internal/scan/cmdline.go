@@ -6,10 +6,19 @@ import (
 	"github.com/oomguard/oomguard/internal/procfs"
 )
 
-// maxCmdlineReaders bounds the command-line reads a Scanner may have
-// blocked at once (see Config.CmdlineWait). Past it, a process new to the
-// cache is taken without its command line until a blocked read returns.
+// maxCmdlineReaders bounds the command-line reads a Scanner may have out
+// at once (see Config.CmdlineWait). Past it, a process new to the cache is
+// taken without its command line until a reader is free.
 const maxCmdlineReaders = 4
+
+// CmdlineHold is Config.CmdlineHold's default: how long a process may go
+// without its command line, its read blocked, before the Scanner reads
+// the path of its executable
+// instead (policy.Process.Exe, /proc/PID/exe, whose read takes no
+// mmap_lock), by which the rules then judge it. Until then the killer
+// waits for it rather than choose a smaller process in its place (see
+// policy.Candidate.Unjudged).
+const CmdlineHold = time.Second
 
 // cmdlineReader reads command lines on a goroutine of its own, so that a
 // read that blocks holds that goroutine and not the pass. Reading
@@ -22,11 +31,18 @@ type cmdlineReader struct {
 	r     *procfs.Reader // the goroutine's own: buffers are not shared
 	req   chan cmdlineRequest
 	reply chan cmdlineReply
-	// out says a request was sent whose reply has not been taken; pid and
-	// start name its process.
-	out   bool
-	pid   int
-	start uint64
+	// out says a request was sent whose reply has not been taken; key
+	// names its process and image.
+	out bool
+	key cmdlineKey
+}
+
+// cmdlineKey names a process (PID, start time) running one image (the
+// layout hash of its stat): a reply read before an exec is not the new
+// image's command line.
+type cmdlineKey struct {
+	pid           int
+	start, layout uint64
 }
 
 type cmdlineRequest struct {
@@ -56,71 +72,124 @@ func (c *cmdlineReader) run() {
 	}
 }
 
-// readCmdline reads the command line of process pid, whose start time is
-// start, through its thread tid when tid is not 0. With Config.CmdlineWait
-// at 0 it reads in place. Otherwise a reader goroutine reads it, and the
-// pass waits at most CmdlineWait for it. done is false when the read did
-// not end in time (the reader stays blocked on it, and its reply, when it
-// comes, is taken by the next readCmdline of the same process), when a read
-// of this process is blocked already, or when maxCmdlineReaders are. raw is
-// valid until the next call.
-func (s *Scanner) readCmdline(pid, tid int, start uint64) (raw []byte, done bool, err error) {
+// readCmdline reads the command line of the process key names, through
+// its thread tid when tid is not 0. With Config.CmdlineWait at 0 it reads
+// in place. Otherwise a reader goroutine reads it while the pass waits, at
+// most until the pass's deadline (see startWaits): done is false when the
+// reply has not come by then. The read stays out, and a later call for
+// the same process takes its reply (collectCmdlines files replies that
+// come meanwhile in the cache); a process is never read twice at once.
+// done is also false when every reader is out. raw is valid until the
+// next call.
+func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, err error) {
 	if s.cfg.CmdlineWait <= 0 {
 		if tid != 0 {
-			raw, err = s.r.TaskCmdline(pid, tid, s.cfg.CmdlineMax)
+			raw, err = s.r.TaskCmdline(key.pid, tid, s.cfg.CmdlineMax)
 		} else {
-			raw, err = s.r.Cmdline(pid, s.cfg.CmdlineMax)
+			raw, err = s.r.Cmdline(key.pid, s.cfg.CmdlineMax)
 		}
 		return raw, true, err
 	}
-	var idle *cmdlineReader
+	var idle, mine *cmdlineReader
+	for _, c := range s.cmdlines {
+		switch {
+		case c.out && c.key == key:
+			mine = c
+		case !c.out && idle == nil:
+			idle = c
+		}
+	}
+	if mine == nil {
+		if idle == nil {
+			// Replies that came free their readers.
+			s.collectCmdlines()
+			for _, c := range s.cmdlines {
+				if !c.out {
+					idle = c
+					break
+				}
+			}
+		}
+		if idle == nil {
+			if len(s.cmdlines) >= maxCmdlineReaders {
+				return nil, false, nil
+			}
+			idle = newCmdlineReader(s.fs)
+			s.cmdlines = append(s.cmdlines, idle)
+		}
+		mine = idle
+		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax}
+		mine.out, mine.key = true, key
+	}
+	wait := s.cfg.CmdlineWait
+	if s.waitUntil.IsZero() {
+		s.waitUntil = time.Now().Add(wait)
+	} else {
+		wait = max(time.Until(s.waitUntil), minCmdlineWait)
+	}
+	t := s.cmdlineTimer
+	if t == nil {
+		t = time.NewTimer(wait)
+		s.cmdlineTimer = t
+	} else {
+		t.Reset(wait)
+	}
+	select {
+	case rep := <-mine.reply:
+		if !t.Stop() {
+			select { // a tick already sent (GODEBUG=asynctimerchan=1)
+			case <-t.C:
+			default:
+			}
+		}
+		mine.out = false
+		return rep.raw, true, rep.err
+	case <-t.C:
+		return nil, false, nil
+	}
+}
+
+// minCmdlineWait is the least a read waits for its reply once the pass's
+// deadline has passed: a read that does not block takes microseconds.
+const minCmdlineWait = 5 * time.Millisecond
+
+// startWaits begins a pass: the reads it makes wait for their replies
+// until the time until, all of them together, or when until is zero, until
+// CmdlineWait after the first wait; once that is past, minCmdlineWait each.
+// Replies that came since the last pass are filed first.
+func (s *Scanner) startWaits(until time.Time) {
+	s.waitUntil = until
+	s.collectCmdlines()
+}
+
+// collectCmdlines files every reply that has come, without waiting, in
+// the cache entry of its process, when that entry still waits for it (the
+// same process and image), and frees the reader.
+func (s *Scanner) collectCmdlines() {
 	for _, c := range s.cmdlines {
 		if !c.out {
-			idle = c
 			continue
 		}
 		select {
 		case rep := <-c.reply:
 			c.out = false
-			if c.pid == pid && c.start == start {
-				// The read left blocked in an earlier pass ended.
-				return rep.raw, true, rep.err
+			e, ok := s.cache[c.key.pid]
+			if !ok || !e.cmdlinePending || e.start != c.key.start || e.layout != c.key.layout {
+				continue
 			}
-			idle = c
+			if rep.err != nil {
+				continue // gone, most likely: the next pass finds out
+			}
+			s.line = procfs.AppendCmdline(s.line[:0], rep.raw)
+			e.cmdline, e.cmdlinePending, e.exe = string(s.line), false, ""
+			s.cache[c.key.pid] = e
 		default:
-			if c.pid == pid && c.start == start {
-				s.stats.CmdlineUnread++
-				return nil, false, nil // still blocked: not again
-			}
 		}
-	}
-	if idle == nil {
-		if len(s.cmdlines) >= maxCmdlineReaders {
-			s.stats.CmdlineUnread++
-			return nil, false, nil
-		}
-		idle = newCmdlineReader(s.fs)
-		s.cmdlines = append(s.cmdlines, idle)
-	}
-	idle.req <- cmdlineRequest{pid: pid, tid: tid, max: s.cfg.CmdlineMax}
-	if s.cmdlineTimer == nil {
-		s.cmdlineTimer = time.NewTimer(s.cfg.CmdlineWait)
-	} else {
-		s.cmdlineTimer.Reset(s.cfg.CmdlineWait)
-	}
-	select {
-	case rep := <-idle.reply:
-		s.cmdlineTimer.Stop()
-		return rep.raw, true, rep.err
-	case <-s.cmdlineTimer.C:
-		idle.out, idle.pid, idle.start = true, pid, start
-		s.stats.CmdlineUnread++
-		return nil, false, nil
 	}
 }
 
-// closeCmdlineReaders ends the reader goroutines: an idle one at once, a
-// blocked one when its read returns.
+// closeCmdlineReaders ends the reader goroutines: an idle one at once, one
+// whose read is out when that read returns.
 func (s *Scanner) closeCmdlineReaders() {
 	for _, c := range s.cmdlines {
 		close(c.req)

@@ -273,7 +273,8 @@ func testSteadyState(t *testing.T, keep Keep) {
 	if !g.WaitProcs(30*time.Second, func(p []int) bool { return len(p) == 9 && allHaveCmdline(p) }) {
 		t.Fatalf("group has %v", g.Procs())
 	}
-	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep})
+	// The daemon's setting: command lines read on reader goroutines.
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep, CmdlineWait: 100 * time.Millisecond})
 	defer s.Close()
 	var snap policy.Snapshot
 	for i := 0; i < 2; i++ {
@@ -500,7 +501,7 @@ func TestKernelWarmInSlices(t *testing.T) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	scopes := []cgroupfs.Cgroup{g.Memory}
-	s := New(Config{Scopes: scopes, SelfPID: os.Getpid()})
+	s := New(Config{Scopes: scopes, SelfPID: os.Getpid(), CmdlineWait: 100 * time.Millisecond})
 	defer s.Close()
 	past := time.Now().Add(-time.Second)
 	var lefts []int

@@ -3,11 +3,11 @@
 package scan
 
 import (
-	"encoding/binary"
 	"errors"
 	"fmt"
 	"os"
 	"slices"
+	"strconv"
 	"strings"
 	"time"
 
@@ -32,14 +32,20 @@ type Config struct {
 	// CmdlineMax caps the bytes of /proc/PID/cmdline kept per process;
 	// 0 means 4096.
 	CmdlineMax int
-	// CmdlineWait is how long a pass waits for the command line of a
-	// process new to the cache, read on another goroutine (a read of
-	// /proc/PID/cmdline can block for as long as the process's mmap_lock
-	// is held for writing, see cmdlineReader). A process whose command
-	// line does not come in time is taken without it
-	// (policy.Process.CmdlineUnread), and read again in the next pass.
-	// 0 reads it in place, waiting as long as it takes.
+	// CmdlineWait is how long a pass waits, all its reads together, for
+	// the command lines of processes new to the cache, read on goroutines
+	// of their own (a read of /proc/PID/cmdline blocks for as long as the
+	// process's mmap_lock is held for writing, see cmdlineReader). A
+	// process whose command line does not come in time is taken without
+	// it (policy.Process.CmdlineUnread); its read stays out, and a later
+	// pass takes the reply. Past CmdlineHold, the pass reads the path of
+	// its executable instead (policy.Process.Exe). 0 reads command lines
+	// in place, waiting as long as each takes.
 	CmdlineWait time.Duration
+	// CmdlineHold is how long a process goes without its command line
+	// before a pass reads its executable's path instead; 0 means
+	// CmdlineHold.
+	CmdlineHold time.Duration
 	// KeepOpen names the /proc/PID files kept open between passes and
 	// read again with one pread(2) each; 0 means KeepDefault.
 	KeepOpen Keep
@@ -101,10 +107,12 @@ type Scanner struct {
 	tids    []int
 	walkers []*procfs.DirReader
 	line    []byte
-	// cmdlines are the command-line readers (Config.CmdlineWait), and
-	// cmdlineTimer bounds the wait for one.
+	// cmdlines are the command-line readers (Config.CmdlineWait),
+	// cmdlineTimer bounds the wait for one, and waitUntil is when the
+	// current pass stops waiting for them (see startWaits).
 	cmdlines     []*cmdlineReader
 	cmdlineTimer *time.Timer
+	waitUntil    time.Time
 	// pidfds says PIDs under cfg.ProcRoot are this process's to open
 	// pidfds for (the root is /proc). polls and pollPIDs are the cached
 	// kernel threads' pidfds polled by checkKernelThreads, noWait its
@@ -160,8 +168,9 @@ type PassStats struct {
 	// (see Processes).
 	KernelThreads int
 	// CmdlineUnread is how many processes the pass took without their
-	// command line, its read blocked (Config.CmdlineWait).
-	CmdlineUnread int
+	// command line, its read blocked (Config.CmdlineWait); Exe how many
+	// of them it took with their executable's path instead (CmdlineHold).
+	CmdlineUnread, Exe int
 }
 
 // Close closes the files the Scanner keeps open (the processes' files and
@@ -225,6 +234,12 @@ type entry struct {
 	cmdline string
 	cgroup  string
 	gen     uint32
+	// cmdlinePending says the command line was not read yet, its read
+	// blocked (Config.CmdlineWait), since pendingSince; exe is the path
+	// of the executable, read once it has waited CmdlineHold.
+	cmdlinePending bool
+	pendingSince   time.Time
+	exe            string
 	// files are the process's kept-open /proc files (Config.KeepOpen);
 	// kept says some are open, or pidfd is.
 	files [nFiles]procfs.PIDFile
@@ -268,6 +283,9 @@ type mmKey struct {
 func New(cfg Config) *Scanner {
 	if cfg.CmdlineMax <= 0 {
 		cfg.CmdlineMax = 4096
+	}
+	if cfg.CmdlineHold <= 0 {
+		cfg.CmdlineHold = CmdlineHold
 	}
 	fs := procfs.NewFS(cfg.ProcRoot)
 	s := &Scanner{
@@ -418,6 +436,7 @@ func (s *Scanner) System(snap *policy.Snapshot) error {
 func (s *Scanner) Processes(snap *policy.Snapshot) error {
 	s.gen++
 	s.stats = PassStats{}
+	s.startWaits(time.Time{})
 	snap.SelfPID = s.cfg.SelfPID
 	if err := s.list(); err != nil {
 		return err
@@ -477,6 +496,7 @@ func (s *Scanner) Processes(snap *policy.Snapshot) error {
 func (s *Scanner) Warm(deadline time.Time) (left int, err error) {
 	stats := s.stats
 	defer func() { s.stats = stats }()
+	s.startWaits(deadline)
 	if err := s.list(); err != nil {
 		return 0, err
 	}
@@ -902,29 +922,39 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		return p, false, skipGone(err)
 	}
 	if !hit {
-		raw, done, err := s.readCmdline(f.pid, thread, st.StartTime)
+		raw, done, err := s.readCmdline(cmdlineKey{f.pid, st.StartTime, layout}, thread)
 		if err != nil {
 			return p, false, skipGone(err)
 		}
-		if done {
-			s.line = procfs.AppendCmdline(s.line[:0], raw)
-			e.cmdline = string(s.line)
-		} else {
-			// Its read blocked: taken without it, and read again (the
-			// same read, if it is still out) next pass.
-			p.CmdlineUnread = true
-			e.layout = ^layout
-		}
-		if done && len(raw) == 0 && !p.KernelThread && !p.Exiting {
+		switch {
+		case !done:
+			// Its read blocked: taken without it (see pendingCmdline).
+			e.cmdlinePending, e.pendingSince = true, time.Now()
+		case len(raw) == 0 && !p.KernelThread && !p.Exiting:
 			// Caught mid-exec (no arguments yet): read it again next pass.
 			e.layout = ^layout
+		default:
+			s.line = procfs.AppendCmdline(s.line[:0], raw)
+			e.cmdline = string(s.line)
 		}
 		if e.cgroup, err = s.procCgroup(f, thread); err != nil {
 			return p, false, skipGone(err)
 		}
 		s.openFiles(&e, f.pid)
-	} else if f.dir != "" && e.cgroup != f.dir {
-		e.cgroup = f.dir // moved to another cgroup of the scope
+	} else {
+		if f.dir != "" && e.cgroup != f.dir {
+			e.cgroup = f.dir // moved to another cgroup of the scope
+		}
+		if e.cmdlinePending {
+			s.pendingCmdline(&e, f.pid, thread)
+		}
+	}
+	if e.cmdlinePending {
+		p.CmdlineUnread, p.Exe = true, e.exe
+		s.stats.CmdlineUnread++
+		if e.exe != "" {
+			s.stats.Exe++
+		}
 	}
 	e.gen = s.gen
 	s.cache[f.pid] = e
@@ -936,6 +966,42 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 		p.MMGroup = -1 // has an mm: groupMMs numbers it
 	}
 	return p, true, nil
+}
+
+// pendingCmdline reads again the command line of process pid (its cache
+// entry e, a hit), whose read blocked: it takes the reply of the read
+// still out, or makes another read when none is. Once the process has
+// waited Config.CmdlineHold, it reads the path of its executable into
+// e.exe, by which the rules judge it meanwhile.
+func (s *Scanner) pendingCmdline(e *entry, pid, thread int) {
+	raw, done, err := s.readCmdline(cmdlineKey{pid, e.start, e.layout}, thread)
+	if done && err == nil {
+		s.line = procfs.AppendCmdline(s.line[:0], raw)
+		e.cmdline, e.cmdlinePending, e.exe = string(s.line), false, ""
+		return
+	}
+	if e.exe == "" && time.Since(e.pendingSince) >= s.cfg.CmdlineHold {
+		e.exe = s.readExe(pid, thread)
+	}
+}
+
+// exeUnreadable stands for the path of an executable that could not be
+// read: it names no program.
+const exeUnreadable = "(executable unreadable)"
+
+// readExe returns the path /proc/PID/exe links to (through thread tid
+// when it is not 0), or exeUnreadable. The link is read from the task's
+// mm without its mmap_lock.
+func (s *Scanner) readExe(pid, tid int) string {
+	path := s.fs.Root + "/" + strconv.Itoa(pid)
+	if tid != 0 {
+		path += "/task/" + strconv.Itoa(tid)
+	}
+	exe, err := os.Readlink(path + "/exe")
+	if err != nil || exe == "" {
+		return exeUnreadable
+	}
+	return exe
 }
 
 // liveThread returns a thread of process pid, whose leader has exited
@@ -1289,10 +1355,9 @@ func (s *Scanner) markVforkChildren(procs []policy.Process) {
 
 // inVfork reports whether any thread of process pid is blocked in a vfork:
 // vfork(2), clone(2) with CLONE_VFORK in its flags (the first argument), or
-// clone3(2) with CLONE_VFORK in the flags of the clone_args its first
-// argument points to.
+// clone3(2) (see vforkCall).
 func (s *Scanner) inVfork(pid int) bool {
-	if s.r.Syscall(pid, &s.sc) == nil && s.vforkCall(pid) {
+	if s.r.Syscall(pid, &s.sc) == nil && s.vforkCall() {
 		return true
 	}
 	var err error
@@ -1301,33 +1366,36 @@ func (s *Scanner) inVfork(pid int) bool {
 		return false
 	}
 	for _, tid := range s.tids {
-		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall(tid) {
+		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall() {
 			return true
 		}
 	}
 	return false
 }
 
-// vforkCall reports whether s.sc, the system call of thread tid, is a
-// vfork call. clone3's arguments are read from memory through tid (its
-// /proc/TID/mem): through the process's PID, a leader that exited before
-// its other threads would have no memory to read.
-func (s *Scanner) vforkCall(tid int) bool {
+// vforkCall reports whether s.sc, the system call of a thread, is a
+// vfork call: vfork(2), clone(2) with CLONE_VFORK in its flags, or clone3(2)
+// while the caller has a child that shares its mm (inVfork is asked only
+// then). clone3's flags are in the clone_args its first argument points to,
+// and reading them (/proc/TID/mem) takes the process's mmap_lock, which
+// another of its threads may hold for writing as long as direct reclaim
+// lasts (see scan.cmdlineReader): the decision pass must not wait on it.
+// The flags are not needed: a caller that shares its mm with a child it
+// made and is still blocked in clone3 waits for that child, which is what
+// CLONE_VFORK does; without it, clone3 returns as soon as the child runs.
+// (A thread blocked in clone3 while making another thread, beside an older
+// child sharing the mm, reads as a vfork too: that child is then never
+// chosen by itself, but dies with its group as a sharer.)
+func (s *Scanner) vforkCall() bool {
 	sc := &s.sc
 	if sc.Running || sc.Nr < 0 {
 		return false
 	}
 	switch sc.Nr {
-	case sysVfork:
+	case sysVfork, unix.SYS_CLONE3:
 		return true
 	case unix.SYS_CLONE:
 		return sc.Args[0]&unix.CLONE_VFORK != 0
-	case unix.SYS_CLONE3:
-		var flags [8]byte
-		if s.r.ReadMem(tid, sc.Args[0], flags[:]) != nil {
-			return false
-		}
-		return binary.LittleEndian.Uint64(flags[:])&unix.CLONE_VFORK != 0
 	}
 	return false
 }
