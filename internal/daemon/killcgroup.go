@@ -181,20 +181,30 @@ var blockedReads = struct {
 }{m: map[string]*pendingRead{}}
 
 // pendingRead is one read of readWithin's: done is closed once b holds the
-// file (empty on an error).
+// file (empty on an error). late says a caller gave up waiting for it.
 type pendingRead struct {
 	done chan struct{}
 	b    []byte
+	late bool
 }
 
 // readWithin reads the file at path on a goroutine of its own and waits at
 // most d for it. ok is false when the read did not end in time (it stays
-// out, and a later call for the same path waits for it), or when
-// maxBlockedReads reads are out already. An error reads as an empty file,
-// as the callers take it.
+// out: a later call for the same path takes it if it has ended meanwhile,
+// and does not wait for it again), or when maxBlockedReads reads are out
+// already. An error reads as an empty file, as the callers take it.
 func readWithin(path string, d time.Duration) (b []byte, ok bool) {
 	blockedReads.Lock()
 	r := blockedReads.m[path]
+	if r != nil && r.late {
+		blockedReads.Unlock()
+		select {
+		case <-r.done:
+			return r.b, true
+		default:
+			return nil, false
+		}
+	}
 	if r == nil {
 		if len(blockedReads.m) >= maxBlockedReads {
 			blockedReads.Unlock()
@@ -217,6 +227,9 @@ func readWithin(path string, d time.Duration) (b []byte, ok bool) {
 	case <-r.done:
 		return r.b, true
 	case <-t.C:
+		blockedReads.Lock()
+		r.late = true
+		blockedReads.Unlock()
 		return nil, false
 	}
 }

@@ -111,7 +111,22 @@ func TestReadWithinGivesUpOnABlockedRead(t *testing.T) {
 		return len(blockedReads.m)
 	}
 	var fifos []string
-	for i := range maxBlockedReads {
+	// One read per path: asked twice before it ends, the path is read
+	// once.
+	first := filepath.Join(dir, "first")
+	if err := unix.Mkfifo(first, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for range 2 {
+		if _, ok := readWithin(first, 10*time.Millisecond); ok {
+			t.Fatal("blocked read: ok, want a timeout")
+		}
+	}
+	if n := out(); n != 1 {
+		t.Fatalf("%d reads out for one path asked twice, want 1", n)
+	}
+	fifos = append(fifos, first)
+	for i := 1; i < maxBlockedReads; i++ {
 		fifo := filepath.Join(dir, "cmdline"+strconv.Itoa(i))
 		if err := unix.Mkfifo(fifo, 0o600); err != nil {
 			t.Fatal(err)
@@ -121,12 +136,17 @@ func TestReadWithinGivesUpOnABlockedRead(t *testing.T) {
 			t.Fatalf("blocked read %d: ok, want a timeout", i)
 		}
 	}
-	// Asked again, a path whose read is out waits for that read.
-	if _, ok := readWithin(fifos[0], 10*time.Millisecond); ok || out() != maxBlockedReads {
-		t.Fatalf("the same path again: ok %v, %d reads out, want a timeout and still %d", ok, out(), maxBlockedReads)
+	// Asked again, a path whose read is out and was given up on does not
+	// make another read, nor wait for that one again.
+	start := time.Now()
+	if _, ok := readWithin(fifos[0], time.Minute); ok || out() != maxBlockedReads {
+		t.Fatalf("the same path again: ok %v, %d reads out, want no read and still %d", ok, out(), maxBlockedReads)
+	}
+	if took := time.Since(start); took > 5*time.Second {
+		t.Errorf("the same path again waited %v, want no wait", took)
 	}
 	// Every read is out: another path is not read at all.
-	start := time.Now()
+	start = time.Now()
 	if _, ok := readWithin(plain, time.Minute); ok {
 		t.Fatal("with every read out, readWithin read anyway")
 	}
@@ -175,6 +195,9 @@ func TestProtectedNow(t *testing.T) {
 	long := filepath.Join(t.TempDir(), "a-long-program-name")
 	if err := os.WriteFile(long, data, 0o755); err != nil {
 		t.Fatal(err)
+	}
+	if err := exec.Command(long, "0").Run(); err != nil {
+		t.Skipf("cannot run a program from the test's temporary directory (noexec?): %v", err)
 	}
 	tb := testbed.New(t, testbed.Options{})
 	// comm "a-long-program-", executable a-long-program-name, argv[0]

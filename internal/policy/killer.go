@@ -139,7 +139,18 @@ type KillConfig struct {
 	// task stalls on memory, or on the SIGKILL retry, the victim is reaped
 	// at once.
 	ReapAfter time.Duration
+	// UnjudgedWait is the longest the Killer waits for candidates it
+	// cannot judge (Candidate.Unjudged) that outrank its pick, counted
+	// from the first pass of the wait, before it passes over them for
+	// one decision. The scanner judges such a process by its executable
+	// after scan.CmdlineHold, so this is a backstop. Zero means
+	// DefaultUnjudgedWait.
+	UnjudgedWait time.Duration
 }
+
+// DefaultUnjudgedWait is KillConfig.UnjudgedWait's default: scan.CmdlineHold
+// (1 s) and a second for the passes that read the executable.
+const DefaultUnjudgedWait = 2 * time.Second
 
 // phase is where the in-flight victim is.
 type phase int
@@ -185,6 +196,9 @@ type mark struct {
 func NewKiller(cfg KillConfig, rules Rules) *Killer {
 	if cfg.Deadline <= 0 {
 		cfg.Deadline = DefaultDeadline
+	}
+	if cfg.UnjudgedWait <= 0 {
+		cfg.UnjudgedWait = DefaultUnjudgedWait
 	}
 	return &Killer{cfg: cfg, rules: rules, marks: map[procKey]mark{}}
 }
@@ -301,7 +315,7 @@ func (k *Killer) decide(snap *Snapshot, v Verdict, now time.Time) Decision {
 			k.cur = flight{}
 		} else if d, done := k.progress(v, now); done {
 			return d
-		} else {
+		} else if d.Reason != "" {
 			note = d.Reason + "; "
 		}
 	}
@@ -397,6 +411,9 @@ func (k *Killer) markVictim(reason string) {
 // choose picks a new victim for v.
 func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) Decision {
 	prev := k.cur
+	if prev.phase == phaseUnjudged {
+		k.cur = flight{} // looked at afresh below
+	}
 	// Kernel threads are not ranked, only counted as the protected groups
 	// Rank would show them as.
 	cands := rank(snap, k.rules, k.markReasons(), false)
@@ -442,30 +459,31 @@ func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) D
 		return Decision{Kind: DecideWait, Victim: *exiting, Deadline: now.Add(k.cfg.Deadline), Verdict: v,
 			Reason: reason + "; waiting for them instead of choosing another victim"}
 	}
-	if unjudged != nil && (pick == nil || unjudged.Badness > pick.Badness) {
+	if unjudged != nil && (pick == nil || outranks(unjudged, pick) < 0) {
 		// Its rules are unknown for a moment (the scanner reads its
 		// executable after scan.CmdlineHold): killing the best eligible
 		// in its place would likely kill the wrong process. The wait is
-		// bounded by the kill deadline, counted from its start.
+		// bounded by UnjudgedWait from its first pass, whichever
+		// candidates it waits for meanwhile.
 		since := now
-		if prev.active && prev.phase == phaseUnjudged && victimKey(&prev.victim) == victimKey(unjudged) {
+		if prev.phase == phaseUnjudged {
 			since = prev.since
 		}
-		end := since.Add(k.cfg.Deadline)
+		end := since.Add(k.cfg.UnjudgedWait)
 		if now.Before(end) {
 			k.cur = flight{active: true, victim: *unjudged, phase: phaseUnjudged, since: since}
 			reason := note + trig + "PID " + strconv.Itoa(unjudged.Victim) + " (" + unjudged.Comm +
 				", badness " + strconv.FormatInt(unjudged.Badness, 10) + ") cannot be judged yet: " + unjudged.Reason
 			if pick != nil {
-				reason += "; it outweighs the best eligible PID " + strconv.Itoa(pick.Victim) +
+				reason += "; it outranks the best eligible PID " + strconv.Itoa(pick.Victim) +
 					" (badness " + strconv.FormatInt(pick.Badness, 10) + ")"
 			}
 			return Decision{Kind: DecideWait, Victim: *unjudged, Deadline: end, Verdict: v,
 				Reason: reason + "; waiting " + end.Sub(now).String() + " more for its command line or executable instead of choosing another victim"}
 		}
-		k.cur = flight{active: true, victim: *unjudged}
-		k.markVictim("could not be judged for " + k.cfg.Deadline.String() + " (its command line and executable unread); marked skipped at " + stamp(now))
-		note += "PID " + strconv.Itoa(unjudged.Victim) + " could not be judged for " + k.cfg.Deadline.String() + "; "
+		// Passed over for this decision only: no mark, so that it is
+		// judged as soon as it can be.
+		note += "PID " + strconv.Itoa(unjudged.Victim) + " could not be judged within " + k.cfg.UnjudgedWait.String() + "; passed over; "
 	}
 	if pick == nil {
 		return Decision{Kind: DecideNone, Verdict: v, Reason: note + trig + "no eligible victim (" +
@@ -482,6 +500,10 @@ func (k *Killer) choose(snap *Snapshot, v Verdict, now time.Time, note string) D
 	k.cur.phase, k.cur.attempt = phaseKill, 1
 	return k.killDecision(v, now, reason)
 }
+
+// outranks orders a and b as Rank does, by what is known of them:
+// preference, avoidance, then badness (negative puts a first).
+var outranks = orderedBy(byPrefer, byAvoid, byBadness)
 
 // expireMarks drops the marks of processes no longer in snap.
 func (k *Killer) expireMarks(snap *Snapshot) {

@@ -292,7 +292,7 @@ func TestKiller(t *testing.T) {
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6000, 6001),
 					Reason: "PID 6000 (hog, badness 102600) cannot be judged yet: skipped: PID 6000 (hog) has a command line that could not be read yet"},
-				{At: 100 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "it outweighs the best eligible PID 6002"},
+				{At: 100 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "it outranks the best eligible PID 6002"},
 				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) {
 					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
 					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
@@ -334,8 +334,58 @@ func TestKiller(t *testing.T) {
 				{At: 1500 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "waiting 500ms more"},
 				{At: 1600 * ms, Level: LevelNone, Want: none, Reason: "pressure relieved while waiting to judge PID 6000"},
 				{At: 1700 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "waiting 2s more"},
-				{At: 3700 * ms, Level: LevelKill, Want: kill(6002), Skips: []int{6000, 6001},
-					Reason: "PID 6000 could not be judged for 2s; "},
+				{At: 3700 * ms, Level: LevelKill, Want: kill(6002),
+					Reason: "PID 6000 could not be judged within 2s; passed over; "},
+				// Passed over for that decision only, not marked: once
+				// the worker is gone and its executable read, it is
+				// judged and killed.
+				{At: 3800 * ms, Level: LevelKill, Mutate: func(s *Snapshot) {
+					without(6002)(s)
+					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
+					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
+				}, Observe: &Outcome{Kind: OutcomeExited, PID: 6002, StartTime: 60020}, Want: kill(6000, 6001)},
+			},
+		},
+		{
+			// The kill deadline bounds dying victims, not this wait: a
+			// short one does not pass over a hog before the scanner can
+			// read its executable.
+			name: "a short kill deadline does not cut the wait for an unjudged hog", fixture: "clone_vm.json",
+			cfg:   KillConfig{Deadline: 100 * ms},
+			rules: Rules{Protected: []string{"sshd"}},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
+				{At: 500 * ms, Level: LevelKill, Want: wait(6000, 6001)},
+				{At: 1100 * ms, Level: LevelKill, Mutate: func(s *Snapshot) {
+					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
+					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
+				}, Want: kill(6000, 6001)},
+			},
+		},
+		{
+			// Two unjudged groups take turns at the top: the bound is
+			// the wait's, not each candidate's.
+			name: "the wait for unjudged candidates is bounded when they alternate", fixture: "clone_vm.json",
+			rules: Rules{Protected: []string{"sshd"}},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001, 6002} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6002)},
+				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) { proc(s, 6002).RSS = 100 * miB }, Want: wait(6000, 6001)},
+				{At: 1500 * ms, Level: LevelKill, Mutate: func(s *Snapshot) { proc(s, 6002).RSS = 900 * miB }, Want: wait(6002),
+					Reason: "waiting 500ms more"},
+				{At: 2 * s, Level: LevelKill, Want: none, Reason: "could not be judged within 2s; passed over"},
 			},
 		},
 		{

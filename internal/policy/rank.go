@@ -513,14 +513,20 @@ func joinPIDs(pids []int) string {
 }
 
 // protectCgroups protects, for Rules.KillCgroup, every group whose cgroup
-// holds a protected process of another group.
+// holds a protected process of another group; and makes unjudged
+// (Candidate.Unjudged) every group whose cgroup holds an unjudged one, whose
+// protection is not known yet.
 func protectCgroups(cands []Candidate) {
 	holder := map[string]*Member{}
+	unjudged := map[string]*Member{}
 	for i := range cands {
 		for j := range cands[i].Members {
 			m := &cands[i].Members[j]
 			if m.Protected != "" && holder[m.Cgroup] == nil {
 				holder[m.Cgroup] = m
+			}
+			if cands[i].Unjudged && m.CmdlineUnread && m.Exe == "" && unjudged[m.Cgroup] == nil {
+				unjudged[m.Cgroup] = m
 			}
 		}
 	}
@@ -531,6 +537,14 @@ func protectCgroups(cands []Candidate) {
 		}
 		m := holder[c.Cgroup]
 		if m == nil {
+			if u := unjudged[c.Cgroup]; u != nil && !c.Unjudged && !c.Skipped {
+				var b strings.Builder
+				b.WriteString("skipped: kill-cgroup mode and cgroup " + c.Cgroup + " also holds ")
+				writeMember(&b, u)
+				b.WriteString(", which cannot be judged yet (its command line unread); " + c.Reason)
+				c.Unjudged, c.Skipped = true, true
+				c.Reason = b.String()
+			}
 			continue
 		}
 		var b strings.Builder

@@ -267,6 +267,30 @@ func TestRank(t *testing.T) {
 			},
 		},
 		{
+			// Its cgroup would be killed with it: a member whose
+			// protection is not known yet holds it up too.
+			name: "kill-cgroup mode waits on a cgroup that holds an unjudged process", fixture: "desktop.json",
+			rules: Rules{KillCgroup: true, Protected: []string{"nothing-here"}},
+			mutate: func(s *Snapshot) {
+				proc(s, 3100).Cgroup = "/user.slice/build"
+				proc(s, 3001).Cgroup = "/user.slice/build"
+				p := proc(s, 3001)
+				p.Cmdline, p.CmdlineUnread = "", true
+			},
+			want: func() []row {
+				r := reorder(deskDefault, 3100, 3001, 2100, 2000, 1200, 900, 1, 812, 3000, 45, 2, 400)
+				r[0].Skipped, r[1].Skipped = true, true
+				for i := 2; i < len(r); i++ {
+					r[i].Protected = true
+				}
+				return r
+			}(),
+			reasons: map[int]string{
+				3100: "skipped: kill-cgroup mode and cgroup /user.slice/build also holds PID 3001 (vim), which cannot be judged yet",
+				3001: "skipped: PID 3001 (vim) has a command line that could not be read yet",
+			},
+		},
+		{
 			// totalpages is the scope's limit: 256 MiB = 65536 pages.
 			name: "scope hog and bystander", fixture: "scope_hog.json",
 			want: []row{

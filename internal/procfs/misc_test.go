@@ -231,3 +231,15 @@ func TestTaskReadersSelf(t *testing.T) {
 		t.Errorf("TaskStat of a thread that does not exist: %v, want one IsGone accepts", err)
 	}
 }
+
+func TestTaskWchanSelf(t *testing.T) {
+	r := NewFS("").NewReader()
+	pid := os.Getpid()
+	b, err := r.TaskWchan(pid, pid)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(b) == 0 {
+		t.Error("wchan of this process's main thread is empty; want a function name or 0")
+	}
+}

@@ -81,3 +81,11 @@ func (r *Reader) TaskSyscall(pid, tid int, s *Syscall) error {
 	}
 	return r.parsed(parseSyscall(b, s))
 }
+
+// TaskWchan reads /proc/PID/task/TID/wchan: the kernel function in which
+// the thread sleeps, "0" when it runs or the kernel hides it (no
+// CONFIG_KALLSYMS, or no ptrace access). The bytes are valid until r's
+// next read. The read takes no lock of the process's.
+func (r *Reader) TaskWchan(pid, tid int) ([]byte, error) {
+	return r.readTask(pid, tid, "wchan", 0, true)
+}

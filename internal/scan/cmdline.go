@@ -8,8 +8,16 @@ import (
 
 // maxCmdlineReaders bounds the command-line reads a Scanner may have out
 // at once (see Config.CmdlineWait). Past it, a process new to the cache is
-// taken without its command line until a reader is free.
-const maxCmdlineReaders = 4
+// taken without its command line until a reader is free. A read out for
+// longer than cmdlineStuck (a process in D state on a dead NFS or FUSE
+// mount never gives its lock back) no longer counts, so that such
+// processes cannot take every reader for good; hardCmdlineReaders bounds
+// the readers, stuck ones included.
+const (
+	maxCmdlineReaders  = 4
+	hardCmdlineReaders = 16
+	cmdlineStuck       = 10 * time.Second
+)
 
 // CmdlineHold is Config.CmdlineHold's default: how long a process may go
 // without its command line, its read blocked, before the Scanner reads
@@ -32,9 +40,12 @@ type cmdlineReader struct {
 	req   chan cmdlineRequest
 	reply chan cmdlineReply
 	// out says a request was sent whose reply has not been taken; key
-	// names its process and image.
-	out bool
-	key cmdlineKey
+	// names its process and image, sent when it was sent, and pass the
+	// pass that sent it (Scanner.waitPass).
+	out  bool
+	key  cmdlineKey
+	sent time.Time
+	pass uint64
 }
 
 // cmdlineKey names a process (PID, start time) running one image (the
@@ -77,10 +88,10 @@ func (c *cmdlineReader) run() {
 // in place. Otherwise a reader goroutine reads it while the pass waits, at
 // most until the pass's deadline (see startWaits): done is false when the
 // reply has not come by then. The read stays out, and a later call for
-// the same process takes its reply (collectCmdlines files replies that
-// come meanwhile in the cache); a process is never read twice at once.
-// done is also false when every reader is out. raw is valid until the
-// next call.
+// the same process takes its reply, without waiting for it again
+// (collectCmdlines files replies that come meanwhile in the cache); a
+// process is never read twice at once. done is also false when every
+// reader is out. raw is valid until the next call.
 func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, err error) {
 	if s.cfg.CmdlineWait <= 0 {
 		if tid != 0 {
@@ -111,7 +122,7 @@ func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, e
 			}
 		}
 		if idle == nil {
-			if len(s.cmdlines) >= maxCmdlineReaders {
+			if !s.mayAddCmdlineReader() {
 				return nil, false, nil
 			}
 			idle = newCmdlineReader(s.fs)
@@ -119,7 +130,17 @@ func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, e
 		}
 		mine = idle
 		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax}
-		mine.out, mine.key = true, key
+		mine.out, mine.key, mine.sent, mine.pass = true, key, time.Now(), s.waitPass
+	} else if mine.pass != s.waitPass {
+		// Out since an earlier pass, which waited for it already: this
+		// one only looks.
+		select {
+		case rep := <-mine.reply:
+			mine.out = false
+			return rep.raw, true, rep.err
+		default:
+			return nil, false, nil
+		}
 	}
 	wait := s.cfg.CmdlineWait
 	if s.waitUntil.IsZero() {
@@ -153,13 +174,31 @@ func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, e
 // deadline has passed: a read that does not block takes microseconds.
 const minCmdlineWait = 5 * time.Millisecond
 
-// startWaits begins a pass: the reads it makes wait for their replies
+// startWaits begins a pass: the reads it sends wait for their replies
 // until the time until, all of them together, or when until is zero, until
 // CmdlineWait after the first wait; once that is past, minCmdlineWait each.
-// Replies that came since the last pass are filed first.
+// Reads sent by earlier passes are not waited for again. Replies that came
+// since the last pass are filed first.
 func (s *Scanner) startWaits(until time.Time) {
 	s.waitUntil = until
+	s.waitPass++
 	s.collectCmdlines()
+}
+
+// mayAddCmdlineReader reports whether a reader may be added: fewer than
+// maxCmdlineReaders are idle or out for less than cmdlineStuck, and fewer
+// than hardCmdlineReaders exist.
+func (s *Scanner) mayAddCmdlineReader() bool {
+	if len(s.cmdlines) >= hardCmdlineReaders {
+		return false
+	}
+	live := 0
+	for _, c := range s.cmdlines {
+		if !c.out || time.Since(c.sent) < cmdlineStuck {
+			live++
+		}
+	}
+	return live < maxCmdlineReaders
 }
 
 // collectCmdlines files every reply that has come, without waiting, in

@@ -920,8 +920,8 @@ int main(void) {
 `
 
 // A vfork child made by a worker thread of a process whose leader has
-// exited is still seen as a vfork child: the clone3 arguments are read
-// through the worker's memory, not the leader's (which has none).
+// exited is still seen as a vfork child: the worker, not the leader, is
+// the thread found blocked in clone3, waiting for it (its wchan).
 func TestKernelVforkChildOfALeaderThatExited(t *testing.T) {
 	testbed.Require(t)
 	g := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})

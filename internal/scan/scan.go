@@ -3,6 +3,7 @@
 package scan
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
@@ -113,6 +114,7 @@ type Scanner struct {
 	cmdlines     []*cmdlineReader
 	cmdlineTimer *time.Timer
 	waitUntil    time.Time
+	waitPass     uint64
 	// pidfds says PIDs under cfg.ProcRoot are this process's to open
 	// pidfds for (the root is /proc). polls and pollPIDs are the cached
 	// kernel threads' pidfds polled by checkKernelThreads, noWait its
@@ -974,6 +976,11 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 // waited Config.CmdlineHold, it reads the path of its executable into
 // e.exe, by which the rules judge it meanwhile.
 func (s *Scanner) pendingCmdline(e *entry, pid, thread int) {
+	if e.exe != "" {
+		// Judged by its executable meanwhile: only a reply that came
+		// is taken (collectCmdlines); no read waits for it again.
+		return
+	}
 	raw, done, err := s.readCmdline(cmdlineKey{pid, e.start, e.layout}, thread)
 	if done && err == nil {
 		s.line = procfs.AppendCmdline(s.line[:0], raw)
@@ -1001,7 +1008,8 @@ func (s *Scanner) readExe(pid, tid int) string {
 	if err != nil || exe == "" {
 		return exeUnreadable
 	}
-	return exe
+	// Replaced on disk since it started (an upgrade): the path it had.
+	return strings.TrimSuffix(exe, " (deleted)")
 }
 
 // liveThread returns a thread of process pid, whose leader has exited
@@ -1357,7 +1365,7 @@ func (s *Scanner) markVforkChildren(procs []policy.Process) {
 // vfork(2), clone(2) with CLONE_VFORK in its flags (the first argument), or
 // clone3(2) (see vforkCall).
 func (s *Scanner) inVfork(pid int) bool {
-	if s.r.Syscall(pid, &s.sc) == nil && s.vforkCall() {
+	if s.r.Syscall(pid, &s.sc) == nil && s.vforkCall(pid, pid) {
 		return true
 	}
 	var err error
@@ -1366,36 +1374,54 @@ func (s *Scanner) inVfork(pid int) bool {
 		return false
 	}
 	for _, tid := range s.tids {
-		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall() {
+		if tid != pid && s.r.TaskSyscall(pid, tid, &s.sc) == nil && s.vforkCall(pid, tid) {
 			return true
 		}
 	}
 	return false
 }
 
-// vforkCall reports whether s.sc, the system call of a thread, is a
-// vfork call: vfork(2), clone(2) with CLONE_VFORK in its flags, or clone3(2)
-// while the caller has a child that shares its mm (inVfork is asked only
-// then). clone3's flags are in the clone_args its first argument points to,
-// and reading them (/proc/TID/mem) takes the process's mmap_lock, which
-// another of its threads may hold for writing as long as direct reclaim
-// lasts (see scan.cmdlineReader): the decision pass must not wait on it.
-// The flags are not needed: a caller that shares its mm with a child it
-// made and is still blocked in clone3 waits for that child, which is what
-// CLONE_VFORK does; without it, clone3 returns as soon as the child runs.
-// (A thread blocked in clone3 while making another thread, beside an older
-// child sharing the mm, reads as a vfork too: that child is then never
-// chosen by itself, but dies with its group as a sharer.)
-func (s *Scanner) vforkCall() bool {
+// vforkCall reports whether s.sc, the system call of thread tid of process
+// pid, is a vfork call: vfork(2), clone(2) with CLONE_VFORK in its flags, or
+// clone3(2) while the caller waits for the child (clone3Waits). inVfork is
+// asked only about a process that has a child sharing its mm.
+func (s *Scanner) vforkCall(pid, tid int) bool {
 	sc := &s.sc
 	if sc.Running || sc.Nr < 0 {
 		return false
 	}
 	switch sc.Nr {
-	case sysVfork, unix.SYS_CLONE3:
+	case sysVfork:
 		return true
 	case unix.SYS_CLONE:
 		return sc.Args[0]&unix.CLONE_VFORK != 0
+	case unix.SYS_CLONE3:
+		return s.clone3Waits(pid, tid)
+	}
+	return false
+}
+
+// clone3Waits reports whether thread tid of process pid, blocked in
+// clone3(2), waits for a vfork child. clone3's flags are in the clone_args
+// its first argument points to, and reading them (/proc/TID/mem) takes the
+// process's mmap_lock, which another of its threads may hold for writing
+// as long as direct reclaim lasts (see scan.cmdlineReader): the decision
+// pass must not wait on it. Where the thread sleeps tells instead
+// (/proc/PID/task/TID/wchan, read without that lock): kernel_clone (into
+// which wait_for_vfork_done is inlined), or wait_for_vfork_done itself,
+// is the wait for a vfork child; anywhere else, say an allocation in
+// direct reclaim while glibc's pthread_create makes a thread with clone3,
+// it is not. Where the kernel does not tell ("0" or no file), a caller
+// blocked in clone3 with a child sharing its mm is taken to wait for it:
+// without CLONE_VFORK, clone3 returns as soon as the child runs.
+func (s *Scanner) clone3Waits(pid, tid int) bool {
+	b, err := s.r.TaskWchan(pid, tid)
+	if err != nil {
+		return true
+	}
+	switch w := string(bytes.TrimSpace(b)); w {
+	case "kernel_clone", "wait_for_vfork_done", "_do_fork", "do_fork", "0", "":
+		return true
 	}
 	return false
 }
