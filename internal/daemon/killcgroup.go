@@ -153,6 +153,8 @@ func protectedNow(pid int, rules policy.Rules) string {
 		}
 	}
 	if err == nil {
+		// Replaced on disk since it started (an upgrade): the path it had.
+		exe = strings.TrimSuffix(exe, " (deleted)")
 		if n, ok := rules.ProtectedExe(name, exe); ok {
 			return "protected name " + n
 		}
@@ -190,9 +192,10 @@ type pendingRead struct {
 
 // readWithin reads the file at path on a goroutine of its own and waits at
 // most d for it. ok is false when the read did not end in time (it stays
-// out: a later call for the same path takes it if it has ended meanwhile,
-// and does not wait for it again), or when maxBlockedReads reads are out
-// already. An error reads as an empty file, as the callers take it.
+// out, and later calls for the same path do not wait for it again while
+// it is; once it has ended, a call reads afresh), or when maxBlockedReads
+// reads are out already. An error reads as an empty file, as the callers
+// take it.
 func readWithin(path string, d time.Duration) (b []byte, ok bool) {
 	blockedReads.Lock()
 	r := blockedReads.m[path]

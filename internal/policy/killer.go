@@ -312,7 +312,9 @@ func (k *Killer) decide(snap *Snapshot, v Verdict, now time.Time) Decision {
 	if k.cur.active {
 		if gone(snap, &k.cur.victim) {
 			note = "previous victim PID " + strconv.Itoa(victimPID(&k.cur.victim)) + " is gone; "
-			k.cur = flight{}
+			if k.cur.phase != phaseUnjudged {
+				k.cur = flight{} // an unjudged wait's bound holds on (choose)
+			}
 		} else if d, done := k.progress(v, now); done {
 			return d
 		} else if d.Reason != "" {

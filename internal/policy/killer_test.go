@@ -389,6 +389,27 @@ func TestKiller(t *testing.T) {
 			},
 		},
 		{
+			// The candidate waited for exits and another takes its
+			// place: the bound is the wait's.
+			name: "the wait for unjudged candidates is bounded when the one waited for exits", fixture: "clone_vm.json",
+			rules: Rules{Protected: []string{"sshd"}},
+			setup: func(s *Snapshot) {
+				for _, pid := range []int{6000, 6001} {
+					p := proc(s, pid)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}
+				proc(s, 6002).RSS = 100 * miB
+			},
+			steps: []killStep{
+				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
+				{At: 1500 * ms, Level: LevelKill, Mutate: func(s *Snapshot) {
+					without(6000, 6001)(s)
+					p := proc(s, 6002)
+					p.Cmdline, p.CmdlineUnread = "", true
+				}, Want: wait(6002), Reason: "waiting 500ms more"},
+			},
+		},
+		{
 			// Smaller than the pick: nothing to wait for.
 			name: "an unjudged process smaller than the pick does not hold the kill", fixture: "clone_vm.json",
 			rules: Rules{Ignore: res(`^nothing$`)},

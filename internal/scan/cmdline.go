@@ -93,6 +93,12 @@ func (c *cmdlineReader) run() {
 // process is never read twice at once. done is also false when every
 // reader is out. raw is valid until the next call.
 func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, err error) {
+	return s.readCmdlineWaiting(key, tid, true)
+}
+
+// readCmdlineWaiting is readCmdline; with mayWait false, a read it sends is
+// not waited for either, only looked at once.
+func (s *Scanner) readCmdlineWaiting(key cmdlineKey, tid int, mayWait bool) (raw []byte, done bool, err error) {
 	if s.cfg.CmdlineWait <= 0 {
 		if tid != 0 {
 			raw, err = s.r.TaskCmdline(key.pid, tid, s.cfg.CmdlineMax)
@@ -131,9 +137,10 @@ func (s *Scanner) readCmdline(key cmdlineKey, tid int) (raw []byte, done bool, e
 		mine = idle
 		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax}
 		mine.out, mine.key, mine.sent, mine.pass = true, key, time.Now(), s.waitPass
-	} else if mine.pass != s.waitPass {
-		// Out since an earlier pass, which waited for it already: this
-		// one only looks.
+	}
+	if !mayWait || mine.pass != s.waitPass {
+		// Out since an earlier pass, which waited for it already, or
+		// not to be waited for: this one only looks.
 		select {
 		case rep := <-mine.reply:
 			mine.out = false

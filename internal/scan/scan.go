@@ -972,16 +972,14 @@ func (s *Scanner) process(f found) (p policy.Process, ok bool, err error) {
 
 // pendingCmdline reads again the command line of process pid (its cache
 // entry e, a hit), whose read blocked: it takes the reply of the read
-// still out, or makes another read when none is. Once the process has
+// still out, or makes another read when none is (one that ended in an
+// error, or none sent while every reader was out). Once the process has
 // waited Config.CmdlineHold, it reads the path of its executable into
 // e.exe, by which the rules judge it meanwhile.
 func (s *Scanner) pendingCmdline(e *entry, pid, thread int) {
-	if e.exe != "" {
-		// Judged by its executable meanwhile: only a reply that came
-		// is taken (collectCmdlines); no read waits for it again.
-		return
-	}
-	raw, done, err := s.readCmdline(cmdlineKey{pid, e.start, e.layout}, thread)
+	// Judged by its executable meanwhile, it is read again (a read is
+	// sent if none is out) but never waited for.
+	raw, done, err := s.readCmdlineWaiting(cmdlineKey{pid, e.start, e.layout}, thread, e.exe == "")
 	if done && err == nil {
 		s.line = procfs.AppendCmdline(s.line[:0], raw)
 		e.cmdline, e.cmdlinePending, e.exe = string(s.line), false, ""
@@ -1419,7 +1417,12 @@ func (s *Scanner) clone3Waits(pid, tid int) bool {
 	if err != nil {
 		return true
 	}
-	switch w := string(bytes.TrimSpace(b)); w {
+	// A name may carry a compiler's suffix (kernel_clone.isra.0).
+	w := bytes.TrimSpace(b)
+	if i := bytes.IndexByte(w, '.'); i > 0 {
+		w = w[:i]
+	}
+	switch string(w) {
 	case "kernel_clone", "wait_for_vfork_done", "_do_fork", "do_fork", "0", "":
 		return true
 	}

@@ -544,3 +544,70 @@ func TestCmdlineReplyOfAnOldImageIsDropped(t *testing.T) {
 		t.Error("the old image's reader was not freed")
 	}
 }
+
+// A process judged by its executable whose read is no longer out (it ended
+// in an error, or none was sent while every reader was out) is read again,
+// without waiting, and its command line is taken once it comes.
+func TestCmdlineJudgedByExecutableIsReadAgain(t *testing.T) {
+	root, _, _, _, _ := writableFixture(t)
+	cmdline := filepath.Join(root, "15042", "cmdline")
+	if err := os.Remove(cmdline); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(cmdline, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s := New(Config{ProcRoot: root, CmdlineWait: 20 * time.Millisecond, CmdlineHold: time.Nanosecond, KeepOpen: KeepNone})
+	defer s.Close()
+	pass := func() policy.Process {
+		t.Helper()
+		var snap policy.Snapshot
+		if err := s.Processes(&snap); err != nil {
+			t.Fatal(err)
+		}
+		for _, p := range snap.Processes {
+			if p.PID == 15042 {
+				return p
+			}
+		}
+		t.Fatal("15042 not in the snapshot")
+		return policy.Process{}
+	}
+	pass() // its read blocks
+	if p := pass(); !p.CmdlineUnread || p.Exe == "" {
+		t.Fatalf("past the hold: %+v, want it judged by its executable", p)
+	}
+	// The blocked read ends and its reply is lost to the entry (as if it
+	// had failed): no read of it is out any more.
+	w, err := os.OpenFile(cmdline, os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	w.Close()
+	for _, c := range s.cmdlines {
+		if c.out && c.key.pid == 15042 {
+			<-c.reply
+			c.out = false
+		}
+	}
+	if err := os.Remove(cmdline); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(cmdline, []byte("sleep\x0030\x00"), 0o644); err != nil {
+		t.Fatal(err)
+	}
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		p := pass()
+		if !p.CmdlineUnread {
+			if p.Cmdline != "sleep 30" || p.Exe != "" {
+				t.Errorf("read again: cmdline %q, exe %q; want \"sleep 30\" and no executable", p.Cmdline, p.Exe)
+			}
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("judged by its executable for good: its command line was never read again")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}
