@@ -72,6 +72,21 @@ func without(pids ...int) func(*Snapshot) {
 	}
 }
 
+// unread makes the command lines of pids unread (their reads blocked).
+func unread(s *Snapshot, pids ...int) {
+	for _, pid := range pids {
+		p := proc(s, pid)
+		p.Cmdline, p.CmdlineUnread = "", true
+	}
+}
+
+// hogExe is the scanner reading the executable of clone_vm.json's hog
+// group, its command line unread (scan.CmdlineHold).
+func hogExe(s *Snapshot) {
+	proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
+	proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
+}
+
 func TestKiller(t *testing.T) {
 	t0 := time.Date(2026, 11, 25, 10, 0, 0, 0, time.UTC)
 	const s = time.Second
@@ -283,38 +298,26 @@ func TestKiller(t *testing.T) {
 			name: "an unjudged hog is waited for, then judged by its executable", fixture: "clone_vm.json",
 			rules: Rules{Protected: []string{"sshd"}},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001)
 				proc(s, 6002).RSS = 100 * miB
 			},
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6000, 6001),
 					Reason: "PID 6000 (hog, badness 102600) cannot be judged yet: skipped: PID 6000 (hog) has a command line that could not be read yet"},
 				{At: 100 * ms, Level: LevelKill, Want: wait(6000, 6001), Reason: "it outranks the best eligible PID 6002"},
-				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) {
-					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
-					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
-				}, Want: kill(6000, 6001), Reason: `the rules judged it by its comm and its executable "/opt/hog/clonevm-hog"`},
+				{At: 1 * s, Level: LevelKill, Mutate: hogExe, Want: kill(6000, 6001), Reason: `the rules judged it by its comm and its executable "/opt/hog/clonevm-hog"`},
 			},
 		},
 		{
 			name: "an unjudged hog protected by its executable is never killed", fixture: "clone_vm.json",
 			rules: Rules{Protected: []string{"clonevm-hog"}},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001)
 				proc(s, 6002).RSS = 100 * miB
 			},
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
-				{At: 1 * s, Level: LevelKill, Mutate: func(s *Snapshot) {
-					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
-					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
-				}, Want: kill(6002)},
+				{At: 1 * s, Level: LevelKill, Mutate: hogExe, Want: kill(6002)},
 			},
 		},
 		{
@@ -323,10 +326,7 @@ func TestKiller(t *testing.T) {
 			name: "an unjudged hog is waited for at most the deadline", fixture: "clone_vm.json",
 			rules: Rules{Avoid: res(`^nothing$`)},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001)
 				proc(s, 6002).RSS = 100 * miB
 			},
 			steps: []killStep{
@@ -354,19 +354,13 @@ func TestKiller(t *testing.T) {
 			cfg:   KillConfig{Deadline: 100 * ms},
 			rules: Rules{Protected: []string{"sshd"}},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001)
 				proc(s, 6002).RSS = 100 * miB
 			},
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6000, 6001)},
 				{At: 500 * ms, Level: LevelKill, Want: wait(6000, 6001)},
-				{At: 1100 * ms, Level: LevelKill, Mutate: func(s *Snapshot) {
-					proc(s, 6000).Exe = "/opt/hog/clonevm-hog"
-					proc(s, 6001).Exe = "/opt/hog/clonevm-hog"
-				}, Want: kill(6000, 6001)},
+				{At: 1100 * ms, Level: LevelKill, Mutate: hogExe, Want: kill(6000, 6001)},
 			},
 		},
 		{
@@ -375,10 +369,7 @@ func TestKiller(t *testing.T) {
 			name: "the wait for unjudged candidates is bounded when they alternate", fixture: "clone_vm.json",
 			rules: Rules{Protected: []string{"sshd"}},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001, 6002} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001, 6002)
 			},
 			steps: []killStep{
 				{At: 0, Level: LevelKill, Want: wait(6002)},
@@ -394,10 +385,7 @@ func TestKiller(t *testing.T) {
 			name: "the wait for unjudged candidates is bounded when the one waited for exits", fixture: "clone_vm.json",
 			rules: Rules{Protected: []string{"sshd"}},
 			setup: func(s *Snapshot) {
-				for _, pid := range []int{6000, 6001} {
-					p := proc(s, pid)
-					p.Cmdline, p.CmdlineUnread = "", true
-				}
+				unread(s, 6000, 6001)
 				proc(s, 6002).RSS = 100 * miB
 			},
 			steps: []killStep{

@@ -120,7 +120,7 @@ func TestRank(t *testing.T) {
 			// name it by its executable, so it waits for that read.
 			name: "an unread command line is not judged while protect names exist", fixture: "desktop.json",
 			rules:  Rules{Protected: []string{"nothing-here"}},
-			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			mutate: func(s *Snapshot) { unread(s, 3100) },
 			want: func() []row {
 				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
 				out[6].Skipped = true
@@ -133,7 +133,7 @@ func TestRank(t *testing.T) {
 		{
 			name: "an unread command line is not judged while ignore rules exist", fixture: "desktop.json",
 			rules:  Rules{Ignore: res(`^nothing-here$`)},
-			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			mutate: func(s *Snapshot) { unread(s, 3100) },
 			want: func() []row {
 				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
 				out[6].Skipped = true
@@ -143,7 +143,7 @@ func TestRank(t *testing.T) {
 		{
 			name: "an unread command line is not judged while avoid rules exist", fixture: "desktop.json",
 			rules:  Rules{Avoid: res(`^nothing-here$`)},
-			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			mutate: func(s *Snapshot) { unread(s, 3100) },
 			want: func() []row {
 				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
 				out[6].Skipped = true
@@ -189,14 +189,14 @@ func TestRank(t *testing.T) {
 			// its badness alone decides, as for any process.
 			name: "an unread command line changes nothing without protect or ignore rules", fixture: "desktop.json",
 			rules:  Rules{Prefer: res(`^vim$`)},
-			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			mutate: func(s *Snapshot) { unread(s, 3100) },
 			want:   reorder(deskDefault, 3001, 2100, 3100, 2000, 1200, 900, 3000, 1, 812, 45, 2, 400),
 		},
 		{
 			// Protected by its comm, it stays protected, not skipped.
 			name: "an unread command line of a process protected by comm", fixture: "desktop.json",
 			rules:  Rules{Protected: []string{"cc1plus"}},
-			mutate: func(s *Snapshot) { p := proc(s, 3100); p.Cmdline, p.CmdlineUnread = "", true },
+			mutate: func(s *Snapshot) { unread(s, 3100) },
 			want: func() []row {
 				out := reorder(deskDefault, 2100, 2000, 1200, 900, 3001, 3000, 3100, 1, 812, 45, 2, 400)
 				out[6].Protected = true

@@ -365,20 +365,29 @@ func writableFixture(t *testing.T) (root, statPath, statusPath string, stat0, st
 	return root, statPath, statusPath, stat0, status0
 }
 
+// fifoCmdlineFixture is writableFixture's tree, in which the command line
+// of 15042 is a FIFO: a read of it blocks until a writer comes, as one of
+// /proc/PID/cmdline does while a writer holds the process's mmap_lock.
+func fifoCmdlineFixture(t *testing.T) (root, cmdline string) {
+	t.Helper()
+	root, _, _, _, _ = writableFixture(t)
+	cmdline = filepath.Join(root, "15042", "cmdline")
+	if err := os.Remove(cmdline); err != nil {
+		t.Fatal(err)
+	}
+	if err := unix.Mkfifo(cmdline, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	return root, cmdline
+}
+
 // A command line whose read blocks (here a FIFO nobody writes, in the
 // kernel a writer holding the process's mmap_lock) does not hold the pass:
 // the process is taken without it, that one read stays out, not repeated;
 // past the hold, the pass reads the executable's path instead; and the
 // blocked read's reply is taken once it comes.
 func TestCmdlineReadThatBlocks(t *testing.T) {
-	root, _, _, _, _ := writableFixture(t)
-	fifo := filepath.Join(root, "15042", "cmdline")
-	if err := os.Remove(fifo); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	root, fifo := fifoCmdlineFixture(t)
 	if err := os.Symlink("/usr/bin/sleep", filepath.Join(root, "15042", "exe")); err != nil {
 		t.Fatal(err)
 	}
@@ -485,14 +494,7 @@ func TestCmdlineReadThatBlocks(t *testing.T) {
 // for the new image (another layout) does not take it, and it is not filed
 // in an entry that holds the new image.
 func TestCmdlineReplyOfAnOldImageIsDropped(t *testing.T) {
-	root, _, _, _, _ := writableFixture(t)
-	fifo := filepath.Join(root, "15042", "cmdline")
-	if err := os.Remove(fifo); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mkfifo(fifo, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	root, fifo := fifoCmdlineFixture(t)
 	s := New(Config{ProcRoot: root, CmdlineWait: 20 * time.Millisecond, KeepOpen: KeepNone})
 	defer s.Close()
 	var snap policy.Snapshot
@@ -549,14 +551,7 @@ func TestCmdlineReplyOfAnOldImageIsDropped(t *testing.T) {
 // in an error, or none was sent while every reader was out) is read again,
 // without waiting, and its command line is taken once it comes.
 func TestCmdlineJudgedByExecutableIsReadAgain(t *testing.T) {
-	root, _, _, _, _ := writableFixture(t)
-	cmdline := filepath.Join(root, "15042", "cmdline")
-	if err := os.Remove(cmdline); err != nil {
-		t.Fatal(err)
-	}
-	if err := unix.Mkfifo(cmdline, 0o600); err != nil {
-		t.Fatal(err)
-	}
+	root, cmdline := fifoCmdlineFixture(t)
 	s := New(Config{ProcRoot: root, CmdlineWait: 20 * time.Millisecond, CmdlineHold: time.Nanosecond, KeepOpen: KeepNone})
 	defer s.Close()
 	pass := func() policy.Process {
