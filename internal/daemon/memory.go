@@ -547,31 +547,29 @@ func (m *memoryKiller) confirmSharers(dec *policy.Decision) {
 	for _, p := range c.PIDs {
 		known[p] = true
 	}
-	for _, pid := range sharers {
-		if known[pid] {
-			continue
-		}
+	for _, id := range sharers {
 		for i := range m.snap.Processes {
 			p := &m.snap.Processes[i]
-			if p.PID == pid {
-				m.log.Info("kill: adding a sharer of the victim's mm", "victim", c.Victim, "pid", pid, "comm", p.Comm)
-				c.PIDs = append(c.PIDs, pid)
-				c.Members = append(c.Members, policy.Member{PID: pid, PPID: p.PPID, StartTime: p.StartTime, Comm: p.Comm})
+			if p.MMPID() == id && !known[p.PID] {
+				known[p.PID] = true
+				m.log.Info("kill: adding a sharer of the victim's mm", "victim", c.Victim, "pid", p.PID, "comm", p.Comm)
+				c.PIDs = append(c.PIDs, p.PID)
+				c.Members = append(c.Members, policy.Member{PID: p.PID, PPID: p.PPID, StartTime: p.StartTime, Comm: p.Comm})
 			}
 		}
 	}
 }
 
-// withMM returns the PIDs of m.snap's processes that have an mm. m.mu is
-// held.
+// withMM returns, for each of m.snap's processes that have an mm, the
+// task to compare it through (policy.Process.MMPID). m.mu is held.
 func (m *memoryKiller) withMM() []int {
-	pids := make([]int, 0, len(m.snap.Processes))
+	ids := make([]int, 0, len(m.snap.Processes))
 	for i := range m.snap.Processes {
 		if p := &m.snap.Processes[i]; p.MMGroup != 0 {
-			pids = append(pids, p.PID)
+			ids = append(ids, p.MMPID())
 		}
 	}
-	return pids
+	return ids
 }
 
 // kill carries out dec; decided is how long the step took to reach it

@@ -197,3 +197,38 @@ func TestRehearseChoiceChoosesItsOwnProcess(t *testing.T) {
 		t.Errorf("the rehearsal modified the snapshot (-before +after):\n%s", diff)
 	}
 }
+
+// sharersScanner is a countingScanner whose ConfirmGroup finds, beside
+// pid, the tasks in sharers.
+type sharersScanner struct {
+	countingScanner
+	sharers []int
+}
+
+func (c *sharersScanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
+	c.confirmed = append(c.confirmed, candidates)
+	return append([]int{pid}, c.sharers...), nil
+}
+
+// TestConfirmSharersThroughThreads: the check before a kill compares each
+// process through the task the snapshot read it by, a live thread for a
+// process whose leader exited (its own mm is gone), and adds a sharer the
+// grouping missed by its PID, once.
+func TestConfirmSharersThroughThreads(t *testing.T) {
+	sc := &sharersScanner{sharers: []int{21, 21}}
+	m := &memoryKiller{log: slog.New(slog.NewTextHandler(io.Discard, nil)), scan: sc}
+	m.snap.Processes = []policy.Process{
+		{PID: 10, Comm: "hog", State: 'R', MMGroup: 10},
+		{PID: 20, Comm: "holder", State: 'Z', MMTask: 21, MMGroup: 20},
+		{PID: 30, Comm: "kworker", KernelThread: true},
+	}
+	dec := policy.Decision{Kind: policy.DecideKill, Victim: policy.Candidate{Victim: 10, PIDs: []int{10},
+		Members: []policy.Member{{PID: 10, Comm: "hog"}}}}
+	m.confirmSharers(&dec)
+	if diff := cmp.Diff([][]int{{10, 21}}, sc.confirmed); diff != "" {
+		t.Errorf("ConfirmGroup candidates (-want +got):\n%s", diff)
+	}
+	if !slices.Equal(dec.Victim.PIDs, []int{10, 20}) || len(dec.Victim.Members) != 2 || dec.Victim.Members[1].PID != 20 {
+		t.Errorf("victim PIDs %v, members %+v; want 10 and 20, the sharer added once by its PID", dec.Victim.PIDs, dec.Victim.Members)
+	}
+}

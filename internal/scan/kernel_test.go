@@ -819,6 +819,17 @@ func TestKernelLeaderExited(t *testing.T) {
 			if !slices.Equal(got, want) {
 				t.Errorf("ConfirmGroup(%d) = %v, want %v", pid, got, want)
 			}
+			if sibling {
+				// The other way: the process whose leader exited is the
+				// candidate, compared through its live thread.
+				got, err := s.ConfirmGroup(sib, []int{os.Getpid(), p.MMPID()})
+				if err != nil {
+					t.Fatal(err)
+				}
+				if want := []int{sib, p.MMPID()}; !slices.Equal(got, want) {
+					t.Errorf("ConfirmGroup(%d) = %v, want %v (the sibling, and %d through its thread)", sib, got, want, pid)
+				}
+			}
 		})
 	}
 }

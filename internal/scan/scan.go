@@ -1431,14 +1431,15 @@ func (s *Scanner) clone3Waits(pid, tid int) bool {
 
 // ConfirmGroup returns pid and every process of candidates that shares
 // pid's mm right now, as kcmp(KCMP_VM) tells: the killer calls it right
-// before killing, with every PID of the victim's scope, so that a sharer the
-// last snapshot missed is killed too. Candidates that have exited are left
-// out, and so are candidates kcmp may not compare (EPERM: processes this
-// one may not ptrace). It fails when pid itself has exited. A pid without
-// an mm (exited, kernel thread) has no sharers. A pid whose leader exited
-// before its other threads is compared through one of them; a candidate
-// in that state reads as having no mm and is left out (the scan, which
-// groups it through its thread, has it in the group already).
+// before killing, with every process of the victim's scope, so that a
+// sharer the last snapshot missed is killed too. Each candidate is the
+// task to compare through (policy.Process.MMPID: a live thread of a
+// process whose leader exited, whose own mm is gone), and is returned as
+// given. Candidates that have exited are left out, and so are candidates
+// kcmp may not compare (EPERM: processes this one may not ptrace). It
+// fails when pid itself has exited. A pid without an mm (exited, kernel
+// thread) has no sharers. A pid whose leader exited before its other
+// threads is compared through one of them.
 func (s *Scanner) ConfirmGroup(pid int, candidates []int) ([]int, error) {
 	if err := s.r.Stat(pid, &s.stat); err != nil {
 		return nil, fmt.Errorf("confirm mm group of %d: %w", pid, err)
