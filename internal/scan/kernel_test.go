@@ -966,6 +966,22 @@ func TestKernelVforkChildOfALeaderThatExited(t *testing.T) {
 	if pp.MMGroup == 0 || pp.MMGroup != cp.MMGroup {
 		t.Errorf("MMGroup: parent %d, child %d; want one group", pp.MMGroup, cp.MMGroup)
 	}
+	// The parent out of the scope (moved to another group, which takes
+	// its live threads): the child is still seen as its vfork child, the
+	// parent compared through a live thread.
+	other := testbed.New(t, testbed.Options{MemoryLimit: 64 << 20, PidsMax: 10})
+	for _, c := range other.Cgroups() {
+		if err := os.WriteFile(filepath.Join(c.Path, "cgroup.procs"), []byte(strconv.Itoa(parent)), 0); err != nil {
+			t.Fatalf("move %d to %s: %v", parent, c.Path, err)
+		}
+	}
+	procs = scanGroup(t, g)
+	if _, in := procs[parent]; in {
+		t.Fatalf("the parent %d is still in the scope after its move: %v", parent, procs)
+	}
+	if cp := procs[child]; !cp.VforkChild {
+		t.Errorf("with its parent out of the scope, the child %d is not seen as a vfork child: %+v", child, cp)
+	}
 }
 
 // A process whose leader exited, moved to another cgroup since: the move

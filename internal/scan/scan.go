@@ -1352,11 +1352,29 @@ func (s *Scanner) markVforkChildren(procs []policy.Process) {
 			if procs[j].MMGroup != p.MMGroup {
 				continue
 			}
-		} else if r, errno := sys.KcmpErrno(p.MMPID(), p.PPID, sys.KcmpVM, 0, 0); errno != 0 || r != 0 {
+		} else if !s.sharesMM(p.MMPID(), p.PPID) {
 			continue // parent outside the scope with another mm, or gone
 		}
 		p.VforkChild = s.inVfork(p.PPID)
 	}
+}
+
+// sharesMM reports whether task a shares its mm with process pid, which
+// is outside the snapshot: compared through a live thread of pid when its
+// leader exited before its other threads (its own mm is gone).
+func (s *Scanner) sharesMM(a, pid int) bool {
+	if r, errno := sys.KcmpErrno(a, pid, sys.KcmpVM, 0, 0); errno == 0 && r == 0 {
+		return true
+	}
+	if s.r.Stat(pid, &s.recheck) != nil || !s.recheck.LeaderExited() {
+		return false
+	}
+	tid, ok := procfs.LiveThread(s.fs.Root, pid) // allocates; a rare case
+	if !ok {
+		return false
+	}
+	r, errno := sys.KcmpErrno(a, tid, sys.KcmpVM, 0, 0)
+	return errno == 0 && r == 0
 }
 
 // inVfork reports whether any thread of process pid is blocked in a vfork:
