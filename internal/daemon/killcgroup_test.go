@@ -1,6 +1,7 @@
 package daemon
 
 import (
+	"fmt"
 	"log/slog"
 	"os"
 	"os/exec"
@@ -17,6 +18,7 @@ import (
 	"github.com/oomguard/oomguard/internal/config"
 	"github.com/oomguard/oomguard/internal/kmemguard"
 	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/procfs"
 	"github.com/oomguard/oomguard/internal/testbed"
 )
 
@@ -227,5 +229,24 @@ func TestProtectedNow(t *testing.T) {
 		if got := protectedNow(pid, policy.Rules{Protected: c.names}); got != c.want {
 			t.Errorf("protect %v: protectedNow = %q, want %q", c.names, got, c.want)
 		}
+	}
+	// A process whose leader exited has no executable of its own: the
+	// process's is read through a live thread. (The testbed's program
+	// is named by a 16-character hash, longer than a comm.)
+	leader, _ := tb.StartLeaderExited(8, false)
+	tid, ok := procfs.LiveThread("/proc", leader)
+	if !ok {
+		t.Fatalf("no live thread in %d", leader)
+	}
+	exe, err := os.Readlink(fmt.Sprintf("/proc/%d/task/%d/exe", leader, tid))
+	if err != nil {
+		t.Fatal(err)
+	}
+	name := filepath.Base(exe)
+	if comm, _ := os.ReadFile(fmt.Sprintf("/proc/%d/comm", leader)); strings.TrimSpace(string(comm)) == name {
+		t.Fatalf("comm %q is the executable's whole name: nothing to tell apart", comm)
+	}
+	if got := protectedNow(leader, policy.Rules{Protected: []string{name}}); got != "protected name "+name {
+		t.Errorf("leader exited: protectedNow = %q, want protected by its executable %q", got, name)
 	}
 }
