@@ -130,7 +130,7 @@ func newMemoryKiller(cfg *config.Config, scopes []cgroupfs.Cgroup, log *slog.Log
 		log:      log.With("part", "oom"),
 		actions:  actions,
 		scopes:   scopes,
-		scan:     scan.New(scan.Config{ProcRoot: "/proc", Scopes: scopes, SelfPID: os.Getpid(), CmdlineWait: cmdlineWait}),
+		scan:     scan.New(scan.Config{ProcRoot: "/proc", Scopes: scopes, SelfPID: os.Getpid(), CmdlineWait: cmdlineWait, CmdlinePriority: loopPriority}),
 		dryShown: map[int]time.Time{},
 	}
 	if err := m.reconfigure(cfg); err != nil {

@@ -47,6 +47,11 @@ type Config struct {
 	// before a pass reads its executable's path instead; 0 means
 	// CmdlineHold.
 	CmdlineHold time.Duration
+	// CmdlinePriority, when above 0, is the SCHED_FIFO priority of the
+	// command-line readers' threads (see cmdlineReader.run): the pass
+	// that waits for them should not wait behind the tasks it competes
+	// with for a CPU. Where it cannot be set, they run at normal priority.
+	CmdlinePriority int
 	// KeepOpen names the /proc/PID files kept open between passes and
 	// read again with one pread(2) each; 0 means KeepDefault.
 	KeepOpen Keep
