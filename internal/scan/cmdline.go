@@ -2,7 +2,10 @@ package scan
 
 import (
 	"runtime"
+	"sync/atomic"
 	"time"
+
+	"golang.org/x/sys/unix"
 
 	"github.com/oomguard/oomguard/internal/procfs"
 	"github.com/oomguard/oomguard/internal/sys"
@@ -48,6 +51,8 @@ type cmdlineReader struct {
 	key  cmdlineKey
 	sent time.Time
 	pass uint64
+	// tid is the reader's thread, once locked to one (for tests).
+	tid atomic.Int64
 }
 
 // cmdlineKey names a process (PID, start time) running one image (the
@@ -60,6 +65,9 @@ type cmdlineKey struct {
 
 type cmdlineRequest struct {
 	pid, tid, max int
+	// realtime: the pass that waits runs at SCHED_FIFO, and so must the
+	// read (see cmdlineReader.run).
+	realtime bool
 }
 
 type cmdlineReply struct {
@@ -74,18 +82,30 @@ func newCmdlineReader(fs procfs.FS, priority int) *cmdlineReader {
 }
 
 // run serves requests. With priority > 0 it does so on a thread of its
-// own at SCHED_FIFO priority (Config.CmdlinePriority): the pass that
-// waits for it may run at that priority, and a reader left to the
-// runtime's threads of normal priority waited for a CPU behind the hog
-// under a thrash (in bench/vm's guest paging to zram, the pass that
-// decided a fast hog's kill took 73 to 99 ms, against 16 when it read in
-// place). Without the privilege, it reads at normal priority.
+// own, at SCHED_FIFO priority for a request from a pass that runs at
+// SCHED_FIFO itself (Config.CmdlinePriority; the daemon's memory loop
+// while memory stalls or a kill is due), and at normal priority for the
+// others (Warm, which the loop runs at normal priority so as not to take
+// the CPU from others). A reader left at normal priority while a real-time
+// pass waited for it waited for a CPU behind the hog under a thrash: in
+// bench/vm's guest paging to zram, the pass that decided a fast hog's kill
+// took 73 to 99 ms, against 16 when it read in place. Where the policy
+// cannot be set, it reads at normal priority.
 func (c *cmdlineReader) run(priority int) {
+	rt := false
 	if priority > 0 {
 		runtime.LockOSThread() // for good: the thread ends with the reader
-		sys.SetFIFO(priority)
+		c.tid.Store(int64(unix.Gettid()))
 	}
 	for q := range c.req {
+		if priority > 0 && q.realtime != rt {
+			if q.realtime {
+				rt = sys.SetFIFO(priority) == nil
+			} else {
+				sys.SetNormal()
+				rt = false
+			}
+		}
 		var rep cmdlineReply
 		if q.tid != 0 {
 			rep.raw, rep.err = c.r.TaskCmdline(q.pid, q.tid, q.max)
@@ -148,7 +168,7 @@ func (s *Scanner) readCmdlineWaiting(key cmdlineKey, tid int, mayWait bool) (raw
 			s.cmdlines = append(s.cmdlines, idle)
 		}
 		mine = idle
-		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax}
+		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax, realtime: s.realtime}
 		mine.out, mine.key, mine.sent, mine.pass = true, key, time.Now(), s.waitPass
 	}
 	if !mayWait || mine.pass != s.waitPass {
@@ -202,6 +222,7 @@ const minCmdlineWait = 5 * time.Millisecond
 func (s *Scanner) startWaits(until time.Time) {
 	s.waitUntil = until
 	s.waitPass++
+	s.realtime = s.cfg.CmdlinePriority > 0 && sys.ThreadIsFIFO()
 	s.collectCmdlines()
 }
 

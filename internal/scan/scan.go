@@ -48,9 +48,10 @@ type Config struct {
 	// CmdlineHold.
 	CmdlineHold time.Duration
 	// CmdlinePriority, when above 0, is the SCHED_FIFO priority of the
-	// command-line readers' threads (see cmdlineReader.run): the pass
-	// that waits for them should not wait behind the tasks it competes
-	// with for a CPU. Where it cannot be set, they run at normal priority.
+	// command-line readers' threads while they read for a pass that runs
+	// at SCHED_FIFO itself (see cmdlineReader.run): it should not wait
+	// behind the tasks it competes with for a CPU. Where it cannot be
+	// set, they run at normal priority.
 	CmdlinePriority int
 	// KeepOpen names the /proc/PID files kept open between passes and
 	// read again with one pread(2) each; 0 means KeepDefault.
@@ -120,6 +121,7 @@ type Scanner struct {
 	cmdlineTimer *time.Timer
 	waitUntil    time.Time
 	waitPass     uint64
+	realtime     bool // the current pass runs at SCHED_FIFO (see startWaits)
 	// pidfds says PIDs under cfg.ProcRoot are this process's to open
 	// pidfds for (the root is /proc). polls and pollPIDs are the cached
 	// kernel threads' pidfds polled by checkKernelThreads, noWait its

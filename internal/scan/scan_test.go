@@ -1,8 +1,10 @@
 package scan
 
 import (
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"strings"
 	"testing"
@@ -12,6 +14,7 @@ import (
 
 	"github.com/oomguard/oomguard/internal/cgroupfs"
 	"github.com/oomguard/oomguard/internal/policy"
+	"github.com/oomguard/oomguard/internal/sys"
 )
 
 // procFixture is procfs's recorded /proc: 15042 a sleep named "a b) (c",
@@ -604,5 +607,54 @@ func TestCmdlineJudgedByExecutableIsReadAgain(t *testing.T) {
 			t.Fatal("judged by its executable for good: its command line was never read again")
 		}
 		time.Sleep(10 * time.Millisecond)
+	}
+}
+
+// With CmdlinePriority, a reader reads at SCHED_FIFO for a pass that runs
+// at SCHED_FIFO (the daemon's loop under pressure), and at normal priority
+// for one that does not (Warm, at rest).
+func TestCmdlineReaderFollowsThePassPriority(t *testing.T) {
+	root, _, _, _, _ := writableFixture(t)
+	s := New(Config{ProcRoot: root, CmdlineWait: time.Second, CmdlinePriority: 1, KeepOpen: KeepNone})
+	defer s.Close()
+	policyOf := func() string {
+		t.Helper()
+		if len(s.cmdlines) == 0 || s.cmdlines[0].tid.Load() == 0 {
+			t.Fatal("no reader thread")
+		}
+		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", s.cmdlines[0].tid.Load()))
+		if err != nil {
+			t.Fatal(err)
+		}
+		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
+		return f[38] // field 41, policy: 0 normal, 1 FIFO
+	}
+	pass := func(fifo bool) {
+		done := make(chan error, 1)
+		go func() {
+			runtime.LockOSThread()
+			defer runtime.UnlockOSThread()
+			if fifo {
+				if err := sys.SetFIFO(1); err != nil {
+					done <- err
+					return
+				}
+				defer sys.SetNormal()
+			}
+			s.Close() // every process new again: its command line is read
+			var snap policy.Snapshot
+			done <- s.Processes(&snap)
+		}()
+		if err := <-done; err != nil {
+			t.Skipf("cannot run a pass at SCHED_FIFO here: %v", err)
+		}
+	}
+	pass(true)
+	if got := policyOf(); got != "1" {
+		t.Errorf("after a real-time pass, the reader's policy is %s, want 1 (SCHED_FIFO)", got)
+	}
+	pass(false)
+	if got := policyOf(); got != "0" {
+		t.Errorf("after a pass at normal priority, the reader's policy is %s, want 0", got)
 	}
 }

@@ -109,3 +109,9 @@ func RaiseThreads(tids []int, priority int) (restore func(), err error) {
 	}
 	return restore, nil
 }
+
+// ThreadIsFIFO reports whether the calling thread runs under SCHED_FIFO.
+func ThreadIsFIFO() bool {
+	attr, err := unix.SchedGetAttr(0, 0)
+	return err == nil && attr.Policy == unix.SCHED_FIFO
+}
