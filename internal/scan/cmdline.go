@@ -82,7 +82,7 @@ func newCmdlineReader(fs procfs.FS, priority int) *cmdlineReader {
 }
 
 // run serves requests. With priority > 0 it does so on a thread of its
-// own, at SCHED_FIFO priority for a request from a pass that runs at
+// own, at SCHED_FIFO priority while it reads for a pass that runs at
 // SCHED_FIFO itself (Config.CmdlinePriority; the daemon's memory loop
 // while memory stalls or a kill is due), and at normal priority for the
 // others (Warm, which the loop runs at normal priority so as not to take
@@ -92,25 +92,20 @@ func newCmdlineReader(fs procfs.FS, priority int) *cmdlineReader {
 // took 73 to 99 ms, against 16 when it read in place. Where the policy
 // cannot be set, it reads at normal priority.
 func (c *cmdlineReader) run(priority int) {
-	rt := false
 	if priority > 0 {
 		runtime.LockOSThread() // for good: the thread ends with the reader
 		c.tid.Store(int64(unix.Gettid()))
 	}
 	for q := range c.req {
-		if priority > 0 && q.realtime != rt {
-			if q.realtime {
-				rt = sys.SetFIFO(priority) == nil
-			} else {
-				sys.SetNormal()
-				rt = false
-			}
-		}
+		rt := priority > 0 && q.realtime && sys.SetFIFO(priority) == nil
 		var rep cmdlineReply
 		if q.tid != 0 {
 			rep.raw, rep.err = c.r.TaskCmdline(q.pid, q.tid, q.max)
 		} else {
 			rep.raw, rep.err = c.r.Cmdline(q.pid, q.max)
+		}
+		if rt {
+			sys.SetNormal() // back at normal priority between reads
 		}
 		c.reply <- rep
 	}

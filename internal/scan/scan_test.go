@@ -612,24 +612,25 @@ func TestCmdlineJudgedByExecutableIsReadAgain(t *testing.T) {
 
 // With CmdlinePriority, a reader reads at SCHED_FIFO for a pass that runs
 // at SCHED_FIFO (the daemon's loop under pressure), and at normal priority
-// for one that does not (Warm, at rest).
+// for one that does not (Warm, at rest); between reads it waits at normal
+// priority. The blocked read shows the priority it reads at.
 func TestCmdlineReaderFollowsThePassPriority(t *testing.T) {
-	root, _, _, _, _ := writableFixture(t)
-	s := New(Config{ProcRoot: root, CmdlineWait: time.Second, CmdlinePriority: 1, KeepOpen: KeepNone})
+	root, fifo := fifoCmdlineFixture(t)
+	s := New(Config{ProcRoot: root, CmdlineWait: 20 * time.Millisecond, CmdlinePriority: 1, KeepOpen: KeepNone})
 	defer s.Close()
-	policyOf := func() string {
+	policyOf := func(c *cmdlineReader) string {
 		t.Helper()
-		if len(s.cmdlines) == 0 || s.cmdlines[0].tid.Load() == 0 {
-			t.Fatal("no reader thread")
-		}
-		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", s.cmdlines[0].tid.Load()))
+		b, err := os.ReadFile(fmt.Sprintf("/proc/self/task/%d/stat", c.tid.Load()))
 		if err != nil {
 			t.Fatal(err)
 		}
 		f := strings.Fields(string(b[strings.LastIndexByte(string(b), ')')+2:]))
 		return f[38] // field 41, policy: 0 normal, 1 FIFO
 	}
-	pass := func(fifo bool) {
+	// pass runs a pass, at SCHED_FIFO or not, and returns the reader
+	// blocked on 15042's command line.
+	pass := func(fifo bool) *cmdlineReader {
+		t.Helper()
 		done := make(chan error, 1)
 		go func() {
 			runtime.LockOSThread()
@@ -641,20 +642,45 @@ func TestCmdlineReaderFollowsThePassPriority(t *testing.T) {
 				}
 				defer sys.SetNormal()
 			}
-			s.Close() // every process new again: its command line is read
 			var snap policy.Snapshot
 			done <- s.Processes(&snap)
 		}()
 		if err := <-done; err != nil {
 			t.Skipf("cannot run a pass at SCHED_FIFO here: %v", err)
 		}
+		for _, c := range s.cmdlines {
+			if c.out && c.key.pid == 15042 && c.tid.Load() != 0 {
+				return c
+			}
+		}
+		t.Fatal("no reader blocked on 15042")
+		return nil
 	}
-	pass(true)
-	if got := policyOf(); got != "1" {
-		t.Errorf("after a real-time pass, the reader's policy is %s, want 1 (SCHED_FIFO)", got)
+	unblock := func(c *cmdlineReader) {
+		t.Helper()
+		deadline := time.Now().Add(10 * time.Second)
+		for len(c.reply) == 0 {
+			if fd, err := unix.Open(fifo, unix.O_WRONLY|unix.O_NONBLOCK|unix.O_CLOEXEC, 0); err == nil {
+				unix.Close(fd)
+			}
+			if time.Now().After(deadline) {
+				t.Fatal("the blocked read did not end")
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
 	}
-	pass(false)
-	if got := policyOf(); got != "0" {
-		t.Errorf("after a pass at normal priority, the reader's policy is %s, want 0", got)
+	c := pass(true)
+	if got := policyOf(c); got != "1" {
+		t.Errorf("reading for a real-time pass, the reader's policy is %s, want 1 (SCHED_FIFO)", got)
 	}
+	unblock(c)
+	if got := policyOf(c); got != "0" {
+		t.Errorf("between reads, the reader's policy is %s, want 0", got)
+	}
+	s.Close() // 15042 new again: its command line is read anew
+	c = pass(false)
+	if got := policyOf(c); got != "0" {
+		t.Errorf("reading for a pass at normal priority, the reader's policy is %s, want 0", got)
+	}
+	unblock(c)
 }
