@@ -163,7 +163,10 @@ func (s *Scanner) readCmdlineWaiting(key cmdlineKey, tid int, mayWait bool) (raw
 			s.cmdlines = append(s.cmdlines, idle)
 		}
 		mine = idle
-		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax, realtime: s.realtime}
+		// Asked of the calling thread only when a read is sent (a system
+		// call and an allocation), not in every pass.
+		rt := s.cfg.CmdlinePriority > 0 && sys.ThreadIsFIFO()
+		mine.req <- cmdlineRequest{pid: key.pid, tid: tid, max: s.cfg.CmdlineMax, realtime: rt}
 		mine.out, mine.key, mine.sent, mine.pass = true, key, time.Now(), s.waitPass
 	}
 	if !mayWait || mine.pass != s.waitPass {
@@ -217,7 +220,6 @@ const minCmdlineWait = 5 * time.Millisecond
 func (s *Scanner) startWaits(until time.Time) {
 	s.waitUntil = until
 	s.waitPass++
-	s.realtime = s.cfg.CmdlinePriority > 0 && sys.ThreadIsFIFO()
 	s.collectCmdlines()
 }
 

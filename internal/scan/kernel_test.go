@@ -274,7 +274,7 @@ func testSteadyState(t *testing.T, keep Keep) {
 		t.Fatalf("group has %v", g.Procs())
 	}
 	// The daemon's setting: command lines read on reader goroutines.
-	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep, CmdlineWait: 100 * time.Millisecond})
+	s := New(Config{Scopes: []cgroupfs.Cgroup{g.Memory}, SelfPID: os.Getpid(), KeepOpen: keep, CmdlineWait: 100 * time.Millisecond, CmdlinePriority: 1})
 	defer s.Close()
 	var snap policy.Snapshot
 	for i := 0; i < 2; i++ {

@@ -121,7 +121,9 @@ type Scanner struct {
 	cmdlineTimer *time.Timer
 	waitUntil    time.Time
 	waitPass     uint64
-	realtime     bool // the current pass runs at SCHED_FIFO (see startWaits)
+	// wholeParents are the parents outside the snapshot whose leader, read
+	// in this pass, has not exited (see sharesMM).
+	wholeParents []int
 	// pidfds says PIDs under cfg.ProcRoot are this process's to open
 	// pidfds for (the root is /proc). polls and pollPIDs are the cached
 	// kernel threads' pidfds polled by checkKernelThreads, noWait its
@@ -1349,6 +1351,7 @@ func (s *Scanner) groupPairwise(procs []policy.Process, bucket []mmKey) {
 
 // markVforkChildren sets VforkChild (see Processes). procs is sorted by PID.
 func (s *Scanner) markVforkChildren(procs []policy.Process) {
+	s.wholeParents = s.wholeParents[:0]
 	for i := range procs {
 		p := &procs[i]
 		if p.MMGroup == 0 || p.PPID <= 0 {
@@ -1373,7 +1376,13 @@ func (s *Scanner) sharesMM(a, pid int) bool {
 	if r, errno := sys.KcmpErrno(a, pid, sys.KcmpVM, 0, 0); errno == 0 && r == 0 {
 		return true
 	}
+	if slices.Contains(s.wholeParents, pid) {
+		return false
+	}
 	if s.r.Stat(pid, &s.recheck) != nil || !s.recheck.LeaderExited() {
+		// Most such parents are a few (PID 1, a shell, a service
+		// manager) with many children: each is read once a pass.
+		s.wholeParents = append(s.wholeParents, pid)
 		return false
 	}
 	tid, ok := procfs.LiveThread(s.fs.Root, pid) // allocates; a rare case
